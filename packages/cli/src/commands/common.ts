@@ -1,0 +1,66 @@
+// Pieces several commands share: the default model, model/device options, loading with a tokenizer.
+
+import { existsSync, readdirSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { DEVICES, TokenizerError, UsageError, loadModel, loadTokenizer, type DType, type DeviceName, type Model, type Tokenizer } from '@refgpt/core'
+import type { Options } from '../args.js'
+
+/** The tiny GPT-2 shipped in packages/cli/assets (random weights, real tokenizer). */
+export const DEFAULT_MODEL = fileURLToPath(new URL('../../assets/gpt2-tiny', import.meta.url))
+
+export const MODEL_OPTIONS: Options = {
+  model: { type: 'string', short: 'm' },
+  device: { type: 'string' },
+  dtype: { type: 'string' },
+  variant: { type: 'string' },
+}
+
+export const MODEL_HELP = `  -m, --model DIR        Hugging Face model folder (default: the tiny random GPT-2 shipped with refgpt)
+      --device NAME      ${DEVICES.join(' | ')} (default: ${DEVICES[0]})
+      --dtype TYPE       weight storage: f32 | f16 | bf16 (default: as stored in the checkpoint)
+      --variant NAME     read model.<NAME>.safetensors (Hugging Face variants, e.g. bf16)
+      --verbose          show stack traces on errors
+  -h, --help             this help
+`
+
+const DTYPES: Record<string, DType> = { f32: 'F32', f16: 'F16', bf16: 'BF16' }
+
+export function modelOptions(command: string, v: Record<string, unknown>) {
+  const device = (v.device as string | undefined) ?? DEVICES[0]
+  if (!(DEVICES as readonly string[]).includes(device))
+    throw new UsageError({ where: `refgpt ${command}`, what: 'unknown --device', expected: `one of ${DEVICES.join(', ')}`, found: JSON.stringify(device) })
+  const dtypeName = v.dtype as string | undefined
+  if (dtypeName !== undefined && !DTYPES[dtypeName])
+    throw new UsageError({ where: `refgpt ${command}`, what: 'unknown --dtype', expected: `one of ${Object.keys(DTYPES).join(', ')}`, found: JSON.stringify(dtypeName) })
+  return {
+    dir: (v.model as string | undefined) ?? DEFAULT_MODEL,
+    device: device as DeviceName,
+    dtype: dtypeName ? DTYPES[dtypeName] : undefined,
+    variant: v.variant as string | undefined,
+  }
+}
+
+/** The folder's tokenizer, or null when it has no tokenizer files (then ids are in and out). */
+export function maybeTokenizer(dir: string): Tokenizer | null {
+  const files = existsSync(dir) ? readdirSync(dir) : []
+  const has = ['tokenizer.json', 'vocab.json', 'vocab.txt'].some((f) => files.includes(f))
+  if (!has) return null
+  return loadTokenizer(dir)
+}
+
+export function requireTokenizer(dir: string, command: string): Tokenizer {
+  const tok = maybeTokenizer(dir)
+  if (!tok)
+    throw new TokenizerError({
+      where: dir,
+      what: 'the model folder has no tokenizer',
+      expected: 'tokenizer.json or vocab.json + merges.txt',
+      hint: `use --prompt-ids with \`refgpt ${command}\`, or copy the tokenizer files into the folder`,
+    })
+  return tok
+}
+
+export async function load(command: string, v: Record<string, unknown>, extra: { maxContext?: number } = {}): Promise<Model> {
+  const o = modelOptions(command, v)
+  return loadModel(o.dir, { device: o.device, dtype: o.dtype, variant: o.variant, ...extra })
+}

@@ -1,0 +1,82 @@
+// The Device interface: the small set of numeric ops every model is written in.
+//
+// Model files say WHAT to compute (which weights, which op, in what order); a Device says HOW
+// (plain JS loops, WASM SIMD, WebGPU ...). A model file contains no numeric loop.
+//
+// Conventions (llm.c style): outputs first, then inputs, then weights, then sizes.
+// Shapes are row-major; T is the number of token rows in flight, C the hidden size.
+// All arithmetic is f32 (the js device accumulates in f64, which is at least as accurate).
+// Buffers are opaque handles: a Float32Array on `js`, an offset into linear memory on `wasm`.
+
+import type { DType } from '../io/types.js'
+
+declare const bufBrand: unique symbol
+/** An opaque handle to a device buffer of f32 elements (or a weight in its storage dtype). */
+export interface Buf {
+  readonly [bufBrand]: true
+}
+
+/** Activation functions HF's ACT2FN names map onto (see models/config.ts). */
+export type Activation = 'gelu_tanh' | 'gelu_erf' | 'relu' | 'silu' | 'quick_gelu'
+
+export interface AttentionOptions {
+  /** Query rows in flight; query t sits at position pos0 + t of the sequence (and of the KV cache). */
+  T: number
+  pos0: number
+  nHead: number
+  headDim: number
+  /** Multiplies q·k before the softmax: 1/sqrt(headDim) for GPT-2/GPT-J, 1 for GPT-Neo. */
+  scale: number
+  /** Local attention: query i sees keys j with i - window < j <= i. 0 = global (all j <= i). */
+  window: number
+  /**
+   * Optional [nHead, T, pos0 + T] output of the softmax probabilities (0 where masked).
+   * Only passed when a tracer asks for it, so the token loop pays nothing for it.
+   */
+  probs?: Buf | null
+}
+
+export interface Device {
+  /** 'js' | 'wasm' | ... */
+  readonly name: string
+
+  // --- placement (load time only) -------------------------------------------------------------
+  /** A zero-filled buffer of n f32 elements. */
+  alloc(n: number): Buf
+  /**
+   * Places a weight. `data` is f32; `storage` asks the device to keep it in that dtype
+   * (a device may keep f32 when it has no kernel for the dtype; `js` always does).
+   */
+  weight(data: Float32Array, storage?: DType): Buf
+  /** Bytes a weight of n elements occupies on this device for the given storage dtype. */
+  weightBytes(n: number, storage?: DType): number
+  /** Copies src into buf[offset ...]. */
+  write(buf: Buf, src: Float32Array, offset?: number): void
+  /** Copies buf[offset .. offset + dst.length) into dst (the one per-token copy out: logits). */
+  read(buf: Buf, dst: Float32Array, offset?: number): void
+
+  // --- ops --------------------------------------------------------------------------------------
+  /** dst[dstOff .. dstOff+n) = src[srcOff .. srcOff+n)  (KV-cache stores, row picks). */
+  copy(dst: Buf, dstOff: number, src: Buf, srcOff: number, n: number): void
+  /** out[t, :] (+)= table[ids[t], :] for t < T; table is [rows, C]. accumulate adds instead of storing. */
+  embed(out: Buf, table: Buf, ids: Int32Array, T: number, C: number, accumulate: boolean): void
+  /** out[T, N] = x[T, K] · W[N, K]^T (+ b[N]). W is stored [out, in] (nn.Linear layout). */
+  matmul(out: Buf, x: Buf, w: Buf, b: Buf | null, T: number, K: number, N: number): void
+  /** out[t] = (x[t] - mean) / sqrt(var + eps) * g + b over rows of C (biased variance). out may be x. */
+  layerNorm(out: Buf, x: Buf, g: Buf, b: Buf, T: number, C: number, eps: number): void
+  /** out[i] = act(x[i]) for i < n. out may be x. */
+  activation(out: Buf, x: Buf, n: number, act: Activation): void
+  /** out[i] = a[i] + b[i] for i < n. out may be a or b. */
+  add(out: Buf, a: Buf, b: Buf, n: number): void
+  /**
+   * GPT-J rotary embedding in place on x[T, nHead * headDim]: on the first rotaryDim dims of every
+   * head, the interleaved pairs (2i, 2i+1) are rotated by positions[t] * 10000^(-2i / rotaryDim).
+   */
+  rotary(x: Buf, positions: Int32Array, T: number, nHead: number, headDim: number, rotaryDim: number): void
+  /**
+   * Causal self-attention of T queries over the KV cache of one sequence.
+   * out[T, nHead*headDim]; q[T, nHead*headDim]; kCache/vCache[nCtx, nHead*headDim] hold positions
+   * 0 .. pos0+T-1 (the current rows already stored).
+   */
+  attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, o: AttentionOptions): void
+}

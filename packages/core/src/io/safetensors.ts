@@ -1,0 +1,404 @@
+// The safetensors reader, and the two building blocks that the torch reader shares with it:
+//
+//   RandomAccessFile  an open file descriptor with bounds-checked, positioned reads;
+//   TensorFile        the tensors of one weights file: for each name, its dtype/shape and a function that
+//                     reads its raw bytes from disk on demand (index.ts turns one or more of these into a
+//                     Checkpoint).
+//
+// safetensors layout (https://github.com/huggingface/safetensors):
+//   8 bytes    N, little-endian u64: length of the header
+//   N bytes    UTF-8 JSON object: name -> { dtype, shape, data_offsets: [begin, end] }, plus an optional
+//              "__metadata__": { string: string }; may be padded with trailing spaces
+//   rest       the data region; offsets are relative to its start. Like the reference implementation we
+//              require the tensors to cover it exactly: sorted by offset, no overlap, no hole.
+//
+// Nothing read from the file is trusted: every length and offset is checked against the file size before
+// anything is allocated from it.
+
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { CheckpointError, show } from '../errors.js'
+import type { DType, TensorInfo } from './types.js'
+
+/** The reference implementation's limit on the header length. */
+export const MAX_SAFETENSORS_HEADER = 100_000_000
+
+/** Largest single readSync (Node refuses lengths of 2 GiB and more). */
+const MAX_READ_CHUNK = 1 << 30
+
+// ---------------------------------------------------------------------------------------------------
+// RandomAccessFile
+
+/** A read-only file descriptor; every read is checked against the size the file had when opened. */
+export class RandomAccessFile {
+  readonly path: string
+  readonly size: number
+  private fd: number | undefined
+
+  private constructor(file: string, fd: number, size: number) {
+    this.path = file
+    this.fd = fd
+    this.size = size
+  }
+
+  /** Opens `file` (made absolute) for reading; a missing file or a folder is a CheckpointError. */
+  static open(file: string): RandomAccessFile {
+    const abs = path.resolve(file)
+    let fd: number
+    try {
+      fd = fs.openSync(abs, 'r')
+    } catch (e) {
+      throw fsError(abs, e)
+    }
+    try {
+      const st = fs.fstatSync(fd)
+      if (!st.isFile()) {
+        throw new CheckpointError({ what: 'is not a regular file', where: abs, hint: 'pass the path of a weights file' })
+      }
+      return new RandomAccessFile(abs, fd, st.size)
+    } catch (e) {
+      fs.closeSync(fd)
+      throw e
+    }
+  }
+
+  get closed(): boolean {
+    return this.fd === undefined
+  }
+
+  /** Reads `length` bytes at `position` into a new array (bounds-checked before allocating). */
+  read(position: number, length: number): Uint8Array {
+    this.checkRange(position, length)
+    const out = new Uint8Array(length)
+    this.readInto(out, position)
+    return out
+  }
+
+  /** Fills `dst` with the bytes at `position`; the range must lie inside the file. */
+  readInto(dst: Uint8Array, position: number): void {
+    this.checkRange(position, dst.length)
+    const fd = this.fd
+    if (fd === undefined) {
+      throw new CheckpointError({ what: 'read after the checkpoint was closed', where: this.path })
+    }
+    let done = 0
+    while (done < dst.length) {
+      const want = Math.min(dst.length - done, MAX_READ_CHUNK)
+      const got = fs.readSync(fd, dst, done, want, position + done)
+      if (got === 0) {
+        throw new CheckpointError({
+          what: 'file ended early',
+          where: this.path,
+          expected: `${dst.length} bytes at offset ${position}`,
+          found: `${done}`,
+          hint: 'the file was truncated or changed while it was open',
+        })
+      }
+      done += got
+    }
+  }
+
+  close(): void {
+    if (this.fd !== undefined) {
+      fs.closeSync(this.fd)
+      this.fd = undefined
+    }
+  }
+
+  private checkRange(position: number, length: number): void {
+    if (!Number.isSafeInteger(position) || !Number.isSafeInteger(length) || position < 0 || length < 0 ||
+        position + length > this.size) {
+      throw new CheckpointError({
+        what: 'read past the end of the file',
+        where: this.path,
+        expected: `a range inside ${this.size} bytes`,
+        found: `${length} bytes at offset ${position}`,
+      })
+    }
+  }
+}
+
+/** A CheckpointError for a failed open/stat of `file`. */
+export function fsError(file: string, e: unknown): CheckpointError {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code
+  if (code === 'ENOENT') return new CheckpointError({ what: 'file does not exist', where: file })
+  if (code === 'EISDIR') {
+    return new CheckpointError({ what: 'is a folder, not a file', where: file, hint: 'pass the path of a weights file' })
+  }
+  return new CheckpointError({ what: `cannot open file (${code ?? String(e)})`, where: file }, { cause: e })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// TensorFile: what a format reader produces
+
+/** One readable tensor of a weights file. */
+export interface TensorEntry {
+  info: TensorInfo
+  /** size * bytes per element. */
+  byteLength: number
+  /** Fills `dst` with the tensor's raw little-endian bytes starting at byte `start` of its data. */
+  read(dst: Uint8Array, start: number): void
+  /** True when a partial read costs only its length; false when every read materialises the tensor. */
+  ranged: boolean
+}
+
+/** A tensor whose dtype refgpt does not compute with (e.g. GPT-J's boolean `attn.bias` buffers). */
+export interface UnsupportedTensor {
+  name: string
+  /** The dtype as the file names it ("I64", "BOOL", "torch.LongStorage", ...). */
+  dtype: string
+  shape: number[]
+  file: string
+}
+
+/** The tensors of one weights file, with its open descriptor (closed by the Checkpoint that owns it). */
+export interface TensorFile {
+  file: string
+  handle: RandomAccessFile
+  tensors: Map<string, TensorEntry>
+  unsupported: Map<string, UnsupportedTensor>
+  /** safetensors `__metadata__` (empty for other formats). */
+  metadata: Record<string, string>
+}
+
+/** The dtypes refgpt computes with, with their names in error messages. */
+export const SUPPORTED_DTYPES = 'F32, F16, BF16'
+export const DTYPE_HINT =
+  'refgpt reads F32, F16 and BF16 weights; convert the checkpoint, e.g. model.to(torch.float32).save_pretrained(...)'
+
+/** Element count of `shape`, or undefined when it is not a safe integer. */
+export function shapeSize(shape: readonly number[]): number | undefined {
+  if (shape.some((d) => d === 0)) return 0
+  let n = 1
+  for (const d of shape) {
+    if (n > Number.MAX_SAFE_INTEGER / d) return undefined
+    n *= d
+  }
+  return n
+}
+
+// ---------------------------------------------------------------------------------------------------
+// safetensors
+
+/** Bytes per element of every dtype the safetensors format defines (refgpt reads only F32/F16/BF16). */
+const SAFETENSORS_DTYPE_BYTES: Record<string, number> = {
+  F32: 4, F16: 2, BF16: 2,
+  F64: 8, I64: 8, U64: 8, I32: 4, U32: 4, I16: 2, U16: 2, I8: 1, U8: 1, BOOL: 1,
+  F8_E4M3: 1, F8_E5M2: 1, F8_E8M0: 1, C64: 8,
+}
+const SUPPORTED: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16'])
+
+/** A tensor as the header describes it, after validation. */
+interface HeaderEntry {
+  name: string
+  dtype: string
+  shape: number[]
+  size: number
+  begin: number
+  end: number
+}
+
+/** Opens and validates a safetensors file. The descriptor stays open in the result's `handle`. */
+export function loadSafetensorsFile(file: string): TensorFile {
+  const handle = RandomAccessFile.open(file)
+  try {
+    const { entries, metadata, dataStart } = readHeader(handle)
+    const tensors = new Map<string, TensorEntry>()
+    const unsupported = new Map<string, UnsupportedTensor>()
+    for (const e of entries) {
+      if (!SUPPORTED.has(e.dtype)) {
+        unsupported.set(e.name, { name: e.name, dtype: e.dtype, shape: e.shape, file: handle.path })
+        continue
+      }
+      const position = dataStart + e.begin
+      tensors.set(e.name, {
+        info: { name: e.name, dtype: e.dtype as DType, shape: e.shape, size: e.size, file: handle.path },
+        byteLength: e.end - e.begin,
+        read: (dst, start) => handle.readInto(dst, position + start),
+        ranged: true,
+      })
+    }
+    if (tensors.size === 0 && unsupported.size > 0) {
+      const first = unsupported.values().next().value as UnsupportedTensor
+      throw new CheckpointError({
+        what: `no tensor has a supported dtype`,
+        where: `${handle.path}: tensor ${first.name}`,
+        expected: SUPPORTED_DTYPES,
+        found: first.dtype,
+        hint: DTYPE_HINT,
+      })
+    }
+    return { file: handle.path, handle, tensors, unsupported, metadata }
+  } catch (e) {
+    handle.close()
+    throw e
+  }
+}
+
+/** Reads, parses and validates the header; returns the entries sorted by offset. */
+function readHeader(handle: RandomAccessFile): { entries: HeaderEntry[]; metadata: Record<string, string>; dataStart: number } {
+  const where = handle.path
+  const hint = 'the file is truncated or not a safetensors file; download it again'
+  if (handle.size < 8) {
+    throw new CheckpointError({ what: 'file too small for a safetensors header', where, expected: 'at least 8 bytes', found: `${handle.size}`, hint })
+  }
+  const prefix = handle.read(0, 8)
+  if (isLfsPointer(handle.read(0, Math.min(handle.size, 64)))) {
+    throw new CheckpointError({ what: 'is a Git LFS pointer, not the weights', where, hint: 'run `git lfs pull` in the model folder, or download the file itself' })
+  }
+  const headerLen = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true)
+  if (headerLen > BigInt(handle.size - 8) || headerLen > BigInt(MAX_SAFETENSORS_HEADER)) {
+    throw new CheckpointError({
+      what: 'safetensors header length exceeds the file',
+      where,
+      expected: `at most ${Math.min(handle.size - 8, MAX_SAFETENSORS_HEADER)} bytes`,
+      found: `${headerLen}`,
+      hint,
+    })
+  }
+  const n = Number(headerLen)
+  const text = decodeUtf8(handle.read(8, n), where, 'safetensors header')
+  let json: unknown
+  try {
+    if (!text.startsWith('{')) throw new SyntaxError('does not start with "{"')
+    json = JSON.parse(text)
+  } catch (e) {
+    throw new CheckpointError({ what: 'safetensors header is not valid JSON', where, found: (e as Error).message, hint })
+  }
+  if (!isPlainObject(json)) {
+    throw new CheckpointError({ what: 'safetensors header is not a JSON object', where, hint })
+  }
+  const dataStart = 8 + n
+  const dataLen = handle.size - dataStart
+  let metadata: Record<string, string> = {}
+  const entries: HeaderEntry[] = []
+  for (const [name, value] of Object.entries(json)) {
+    if (name === '__metadata__') metadata = parseMetadata(value, where)
+    else entries.push(parseEntry(name, value, dataLen, where))
+  }
+  checkCoverage(entries, dataLen, where)
+  return { entries, metadata, dataStart }
+}
+
+function parseMetadata(value: unknown, where: string): Record<string, string> {
+  if (!isPlainObject(value) || !Object.values(value).every((v) => typeof v === 'string')) {
+    throw new CheckpointError({ what: '__metadata__ is not a map of strings', where, found: show(value) })
+  }
+  return value as Record<string, string>
+}
+
+/** Validates one header entry: known dtype, sane shape, offsets inside the data region and matching the shape. */
+function parseEntry(name: string, value: unknown, dataLen: number, file: string): HeaderEntry {
+  const where = `${file}: tensor ${name}`
+  if (!isPlainObject(value)) {
+    throw new CheckpointError({ what: 'header entry is not an object', where, found: show(value) })
+  }
+  const { dtype, shape, data_offsets: offsets } = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown }
+  if (typeof dtype !== 'string' || !Object.hasOwn(SAFETENSORS_DTYPE_BYTES, dtype)) {
+    throw new CheckpointError({ what: 'unknown dtype', where, expected: SUPPORTED_DTYPES, found: show(dtype), hint: DTYPE_HINT })
+  }
+  if (!Array.isArray(shape) || !shape.every(isNonNegativeInt)) {
+    throw new CheckpointError({ what: 'shape is not a list of non-negative integers', where, found: show(shape) })
+  }
+  const size = shapeSize(shape)
+  if (size === undefined) {
+    throw new CheckpointError({ what: 'shape has too many elements', where, found: show(shape) })
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeInt)) {
+    throw new CheckpointError({ what: 'data_offsets is not a pair of non-negative integers', where, found: show(offsets) })
+  }
+  const [begin, end] = offsets as [number, number]
+  if (begin > end) {
+    throw new CheckpointError({ what: 'data_offsets begin after they end', where, found: show(offsets) })
+  }
+  if (end > dataLen) {
+    throw new CheckpointError({
+      what: 'tensor data lies past the end of the file',
+      where,
+      expected: `data_offsets within the ${dataLen}-byte data region`,
+      found: show(offsets),
+      hint: 'the file is truncated; download it again',
+    })
+  }
+  const bytes = SAFETENSORS_DTYPE_BYTES[dtype]
+  if (end - begin !== size * bytes) {
+    throw new CheckpointError({
+      what: 'byte range does not match the shape',
+      where,
+      expected: `${size} elements x ${bytes} bytes = ${size * bytes} bytes for shape ${show(shape)} ${dtype}`,
+      found: `${end - begin} bytes ${show(offsets)}`,
+    })
+  }
+  return { name, dtype, shape: shape as number[], size, begin, end }
+}
+
+/**
+ * Sorts entries by offset and checks that they tile the data region: first that no two overlap (the
+ * dangerous case), then that there is no hole and nothing after the last tensor.
+ */
+function checkCoverage(entries: HeaderEntry[], dataLen: number, file: string): void {
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end)
+  for (let i = 1; i < entries.length; i++) {
+    const prev = entries[i - 1]
+    const e = entries[i]
+    if (e.begin < prev.end) {
+      throw new CheckpointError({
+        what: `tensor data overlaps tensor ${prev.name}`,
+        where: `${file}: tensor ${e.name}`,
+        expected: `data_offsets starting at ${prev.end} or later`,
+        found: `[${e.begin}, ${e.end}]`,
+      })
+    }
+  }
+  let pos = 0
+  for (const e of entries) {
+    if (e.begin !== pos) {
+      throw new CheckpointError({
+        what: 'hole in the data region before this tensor',
+        where: `${file}: tensor ${e.name}`,
+        expected: `data_offsets starting at ${pos}`,
+        found: `[${e.begin}, ${e.end}]`,
+      })
+    }
+    pos = e.end
+  }
+  if (pos !== dataLen) {
+    throw new CheckpointError({
+      what: 'data region is longer than its tensors',
+      where: file,
+      expected: `${pos} bytes of tensor data`,
+      found: `${dataLen}`,
+      hint: 'the file was modified or is not a safetensors file',
+    })
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Small helpers
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function isNonNegativeInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+}
+
+/** Whether a file starts like a Git LFS pointer (a clone made without git-lfs has these instead of weights). */
+export function isLfsPointer(head: Uint8Array): boolean {
+  const sig = 'version https://git-lfs'
+  if (head.length < sig.length) return false
+  for (let i = 0; i < sig.length; i++) if (head[i] !== sig.charCodeAt(i)) return false
+  return true
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** Strict UTF-8 decoding with a CheckpointError naming `what` on invalid bytes. */
+export function decodeUtf8(bytes: Uint8Array, where: string, what: string): string {
+  try {
+    return utf8.decode(bytes)
+  } catch {
+    throw new CheckpointError({ what: `${what} is not valid UTF-8`, where })
+  }
+}

@@ -1,0 +1,72 @@
+// GPT-2, as Hugging Face transformers implements it (models/gpt2/modeling_gpt2.py, GPT2LMHeadModel).
+//   x = wte[ids] + wpe[positions]
+//   per block: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))      (sequential residual)
+//   attention: scores = q·k / sqrt(head_dim) [/ (layer + 1)], causal; q/k/v/c_proj with biases
+//   logits = ln_f(x) · wte^T                                     (tied lm_head)
+// Weights are Conv1D ([in, out], applied as x @ W + b): transposed once at load; c_attn is split into q, k, v.
+
+import { type Arch, ConfigReader, type Weights } from './arch.js'
+import type { WeightReader } from './weights.js'
+
+/** config.json -> Arch, with GPT2Config's defaults. */
+export function parseConfig(json: Record<string, unknown>, file: string): Arch {
+  const c = new ConfigReader(json, file)
+  const nEmbd = c.int('n_embd', 768)
+  const nHead = c.int('n_head', 12)
+  const headDim = c.divisible('n_embd', nEmbd, 'n_head', nHead)
+  const nLayer = c.int('n_layer', 12)
+  const scaleWeights = c.bool('scale_attn_weights', true)
+  const byLayer = c.bool('scale_attn_by_inverse_layer_idx', false)
+  return {
+    family: 'gpt2',
+    nLayer,
+    nEmbd,
+    nHead,
+    headDim,
+    nInner: c.optionalInt('n_inner') ?? 4 * nEmbd,
+    nVocab: c.int('vocab_size', 50257),
+    nPositions: c.int('n_positions', 1024),
+    eps: c.num('layer_norm_epsilon', 1e-5),
+    act: c.activation('activation_function', 'gelu_new'),
+    residual: 'sequential',
+    positions: 'learned',
+    rotaryDim: 0,
+    layers: Array.from({ length: nLayer }, (_, l) => ({
+      attention: 'global' as const,
+      window: 0,
+      scale: (scaleWeights ? 1 / Math.sqrt(headDim) : 1) / (byLayer ? l + 1 : 1),
+    })),
+    qkvBias: true,
+    outBias: true,
+    tiedLmHead: c.bool('tie_word_embeddings', true),
+    lmHeadBias: false,
+    bosTokenId: c.tokenIds('bos_token_id', 50256) as number | null,
+    eosTokenId: c.tokenIds('eos_token_id', 50256),
+    padTokenId: c.tokenIds('pad_token_id', null) as number | null,
+  }
+}
+
+/** HF names (after the 'transformer.' prefix) -> Weights. */
+export function loadWeights(r: WeightReader, a: Arch): Weights {
+  const { nEmbd: C, nInner: F } = a
+  const conv1d = { conv1d: true }
+  const wte = r.tensor('wte.weight', [a.nVocab, C])
+  return {
+    wte,
+    wpe: r.tensor('wpe.weight', [a.nPositions, C]),
+    layers: Array.from({ length: a.nLayer }, (_, l) => {
+      const p = `h.${l}.`
+      const [q, k, v] = r.fusedQkv(p + 'attn.c_attn', C)
+      return {
+        ln1: r.norm(p + 'ln_1', C),
+        ln2: r.norm(p + 'ln_2', C),
+        q, k, v,
+        o: r.linear(p + 'attn.c_proj', C, C, true, conv1d),
+        fcIn: r.linear(p + 'mlp.c_fc', C, F, true, conv1d),
+        fcOut: r.linear(p + 'mlp.c_proj', F, C, true, conv1d),
+      }
+    }),
+    lnF: r.norm('ln_f', C),
+    lmHead: a.tiedLmHead ? { w: wte, b: null } : r.lmHead(a),
+  }
+}

@@ -1,0 +1,97 @@
+// GPT-Neo, as Hugging Face transformers implements it (models/gpt_neo/modeling_gpt_neo.py, GPTNeoForCausalLM).
+//   The GPT-2 block (x = wte + wpe; x += attn(ln_1 x); x += mlp(ln_2 x); tied lm_head), except:
+//   - attention is NOT scaled: scores = q·k (no 1/sqrt(head_dim));
+//   - layers alternate global and local attention (attention_types), a local layer seeing the last
+//     window_size keys including itself;
+//   - q/k/v projections have no bias; out_proj has one. Weights are nn.Linear ([out, in]).
+
+import { ConfigError, show } from '../errors.js'
+import { type Arch, ConfigReader, type LayerKind, type Weights } from './arch.js'
+import type { WeightReader } from './weights.js'
+
+/** config.json -> Arch, with GPTNeoConfig's defaults. */
+export function parseConfig(json: Record<string, unknown>, file: string): Arch {
+  const c = new ConfigReader(json, file)
+  const nEmbd = c.int('hidden_size', 2048)
+  const nHead = c.int('num_heads', 16)
+  const nLayer = c.int('num_layers', 24)
+  const window = c.int('window_size', 256)
+  const kinds = expandAttentionTypes(json.attention_types ?? [[['global', 'local'], 12]], file)
+  if (kinds.length !== nLayer)
+    throw new ConfigError({
+      where: `${file}: field "attention_types"`,
+      what: 'expands to a different number of layers than num_layers',
+      expected: `${nLayer} layers`,
+      found: `${kinds.length}`,
+    })
+  return {
+    family: 'gpt_neo',
+    nLayer,
+    nEmbd,
+    nHead,
+    headDim: c.divisible('hidden_size', nEmbd, 'num_heads', nHead),
+    nInner: c.optionalInt('intermediate_size') ?? 4 * nEmbd,
+    nVocab: c.int('vocab_size', 50257),
+    nPositions: c.int('max_position_embeddings', 2048),
+    eps: c.num('layer_norm_epsilon', 1e-5),
+    act: c.activation('activation_function', 'gelu_new'),
+    residual: 'sequential',
+    positions: 'learned',
+    rotaryDim: 0,
+    layers: kinds.map((k): LayerKind => ({ attention: k, window: k === 'local' ? window : 0, scale: 1 })),
+    qkvBias: false,
+    outBias: true,
+    tiedLmHead: c.bool('tie_word_embeddings', true),
+    lmHeadBias: false,
+    bosTokenId: c.tokenIds('bos_token_id', 50256) as number | null,
+    eosTokenId: c.tokenIds('eos_token_id', 50256),
+    padTokenId: c.tokenIds('pad_token_id', null) as number | null,
+  }
+}
+
+/** HF's expand_attention_types_params: [[["global","local"], 12]] -> global, local, global, local, ... */
+export function expandAttentionTypes(types: unknown, file: string): ('global' | 'local')[] {
+  const bad = (found: unknown): never => {
+    throw new ConfigError({
+      where: `${file}: field "attention_types"`,
+      what: 'malformed attention_types',
+      expected: 'a list of [[kinds...], repeat] with kinds "global" or "local"',
+      found: show(found),
+    })
+  }
+  if (!Array.isArray(types)) bad(types)
+  const out: ('global' | 'local')[] = []
+  for (const item of types as unknown[]) {
+    if (!Array.isArray(item) || item.length !== 2 || !Array.isArray(item[0])) bad(item)
+    const [kinds, repeat] = item as [unknown[], unknown]
+    if (typeof repeat !== 'number' || !Number.isInteger(repeat) || repeat < 0 || repeat > 10000) bad(item)
+    for (const k of kinds) if (k !== 'global' && k !== 'local') bad(k)
+    for (let i = 0; i < (repeat as number); i++) out.push(...(kinds as ('global' | 'local')[]))
+  }
+  return out
+}
+
+/** HF names (after the 'transformer.' prefix) -> Weights. */
+export function loadWeights(r: WeightReader, a: Arch): Weights {
+  const { nEmbd: C, nInner: F } = a
+  const wte = r.tensor('wte.weight', [a.nVocab, C])
+  return {
+    wte,
+    wpe: r.tensor('wpe.weight', [a.nPositions, C]),
+    layers: Array.from({ length: a.nLayer }, (_, l) => {
+      const p = `h.${l}.`
+      return {
+        ln1: r.norm(p + 'ln_1', C),
+        ln2: r.norm(p + 'ln_2', C),
+        q: r.linear(p + 'attn.attention.q_proj', C, C, false),
+        k: r.linear(p + 'attn.attention.k_proj', C, C, false),
+        v: r.linear(p + 'attn.attention.v_proj', C, C, false),
+        o: r.linear(p + 'attn.attention.out_proj', C, C, true),
+        fcIn: r.linear(p + 'mlp.c_fc', C, F, true),
+        fcOut: r.linear(p + 'mlp.c_proj', F, C, true),
+      }
+    }),
+    lnF: r.norm('ln_f', C),
+    lmHead: a.tiedLmHead ? { w: wte, b: null } : r.lmHead(a),
+  }
+}

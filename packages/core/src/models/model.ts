@@ -1,0 +1,190 @@
+// loadModel(dir): a Hugging Face model folder -> a runnable model on a device.
+//   config.json -> model_type -> family file -> Arch
+//   checkpoint (safetensors / sharded / pytorch_model.bin) -> family.loadWeights -> device buffers
+//   + a RunState and a KV cache allocated once, here, before any token is run.
+
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { createJsDevice } from '../device/js.js'
+import type { Device } from '../device/types.js'
+import { ConfigError, UsageError, show } from '../errors.js'
+import { openCheckpoint, readJsonFile } from '../io/index.js'
+import type { LoadedCheckpoint } from '../io/index.js'
+import type { CheckpointFormat, DType } from '../io/types.js'
+import type { Arch, Family, Weights } from './arch.js'
+import { createKVCache, createRunState, forward, runtimeBytes, type ForwardOptions } from './decoder.js'
+import { FAMILIES, PREFIXES, type FamilyModule } from './registry.js'
+import { WeightReader } from './weights.js'
+
+export type DeviceName = 'js'
+export const DEVICES: readonly DeviceName[] = ['js']
+
+export interface LoadOptions {
+  /** 'js' (the readable reference) or a Device object. Default 'js'. */
+  device?: DeviceName | Device
+  /** Weight storage dtype; default: each tensor's dtype in the checkpoint. */
+  dtype?: DType
+  /** HF variant: reads model.<variant>.safetensors (e.g. 'bf16', 'f16'). */
+  variant?: string
+  /** KV-cache length in positions. Default: the model's maximum (n_positions). */
+  maxContext?: number
+  /** Independent sequences (KV-cache slots). Default 1. */
+  sequences?: number
+  /** Token rows per forward step during prefill (longer prompts run in chunks). Default 64. */
+  maxBatchTokens?: number
+}
+
+export interface ModelInfo {
+  dir: string
+  family: Family
+  modelType: string
+  format: CheckpointFormat
+  files: string[]
+  /** Tensor name prefix found in the checkpoint ('transformer.' or ''). */
+  prefix: string
+  /** Elements per dtype as stored in the checkpoint (the tensors the model uses). */
+  checkpointDtypes: Partial<Record<DType, number>>
+  /** Elements per dtype as placed on the device. */
+  storageDtypes: Partial<Record<DType, number>>
+  parameters: number
+  weightBytes: number
+  kvCacheBytes: number
+  activationBytes: number
+  maxContext: number
+  /** Tensors in the checkpoint the model does not use (HF's non-persistent attn.bias buffers are not listed). */
+  unusedTensors: string[]
+}
+
+export interface Model {
+  readonly family: Family
+  readonly arch: Arch
+  /** config.json as read. */
+  readonly config: Record<string, unknown>
+  /** generation_config.json as read, or null when the folder has none. */
+  readonly generationConfig: Record<string, unknown> | null
+  readonly device: Device
+  readonly info: ModelInfo
+  /**
+   * Runs token ids at positions pos, pos+1, ... of KV-cache slot opts.seq (default 0) and returns the
+   * next-token logits of the last row ([nVocab]; the buffer is reused by the next call) or of every row
+   * with allLogits ([T, nVocab]). Positions before `pos` must already be in the cache.
+   */
+  forward(ids: ArrayLike<number>, pos: number, opts?: ForwardOptions): Float32Array
+}
+
+interface Opened {
+  family: FamilyModule
+  modelType: string
+  arch: Arch
+  config: Record<string, unknown>
+  ckpt: LoadedCheckpoint
+  prefix: string
+}
+
+/** config.json + checkpoint headers: everything but the tensor data. */
+function open(dir: string, variant?: string): Opened {
+  if (!existsSync(dir))
+    throw new ConfigError({ where: dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
+  const configFile = join(dir, 'config.json')
+  const config = readJsonFile(configFile, 'model config', ConfigError) as Record<string, unknown>
+  if (typeof config !== 'object' || config === null || Array.isArray(config))
+    throw new ConfigError({ where: configFile, what: 'config.json is not a JSON object', found: show(config) })
+  const modelType = config.model_type
+  const family = typeof modelType === 'string' ? FAMILIES[modelType] : undefined
+  if (!family)
+    throw new ConfigError({
+      where: `${configFile}: field "model_type"`,
+      what: 'unsupported model_type',
+      expected: `one of ${Object.keys(FAMILIES).join(', ')}`,
+      found: show(modelType),
+      hint: 'refgpt runs GPT-2, GPT-Neo and GPT-J checkpoints',
+    })
+  const arch = family.parseConfig(config, configFile)
+  const ckpt = openCheckpoint(dir, { variant })
+  const prefix = PREFIXES.find((p) => ckpt.tensors.has(`${p}wte.weight`)) ?? PREFIXES[0]
+  return { family, modelType: modelType as string, arch, config, ckpt, prefix }
+}
+
+function describe(o: Opened, r: WeightReader, maxContext: number, sequences: number, maxT: number): ModelInfo {
+  const checkpointDtypes: Partial<Record<DType, number>> = {}
+  for (const name of r.used) {
+    const t = o.ckpt.tensors.get(name)!
+    checkpointDtypes[t.dtype] = (checkpointDtypes[t.dtype] ?? 0) + t.size
+  }
+  const rt = runtimeBytes(o.arch, maxT, maxContext, sequences)
+  const ignorable = /(^|\.)attn\.(bias|masked_bias)$|^lm_head\.weight$/ // HF buffers; a tied head's alias
+  return {
+    dir: o.ckpt.dir,
+    family: o.arch.family,
+    modelType: o.modelType,
+    format: o.ckpt.format,
+    files: o.ckpt.files,
+    prefix: o.prefix,
+    checkpointDtypes,
+    storageDtypes: { ...r.counts },
+    parameters: Object.values(r.counts).reduce((s, n) => s + n, 0),
+    weightBytes: r.bytes,
+    kvCacheBytes: rt.kvCache,
+    activationBytes: rt.activations,
+    maxContext,
+    unusedTensors: [...o.ckpt.tensors.keys()].filter((n) => !r.used.has(n) && !ignorable.test(n)),
+  }
+}
+
+function sizes(arch: Arch, opts: LoadOptions): { maxContext: number; sequences: number; maxT: number } {
+  const maxContext = opts.maxContext ?? arch.nPositions
+  const sequences = opts.sequences ?? 1
+  const bad = (what: string, expected: string, found: unknown): never => {
+    throw new UsageError({ where: 'loadModel', what, expected, found: show(found) })
+  }
+  if (!Number.isInteger(maxContext) || maxContext < 1 || maxContext > arch.nPositions)
+    bad('maxContext out of range', `1 .. ${arch.nPositions} (the model's positions)`, maxContext)
+  if (!Number.isInteger(sequences) || sequences < 1 || sequences > 4096) bad('sequences out of range', '1 .. 4096', sequences)
+  const maxT = Math.min(opts.maxBatchTokens ?? 64, maxContext)
+  if (!Number.isInteger(maxT) || maxT < 1) bad('maxBatchTokens out of range', 'an integer >= 1', opts.maxBatchTokens)
+  return { maxContext, sequences, maxT }
+}
+
+export function createDevice(device: DeviceName | Device | undefined): Device {
+  if (device === undefined || device === 'js') return createJsDevice()
+  if (typeof device === 'object') return device
+  throw new UsageError({ what: 'unknown device', expected: `one of ${DEVICES.join(', ')}`, found: show(device) })
+}
+
+/** Loads a Hugging Face model folder (GPT-2, GPT-Neo, GPT-J) onto a device. */
+export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Model> {
+  const dev = createDevice(opts.device)
+  const o = open(dir, opts.variant)
+  try {
+    const { maxContext, sequences, maxT } = sizes(o.arch, opts)
+    const r = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype)
+    const w: Weights = o.family.loadWeights(r, o.arch)
+    const info = describe(o, r, maxContext, sequences, maxT)
+    const ctx = { dev, a: o.arch, w, s: createRunState(dev, o.arch, maxT), kv: createKVCache(dev, o.arch, maxContext, sequences) }
+    const genFile = join(dir, 'generation_config.json')
+    return {
+      family: o.arch.family,
+      arch: o.arch,
+      config: o.config,
+      generationConfig: existsSync(genFile) ? (readJsonFile(genFile, 'generation config', ConfigError) as Record<string, unknown>) : null,
+      device: dev,
+      info,
+      forward: (ids, pos, fopts) => forward(ctx, ids, pos, fopts),
+    }
+  } finally {
+    o.ckpt.close()
+  }
+}
+
+/** Reads config.json and the checkpoint headers, checks every tensor name and shape, reads no data. */
+export function inspectModel(dir: string, opts: LoadOptions = {}): ModelInfo & { arch: Arch; config: Record<string, unknown> } {
+  const o = open(dir, opts.variant)
+  try {
+    const { maxContext, sequences, maxT } = sizes(o.arch, opts)
+    const r = new WeightReader(o.ckpt, createJsDevice(), o.prefix, opts.dtype, true)
+    o.family.loadWeights(r, o.arch)
+    return { ...describe(o, r, maxContext, sequences, maxT), arch: o.arch, config: o.config }
+  } finally {
+    o.ckpt.close()
+  }
+}

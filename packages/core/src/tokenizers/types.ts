@@ -1,0 +1,87 @@
+// The interface every refgpt tokenizer implements (GPT-2 byte-level BPE now, a WordPiece tokenizer for
+// the Chinese GPT-3 later), plus a streaming decoder that works with any of them.
+
+import { TokenizerError, show } from '../errors.js'
+
+export interface DecodeOptions {
+  /** Drop the ids of special tokens (e.g. `<|endoftext|>`) from the output. Default false. */
+  skipSpecialTokens?: boolean
+  /**
+   * Apply transformers' `clean_up_tokenization` (" ." -> ".", " n't" -> "n't", ...). Default false,
+   * i.e. the exact inverse of encode. Note: transformers 4.40 defaults to true for GPT-2; we do not,
+   * because the rewrite is lossy.
+   */
+  cleanUpTokenizationSpaces?: boolean
+}
+
+export interface Tokenizer {
+  /** Which algorithm, e.g. 'gpt2-bpe'. */
+  readonly kind: string
+  /** Number of ids the tokenizer knows (incl. special tokens): the largest known id + 1. */
+  readonly vocabSize: number
+  /** Special tokens by their text, e.g. '<|endoftext|>' -> 50256. */
+  readonly specialTokens: ReadonlyMap<string, number>
+  /** Text -> ids. No BOS/EOS is added (like `GPT2Tokenizer.encode`). */
+  encode(text: string): number[]
+  /**
+   * Ids -> text. An id the tokenizer does not know (e.g. GPT-J's ids 50257-50399, which the model can
+   * emit) decodes as the empty string; negative or non-integer ids throw a TokenizerError.
+   */
+  decode(ids: ArrayLike<number>, opts?: DecodeOptions): string
+  /** The raw bytes of one token (undefined for an id the tokenizer does not know). */
+  tokenBytes(id: number): Uint8Array | undefined
+  /** The vocabulary string of one token (e.g. 'Ġworld'); undefined for an unknown id. */
+  idToToken(id: number): string | undefined
+}
+
+/** Throws a TokenizerError unless `id` is a non-negative integer (the only ids that can be decoded). */
+export function checkTokenId(id: number, where: string, index?: number): void {
+  if (!Number.isInteger(id) || id < 0) {
+    throw new TokenizerError({
+      what: index === undefined ? 'invalid token id' : `invalid token id at position ${index}`,
+      where,
+      expected: 'a non-negative integer',
+      found: show(typeof id === 'number' ? String(id) : id),
+      hint: 'token ids come from encode() or from a model; check the caller',
+    })
+  }
+}
+
+/**
+ * Decodes ids one at a time, for printing generated text as it is produced. `push(id)` returns the
+ * text completed so far; a UTF-8 character whose bytes are spread over several tokens is held back
+ * until it is complete, so no result ends in half a character (or half a surrogate pair).
+ * `flush()` returns what is left (U+FFFD for an incomplete sequence at the end).
+ * The concatenation of every `push()` result and `flush()` equals `tok.decode(allIds, opts)`.
+ * `cleanUpTokenizationSpaces` is not offered: it rewrites across token boundaries.
+ */
+export class StreamDecoder {
+  private readonly tok: Tokenizer
+  private readonly skipIds: ReadonlySet<number> | undefined
+  // ignoreBOM: keep a leading U+FEFF, like Python's bytes.decode('utf-8') (TextDecoder drops it otherwise).
+  private decoder = new TextDecoder('utf-8', { ignoreBOM: true })
+  private count = 0
+
+  constructor(tok: Tokenizer, opts: { skipSpecialTokens?: boolean } = {}) {
+    this.tok = tok
+    this.skipIds = opts.skipSpecialTokens ? new Set(tok.specialTokens.values()) : undefined
+  }
+
+  push(id: number): string {
+    checkTokenId(id, `StreamDecoder(${this.tok.kind})`, this.count)
+    this.count++
+    if (this.skipIds?.has(id)) return ''
+    // An unknown id contributes no bytes, like Tokenizer.decode.
+    const bytes = this.tok.tokenBytes(id)
+    if (bytes === undefined || bytes.length === 0) return ''
+    return this.decoder.decode(bytes, { stream: true })
+  }
+
+  /** Ends the stream and resets the decoder, so the object can be reused for a new sequence. */
+  flush(): string {
+    const rest = this.decoder.decode()
+    this.decoder = new TextDecoder('utf-8', { ignoreBOM: true })
+    this.count = 0
+    return rest
+  }
+}

@@ -1,0 +1,107 @@
+// Shared test helpers: fixture paths, golden files, tolerance checks, one test body per device.
+import { spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { crc32 } from 'node:zlib'
+import * as assert from 'uvu/assert'
+import { DEVICES, openSafetensors, type DeviceName } from '@refgpt/core'
+
+export const fixture = (rel: string) => fileURLToPath(new URL(`./fixtures/${rel}`, import.meta.url))
+export const modelDir = (name: string) => fixture(`models/${name}`)
+
+export const MODELS = ['gpt2-tiny', 'gpt-neo-tiny', 'gpt-j-tiny', 'gpt-neo-odd'] as const
+
+/** Every device this build has: model tests run one body on each (candle's test_device!). */
+export const TEST_DEVICES: readonly DeviceName[] = DEVICES
+
+export interface Golden {
+  json: any
+  tensor(name: string): Float32Array
+  shape(name: string): number[]
+}
+
+export function loadGolden(model: string): Golden {
+  const dir = modelDir(model)
+  const json = JSON.parse(readFileSync(`${dir}/golden.json`, 'utf8'))
+  const st = openSafetensors(`${dir}/golden.safetensors`)
+  return {
+    json,
+    tensor: (name) => st.readF32(name),
+    shape: (name) => st.tensors.get(name)!.shape,
+  }
+}
+
+/** Golden README tolerances. */
+export const TOL = { logits: { atol: 1e-4, rtol: 1e-4 }, hidden: { atol: 1e-4, rtol: 1e-4 }, probs: { atol: 1e-5, rtol: Infinity } }
+
+/** Max |a - b| and max |a - b| / max(|b|, 1) — llm.c's check_tensor, with the golden README's relative error. */
+export function maxDiff(actual: ArrayLike<number>, expected: ArrayLike<number>): { abs: number; rel: number } {
+  assert.is(actual.length, expected.length, 'length')
+  let abs = 0, rel = 0
+  for (let i = 0; i < expected.length; i++) {
+    const d = Math.abs(actual[i] - expected[i])
+    if (!(d <= abs)) abs = d // NaN-safe: NaN makes abs NaN
+    const r = d / Math.max(Math.abs(expected[i]), 1)
+    if (!(r <= rel)) rel = r
+  }
+  return { abs, rel }
+}
+
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: { atol: number; rtol: number }, label: string) {
+  const { abs, rel } = maxDiff(actual, expected)
+  assert.ok(abs <= tol.atol && rel <= tol.rtol, `${label}: max abs ${abs.toExponential(2)} (tol ${tol.atol}), max rel ${rel.toExponential(2)} (tol ${tol.rtol})`)
+  return { abs, rel }
+}
+
+/** Rows `rows` of a [T, width] array. */
+export function pickRows(a: Float32Array, width: number, rows: number[]): Float32Array {
+  const out = new Float32Array(rows.length * width)
+  rows.forEach((r, i) => out.set(a.subarray(r * width, (r + 1) * width), i * width))
+  return out
+}
+
+/** A minimal zip writer (stored entries, no compression) for hand-made torch checkpoints in tests. */
+export function zipStored(entries: Record<string, Uint8Array>): Buffer {
+  const locals: Buffer[] = [], centrals: Buffer[] = []
+  let offset = 0
+  for (const [name, data] of Object.entries(entries)) {
+    const n = Buffer.from(name, 'utf8'), crc = crc32(data)
+    const local = Buffer.alloc(30)
+    local.writeUInt32LE(0x04034b50, 0); local.writeUInt16LE(20, 4); local.writeUInt32LE(crc, 14)
+    local.writeUInt32LE(data.length, 18); local.writeUInt32LE(data.length, 22); local.writeUInt16LE(n.length, 26)
+    const central = Buffer.alloc(46)
+    central.writeUInt32LE(0x02014b50, 0); central.writeUInt16LE(20, 4); central.writeUInt16LE(20, 6)
+    central.writeUInt32LE(crc, 16); central.writeUInt32LE(data.length, 20); central.writeUInt32LE(data.length, 24)
+    central.writeUInt16LE(n.length, 28); central.writeUInt32LE(offset, 42)
+    locals.push(local, n, Buffer.from(data)); centrals.push(central, n)
+    offset += 30 + n.length + data.length
+  }
+  const cd = Buffer.concat(centrals)
+  const end = Buffer.alloc(22)
+  end.writeUInt32LE(0x06054b50, 0); end.writeUInt16LE(centrals.length / 2, 8); end.writeUInt16LE(centrals.length / 2, 10)
+  end.writeUInt32LE(cd.length, 12); end.writeUInt32LE(offset, 16)
+  return Buffer.concat([...locals, cd, end])
+}
+
+/** Reads a safetensors file into its parsed header and data region (tests only: whole file in memory). */
+export function readSafetensors(file: string): { header: Record<string, any>; data: Buffer } {
+  const buf = readFileSync(file)
+  const n = Number(buf.readBigUInt64LE(0))
+  return { header: JSON.parse(buf.subarray(8, 8 + n).toString('utf8')), data: buf.subarray(8 + n) }
+}
+
+/** Writes a safetensors file from a header object and a data region (no validation: tests make broken ones). */
+export function writeSafetensors(file: string, header: Record<string, any>, data: Uint8Array, headerLength?: bigint) {
+  const json = Buffer.from(JSON.stringify(header), 'utf8')
+  const len = Buffer.alloc(8)
+  len.writeBigUInt64LE(headerLength ?? BigInt(json.length))
+  writeFileSync(file, Buffer.concat([len, json, data]))
+}
+
+const BIN = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url))
+
+/** Runs the built `refgpt` binary as a user would. */
+export function refgpt(args: string[], input?: string) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, timeout: 120_000 })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}

@@ -1,0 +1,128 @@
+// The three Hugging Face families against transformers' own outputs (../shared/golden, copied to
+// test/fixtures): logits, hidden states, attention probabilities, cached decoding, greedy ids.
+// One test body per device.
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { generate, loadModel, type Model, type TraceEvent } from '@refgpt/core'
+import { MODELS, TEST_DEVICES, TOL, assertClose, loadGolden, modelDir, pickRows } from './helpers.js'
+
+const PROMPTS = ['p0', 'p1', 'p2', 'p3']
+
+for (const device of TEST_DEVICES) {
+  for (const name of MODELS) {
+    const test = suite(`${name} on ${device}`)
+    const golden = loadGolden(name)
+    const g = golden.json
+    let model: Model
+    test.before(async () => {
+      model = await loadModel(modelDir(name), { device })
+    })
+
+    test('logits of every prompt match transformers (plain forward)', () => {
+      const V = model.arch.nVocab
+      assert.is(V, g.vocab_size)
+      for (const p of PROMPTS) {
+        const ids: number[] = g.prompts[p].ids
+        const logits = model.forward(ids, 0, { allLogits: true })
+        const rows: number[] = g.tensors[`logits.${p}`].rows
+        assertClose(pickRows(logits, V, rows), golden.tensor(`logits.${p}`), TOL.logits, `${name} logits.${p}`)
+        // argmax at every position, where the golden top-1/top-2 gap is clear of the tolerance
+        for (let t = 0; t < ids.length; t++) {
+          if (g.argmax_margin[p][t] < 2e-4) continue
+          let best = 0
+          for (let v = 1; v < V; v++) if (logits[t * V + v] > logits[t * V + best]) best = v
+          assert.is(best, g.argmax[p][t], `${name} argmax ${p}[${t}]`)
+        }
+      }
+    })
+
+    test('hidden states and attention probabilities of p2 match transformers', () => {
+      const events = new Map<string, Float32Array>()
+      const ids: number[] = g.prompts.p2.ids
+      model.forward(ids, 0, { tracer: (e: TraceEvent) => events.set(e.name, e.read()) })
+      const L = model.arch.nLayer
+      for (let l = 0; l <= L; l++) {
+        const stage = l === 0 ? 'embed' : l === L ? 'ln_f' : `h.${l - 1}.out`
+        assertClose(events.get(stage)!, golden.tensor(`hidden.p2.${l}`), TOL.hidden, `${name} hidden.p2.${l} (${stage})`)
+      }
+      for (let l = 0; l < L; l++) {
+        assert.equal(golden.shape(`attn.p2.${l}`), [model.arch.nHead, ids.length, ids.length])
+        assertClose(events.get(`h.${l}.attn.probs`)!, golden.tensor(`attn.p2.${l}`), TOL.probs, `${name} attn.p2.${l}`)
+      }
+    })
+
+    test('chunked prefill and token-by-token decoding equal the full forward (KV cache)', async () => {
+      const ids: number[] = g.prompts.p3.ids
+      const V = model.arch.nVocab
+      const full = model.forward(ids, 0, { allLogits: true })
+      // final hidden state of all 100 positions, computed in chunks of 16 rows
+      const chunked = await loadModel(modelDir(name), { device, maxBatchTokens: 16 })
+      const lnF = new Float32Array(ids.length * model.arch.nEmbd)
+      chunked.forward(ids, 0, { tracer: (e) => e.name === 'ln_f' && lnF.set(e.read(), e.pos0 * model.arch.nEmbd) })
+      assertClose(lnF, golden.tensor(`hidden.p3.${model.arch.nLayer}`), TOL.hidden, `${name} hidden.p3 (chunks of 16)`)
+      // prefill 37 tokens, then one token per step, each step's logits against the full forward's row
+      let worst = 0
+      let logits = chunked.forward(ids.slice(0, 37), 0)
+      for (let t = 37; ; t++) {
+        const d = assertClose(logits, full.subarray((t - 1) * V, t * V), { atol: 2e-5, rtol: 2e-5 }, `${name} cached step ${t}`)
+        worst = Math.max(worst, d.abs)
+        if (t === ids.length) break
+        logits = chunked.forward([ids[t]], t)
+      }
+      assert.ok(worst < 2e-5, `cached vs full max |Δ| ${worst}`)
+    })
+
+    test('greedy generation equals transformers generate() exactly', () => {
+      for (const p of ['p0', 'p1', 'p2']) {
+        const want = g.greedy[p]
+        const out = generate(model, g.prompts[p].ids, { maxNewTokens: 20 })
+        assert.equal(out.ids, want.sequence, `${name} greedy.${p}`)
+      }
+      const e = g.greedy_eos.p1
+      const out = generate(model, g.prompts.p1.ids, { maxNewTokens: 20, eosTokenId: e.eos_token_id })
+      assert.equal(out.ids, e.sequence, `${name} greedy_eos.p1`)
+      assert.is(out.finishReason, 'eos')
+    })
+
+    test.run()
+  }
+
+  // gpt-neo-tiny's other checkpoint forms: every one must give the same model
+  const variants = suite(`gpt-neo-tiny checkpoint forms on ${device}`)
+  const golden = loadGolden('gpt-neo-tiny')
+  const g = golden.json
+  const p2 = (m: Model) => pickRows(m.forward(g.prompts.p2.ids, 0, { allLogits: true }), m.arch.nVocab, g.tensors['logits.p2'].rows)
+
+  for (const variant of ['bf16', 'f16']) {
+    variants(`model.${variant}.safetensors matches logits.p2.${variant} (weights widened to f32)`, async () => {
+      const m = await loadModel(modelDir('gpt-neo-tiny'), { device, variant })
+      assert.equal(Object.keys(m.info.checkpointDtypes), [variant === 'bf16' ? 'BF16' : 'F16'])
+      assertClose(p2(m), golden.tensor(`logits.p2.${variant}`), TOL.logits, `logits.p2.${variant}`)
+    })
+  }
+
+  variants('sharded safetensors (4 shards + index) matches logits.p2', async () => {
+    const m = await loadModel(modelDir('gpt-neo-tiny/sharded'), { device })
+    assert.is(m.info.format, 'safetensors-sharded')
+    assert.is(m.info.files.length, 4)
+    assertClose(p2(m), golden.tensor('logits.p2'), TOL.logits, 'sharded logits.p2')
+  })
+
+  variants('pytorch_model.bin (torch zip, tied lm_head alias) matches logits.p2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'refgpt-bin-'))
+    try {
+      for (const f of ['config.json', 'generation_config.json', 'pytorch_model.bin'])
+        symlinkSync(join(modelDir('gpt-neo-tiny'), f), join(dir, f))
+      const m = await loadModel(dir, { device })
+      assert.is(m.info.format, 'pytorch-bin')
+      assert.equal(m.info.unusedTensors, [])
+      assertClose(p2(m), golden.tensor('logits.p2'), TOL.logits, 'pytorch_model.bin logits.p2')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+  variants.run()
+}
