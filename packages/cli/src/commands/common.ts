@@ -2,7 +2,7 @@
 
 import { existsSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { DEVICES, TokenizerError, UsageError, loadModel, loadTokenizer, type DType, type DeviceName, type Model, type Tokenizer } from '@refgpt/core'
+import { DEVICES, TokenizerError, UsageError, loadModel, loadTokenizer, type Storage, type DeviceName, type Model, type Tokenizer } from '@refgpt/core'
 import type { Options } from '../args.js'
 
 /** The tiny GPT-2 shipped in packages/cli/assets (random weights, real tokenizer). */
@@ -17,13 +17,13 @@ export const MODEL_OPTIONS: Options = {
 
 export const MODEL_HELP = `  -m, --model DIR        Hugging Face model folder (default: the tiny random GPT-2 shipped with refgpt)
       --device NAME      ${DEVICES.join(' | ')} (default: ${DEVICES[0]})
-      --dtype TYPE       weight storage: f32 | f16 | bf16 (default: as stored in the checkpoint)
+      --dtype TYPE       weight storage: f32 | f16 | bf16 | q8 (default: as stored in the checkpoint)
       --variant NAME     read model.<NAME>.safetensors (Hugging Face variants, e.g. bf16)
       --verbose          show stack traces on errors
   -h, --help             this help
 `
 
-const DTYPES: Record<string, DType> = { f32: 'F32', f16: 'F16', bf16: 'BF16' }
+const DTYPES: Record<string, Storage> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8: 'Q8' }
 
 export function modelOptions(command: string, v: Record<string, unknown>) {
   const device = (v.device as string | undefined) ?? DEVICES[0]

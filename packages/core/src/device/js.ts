@@ -3,7 +3,7 @@
 //
 // Buffers are Float32Arrays; sums accumulate in JS numbers (f64) and are rounded to f32 on store.
 
-import type { DType } from '../io/types.js'
+import { storedValues } from './storage.js'
 import type { Activation, AttentionOptions, Buf, Device } from './types.js'
 
 const f32 = (b: Buf) => b as unknown as Float32Array
@@ -52,8 +52,9 @@ export function createJsDevice(): Device {
     name: 'js',
 
     alloc: (n) => buf(new Float32Array(n)),
-    weight: (data) => buf(data), // takes ownership: the loader hands over a fresh array
-    weightBytes: (n) => 4 * n,
+    // keeps the values the storage type represents (rounded / quantized) as f32
+    weight: (data, shape, storage) => buf(storedValues(data, shape, storage)),
+    weightBytes: (shape) => 4 * shape.reduce((p, d) => p * d, 1),
     write: (b, src, offset = 0) => f32(b).set(src, offset),
     read: (b, dst, offset = 0) => dst.set(f32(b).subarray(offset, offset + dst.length)),
 
@@ -109,15 +110,12 @@ export function createJsDevice(): Device {
     },
 
     // GPT-J rotate_every_two: pairs (2i, 2i+1) of the first rotaryDim dims of each head.
-    // HF builds inv_freq and the sin/cos table in float32; Math.fround reproduces those roundings.
-    rotary(x, positions, T, nHead, headDim, rotaryDim) {
-      const xs = f32(x)
-      const C = nHead * headDim
+    rotary(x, table, positions, T, nHead, headDim, rotaryDim) {
+      const xs = f32(x), tab = f32(table)
+      const C = nHead * headDim, half = rotaryDim / 2
       for (let t = 0; t < T; t++) {
-        for (let i = 0; i < rotaryDim / 2; i++) {
-          const invFreq = Math.fround(1 / Math.fround(10000 ** Math.fround((2 * i) / rotaryDim)))
-          const angle = Math.fround(positions[t] * invFreq)
-          const cos = Math.fround(Math.cos(angle)), sin = Math.fround(Math.sin(angle))
+        for (let i = 0; i < half; i++) {
+          const cos = tab[(positions[t] * half + i) * 2], sin = tab[(positions[t] * half + i) * 2 + 1]
           for (let h = 0; h < nHead; h++) {
             const p = t * C + h * headDim + 2 * i
             const x0 = xs[p], x1 = xs[p + 1]
@@ -158,5 +156,3 @@ export function createJsDevice(): Device {
     },
   }
 }
-
-export type { DType }

@@ -16,7 +16,16 @@ export interface Buf {
   readonly [bufBrand]: true
 }
 
-/** Activation functions HF's ACT2FN names map onto (see models/config.ts). */
+/**
+ * How a device keeps a weight: as stored in checkpoints (F32, F16, BF16), or Q8 (int8 with one f32
+ * scale per block of 32 values along a row). Arithmetic is always f32: a device may keep fewer bits
+ * but must compute with exactly the values the storage type represents (f16/bf16-rounded, or
+ * quantized then dequantized), so every device gives the same result for the same storage.
+ * 1-D tensors (biases, LayerNorm) stay f32 under Q8 and are rounded under F16/BF16.
+ */
+export type Storage = DType | 'Q8'
+
+/** Activation functions HF's ACT2FN names map onto (see models/arch.ts). */
 export type Activation = 'gelu_tanh' | 'gelu_erf' | 'relu' | 'silu' | 'quick_gelu'
 
 export interface AttentionOptions {
@@ -44,12 +53,22 @@ export interface Device {
   /** A zero-filled buffer of n f32 elements. */
   alloc(n: number): Buf
   /**
-   * Places a weight. `data` is f32; `storage` asks the device to keep it in that dtype
-   * (a device may keep f32 when it has no kernel for the dtype; `js` always does).
+   * Places a weight of `shape` ([rows, cols] or [n]) given as f32, kept as `storage` (default F32).
+   * The device may take ownership of `data`.
    */
-  weight(data: Float32Array, storage?: DType): Buf
-  /** Bytes a weight of n elements occupies on this device for the given storage dtype. */
-  weightBytes(n: number, storage?: DType): number
+  weight(data: Float32Array, shape: readonly number[], storage?: Storage): Buf
+  /** Bytes a weight of `shape` occupies on this device for the given storage. */
+  weightBytes(shape: readonly number[], storage?: Storage): number
+  /**
+   * Optional, for devices made of several address spaces (wasm32 memories end at 4 GiB).
+   * reserve(bytes): the group that receives the next `bytes` of weights and buffers (the current one
+   * if they fit, else a new one, which becomes current); use(g) makes group g current. Ops only ever
+   * combine buffers of one group; copy() may cross groups.
+   */
+  readonly placement?: {
+    reserve(bytes: number): number
+    use(group: number): void
+  }
   /** Copies src into buf[offset ...]. */
   write(buf: Buf, src: Float32Array, offset?: number): void
   /** Copies buf[offset .. offset + dst.length) into dst (the one per-token copy out: logits). */
@@ -70,9 +89,11 @@ export interface Device {
   add(out: Buf, a: Buf, b: Buf, n: number): void
   /**
    * GPT-J rotary embedding in place on x[T, nHead * headDim]: on the first rotaryDim dims of every
-   * head, the interleaved pairs (2i, 2i+1) are rotated by positions[t] * 10000^(-2i / rotaryDim).
+   * head, the interleaved pairs (2i, 2i+1) are rotated by the angle of pair i at positions[t]:
+   *   x[2i] = x[2i] cos - x[2i+1] sin,  x[2i+1] = x[2i+1] cos + x[2i] sin
+   * with (cos, sin) = table[positions[t], i] (table: [nPositions, rotaryDim / 2, 2], see rotaryTable).
    */
-  rotary(x: Buf, positions: Int32Array, T: number, nHead: number, headDim: number, rotaryDim: number): void
+  rotary(x: Buf, table: Buf, positions: Int32Array, T: number, nHead: number, headDim: number, rotaryDim: number): void
   /**
    * Causal self-attention of T queries over the KV cache of one sequence.
    * out[T, nHead*headDim]; q[T, nHead*headDim]; kCache/vCache[nCtx, nHead*headDim] hold positions

@@ -72,12 +72,12 @@ export interface LayerWeights {
   fcIn: Linear
   fcOut: Linear
 }
-export interface Weights {
+/** The weights outside the blocks: embeddings at the start, final norm and LM head at the end. */
+export interface SharedWeights {
   /** [vocab, C] token embedding */
   wte: Buf
   /** [nPositions, C] position embedding, null for rotary models */
   wpe: Buf | null
-  layers: LayerWeights[]
   lnF: Norm
   /** [nVocab, C] (+ [nVocab]); the same Buf as wte when tied */
   lmHead: Linear

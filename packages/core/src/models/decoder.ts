@@ -7,13 +7,11 @@
 import type { Buf, Device } from '../device/types.js'
 import { UsageError } from '../errors.js'
 import type { Tracer } from '../trace/tracer.js'
-import type { Arch, LayerWeights, Weights } from './arch.js'
+import type { Arch, LayerWeights, SharedWeights } from './arch.js'
 
 /** Every activation buffer, allocated once when the model is created (llama2.c's RunState). */
 export interface RunState {
   maxT: number
-  ids: Int32Array // (maxT) token ids of the rows in flight
-  positions: Int32Array // (maxT) their position ids
   x: Buf // (maxT, C) residual stream
   xn: Buf // (maxT, C) LayerNorm output
   q: Buf // (maxT, C)
@@ -28,12 +26,40 @@ export interface RunState {
   logitsHost: Float32Array // (V) host copy returned by forward()
 }
 
-/** Keys and values of every past position: [layer][sequence] -> (nCtx, C). Written in place, never concatenated. */
-export interface KVCache {
+/** Keys and values of one layer's past positions, per sequence: (nCtx, C) each. Written in place, never concatenated. */
+export interface LayerCache {
+  k: Buf[]
+  v: Buf[]
+}
+
+/**
+ * Layers live in placement groups (one on most devices; one per 4 GiB wasm32 memory for big models).
+ * Each group has its own activations; the residual stream is copied when the next layer is in
+ * another group. Group 0 also holds the embeddings, the final norm and the LM head.
+ */
+export interface Group {
+  s: RunState
+  /** GPT-J's sin/cos table [nPositions, rotaryDim/2, 2], or null. */
+  rotary: Buf | null
+  /** [nHead, maxT, nCtx] attention probabilities for tracers; allocated on the first traced call. */
+  probs: Buf | null
+}
+
+/** Everything forward() reads: the model's weights and buffers, placed once by loadModel. */
+export interface Ctx {
+  dev: Device
+  a: Arch
+  shared: SharedWeights
+  layers: LayerWeights[]
+  /** Group of each layer. */
+  layerGroup: number[]
+  groups: Group[]
+  /** One LayerCache per layer. */
+  kv: LayerCache[]
   nCtx: number
   nSeq: number
-  k: Buf[][]
-  v: Buf[][]
+  ids: Int32Array // (maxT) token ids of the rows in flight
+  positions: Int32Array // (maxT) their position ids
 }
 
 export interface ForwardOptions {
@@ -48,8 +74,6 @@ export function createRunState(dev: Device, a: Arch, maxT: number): RunState {
   const C = a.nEmbd
   return {
     maxT,
-    ids: new Int32Array(maxT),
-    positions: new Int32Array(maxT),
     x: dev.alloc(maxT * C),
     xn: dev.alloc(maxT * C),
     q: dev.alloc(maxT * C),
@@ -65,26 +89,18 @@ export function createRunState(dev: Device, a: Arch, maxT: number): RunState {
   }
 }
 
-export function createKVCache(dev: Device, a: Arch, nCtx: number, nSeq: number): KVCache {
-  const perLayer = () => Array.from({ length: nSeq }, () => dev.alloc(nCtx * a.nEmbd))
-  return { nCtx, nSeq, k: a.layers.map(perLayer), v: a.layers.map(perLayer) }
+export function createLayerCache(dev: Device, a: Arch, nCtx: number, nSeq: number): LayerCache {
+  const slots = () => Array.from({ length: nSeq }, () => dev.alloc(nCtx * a.nEmbd))
+  return { k: slots(), v: slots() }
 }
 
-/** Bytes of activations + KV cache that createRunState/createKVCache will allocate. */
-export function runtimeBytes(a: Arch, maxT: number, nCtx: number, nSeq: number): { activations: number; kvCache: number } {
+/** Bytes createRunState allocates, and the KV cache of one layer. */
+export function runtimeBytes(a: Arch, maxT: number, nCtx: number, nSeq: number): { activations: number; kvPerLayer: number } {
   const C = a.nEmbd
   return {
-    activations: 4 * (maxT * (9 * C + a.nInner) + C + 2 * a.nVocab) + 8 * maxT,
-    kvCache: 4 * 2 * a.nLayer * nSeq * nCtx * C,
+    activations: 4 * (maxT * (8 * C + a.nInner) + C + 2 * a.nVocab),
+    kvPerLayer: 4 * 2 * nSeq * nCtx * C,
   }
-}
-
-interface Ctx {
-  dev: Device
-  a: Arch
-  w: Weights
-  s: RunState
-  kv: KVCache
 }
 
 /**
@@ -93,7 +109,8 @@ interface Ctx {
  * allLogits, every row ([T, V], freshly allocated). Prompts longer than maxT run in chunks.
  */
 export function forward(m: Ctx, ids: ArrayLike<number>, pos: number, opts: ForwardOptions = {}): Float32Array {
-  const { dev, a, w, s, kv } = m
+  const { dev, a, shared: w, groups } = m
+  const s = groups[0].s
   const seq = opts.seq ?? 0
   const n = ids.length
   checkForward(m, ids, pos, seq)
@@ -105,20 +122,25 @@ export function forward(m: Ctx, ids: ArrayLike<number>, pos: number, opts: Forwa
     const T = Math.min(s.maxT, n - done)
     const pos0 = pos + done
     for (let t = 0; t < T; t++) {
-      s.ids[t] = ids[done + t]
-      s.positions[t] = pos0 + t
+      m.ids[t] = ids[done + t]
+      m.positions[t] = pos0 + t
     }
 
     // x = wte[ids] (+ wpe[positions])
-    dev.embed(s.x, w.wte, s.ids, T, C, false)
-    if (w.wpe) dev.embed(s.x, w.wpe, s.positions, T, C, true)
+    dev.embed(s.x, w.wte, m.ids, T, C, false)
+    if (w.wpe) dev.embed(s.x, w.wpe, m.positions, T, C, true)
     trace?.(event(dev, 'embed', null, s.x, [T, C], pos0))
 
+    let g = 0 // the group whose s.x holds the residual stream
     for (let l = 0; l < a.nLayer; l++) {
-      if (a.residual === 'parallel') parallelBlock(m, l, T, pos0, seq, trace)
-      else sequentialBlock(m, l, T, pos0, seq, trace)
-      trace?.(event(dev, `h.${l}.out`, l, s.x, [T, C], pos0))
+      const gl = m.layerGroup[l]
+      if (gl !== g) dev.copy(groups[gl].s.x, 0, groups[g].s.x, 0, T * C)
+      g = gl
+      if (a.residual === 'parallel') parallelBlock(m, groups[g], l, T, pos0, seq, trace)
+      else sequentialBlock(m, groups[g], l, T, pos0, seq, trace)
+      trace?.(event(dev, `h.${l}.out`, l, groups[g].s.x, [T, C], pos0))
     }
+    if (g !== 0) dev.copy(s.x, 0, groups[g].s.x, 0, T * C)
 
     dev.layerNorm(s.x, s.x, w.lnF.g, w.lnF.b, T, C, a.eps)
     trace?.(event(dev, 'ln_f', null, s.x, [T, C], pos0))
@@ -143,45 +165,46 @@ export function forward(m: Ctx, ids: ArrayLike<number>, pos: number, opts: Forwa
 }
 
 /** GPT-2 / GPT-Neo: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)). */
-function sequentialBlock(m: Ctx, l: number, T: number, pos0: number, seq: number, trace?: Tracer): void {
-  const { dev, a, s } = m
-  const L = m.w.layers[l]
+function sequentialBlock(m: Ctx, grp: Group, l: number, T: number, pos0: number, seq: number, trace?: Tracer): void {
+  const { dev, a } = m
+  const s = grp.s, L = m.layers[l]
   const C = a.nEmbd
   dev.layerNorm(s.xn, s.x, L.ln1.g, L.ln1.b, T, C, a.eps)
   trace?.(event(dev, `h.${l}.ln_1`, l, s.xn, [T, C], pos0))
-  attention(m, L, l, T, pos0, seq, trace)
+  attention(m, grp, L, l, T, pos0, seq, trace)
   dev.add(s.x, s.x, s.attnOut, T * C)
   const ln2 = L.ln2!
   dev.layerNorm(s.xn, s.x, ln2.g, ln2.b, T, C, a.eps)
   trace?.(event(dev, `h.${l}.ln_2`, l, s.xn, [T, C], pos0))
-  mlp(m, L, l, T, pos0, trace)
+  mlp(m, s, L, l, T, pos0, trace)
   dev.add(s.x, s.x, s.mlpOut, T * C)
 }
 
 /** GPT-J: h = ln_1(x); x = x + attn(h) + mlp(h) — both branches read the same normed input. */
-function parallelBlock(m: Ctx, l: number, T: number, pos0: number, seq: number, trace?: Tracer): void {
-  const { dev, a, s } = m
-  const L = m.w.layers[l]
+function parallelBlock(m: Ctx, grp: Group, l: number, T: number, pos0: number, seq: number, trace?: Tracer): void {
+  const { dev, a } = m
+  const s = grp.s, L = m.layers[l]
   const C = a.nEmbd
   dev.layerNorm(s.xn, s.x, L.ln1.g, L.ln1.b, T, C, a.eps)
   trace?.(event(dev, `h.${l}.ln_1`, l, s.xn, [T, C], pos0))
-  attention(m, L, l, T, pos0, seq, trace)
-  mlp(m, L, l, T, pos0, trace)
+  attention(m, grp, L, l, T, pos0, seq, trace)
+  mlp(m, s, L, l, T, pos0, trace)
   // HF adds in this order: (attn_output + feed_forward_hidden_states) + residual
   dev.add(s.attnOut, s.attnOut, s.mlpOut, T * C)
   dev.add(s.x, s.attnOut, s.x, T * C)
 }
 
 /** Causal self-attention of the T rows in s.xn; leaves the projected output in s.attnOut. */
-function attention(m: Ctx, L: LayerWeights, l: number, T: number, pos0: number, seq: number, trace?: Tracer): void {
-  const { dev, a, s, kv } = m
+function attention(m: Ctx, grp: Group, L: LayerWeights, l: number, T: number, pos0: number, seq: number, trace?: Tracer): void {
+  const { dev, a } = m
+  const s = grp.s
   const C = a.nEmbd, kind = a.layers[l]
   dev.matmul(s.q, s.xn, L.q.w, L.q.b, T, C, C)
   dev.matmul(s.k, s.xn, L.k.w, L.k.b, T, C, C)
   dev.matmul(s.v, s.xn, L.v.w, L.v.b, T, C, C)
-  if (a.rotaryDim > 0) {
-    dev.rotary(s.q, s.positions, T, a.nHead, a.headDim, a.rotaryDim)
-    dev.rotary(s.k, s.positions, T, a.nHead, a.headDim, a.rotaryDim)
+  if (grp.rotary) {
+    dev.rotary(s.q, grp.rotary, m.positions, T, a.nHead, a.headDim, a.rotaryDim)
+    dev.rotary(s.k, grp.rotary, m.positions, T, a.nHead, a.headDim, a.rotaryDim)
   }
   if (trace) {
     trace(event(dev, `h.${l}.attn.q`, l, s.q, [T, C], pos0))
@@ -189,11 +212,11 @@ function attention(m: Ctx, L: LayerWeights, l: number, T: number, pos0: number, 
     trace(event(dev, `h.${l}.attn.v`, l, s.v, [T, C], pos0))
   }
   // store this chunk's keys and values at positions pos0 .. pos0+T-1 of the cache
-  const kCache = kv.k[l][seq], vCache = kv.v[l][seq]
+  const kCache = m.kv[l].k[seq], vCache = m.kv[l].v[seq]
   dev.copy(kCache, pos0 * C, s.k, 0, T * C)
   dev.copy(vCache, pos0 * C, s.v, 0, T * C)
   const nKeys = pos0 + T
-  const probs = trace ? dev.alloc(a.nHead * T * nKeys) : null // tracing only
+  const probs = trace ? (grp.probs ??= dev.alloc(a.nHead * s.maxT * m.nCtx)) : null // tracing only
   dev.attention(s.att, s.q, kCache, vCache, {
     T, pos0, nHead: a.nHead, headDim: a.headDim, scale: kind.scale, window: kind.window, probs,
   })
@@ -203,8 +226,8 @@ function attention(m: Ctx, L: LayerWeights, l: number, T: number, pos0: number, 
 }
 
 /** MLP of the T rows in s.xn: fc_out(act(fc_in(x))) into s.mlpOut. */
-function mlp(m: Ctx, L: LayerWeights, l: number, T: number, pos0: number, trace?: Tracer): void {
-  const { dev, a, s } = m
+function mlp(m: Ctx, s: RunState, L: LayerWeights, l: number, T: number, pos0: number, trace?: Tracer): void {
+  const { dev, a } = m
   const C = a.nEmbd, F = a.nInner
   dev.matmul(s.h, s.xn, L.fcIn.w, L.fcIn.b, T, C, F)
   dev.activation(s.h, s.h, T * F, a.act)
@@ -220,13 +243,13 @@ function event(dev: Device, name: string, layer: number | null, buf: Buf, shape:
 
 /** Validates a forward call before touching any buffer: ids in range, positions inside the cache. */
 function checkForward(m: Ctx, ids: ArrayLike<number>, pos: number, seq: number): void {
-  const { a, kv } = m
+  const { a } = m
   if (ids.length === 0) fail('no input tokens', 'at least one token id', '0')
-  if (!Number.isInteger(seq) || seq < 0 || seq >= kv.nSeq) fail('sequence slot out of range', `0 .. ${kv.nSeq - 1}`, String(seq))
+  if (!Number.isInteger(seq) || seq < 0 || seq >= m.nSeq) fail('sequence slot out of range', `0 .. ${m.nSeq - 1}`, String(seq))
   if (!Number.isInteger(pos) || pos < 0) fail('bad start position', 'an integer >= 0', String(pos))
-  if (pos + ids.length > kv.nCtx)
-    fail('sequence longer than the context', `at most ${kv.nCtx} positions`, `${pos + ids.length}`,
-      `this model was created with a context of ${kv.nCtx} (the model's limit is ${a.nPositions})`)
+  if (pos + ids.length > m.nCtx)
+    fail('sequence longer than the context', `at most ${m.nCtx} positions`, `${pos + ids.length}`,
+      `this model was created with a context of ${m.nCtx} (the model's limit is ${a.nPositions})`)
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]
     if (!Number.isInteger(id) || id < 0 || id >= a.nVocab) fail(`token id at index ${i} out of range`, `0 .. ${a.nVocab - 1}`, String(id))

@@ -5,8 +5,11 @@
 //   logits = ln_f(x) · wte^T                                     (tied lm_head)
 // Weights are Conv1D ([in, out], applied as x @ W + b): transposed once at load; c_attn is split into q, k, v.
 
-import { type Arch, ConfigReader, type Weights } from './arch.js'
+import { type Arch, ConfigReader, type LayerWeights, type SharedWeights } from './arch.js'
 import type { WeightReader } from './weights.js'
+
+/** GPT-2's Conv1D layers store [in, out]. */
+const conv1d = { conv1d: true }
 
 /** config.json -> Arch, with GPT2Config's defaults. */
 export function parseConfig(json: Record<string, unknown>, file: string): Arch {
@@ -46,27 +49,29 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
   }
 }
 
-/** HF names (after the 'transformer.' prefix) -> Weights. */
-export function loadWeights(r: WeightReader, a: Arch): Weights {
-  const { nEmbd: C, nInner: F } = a
-  const conv1d = { conv1d: true }
+/** Embeddings, final norm and LM head (HF names after the 'transformer.' prefix). */
+export function loadShared(r: WeightReader, a: Arch): SharedWeights {
+  const C = a.nEmbd
   const wte = r.tensor('wte.weight', [a.nVocab, C])
   return {
     wte,
     wpe: r.tensor('wpe.weight', [a.nPositions, C]),
-    layers: Array.from({ length: a.nLayer }, (_, l) => {
-      const p = `h.${l}.`
-      const [q, k, v] = r.fusedQkv(p + 'attn.c_attn', C)
-      return {
-        ln1: r.norm(p + 'ln_1', C),
-        ln2: r.norm(p + 'ln_2', C),
-        q, k, v,
-        o: r.linear(p + 'attn.c_proj', C, C, true, conv1d),
-        fcIn: r.linear(p + 'mlp.c_fc', C, F, true, conv1d),
-        fcOut: r.linear(p + 'mlp.c_proj', F, C, true, conv1d),
-      }
-    }),
     lnF: r.norm('ln_f', C),
     lmHead: a.tiedLmHead ? { w: wte, b: null } : r.lmHead(a),
+  }
+}
+
+/** Block l. */
+export function loadLayer(r: WeightReader, a: Arch, l: number): LayerWeights {
+  const { nEmbd: C, nInner: F } = a
+  const p = `h.${l}.`
+  const [q, k, v] = r.fusedQkv(p + 'attn.c_attn', C)
+  return {
+    ln1: r.norm(p + 'ln_1', C),
+    ln2: r.norm(p + 'ln_2', C),
+    q, k, v,
+    o: r.linear(p + 'attn.c_proj', C, C, true, conv1d),
+    fcIn: r.linear(p + 'mlp.c_fc', C, F, true, conv1d),
+    fcOut: r.linear(p + 'mlp.c_proj', F, C, true, conv1d),
   }
 }

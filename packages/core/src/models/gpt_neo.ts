@@ -6,7 +6,7 @@
 //   - q/k/v projections have no bias; out_proj has one. Weights are nn.Linear ([out, in]).
 
 import { ConfigError, show } from '../errors.js'
-import { type Arch, ConfigReader, type LayerKind, type Weights } from './arch.js'
+import { type Arch, ConfigReader, type LayerKind, type LayerWeights, type SharedWeights } from './arch.js'
 import type { WeightReader } from './weights.js'
 
 /** config.json -> Arch, with GPTNeoConfig's defaults. */
@@ -71,27 +71,30 @@ export function expandAttentionTypes(types: unknown, file: string): ('global' | 
   return out
 }
 
-/** HF names (after the 'transformer.' prefix) -> Weights. */
-export function loadWeights(r: WeightReader, a: Arch): Weights {
-  const { nEmbd: C, nInner: F } = a
+/** Embeddings, final norm and LM head (HF names after the 'transformer.' prefix). */
+export function loadShared(r: WeightReader, a: Arch): SharedWeights {
+  const C = a.nEmbd
   const wte = r.tensor('wte.weight', [a.nVocab, C])
   return {
     wte,
     wpe: r.tensor('wpe.weight', [a.nPositions, C]),
-    layers: Array.from({ length: a.nLayer }, (_, l) => {
-      const p = `h.${l}.`
-      return {
-        ln1: r.norm(p + 'ln_1', C),
-        ln2: r.norm(p + 'ln_2', C),
-        q: r.linear(p + 'attn.attention.q_proj', C, C, false),
-        k: r.linear(p + 'attn.attention.k_proj', C, C, false),
-        v: r.linear(p + 'attn.attention.v_proj', C, C, false),
-        o: r.linear(p + 'attn.attention.out_proj', C, C, true),
-        fcIn: r.linear(p + 'mlp.c_fc', C, F, true),
-        fcOut: r.linear(p + 'mlp.c_proj', F, C, true),
-      }
-    }),
     lnF: r.norm('ln_f', C),
     lmHead: a.tiedLmHead ? { w: wte, b: null } : r.lmHead(a),
+  }
+}
+
+/** Block l. */
+export function loadLayer(r: WeightReader, a: Arch, l: number): LayerWeights {
+  const { nEmbd: C, nInner: F } = a
+  const p = `h.${l}.`
+  return {
+    ln1: r.norm(p + 'ln_1', C),
+    ln2: r.norm(p + 'ln_2', C),
+    q: r.linear(p + 'attn.attention.q_proj', C, C, false),
+    k: r.linear(p + 'attn.attention.k_proj', C, C, false),
+    v: r.linear(p + 'attn.attention.v_proj', C, C, false),
+    o: r.linear(p + 'attn.attention.out_proj', C, C, true),
+    fcIn: r.linear(p + 'mlp.c_fc', C, F, true),
+    fcOut: r.linear(p + 'mlp.c_proj', F, C, true),
   }
 }

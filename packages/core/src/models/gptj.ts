@@ -6,7 +6,7 @@
 //   logits = ln_f(x) · lm_head^T + lm_head.bias    (untied, vocab_size 50400 > the tokenizer's 50257)
 
 import { ConfigError } from '../errors.js'
-import { type Arch, ConfigReader, type Weights } from './arch.js'
+import { type Arch, ConfigReader, type LayerWeights, type SharedWeights } from './arch.js'
 import type { WeightReader } from './weights.js'
 
 /** config.json -> Arch, with GPTJConfig's defaults. */
@@ -49,27 +49,30 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
   }
 }
 
-/** HF names (after the 'transformer.' prefix) -> Weights. */
-export function loadWeights(r: WeightReader, a: Arch): Weights {
-  const { nEmbd: C, nInner: F } = a
+/** Embeddings, final norm and LM head (HF names after the 'transformer.' prefix). */
+export function loadShared(r: WeightReader, a: Arch): SharedWeights {
+  const C = a.nEmbd
   const wte = r.tensor('wte.weight', [a.nVocab, C])
   return {
     wte,
     wpe: null,
-    layers: Array.from({ length: a.nLayer }, (_, l) => {
-      const p = `h.${l}.`
-      return {
-        ln1: r.norm(p + 'ln_1', C),
-        ln2: null,
-        q: r.linear(p + 'attn.q_proj', C, C, false),
-        k: r.linear(p + 'attn.k_proj', C, C, false),
-        v: r.linear(p + 'attn.v_proj', C, C, false),
-        o: r.linear(p + 'attn.out_proj', C, C, false),
-        fcIn: r.linear(p + 'mlp.fc_in', C, F, true),
-        fcOut: r.linear(p + 'mlp.fc_out', F, C, true),
-      }
-    }),
     lnF: r.norm('ln_f', C),
     lmHead: a.tiedLmHead ? { w: wte, b: null } : r.lmHead(a),
+  }
+}
+
+/** Block l. */
+export function loadLayer(r: WeightReader, a: Arch, l: number): LayerWeights {
+  const { nEmbd: C, nInner: F } = a
+  const p = `h.${l}.`
+  return {
+    ln1: r.norm(p + 'ln_1', C),
+    ln2: null,
+    q: r.linear(p + 'attn.q_proj', C, C, false),
+    k: r.linear(p + 'attn.k_proj', C, C, false),
+    v: r.linear(p + 'attn.v_proj', C, C, false),
+    o: r.linear(p + 'attn.out_proj', C, C, false),
+    fcIn: r.linear(p + 'mlp.fc_in', C, F, true),
+    fcOut: r.linear(p + 'mlp.fc_out', F, C, true),
   }
 }

@@ -6,13 +6,14 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { createJsDevice } from '../device/js.js'
-import type { Device } from '../device/types.js'
+import { rotaryTable } from '../device/storage.js'
+import type { Device, Storage } from '../device/types.js'
 import { ConfigError, UsageError, show } from '../errors.js'
 import { openCheckpoint, readJsonFile } from '../io/index.js'
 import type { LoadedCheckpoint } from '../io/index.js'
 import type { CheckpointFormat, DType } from '../io/types.js'
-import type { Arch, Family, Weights } from './arch.js'
-import { createKVCache, createRunState, forward, runtimeBytes, type ForwardOptions } from './decoder.js'
+import type { Arch, Family, LayerWeights } from './arch.js'
+import { createLayerCache, createRunState, forward, runtimeBytes, type Ctx, type ForwardOptions, type Group, type LayerCache } from './decoder.js'
 import { FAMILIES, PREFIXES, type FamilyModule } from './registry.js'
 import { WeightReader } from './weights.js'
 
@@ -22,8 +23,8 @@ export const DEVICES: readonly DeviceName[] = ['js']
 export interface LoadOptions {
   /** 'js' (the readable reference) or a Device object. Default 'js'. */
   device?: DeviceName | Device
-  /** Weight storage dtype; default: each tensor's dtype in the checkpoint. */
-  dtype?: DType
+  /** Weight storage; default: each tensor's dtype in the checkpoint. */
+  dtype?: Storage
   /** HF variant: reads model.<variant>.safetensors (e.g. 'bf16', 'f16'). */
   variant?: string
   /** KV-cache length in positions. Default: the model's maximum (n_positions). */
@@ -44,8 +45,8 @@ export interface ModelInfo {
   prefix: string
   /** Elements per dtype as stored in the checkpoint (the tensors the model uses). */
   checkpointDtypes: Partial<Record<DType, number>>
-  /** Elements per dtype as placed on the device. */
-  storageDtypes: Partial<Record<DType, number>>
+  /** Elements per storage type as placed on the device. */
+  storageDtypes: Partial<Record<Storage, number>>
   parameters: number
   weightBytes: number
   kvCacheBytes: number
@@ -53,6 +54,8 @@ export interface ModelInfo {
   maxContext: number
   /** Tensors in the checkpoint the model does not use (HF's non-persistent attn.bias buffers are not listed). */
   unusedTensors: string[]
+  /** Placement groups (wasm32 memories) the layers were spread over. */
+  groups: number
 }
 
 export interface Model {
@@ -124,14 +127,21 @@ function describe(o: Opened, r: WeightReader, maxContext: number, sequences: num
     storageDtypes: { ...r.counts },
     parameters: Object.values(r.counts).reduce((s, n) => s + n, 0),
     weightBytes: r.bytes,
-    kvCacheBytes: rt.kvCache,
+    kvCacheBytes: rt.kvPerLayer * o.arch.nLayer,
     activationBytes: rt.activations,
     maxContext,
     unusedTensors: [...o.ckpt.tensors.keys()].filter((n) => !r.used.has(n) && !ignorable.test(n)),
+    groups: 1,
   }
 }
 
-function sizes(arch: Arch, opts: LoadOptions): { maxContext: number; sequences: number; maxT: number } {
+interface Sizes {
+  maxContext: number
+  sequences: number
+  maxT: number
+}
+
+function sizes(arch: Arch, opts: LoadOptions): Sizes {
   const maxContext = opts.maxContext ?? arch.nPositions
   const sequences = opts.sequences ?? 1
   const bad = (what: string, expected: string, found: unknown): never => {
@@ -141,26 +151,65 @@ function sizes(arch: Arch, opts: LoadOptions): { maxContext: number; sequences: 
     bad('maxContext out of range', `1 .. ${arch.nPositions} (the model's positions)`, maxContext)
   if (!Number.isInteger(sequences) || sequences < 1 || sequences > 4096) bad('sequences out of range', '1 .. 4096', sequences)
   const maxT = Math.min(opts.maxBatchTokens ?? 64, maxContext)
-  if (!Number.isInteger(maxT) || maxT < 1) bad('maxBatchTokens out of range', 'an integer >= 1', opts.maxBatchTokens)
+  if (!Number.isInteger(maxT) || maxT < 1 || maxT > 4096) bad('maxBatchTokens out of range', '1 .. 4096', opts.maxBatchTokens)
   return { maxContext, sequences, maxT }
 }
 
-export function createDevice(device: DeviceName | Device | undefined): Device {
+/** A device by name (or the Device object given). */
+export async function createDevice(device: DeviceName | Device | undefined, _opts: LoadOptions = {}): Promise<Device> {
   if (device === undefined || device === 'js') return createJsDevice()
   if (typeof device === 'object') return device
   throw new UsageError({ what: 'unknown device', expected: `one of ${DEVICES.join(', ')}`, found: show(device) })
 }
 
+/**
+ * Places the weights, activations and KV cache: the shared weights and group 0's buffers first, then
+ * each layer with its KV cache, in the group the device reserves for it (devices with one address
+ * space have one group).
+ */
+function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes): { ctx: Ctx; reader: WeightReader } {
+  const { arch: a, family } = o
+  const r = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype)
+  const dry = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype, true) // sizes only, for reserve()
+  const rt = runtimeBytes(a, sz.maxT, sz.maxContext, sz.sequences)
+  const groups: Group[] = []
+  const newGroup = (): Group => ({
+    s: createRunState(dev, a, sz.maxT),
+    rotary: a.rotaryDim > 0 ? dev.weight(rotaryTable(a.nPositions, a.rotaryDim), [a.nPositions, a.rotaryDim]) : null,
+    probs: null,
+  })
+  family.loadShared(dry, a)
+  dev.placement?.reserve(dry.bytes + rt.activations + 4 * a.nPositions * a.rotaryDim)
+  const shared = family.loadShared(r, a)
+  groups.push(newGroup())
+  const layers: LayerWeights[] = [], layerGroup: number[] = [], kv: LayerCache[] = []
+  for (let l = 0; l < a.nLayer; l++) {
+    const before = dry.bytes
+    family.loadLayer(dry, a, l)
+    const need = dry.bytes - before + rt.kvPerLayer
+    const g = dev.placement?.reserve(need + rt.activations + 4 * a.nPositions * a.rotaryDim) ?? 0
+    if (g === groups.length) groups.push(newGroup())
+    layers.push(family.loadLayer(r, a, l))
+    kv.push(createLayerCache(dev, a, sz.maxContext, sz.sequences))
+    layerGroup.push(g)
+  }
+  dev.placement?.use(0)
+  const ctx: Ctx = {
+    dev, a, shared, layers, layerGroup, groups, kv,
+    nCtx: sz.maxContext, nSeq: sz.sequences,
+    ids: new Int32Array(sz.maxT), positions: new Int32Array(sz.maxT),
+  }
+  return { ctx, reader: r }
+}
+
 /** Loads a Hugging Face model folder (GPT-2, GPT-Neo, GPT-J) onto a device. */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Model> {
-  const dev = createDevice(opts.device)
+  const dev = await createDevice(opts.device, opts)
   const o = open(dir, opts.variant)
   try {
-    const { maxContext, sequences, maxT } = sizes(o.arch, opts)
-    const r = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype)
-    const w: Weights = o.family.loadWeights(r, o.arch)
-    const info = describe(o, r, maxContext, sequences, maxT)
-    const ctx = { dev, a: o.arch, w, s: createRunState(dev, o.arch, maxT), kv: createKVCache(dev, o.arch, maxContext, sequences) }
+    const sz = sizes(o.arch, opts)
+    const { ctx, reader } = place(o, dev, opts, sz)
+    const info = { ...describe(o, reader, sz.maxContext, sz.sequences, sz.maxT), groups: ctx.groups.length }
     const genFile = join(dir, 'generation_config.json')
     return {
       family: o.arch.family,
@@ -182,7 +231,8 @@ export function inspectModel(dir: string, opts: LoadOptions = {}): ModelInfo & {
   try {
     const { maxContext, sequences, maxT } = sizes(o.arch, opts)
     const r = new WeightReader(o.ckpt, createJsDevice(), o.prefix, opts.dtype, true)
-    o.family.loadWeights(r, o.arch)
+    o.family.loadShared(r, o.arch)
+    for (let l = 0; l < o.arch.nLayer; l++) o.family.loadLayer(r, o.arch, l)
     return { ...describe(o, r, maxContext, sequences, maxT), arch: o.arch, config: o.config }
   } finally {
     o.ckpt.close()

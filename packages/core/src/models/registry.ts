@@ -1,6 +1,6 @@
 // model_type (config.json) -> the family file that knows it. A table, not an if-chain.
 
-import type { Arch, Weights } from './arch.js'
+import type { Arch, LayerWeights, SharedWeights } from './arch.js'
 import * as gpt2 from './gpt2.js'
 import * as gptNeo from './gpt_neo.js'
 import * as gptj from './gptj.js'
@@ -8,7 +8,10 @@ import type { WeightReader } from './weights.js'
 
 export interface FamilyModule {
   parseConfig(json: Record<string, unknown>, file: string): Arch
-  loadWeights(r: WeightReader, a: Arch): Weights
+  /** Embeddings, final norm, LM head. */
+  loadShared(r: WeightReader, a: Arch): SharedWeights
+  /** The weights of block l. */
+  loadLayer(r: WeightReader, a: Arch, l: number): LayerWeights
 }
 
 export const FAMILIES: Record<string, FamilyModule> = {

@@ -1,7 +1,7 @@
 // Moves named checkpoint tensors onto a device, one at a time, with ggml's three checks:
-// the name exists, the shape is what config.json implies, and (at the end) nothing was silently mixed up.
+// the name exists, the shape is what config.json implies, and nothing the model needs is missing.
 
-import type { Buf, Device } from '../device/types.js'
+import type { Buf, Device, Storage } from '../device/types.js'
 import { CheckpointError } from '../errors.js'
 import type { LoadedCheckpoint } from '../io/index.js'
 import type { DType } from '../io/types.js'
@@ -12,11 +12,22 @@ export interface PlaceOptions {
   conv1d?: boolean
 }
 
+/** A tensor read from the checkpoint: f32 data in the device layout, and the dtype it was stored in. */
+interface Read {
+  data: Float32Array
+  shape: number[]
+  dtype: DType
+}
+
+/** The handle a dry run returns: never handed to a device. */
+const DRY = Object.freeze({}) as Buf
+
 export class WeightReader {
   /** Tensor names that were placed, for the "unused tensors" report. */
   readonly used = new Set<string>()
-  /** Elements placed, per storage dtype. */
-  readonly counts: Partial<Record<DType, number>> = {}
+  /** Elements placed, per storage type. */
+  readonly counts: Partial<Record<Storage, number>> = {}
+  /** Device bytes of everything placed. */
   bytes = 0
 
   constructor(
@@ -24,18 +35,14 @@ export class WeightReader {
     readonly dev: Device,
     /** Name prefix of this checkpoint: 'transformer.' for *LMHeadModel saves, '' for bare GPT2Model saves. */
     readonly prefix: string,
-    /** Storage dtype requested by the user; undefined keeps each tensor's own dtype. */
-    readonly storage?: DType,
-    /** Check names and shapes and count sizes, but read and place nothing (for `inspect`). */
+    /** Storage requested by the user; undefined keeps each tensor's own dtype. */
+    readonly storage?: Storage,
+    /** Check names and shapes and count sizes, but read and place nothing (inspect, memory planning). */
     readonly dryRun = false,
   ) {}
 
-  has(name: string): boolean {
-    return this.ckpt.tensors.has(name)
-  }
-
-  /** Reads `name` as f32, checking its shape against `shape` (as stored in the file). */
-  read(name: string, shape: number[], opts: PlaceOptions = {}): { data: Float32Array; dtype: DType; size: number } {
+  /** Reads `name` (full name) as f32, checking its shape against `shape` as stored in the file. */
+  read(name: string, shape: number[], opts: PlaceOptions = {}): Read {
     const info = this.ckpt.tensors.get(name)
     if (!info && this.ckpt.unsupported.has(name)) this.ckpt.readF32(name) // throws: names the file, tensor and dtype
     if (!info)
@@ -44,7 +51,7 @@ export class WeightReader {
         what: `tensor "${name}" is missing from the checkpoint`,
         expected: `shape [${shape}]`,
         found: `${this.ckpt.tensors.size} tensors, none with that name`,
-        hint: `is this a ${this.prefix ? 'transformers' : 'bare-model'} checkpoint of the model_type in config.json? \`refgpt inspect\` lists the tensor names`,
+        hint: 'is this a checkpoint of the model_type in config.json? `refgpt inspect` checks every name',
       })
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i]))
       throw new CheckpointError({
@@ -55,33 +62,24 @@ export class WeightReader {
         hint: 'the weights and config.json come from different models',
       })
     this.used.add(name)
-    if (this.dryRun) return { data: new Float32Array(0), dtype: info.dtype, size: info.size }
-    let data = this.ckpt.readF32(name)
-    if (opts.conv1d) data = transpose(data, shape[0], shape[1])
-    return { data, dtype: info.dtype, size: info.size }
+    const layout = opts.conv1d ? [shape[1], shape[0]] : shape
+    if (this.dryRun) return { data: new Float32Array(0), shape: layout, dtype: info.dtype }
+    const data = this.ckpt.readF32(name)
+    return { data: opts.conv1d ? transpose(data, shape[0], shape[1]) : data, shape: layout, dtype: info.dtype }
   }
 
-  /** Places f32 data on the device in the requested (or the tensor's own) storage dtype. */
-  place(data: Float32Array, dtype: DType, size = data.length): Buf {
-    const storage = this.storage ?? dtype
-    this.counts[storage] = (this.counts[storage] ?? 0) + size
-    this.bytes += this.dev.weightBytes(size, storage)
-    return this.dryRun ? DRY : this.dev.weight(data, storage)
+  /** Places a tensor on the device as the requested storage (or the dtype it had in the file). */
+  place(t: Read): Buf {
+    const storage: Storage = this.storage ?? t.dtype
+    const n = t.shape.reduce((p, d) => p * d, 1)
+    this.counts[storage] = (this.counts[storage] ?? 0) + n
+    this.bytes += this.dev.weightBytes(t.shape, storage)
+    return this.dryRun ? DRY : this.dev.weight(t.data, t.shape, storage)
   }
 
   /** Places the tensor `prefix + name`. */
   tensor(name: string, shape: number[], opts: PlaceOptions = {}): Buf {
-    const { data, dtype, size } = this.read(this.prefix + name, shape, opts)
-    return this.place(data, dtype, size)
-  }
-
-  /** An untied LM head: `lm_head.weight` [nVocab, C] (+ `lm_head.bias`), outside the 'transformer.' prefix. */
-  lmHead(a: Arch): Linear {
-    const place = (name: string, shape: number[]) => {
-      const { data, dtype, size } = this.read(name, shape)
-      return this.place(data, dtype, size)
-    }
-    return { w: place('lm_head.weight', [a.nVocab, a.nEmbd]), b: a.lmHeadBias ? place('lm_head.bias', [a.nVocab]) : null }
+    return this.place(this.read(this.prefix + name, shape, opts))
   }
 
   /** nn.Linear(inF, outF) stored [outF, inF] (or Conv1D stored [inF, outF]) under `name`.weight/.bias. */
@@ -94,23 +92,28 @@ export class WeightReader {
     return { g: this.tensor(`${name}.weight`, [C]), b: this.tensor(`${name}.bias`, [C]) }
   }
 
+  /** An untied LM head: `lm_head.weight` [nVocab, C] (+ `lm_head.bias`), outside the 'transformer.' prefix. */
+  lmHead(a: Arch): Linear {
+    return {
+      w: this.place(this.read('lm_head.weight', [a.nVocab, a.nEmbd])),
+      b: a.lmHeadBias ? this.place(this.read('lm_head.bias', [a.nVocab])) : null,
+    }
+  }
+
   /**
    * GPT-2's fused c_attn: Conv1D [C, 3C] packs q, k, v along the output dimension.
    * Split once, at load time, into three [C, C] Linear weights (and three biases).
    */
   fusedQkv(name: string, C: number): [Linear, Linear, Linear] {
-    const { data: w, dtype } = this.read(`${this.prefix}${name}.weight`, [C, 3 * C], { conv1d: true }) // now [3C, C]
-    const { data: b, dtype: bdtype } = this.read(`${this.prefix}${name}.bias`, [3 * C])
+    const w = this.read(`${this.prefix}${name}.weight`, [C, 3 * C], { conv1d: true }) // now [3C, C]
+    const b = this.read(`${this.prefix}${name}.bias`, [3 * C])
     const part = (i: number): Linear => ({
-      w: this.place(w.slice(i * C * C, (i + 1) * C * C), dtype, C * C),
-      b: this.place(b.slice(i * C, (i + 1) * C), bdtype, C),
+      w: this.place({ data: w.data.slice(i * C * C, (i + 1) * C * C), shape: [C, C], dtype: w.dtype }),
+      b: this.place({ data: b.data.slice(i * C, (i + 1) * C), shape: [C], dtype: b.dtype }),
     })
     return [part(0), part(1), part(2)]
   }
 }
-
-/** The handle a dry run returns: never handed to a device. */
-const DRY = Object.freeze({}) as Buf
 
 /** [rows, cols] -> [cols, rows] */
 export function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
