@@ -105,3 +105,10 @@ export function refgpt(args: string[], input?: string) {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, timeout: 120_000 })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
+
+// A hung test (a thread waiting forever) must fail CI, not stall it: every test file imports this module.
+const WATCHDOG_MS = 15 * 60_000
+setTimeout(() => {
+  console.error(`test watchdog: still running after ${WATCHDOG_MS / 60_000} minutes; exiting`)
+  process.exit(1)
+}, WATCHDOG_MS).unref()

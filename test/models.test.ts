@@ -20,6 +20,7 @@ for (const device of TEST_DEVICES) {
     test.before(async () => {
       model = await loadModel(modelDir(name), { device })
     })
+    test.after(() => model.dispose())
 
     test('logits of every prompt match transformers (plain forward)', () => {
       const V = model.arch.nVocab
@@ -73,6 +74,7 @@ for (const device of TEST_DEVICES) {
         logits = chunked.forward([ids[t]], t)
       }
       assert.ok(worst < 2e-5, `cached vs full max |Δ| ${worst}`)
+      await chunked.dispose()
     })
 
     test('greedy generation equals transformers generate() exactly', () => {
@@ -101,6 +103,7 @@ for (const device of TEST_DEVICES) {
       const m = await loadModel(modelDir('gpt-neo-tiny'), { device, variant })
       assert.equal(Object.keys(m.info.checkpointDtypes), [variant === 'bf16' ? 'BF16' : 'F16'])
       assertClose(p2(m), golden.tensor(`logits.p2.${variant}`), TOL.logits, `logits.p2.${variant}`)
+      await m.dispose()
     })
   }
 
@@ -109,6 +112,7 @@ for (const device of TEST_DEVICES) {
     assert.is(m.info.format, 'safetensors-sharded')
     assert.is(m.info.files.length, 4)
     assertClose(p2(m), golden.tensor('logits.p2'), TOL.logits, 'sharded logits.p2')
+    await m.dispose()
   })
 
   variants('pytorch_model.bin (torch zip, tied lm_head alias) matches logits.p2', async () => {
@@ -120,6 +124,7 @@ for (const device of TEST_DEVICES) {
       assert.is(m.info.format, 'pytorch-bin')
       assert.equal(m.info.unusedTensors, [])
       assertClose(p2(m), golden.tensor('logits.p2'), TOL.logits, 'pytorch_model.bin logits.p2')
+      await m.dispose()
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }

@@ -3,6 +3,7 @@
 // errors a user can act on print as one line (no stack trace unless --verbose) and exit non-zero.
 
 import { RefgptError, UsageError } from '@refgpt/core'
+import * as bench from './commands/bench.js'
 import * as generate from './commands/generate.js'
 import * as inspect from './commands/inspect.js'
 import * as tokenize from './commands/tokenize.js'
@@ -13,7 +14,7 @@ interface Command {
   run(argv: string[]): Promise<void>
 }
 
-const COMMANDS: Record<string, Command> = { generate, tokenize, inspect }
+const COMMANDS: Record<string, Command> = { generate, tokenize, inspect, bench }
 
 const HELP = `refgpt — GPT-2, GPT-Neo and GPT-J from Hugging Face folders, in TypeScript
 

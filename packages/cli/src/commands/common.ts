@@ -3,7 +3,7 @@
 import { existsSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { DEVICES, TokenizerError, UsageError, loadModel, loadTokenizer, type Storage, type DeviceName, type Model, type Tokenizer } from '@refgpt/core'
-import type { Options } from '../args.js'
+import { intOption, type Options } from '../args.js'
 
 /** The tiny GPT-2 shipped in packages/cli/assets (random weights, real tokenizer). */
 export const DEFAULT_MODEL = fileURLToPath(new URL('../../assets/gpt2-tiny', import.meta.url))
@@ -11,12 +11,14 @@ export const DEFAULT_MODEL = fileURLToPath(new URL('../../assets/gpt2-tiny', imp
 export const MODEL_OPTIONS: Options = {
   model: { type: 'string', short: 'm' },
   device: { type: 'string' },
+  threads: { type: 'string', short: 't' },
   dtype: { type: 'string' },
   variant: { type: 'string' },
 }
 
 export const MODEL_HELP = `  -m, --model DIR        Hugging Face model folder (default: the tiny random GPT-2 shipped with refgpt)
-      --device NAME      ${DEVICES.join(' | ')} (default: ${DEVICES[0]})
+      --device NAME      ${DEVICES.join(' | ')} (default: ${DEVICES[0]}: the WASM-SIMD kernels; js: plain loops)
+  -t, --threads N        threads for the wasm device (default: the number of cores)
       --dtype TYPE       weight storage: f32 | f16 | bf16 | q8 (default: as stored in the checkpoint)
       --variant NAME     read model.<NAME>.safetensors (Hugging Face variants, e.g. bf16)
       --verbose          show stack traces on errors
@@ -32,9 +34,11 @@ export function modelOptions(command: string, v: Record<string, unknown>) {
   const dtypeName = v.dtype as string | undefined
   if (dtypeName !== undefined && !DTYPES[dtypeName])
     throw new UsageError({ where: `refgpt ${command}`, what: 'unknown --dtype', expected: `one of ${Object.keys(DTYPES).join(', ')}`, found: JSON.stringify(dtypeName) })
+  const threads = v.threads === undefined ? undefined : intOption(command, 'threads', v.threads as string, 1, 1)
   return {
     dir: (v.model as string | undefined) ?? DEFAULT_MODEL,
     device: device as DeviceName,
+    threads,
     dtype: dtypeName ? DTYPES[dtypeName] : undefined,
     variant: v.variant as string | undefined,
   }
@@ -62,5 +66,5 @@ export function requireTokenizer(dir: string, command: string): Tokenizer {
 
 export async function load(command: string, v: Record<string, unknown>, extra: { maxContext?: number } = {}): Promise<Model> {
   const o = modelOptions(command, v)
-  return loadModel(o.dir, { device: o.device, dtype: o.dtype, variant: o.variant, ...extra })
+  return loadModel(o.dir, { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, ...extra })
 }

@@ -62,6 +62,7 @@ export async function run(argv: string[]): Promise<void> {
     }
   }
   const r: GenerateResult = generate(model, prompt, { maxNewTokens, onToken })
+  await model.dispose()
   if (json) {
     const timings = {
       load_ms: round(loadMs),

@@ -38,6 +38,8 @@ export interface AttentionOptions {
   scale: number
   /** Local attention: query i sees keys j with i - window < j <= i. 0 = global (all j <= i). */
   window: number
+  /** Scratch of at least [nHead, pos0 + T] f32 the device may use for scores (the js device does not). */
+  scratch?: Buf | null
   /**
    * Optional [nHead, T, pos0 + T] output of the softmax probabilities (0 where masked).
    * Only passed when a tracer asks for it, so the token loop pays nothing for it.
@@ -57,6 +59,11 @@ export interface Device {
    * The device may take ownership of `data`.
    */
   weight(data: Float32Array, shape: readonly number[], storage?: Storage): Buf
+  /**
+   * Optional fast path for F32 weights: allocates the weight and lets `fill` write its elements in
+   * place (a checkpoint reads straight from the file into device memory: one copy, no JS array).
+   */
+  weightF32?(shape: readonly number[], fill: (dst: Float32Array) => void): Buf
   /** Bytes a weight of `shape` occupies on this device for the given storage. */
   weightBytes(shape: readonly number[], storage?: Storage): number
   /**
@@ -100,4 +107,7 @@ export interface Device {
    * 0 .. pos0+T-1 (the current rows already stored).
    */
   attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, o: AttentionOptions): void
+
+  /** Optional: releases threads / GPU resources. The device is unusable afterwards. */
+  dispose?(): Promise<void>
 }

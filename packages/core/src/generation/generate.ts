@@ -1,29 +1,57 @@
-// Greedy generation with Hugging Face generate() semantics for do_sample=False, num_beams=1:
-// argmax of the raw logits (first index on ties), stop after emitting an eos id (it is included),
-// or at max_new_tokens / max_length (which counts the prompt; HF's default is 20 when nothing sets it).
-// The token loop allocates nothing: forward() returns a reused logits buffer and ids go into a
-// preallocated Int32Array.
+// generate() with Hugging Face semantics: greedy search, sampling (processors, warpers and refgpt's
+// seeded PRNG), beam search; several prompts as one left-padded batch; stopping on eos ids,
+// max_length / max_new_tokens and stop strings; streaming through a callback or an async iterator.
+//
+// Rows (prompt x num_return_sequences) each own a KV-cache slot and run unpadded: a row's real
+// tokens get positions 0, 1, 2, ... exactly as generate()'s position_ids = cumsum(mask) - 1 give
+// them, and the padding is masked out anyway, so the logits equal HF's batched ones. The returned
+// sequences have HF's layout: left padding, then prompt and new tokens, finished rows filled with
+// pad_token_id up to the longest row.
+//
+// The token loop allocates nothing but the growth of each row's id list: forward() returns a reused
+// logits buffer, the processor chain and the sampler keep their scratch, one Int32Array feeds tokens.
 
 import { UsageError, show } from '../errors.js'
 import type { Model } from '../models/model.js'
+import type { Tokenizer } from '../tokenizers/types.js'
+import { beamSearch } from './beam.js'
+import { eosList, maxLength, resolveGenerationConfig, type GenerationConfig } from './config.js'
+import { buildLogitsProcessor, type LogitsChain } from './processors.js'
+import { createSampler, randomSeed, type Sampler } from './sampler.js'
 
-export interface GenerateOptions {
-  /** New tokens to generate at most (overrides maxLength). */
-  maxNewTokens?: number
-  /** Total length (prompt + new) at most; HF's default 20 applies when neither is given. */
-  maxLength?: number
-  /** Stop ids; default: the model's generation_config.json / config.json eos_token_id. null disables. */
-  eosTokenId?: number | number[] | null
-  /** Called with each new token id as soon as it is chosen. */
-  onToken?: (id: number) => void
+export interface GenerateOptions extends Partial<Record<keyof GenerationConfig, unknown>> {
+  /** camelCase spellings of GenerationConfig keys are accepted too (maxNewTokens, eosTokenId, ...). */
+  [key: string]: unknown
+  /** Called with each new token as soon as it is chosen (row = index into the returned sequences). */
+  onToken?: (id: number, row: number) => void
+  /** Needed for stop_strings (the text is checked after each token). */
+  tokenizer?: Tokenizer
+}
+
+export interface GeneratedSequence {
+  /** HF layout: left padding + prompt + new tokens (+ pad after an early finish in a batch). */
+  ids: number[]
+  /** This row's new tokens (no padding). */
+  newTokens: number[]
+  /** Index of the first real token in `ids` (the left padding before it). */
+  start: number
+  finishReason: 'eos' | 'length' | 'stop_string'
+  /** Beam search: the length-normalised score (HF sequences_scores). */
+  score?: number
+  /** Which prompt this row continues. */
+  prompt: number
 }
 
 export interface GenerateResult {
-  /** Prompt + new tokens. */
+  sequences: GeneratedSequence[]
+  config: GenerationConfig
+  /** The sampling seed used (given or drawn), null without sampling. */
+  seed: number | null
+  timings: { prefillMs: number; decodeMs: number; promptTokens: number; newTokens: number }
+  // single-prompt convenience (the first sequence)
   ids: number[]
   newTokens: number[]
-  finishReason: 'eos' | 'length' | 'context'
-  timings: { prefillMs: number; decodeMs: number; promptTokens: number; newTokens: number }
+  finishReason: GeneratedSequence['finishReason']
 }
 
 /** Index of the largest value (the first one on ties), like torch.argmax. */
@@ -35,58 +63,178 @@ export function argmax(x: Float32Array, n = x.length): number {
 
 /** The eos ids generate() would use: explicit option, else generation_config.json, else config.json. */
 export function defaultEos(model: Model, explicit?: number | number[] | null): number[] {
-  const v = explicit !== undefined ? explicit : (model.generationConfig?.eos_token_id as number | number[] | null | undefined) ?? model.arch.eosTokenId
-  if (v === null || v === undefined) return []
-  return Array.isArray(v) ? v : [v]
+  return eosList(resolveGenerationConfig(model, explicit === undefined ? {} : { eos_token_id: explicit }))
 }
 
-export function generate(model: Model, prompt: ArrayLike<number>, opts: GenerateOptions = {}): GenerateResult {
-  const nPrompt = prompt.length
-  if (nPrompt === 0) throw new UsageError({ where: 'generate', what: 'empty prompt', expected: 'at least one token id', found: '0 ids', hint: 'pass a prompt, or --prompt-ids with the bos id' })
-  const maxNew = newTokenBudget(nPrompt, opts)
-  const eos = defaultEos(model, opts.eosTokenId)
-  const room = Math.max(0, model.info.maxContext - nPrompt)
-  const budget = Math.min(maxNew, room)
-  const ids = new Int32Array(nPrompt + budget)
-  for (let i = 0; i < nPrompt; i++) ids[i] = prompt[i]
-  const step = new Int32Array(1) // the one token fed back each step
+type Prompts = ArrayLike<number> | ArrayLike<number>[]
+const isBatch = (p: Prompts): p is ArrayLike<number>[] => p.length > 0 && typeof (p as ArrayLike<unknown>)[0] === 'object'
 
-  const t0 = performance.now()
-  let logits = model.forward(prompt, 0)
-  const t1 = performance.now()
-  let n = nPrompt
-  let finishReason: GenerateResult['finishReason'] = budget < maxNew ? 'context' : 'length'
-  while (n - nPrompt < budget) {
-    const next = argmax(logits, model.arch.nVocab)
-    ids[n++] = next
-    opts.onToken?.(next)
-    if (eos.includes(next)) {
-      finishReason = 'eos'
-      break
+/** Splits caller options into GenerationConfig keys and JS-side options. */
+function splitOptions(opts: GenerateOptions) {
+  const { onToken, tokenizer, ...config } = opts
+  return { onToken, tokenizer, config }
+}
+
+/**
+ * One generation in progress (greedy or sampling): step() advances every unfinished row by one token.
+ * generate() runs it to the end; stream() yields between steps.
+ */
+export class Generation {
+  readonly config: GenerationConfig
+  readonly seed: number | null
+  readonly rows: { ids: number[]; start: number; prompt: number; done: GeneratedSequence['finishReason'] | null; newText: string }[] = []
+  private readonly chain: LogitsChain
+  private readonly sampler: Sampler | null
+  private readonly eos: number[]
+  private readonly step1 = new Int32Array(1)
+  private readonly scores: Float32Array
+  private readonly limit: number
+  readonly padded: number
+  private pending: Float32Array[] = []
+  prefillMs = 0
+  decodeMs = 0
+
+  constructor(
+    readonly model: Model,
+    prompts: ArrayLike<number>[],
+    opts: GenerateOptions,
+  ) {
+    const { onToken, tokenizer, config } = splitOptions(opts)
+    this.onToken = onToken
+    this.tokenizer = tokenizer ?? null
+    const c = (this.config = resolveGenerationConfig(model, config))
+    if (c.stop_strings && !this.tokenizer)
+      throw new UsageError({ where: 'generate', what: 'stop_strings need a tokenizer', hint: 'pass { tokenizer } (the pipeline does)' })
+    this.eos = eosList(c)
+    this.padded = Math.max(...prompts.map((p) => p.length))
+    this.limit = Math.min(maxLength(c, this.padded), model.info.maxContext) // never past the KV cache
+    const V = model.arch.nVocab
+    this.chain = buildLogitsProcessor(c, { promptLength: this.padded, eosTokenId: this.eos.length ? this.eos : null, vocabSize: V })
+    this.seed = c.do_sample ? (c.seed ?? randomSeed()) : null
+    this.sampler = this.seed !== null ? createSampler(this.seed) : null
+    this.scores = new Float32Array(V)
+
+    const pad = c.pad_token_id ?? this.eos[0] ?? 0
+    const nRet = c.num_return_sequences
+    model.reserveSequences(prompts.length * nRet)
+    const t0 = performance.now()
+    prompts.forEach((p, pi) => {
+      const padding = this.padded - p.length
+      for (let r = 0; r < nRet; r++) {
+        const row = this.rows.length
+        const ids = new Array<number>(padding).fill(pad)
+        for (let i = 0; i < p.length; i++) ids.push(p[i])
+        this.rows.push({ ids, start: padding, prompt: pi, done: null, newText: '' })
+        // prefill: the first row of each prompt computes it, the others copy its cache and logits
+        if (r === 0) this.pending[row] = model.forward(p, 0, { seq: row }).slice()
+        else {
+          model.copySequence(row - r, row, p.length)
+          this.pending[row] = this.pending[row - r]
+        }
+      }
+    })
+    this.prefillMs = performance.now() - t0
+    if (this.padded >= this.limit) for (const r of this.rows) r.done = 'length'
+  }
+
+  private readonly onToken?: (id: number, row: number) => void
+  private readonly tokenizer: Tokenizer | null
+
+  get done(): boolean {
+    return this.rows.every((r) => r.done !== null)
+  }
+
+  /** Chooses the next token of every unfinished row (prefill logits first, then one forward each). */
+  step(): void {
+    const t0 = performance.now()
+    const V = this.scores.length
+    for (let b = 0; b < this.rows.length; b++) {
+      const row = this.rows[b]
+      if (row.done) continue
+      let logits = this.pending[b]
+      if (logits) delete this.pending[b]
+      else {
+        this.step1[0] = row.ids[row.ids.length - 1]
+        logits = this.model.forward(this.step1, row.ids.length - 1 - row.start, { seq: b })
+      }
+      const scores = this.scores
+      scores.set(logits) // logits are [nVocab]
+      this.chain.apply(scores, row.ids)
+      const next = this.sampler ? this.sampler.sample(scores, V) : argmax(scores, V)
+      row.ids.push(next)
+      this.onToken?.(next, b)
+      if (this.eos.includes(next)) row.done = 'eos'
+      else if (this.config.stop_strings && this.hitStopString(row, next)) row.done = 'stop_string'
+      else if (row.ids.length >= this.limit) row.done = 'length'
     }
-    if (n - nPrompt === budget) break
-    step[0] = next
-    logits = model.forward(step, n - 1)
+    this.decodeMs += performance.now() - t0
   }
-  const t2 = performance.now()
-  const all = Array.from(ids.subarray(0, n))
-  return {
-    ids: all,
-    newTokens: all.slice(nPrompt),
-    finishReason,
-    timings: { prefillMs: t1 - t0, decodeMs: t2 - t1, promptTokens: nPrompt, newTokens: n - nPrompt },
+
+  private hitStopString(row: Generation['rows'][number], id: number): boolean {
+    const before = row.newText.length
+    row.newText += this.tokenizer!.decode([id])
+    // a stop string that ends inside the text this token added (HF StopStringCriteria)
+    return this.config.stop_strings!.some((s) => {
+      const at = row.newText.lastIndexOf(s)
+      return at >= 0 && at + s.length > before
+    })
+  }
+
+  result(): GenerateResult {
+    const c = this.config
+    const pad = c.pad_token_id ?? this.eos[0] ?? 0
+    const longest = Math.max(...this.rows.map((r) => r.ids.length))
+    const sequences: GeneratedSequence[] = this.rows.map((r) => ({
+      ids: r.ids.concat(new Array(longest - r.ids.length).fill(pad)),
+      newTokens: r.ids.slice(this.padded),
+      start: r.start,
+      finishReason: r.done ?? 'length',
+      prompt: r.prompt,
+    }))
+    const newTokens = sequences.reduce((s, q) => s + q.newTokens.length, 0)
+    return {
+      sequences,
+      config: c,
+      seed: this.seed,
+      timings: { prefillMs: this.prefillMs, decodeMs: this.decodeMs, promptTokens: this.rows.reduce((s, r) => s + r.ids.length - r.start, 0) - newTokens, newTokens },
+      ids: sequences[0].ids,
+      newTokens: sequences[0].newTokens,
+      finishReason: sequences[0].finishReason,
+    }
   }
 }
 
-function newTokenBudget(nPrompt: number, o: GenerateOptions): number {
-  const check = (name: string, v: number, min: number) => {
-    if (!Number.isInteger(v) || v < min) throw new UsageError({ where: 'generate', what: `bad ${name}`, expected: `an integer >= ${min}`, found: show(v) })
+function normalizePrompts(prompts: Prompts): ArrayLike<number>[] {
+  const list = isBatch(prompts) ? prompts : [prompts as ArrayLike<number>]
+  if (list.length === 0 || list.some((p) => p.length === 0))
+    throw new UsageError({ where: 'generate', what: 'empty prompt', expected: 'at least one token id per prompt', found: show(list.map((p) => p.length)), hint: 'start from the bos id' })
+  return list
+}
+
+/**
+ * Generates from one prompt (token ids) or a batch of prompts (left-padded as HF does).
+ * Options are GenerationConfig keys (max_new_tokens, do_sample, top_p, num_beams, ...) in snake_case
+ * or camelCase, plus onToken and tokenizer.
+ */
+export function generate(model: Model, prompts: Prompts, opts: GenerateOptions = {}): GenerateResult {
+  const list = normalizePrompts(prompts)
+  const { config } = splitOptions(opts)
+  const c = resolveGenerationConfig(model, config)
+  if (c.num_beams > 1) return beamSearch(model, list, c, opts.onToken)
+  const g = new Generation(model, list, opts)
+  while (!g.done) g.step()
+  return g.result()
+}
+
+/** The same as generate(), as an async iterator of {id, row} that yields to the event loop between steps. */
+export async function* generateStream(model: Model, prompts: Prompts, opts: GenerateOptions = {}): AsyncGenerator<{ id: number; row: number }, GenerateResult> {
+  const queue: { id: number; row: number }[] = []
+  const g = new Generation(model, normalizePrompts(prompts), { ...opts, onToken: (id, row) => { queue.push({ id, row }); opts.onToken?.(id, row) } })
+  if (g.config.num_beams > 1) throw new UsageError({ where: 'generateStream', what: 'beam search cannot stream', hint: 'use generate()' })
+  while (!g.done) {
+    g.step()
+    while (queue.length) yield queue.shift()!
+    await new Promise<void>((resolve) => setImmediate(resolve))
   }
-  if (o.maxNewTokens !== undefined) {
-    check('maxNewTokens', o.maxNewTokens, 0)
-    return o.maxNewTokens
-  }
-  const maxLength = o.maxLength ?? 20
-  check('maxLength', maxLength, 1)
-  return Math.max(0, maxLength - nPrompt)
+  return g.result()
 }

@@ -16,7 +16,7 @@ export interface TensorInfo {
   file: string
 }
 
-export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'pytorch-bin' | 'pytorch-bin-sharded'
+export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'pytorch-bin' | 'pytorch-bin-sharded' | 'random'
 
 export interface Checkpoint {
   /** The model folder. */

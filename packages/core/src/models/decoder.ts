@@ -4,7 +4,7 @@
 // Notation (llm.c): T = token rows in flight (<= maxT), C = hidden size, F = MLP inner size,
 // H = heads, D = head size, V = LM-head rows, nCtx = KV-cache length.
 
-import type { Buf, Device } from '../device/types.js'
+import type { AttentionOptions, Buf, Device } from '../device/types.js'
 import { UsageError } from '../errors.js'
 import type { Tracer } from '../trace/tracer.js'
 import type { Arch, LayerWeights, SharedWeights } from './arch.js'
@@ -21,6 +21,8 @@ export interface RunState {
   attnOut: Buf // (maxT, C)
   h: Buf // (maxT, F) MLP inner activation
   mlpOut: Buf // (maxT, C)
+  scores: Buf // (nHead, nCtx) attention scratch
+  attn: AttentionOptions // the attention op's options, refilled per layer (no object per call)
   xLast: Buf // (C) the row whose next-token logits are wanted
   logits: Buf // (V)
   logitsHost: Float32Array // (V) host copy returned by forward()
@@ -70,10 +72,13 @@ export interface ForwardOptions {
   tracer?: Tracer
 }
 
-export function createRunState(dev: Device, a: Arch, maxT: number): RunState {
+export function createRunState(dev: Device, a: Arch, maxT: number, nCtx: number): RunState {
   const C = a.nEmbd
+  const scores = dev.alloc(a.nHead * nCtx)
   return {
     maxT,
+    scores,
+    attn: { T: 0, pos0: 0, nHead: a.nHead, headDim: a.headDim, scale: 1, window: 0, scratch: scores, probs: null },
     x: dev.alloc(maxT * C),
     xn: dev.alloc(maxT * C),
     q: dev.alloc(maxT * C),
@@ -98,7 +103,7 @@ export function createLayerCache(dev: Device, a: Arch, nCtx: number, nSeq: numbe
 export function runtimeBytes(a: Arch, maxT: number, nCtx: number, nSeq: number): { activations: number; kvPerLayer: number } {
   const C = a.nEmbd
   return {
-    activations: 4 * (maxT * (8 * C + a.nInner) + C + 2 * a.nVocab),
+    activations: 4 * (maxT * (8 * C + a.nInner) + C + 2 * a.nVocab + a.nHead * nCtx),
     kvPerLayer: 4 * 2 * nSeq * nCtx * C,
   }
 }
@@ -217,9 +222,13 @@ function attention(m: Ctx, grp: Group, L: LayerWeights, l: number, T: number, po
   dev.copy(vCache, pos0 * C, s.v, 0, T * C)
   const nKeys = pos0 + T
   const probs = trace ? (grp.probs ??= dev.alloc(a.nHead * s.maxT * m.nCtx)) : null // tracing only
-  dev.attention(s.att, s.q, kCache, vCache, {
-    T, pos0, nHead: a.nHead, headDim: a.headDim, scale: kind.scale, window: kind.window, probs,
-  })
+  const o = s.attn
+  o.T = T
+  o.pos0 = pos0
+  o.scale = kind.scale
+  o.window = kind.window
+  o.probs = probs
+  dev.attention(s.att, s.q, kCache, vCache, o)
   if (trace && probs) trace(event(dev, `h.${l}.attn.probs`, l, probs, [a.nHead, T, nKeys], pos0))
   dev.matmul(s.attnOut, s.att, L.o.w, L.o.b, T, C, C)
   trace?.(event(dev, `h.${l}.attn.out`, l, s.attnOut, [T, C], pos0))

@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { createJsDevice } from '../device/js.js'
+import { createWasmDevice } from '../device/wasm.js'
 import { rotaryTable } from '../device/storage.js'
 import type { Device, Storage } from '../device/types.js'
 import { ConfigError, UsageError, show } from '../errors.js'
@@ -15,14 +16,20 @@ import type { CheckpointFormat, DType } from '../io/types.js'
 import type { Arch, Family, LayerWeights } from './arch.js'
 import { createLayerCache, createRunState, forward, runtimeBytes, type Ctx, type ForwardOptions, type Group, type LayerCache } from './decoder.js'
 import { FAMILIES, PREFIXES, type FamilyModule } from './registry.js'
+import { shapeConfig, randomCheckpoint } from './random.js'
 import { WeightReader } from './weights.js'
 
-export type DeviceName = 'js'
-export const DEVICES: readonly DeviceName[] = ['js']
+export type DeviceName = 'wasm' | 'js'
+/** Device names, the default first. */
+export const DEVICES: readonly DeviceName[] = ['wasm', 'js']
 
 export interface LoadOptions {
-  /** 'js' (the readable reference) or a Device object. Default 'js'. */
+  /** 'wasm' (default: the WASM-SIMD kernels), 'js' (the readable reference) or a Device object. */
   device?: DeviceName | Device
+  /** Threads for the wasm device (default: the number of cores). */
+  threads?: number
+  /** wasm: bytes per linear memory before layers spill into the next one (default ~4 GiB; tests set it small). */
+  memoryBytes?: number
   /** Weight storage; default: each tensor's dtype in the checkpoint. */
   dtype?: Storage
   /** HF variant: reads model.<variant>.safetensors (e.g. 'bf16', 'f16'). */
@@ -56,6 +63,8 @@ export interface ModelInfo {
   unusedTensors: string[]
   /** Placement groups (wasm32 memories) the layers were spread over. */
   groups: number
+  /** Weight bytes one decoded token reads: every block, the final norm and the LM head (one embedding row aside). */
+  decodeBytesPerToken: number
 }
 
 export interface Model {
@@ -73,6 +82,14 @@ export interface Model {
    * with allLogits ([T, nVocab]). Positions before `pos` must already be in the cache.
    */
   forward(ids: ArrayLike<number>, pos: number, opts?: ForwardOptions): Float32Array
+  /** KV-cache slots (independent sequences) available to forward(). */
+  readonly sequences: number
+  /** Makes at least n KV-cache slots available (allocates; call before a token loop, not in it). */
+  reserveSequences(n: number): void
+  /** Copies the first nPos cached positions of slot `from` to slot `to` (beam search reorders beams). */
+  copySequence(from: number, to: number, nPos: number): void
+  /** Releases the device's threads (when loadModel created the device). */
+  dispose(): Promise<void>
 }
 
 interface Opened {
@@ -84,16 +101,13 @@ interface Opened {
   prefix: string
 }
 
-/** config.json + checkpoint headers: everything but the tensor data. */
-function open(dir: string, variant?: string): Opened {
-  if (!existsSync(dir))
-    throw new ConfigError({ where: dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
-  const configFile = join(dir, 'config.json')
-  const config = readJsonFile(configFile, 'model config', ConfigError) as Record<string, unknown>
+/** config.json -> family and Arch. */
+function parseModelConfig(config: unknown, configFile: string): Omit<Opened, 'ckpt' | 'prefix'> {
   if (typeof config !== 'object' || config === null || Array.isArray(config))
     throw new ConfigError({ where: configFile, what: 'config.json is not a JSON object', found: show(config) })
-  const modelType = config.model_type
-  const family = typeof modelType === 'string' ? FAMILIES[modelType] : undefined
+  const json = config as Record<string, unknown>
+  const modelType = json.model_type
+  const family = typeof modelType === 'string' && Object.hasOwn(FAMILIES, modelType) ? FAMILIES[modelType] : undefined
   if (!family)
     throw new ConfigError({
       where: `${configFile}: field "model_type"`,
@@ -102,10 +116,37 @@ function open(dir: string, variant?: string): Opened {
       found: show(modelType),
       hint: 'refgpt runs GPT-2, GPT-Neo and GPT-J checkpoints',
     })
-  const arch = family.parseConfig(config, configFile)
+  return { family, modelType: modelType as string, arch: family.parseConfig(json, configFile), config: json }
+}
+
+/** config.json + checkpoint headers: everything but the tensor data. */
+function open(dir: string, variant?: string): Opened {
+  if (!existsSync(dir))
+    throw new ConfigError({ where: dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
+  const configFile = join(dir, 'config.json')
+  const parsed = parseModelConfig(readJsonFile(configFile, 'model config', ConfigError), configFile)
   const ckpt = openCheckpoint(dir, { variant })
   const prefix = PREFIXES.find((p) => ckpt.tensors.has(`${p}wte.weight`)) ?? PREFIXES[0]
-  return { family, modelType: modelType as string, arch, config, ckpt, prefix }
+  return { ...parsed, ckpt, prefix }
+}
+
+/**
+ * The tensors of a model of a named shape (or config.json object) with seeded random weights, as a
+ * checkpoint whose data is drawn on each read — e.g. to write a test checkpoint of a real size.
+ */
+export function randomWeights(shape: string | Record<string, unknown>, opts: { seed?: number; layers?: number } = {}): { config: Record<string, unknown>; checkpoint: LoadedCheckpoint } {
+  const config = typeof shape === 'string' ? shapeConfig(shape, opts.layers) : shape
+  return { config, checkpoint: openRandom(config, opts.seed ?? 1234).ckpt }
+}
+
+/** A model of `config`'s shape with seeded random weights (no file), opened like a checkpoint. */
+function openRandom(config: Record<string, unknown>, seed: number): Opened {
+  const parsed = parseModelConfig(config, '(config)')
+  const r = new WeightReader(null as unknown as LoadedCheckpoint, createJsDevice(), PREFIXES[0], undefined, true)
+  r.recorder = new Map()
+  parsed.family.loadShared(r, parsed.arch)
+  for (let l = 0; l < parsed.arch.nLayer; l++) parsed.family.loadLayer(r, parsed.arch, l)
+  return { ...parsed, ckpt: randomCheckpoint(r.recorder, seed), prefix: PREFIXES[0] }
 }
 
 function describe(o: Opened, r: WeightReader, maxContext: number, sequences: number, maxT: number): ModelInfo {
@@ -132,6 +173,7 @@ function describe(o: Opened, r: WeightReader, maxContext: number, sequences: num
     maxContext,
     unusedTensors: [...o.ckpt.tensors.keys()].filter((n) => !r.used.has(n) && !ignorable.test(n)),
     groups: 1,
+    decodeBytesPerToken: 0,
   }
 }
 
@@ -156,8 +198,14 @@ function sizes(arch: Arch, opts: LoadOptions): Sizes {
 }
 
 /** A device by name (or the Device object given). */
-export async function createDevice(device: DeviceName | Device | undefined, _opts: LoadOptions = {}): Promise<Device> {
-  if (device === undefined || device === 'js') return createJsDevice()
+export async function createDevice(device: DeviceName | Device | undefined, opts: LoadOptions = {}): Promise<Device> {
+  if (device === undefined || device === 'wasm') {
+    const threads = opts.threads
+    if (threads !== undefined && (!Number.isInteger(threads) || threads < 1 || threads > 256))
+      throw new UsageError({ what: 'bad thread count', expected: 'an integer in 1 .. 256', found: show(threads) })
+    return createWasmDevice({ threads, memoryBytes: opts.memoryBytes })
+  }
+  if (device === 'js') return createJsDevice()
   if (typeof device === 'object') return device
   throw new UsageError({ what: 'unknown device', expected: `one of ${DEVICES.join(', ')}`, found: show(device) })
 }
@@ -167,14 +215,14 @@ export async function createDevice(device: DeviceName | Device | undefined, _opt
  * each layer with its KV cache, in the group the device reserves for it (devices with one address
  * space have one group).
  */
-function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes): { ctx: Ctx; reader: WeightReader } {
+function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes): { ctx: Ctx; reader: WeightReader; decodeBytes: number } {
   const { arch: a, family } = o
   const r = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype)
   const dry = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype, true) // sizes only, for reserve()
   const rt = runtimeBytes(a, sz.maxT, sz.maxContext, sz.sequences)
   const groups: Group[] = []
   const newGroup = (): Group => ({
-    s: createRunState(dev, a, sz.maxT),
+    s: createRunState(dev, a, sz.maxT, sz.maxContext),
     rotary: a.rotaryDim > 0 ? dev.weight(rotaryTable(a.nPositions, a.rotaryDim), [a.nPositions, a.rotaryDim]) : null,
     probs: null,
   })
@@ -183,12 +231,18 @@ function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes): { ctx: Ctx
   const shared = family.loadShared(r, a)
   groups.push(newGroup())
   const layers: LayerWeights[] = [], layerGroup: number[] = [], kv: LayerCache[] = []
+  // bytes a decoded token reads: the LM head and final norm now, the blocks below
+  const storage = (dtype: DType) => opts.dtype ?? dtype
+  const f32 = (shape: number[]) => dev.weightBytes(shape, 'F32')
+  let decodeBytes = dev.weightBytes([a.nVocab, a.nEmbd], storage(o.ckpt.tensors.get(o.prefix + 'wte.weight')?.dtype ?? 'F32'))
+    + 2 * f32([a.nEmbd]) + (a.lmHeadBias ? f32([a.nVocab]) : 0)
   for (let l = 0; l < a.nLayer; l++) {
     const before = dry.bytes
     family.loadLayer(dry, a, l)
     const need = dry.bytes - before + rt.kvPerLayer
     const g = dev.placement?.reserve(need + rt.activations + 4 * a.nPositions * a.rotaryDim) ?? 0
     if (g === groups.length) groups.push(newGroup())
+    decodeBytes += dry.bytes - before
     layers.push(family.loadLayer(r, a, l))
     kv.push(createLayerCache(dev, a, sz.maxContext, sz.sequences))
     layerGroup.push(g)
@@ -199,27 +253,75 @@ function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes): { ctx: Ctx
     nCtx: sz.maxContext, nSeq: sz.sequences,
     ids: new Int32Array(sz.maxT), positions: new Int32Array(sz.maxT),
   }
-  return { ctx, reader: r }
+  return { ctx, reader: r, decodeBytes }
+}
+
+/** Adds KV-cache slots, each in its layer's placement group. */
+function reserveSequences(ctx: Ctx, n: number): void {
+  if (!Number.isInteger(n) || n < 1 || n > 4096) throw new UsageError({ where: 'reserveSequences', what: 'bad sequence count', expected: '1 .. 4096', found: show(n) })
+  if (n <= ctx.nSeq) return
+  ctx.kv.forEach((layer, l) => {
+    ctx.dev.placement?.use(ctx.layerGroup[l])
+    for (let i = ctx.nSeq; i < n; i++) {
+      layer.k.push(ctx.dev.alloc(ctx.nCtx * ctx.a.nEmbd))
+      layer.v.push(ctx.dev.alloc(ctx.nCtx * ctx.a.nEmbd))
+    }
+  })
+  ctx.dev.placement?.use(0)
+  ctx.nSeq = n
 }
 
 /** Loads a Hugging Face model folder (GPT-2, GPT-Neo, GPT-J) onto a device. */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Model> {
-  const dev = await createDevice(opts.device, opts)
   const o = open(dir, opts.variant)
+  const genFile = join(dir, 'generation_config.json')
+  const generationConfig = existsSync(genFile) ? (readJsonFile(genFile, 'generation config', ConfigError) as Record<string, unknown>) : null
+  return build(o, opts, generationConfig)
+}
+
+/**
+ * A model of a real shape with seeded random weights and no file: `shape` is a name from SHAPES
+ * (gpt-neo-1.3B, gptj-6b, ...) or a config.json object. For benchmarks.
+ */
+export async function loadRandomModel(shape: string | Record<string, unknown>, opts: LoadOptions & { seed?: number; layers?: number } = {}): Promise<Model> {
+  const config = typeof shape === 'string' ? shapeConfig(shape, opts.layers) : shape
+  return build(openRandom(config, opts.seed ?? 1234), opts, null)
+}
+
+async function build(o: Opened, opts: LoadOptions, generationConfig: Record<string, unknown> | null): Promise<Model> {
+  const owned = typeof opts.device !== 'object'
+  let dev: Device | undefined
   try {
     const sz = sizes(o.arch, opts)
-    const { ctx, reader } = place(o, dev, opts, sz)
-    const info = { ...describe(o, reader, sz.maxContext, sz.sequences, sz.maxT), groups: ctx.groups.length }
-    const genFile = join(dir, 'generation_config.json')
+    dev = await createDevice(opts.device, opts)
+    const { ctx, reader, decodeBytes } = place(o, dev, opts, sz)
+    const info = { ...describe(o, reader, sz.maxContext, sz.sequences, sz.maxT), groups: ctx.groups.length, decodeBytesPerToken: decodeBytes }
     return {
       family: o.arch.family,
       arch: o.arch,
       config: o.config,
-      generationConfig: existsSync(genFile) ? (readJsonFile(genFile, 'generation config', ConfigError) as Record<string, unknown>) : null,
+      generationConfig,
       device: dev,
       info,
       forward: (ids, pos, fopts) => forward(ctx, ids, pos, fopts),
+      get sequences() {
+        return ctx.nSeq
+      },
+      reserveSequences: (n) => reserveSequences(ctx, n),
+      copySequence(from, to, nPos) {
+        const C = ctx.a.nEmbd
+        for (const layer of ctx.kv) {
+          ctx.dev.copy(layer.k[to], 0, layer.k[from], 0, nPos * C)
+          ctx.dev.copy(layer.v[to], 0, layer.v[from], 0, nPos * C)
+        }
+      },
+      dispose: async () => {
+        if (owned) await dev?.dispose?.()
+      },
     }
+  } catch (e) {
+    if (owned) await dev?.dispose?.()
+    throw e
   } finally {
     o.ckpt.close()
   }

@@ -12,11 +12,16 @@ export interface PlaceOptions {
   conv1d?: boolean
 }
 
-/** A tensor read from the checkpoint: f32 data in the device layout, and the dtype it was stored in. */
+/**
+ * A checked tensor: its shape in the device layout and the dtype it was stored in, with its f32 data
+ * when it had to be transformed (transposed, split); otherwise the data is read at placement, straight
+ * into device memory where the device allows it.
+ */
 interface Read {
-  data: Float32Array
+  name: string
   shape: number[]
   dtype: DType
+  data?: Float32Array
 }
 
 /** The handle a dry run returns: never handed to a device. */
@@ -29,6 +34,8 @@ export class WeightReader {
   readonly counts: Partial<Record<Storage, number>> = {}
   /** Device bytes of everything placed. */
   bytes = 0
+  /** When set, read() only records each name and its shape (as stored) here: how random checkpoints get their table. */
+  recorder: Map<string, number[]> | null = null
 
   constructor(
     readonly ckpt: LoadedCheckpoint,
@@ -43,6 +50,11 @@ export class WeightReader {
 
   /** Reads `name` (full name) as f32, checking its shape against `shape` as stored in the file. */
   read(name: string, shape: number[], opts: PlaceOptions = {}): Read {
+    const layout = opts.conv1d ? [shape[1], shape[0]] : shape
+    if (this.recorder) {
+      this.recorder.set(name, shape)
+      return { name, shape: layout, dtype: 'F32' }
+    }
     const info = this.ckpt.tensors.get(name)
     if (!info && this.ckpt.unsupported.has(name)) this.ckpt.readF32(name) // throws: names the file, tensor and dtype
     if (!info)
@@ -62,10 +74,8 @@ export class WeightReader {
         hint: 'the weights and config.json come from different models',
       })
     this.used.add(name)
-    const layout = opts.conv1d ? [shape[1], shape[0]] : shape
-    if (this.dryRun) return { data: new Float32Array(0), shape: layout, dtype: info.dtype }
-    const data = this.ckpt.readF32(name)
-    return { data: opts.conv1d ? transpose(data, shape[0], shape[1]) : data, shape: layout, dtype: info.dtype }
+    if (this.dryRun || !opts.conv1d) return { name, shape: layout, dtype: info.dtype }
+    return { name, shape: layout, dtype: info.dtype, data: transpose(this.ckpt.readF32(name), shape[0], shape[1]) }
   }
 
   /** Places a tensor on the device as the requested storage (or the dtype it had in the file). */
@@ -74,7 +84,9 @@ export class WeightReader {
     const n = t.shape.reduce((p, d) => p * d, 1)
     this.counts[storage] = (this.counts[storage] ?? 0) + n
     this.bytes += this.dev.weightBytes(t.shape, storage)
-    return this.dryRun ? DRY : this.dev.weight(t.data, t.shape, storage)
+    if (this.dryRun) return DRY
+    if (!t.data && storage === 'F32' && this.dev.weightF32) return this.dev.weightF32(t.shape, (dst) => this.ckpt.readF32(t.name, dst))
+    return this.dev.weight(t.data ?? this.ckpt.readF32(t.name), t.shape, storage)
   }
 
   /** Places the tensor `prefix + name`. */
@@ -107,9 +119,10 @@ export class WeightReader {
   fusedQkv(name: string, C: number): [Linear, Linear, Linear] {
     const w = this.read(`${this.prefix}${name}.weight`, [C, 3 * C], { conv1d: true }) // now [3C, C]
     const b = this.read(`${this.prefix}${name}.bias`, [3 * C])
+    const bias = this.dryRun || this.recorder ? undefined : this.ckpt.readF32(b.name)
     const part = (i: number): Linear => ({
-      w: this.place({ data: w.data.slice(i * C * C, (i + 1) * C * C), shape: [C, C], dtype: w.dtype }),
-      b: this.place({ data: b.data.slice(i * C, (i + 1) * C), shape: [C], dtype: b.dtype }),
+      w: this.place({ name: w.name, data: w.data?.slice(i * C * C, (i + 1) * C * C), shape: [C, C], dtype: w.dtype }),
+      b: this.place({ name: b.name, data: bias?.slice(i * C, (i + 1) * C), shape: [C], dtype: b.dtype }),
     })
     return [part(0), part(1), part(2)]
   }

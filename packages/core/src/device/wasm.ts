@@ -1,0 +1,255 @@
+// The `wasm` device: every op is one call into refgpt's AssemblyScript WASM-SIMD kernels
+// (packages/wasm), the big ones (matmul, attention) split by output rows / heads over worker threads
+// that share the linear memory. Results do not depend on the thread count: each output element is
+// computed by the same instruction sequence whichever thread owns its row.
+//
+// Memory: weights are copied into linear memory once, at load; activations, KV cache and scratch are
+// allocated at model creation. A wasm32 memory ends at 4 GiB, so a bigger model spreads its layers
+// over several memories (placement groups); the residual stream is copied between them.
+//
+// A Buf is a number: group * 2^32 + byte offset. Weights stored as F16/BF16/Q8 have a side entry
+// (storage type, Q8 scales) looked up per matmul; everything else is f32.
+
+import { createWasmCore, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
+import { f32ToBf16Array, f32ToF16Array } from '../io/dtype.js'
+import { Q8_BLOCK, q8Cols, storageBytes, storedValues } from './storage.js'
+import type { Activation, AttentionOptions, Buf, Device, Storage } from './types.js'
+
+const GROUP = 2 ** 32
+const group = (b: Buf) => Math.floor((b as unknown as number) / GROUP)
+const ptr = (b: Buf) => (b as unknown as number) % GROUP
+const handle = (g: number, p: number) => (g * GROUP + p) as unknown as Buf
+
+/** Below this many multiply-adds a matmul runs on the calling thread (dispatch costs a few µs). */
+const PARALLEL_MIN_MACS = 1 << 15
+/** ids / positions of up to this many rows are staged in each memory for embed and rotary. */
+const MAX_ROWS = 4096
+
+interface Stored {
+  storage: Exclude<Storage, 'F32'>
+  /** Q8: byte offset of the f32 scales [rows, colsPadded / 32]. */
+  scales: number
+}
+
+export interface WasmDeviceOptions {
+  /** Threads including the calling one (default: the number of cores). */
+  threads?: number
+  /** Run the scalar `_naive` kernels instead of the SIMD ones (benchmarks, cross-checks). */
+  naive?: boolean
+  /**
+   * Bytes one memory may hold before layers go to the next (default: 4 GiB less 64 MiB of slack).
+   * Tests set it small to exercise multi-memory placement on tiny models.
+   */
+  memoryBytes?: number
+}
+
+export interface WasmDevice extends Device {
+  readonly core: WasmCore
+  readonly threads: number
+  /** Stops the worker threads. */
+  dispose(): Promise<void>
+}
+
+export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<WasmDevice> {
+  const core = await createWasmCore({ threads: opts.threads })
+  const stored = new Map<number, Stored>()
+  const limit = opts.memoryBytes ?? 2 ** 32 - (64 << 20)
+  /** Per memory: kernels, and a staging area for i32 row data (ids, positions). */
+  const mems: { k: KernelExports; mem: WasmMemory; rows: number }[] = []
+  let current = 0
+
+  const addGroup = (g: number) => {
+    if (g > 0) core.addMemory()
+    const mem = core.memories[g]
+    mems.push({ k: core.kernels(g), mem, rows: mem.alloc(4 * MAX_ROWS) })
+  }
+  addGroup(0)
+
+  // views over a memory, rebuilt only when the memory has grown (load time); none are made per op
+  const f32v: Float32Array[] = [], i32v: Int32Array[] = []
+  const f32 = (g: number) => {
+    const buf = mems[g].mem.buffer
+    if (f32v[g]?.buffer !== buf) {
+      f32v[g] = new Float32Array(buf)
+      i32v[g] = new Int32Array(buf)
+    }
+    return f32v[g]
+  }
+  const i32 = (g: number) => (f32(g), i32v[g])
+
+  const alloc = (bytes: number): Buf => handle(current, mems[current].mem.alloc(bytes))
+
+  /** Copies row ids (or positions) into group g's staging area; returns its offset. */
+  const stage = (g: number, src: Int32Array, T: number): number => {
+    if (T > MAX_ROWS) throw new RangeError(`wasm device: ${T} rows in one op (at most ${MAX_ROWS})`)
+    const view = i32(g), at = mems[g].rows / 4
+    for (let t = 0; t < T; t++) view[at + t] = src[t]
+    return mems[g].rows
+  }
+
+  // kernel names, chosen once (SIMD or naive)
+  const MATMUL: Record<Storage, SplitKernelName> = opts.naive
+    ? { F32: 'matmul_f32_naive', F16: 'matmul_f16_naive', BF16: 'matmul_bf16_naive', Q8: 'matmul_q8_naive' }
+    : { F32: 'matmul_f32', F16: 'matmul_f16', BF16: 'matmul_bf16', Q8: 'matmul_q8' }
+  const ATTENTION: SplitKernelName = opts.naive ? 'attention_naive' : 'attention'
+
+  /** Runs a row-split kernel on args[0 .. nArgs): across the threads, or here when the work is small. */
+  const split = (g: number, name: SplitKernelName, nArgs: number, rows: number, work: number) => {
+    if (work >= PARALLEL_MIN_MACS) return core.run(g, name, nArgs, rows)
+    const a = core.args
+    const f = (mems[g].k as unknown as Record<string, (...args: number[]) => void>)[name]
+    f(0, rows, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11])
+  }
+
+  const ACT = Object.fromEntries(
+    (['gelu_tanh', 'gelu_erf', 'relu', 'silu', 'quick_gelu'] as const).map((a) => [a, opts.naive ? `${a}_naive` : a]),
+  ) as Record<Activation, string>
+
+  const dev: WasmDevice = {
+    name: 'wasm',
+    core,
+    threads: core.threads,
+    dispose: () => core.close(),
+
+    placement: {
+      reserve(bytes) {
+        // keep the current memory while the request fits
+        const m = mems[current].mem
+        if (m.bytesUsed + bytes <= limit) return current
+        if (m.bytesUsed <= m.base + MAX_ROWS * 4 + 64) return current // nothing placed here yet: a new memory would not hold it either
+        addGroup(mems.length)
+        current = mems.length - 1
+        return current
+      },
+      use(g) {
+        current = g
+      },
+    },
+
+    alloc: (n) => alloc(4 * n),
+
+    weight(data, shape, storage = 'F32') {
+      const g = current
+      if (shape.length !== 2 || storage === 'F32') {
+        const values = storedValues(data, shape, storage) // 1-D under F16/BF16: rounded, kept f32
+        const b = alloc(4 * values.length)
+        f32(g).set(values, ptr(b) / 4)
+        return b
+      }
+      const [rows, cols] = shape
+      if (storage === 'Q8') {
+        // quantize in the kernel, a chunk of rows at a time through a scratch area that is freed after
+        const cp = q8Cols(cols)
+        const mem = mems[g].mem
+        const b = alloc(rows * cp)
+        const s = mem.alloc(4 * rows * (cp / Q8_BLOCK))
+        const mark = mem.mark()
+        const chunk = Math.max(1, Math.floor((4 << 20) / cols))
+        const tmp = mem.alloc(4 * chunk * cols)
+        for (let r0 = 0; r0 < rows; r0 += chunk) {
+          const r1 = Math.min(rows, r0 + chunk)
+          f32(g).set(data.subarray(r0 * cols, r1 * cols), tmp / 4)
+          mems[g].k.quantize_q8(ptr(b) + r0 * cp, s + 4 * r0 * (cp / Q8_BLOCK), tmp, r1 - r0, cols)
+        }
+        mem.release(mark)
+        stored.set(b as unknown as number, { storage, scales: s })
+        return b
+      }
+      const bits = storage === 'F16' ? f32ToF16Array(data) : f32ToBf16Array(data)
+      const b = alloc(2 * bits.length)
+      new Uint16Array(mems[g].mem.buffer, ptr(b), bits.length).set(bits)
+      stored.set(b as unknown as number, { storage, scales: 0 })
+      return b
+    },
+    weightF32(shape, fill) {
+      const n = shape.reduce((p, d) => p * d, 1)
+      const b = alloc(4 * n)
+      fill(new Float32Array(mems[current].mem.buffer, ptr(b), n))
+      return b
+    },
+    weightBytes: (shape, storage) => storageBytes(shape, storage) + 128, // + alignment
+
+    write(b, src, offset = 0) {
+      f32(group(b)).set(src, ptr(b) / 4 + offset)
+    },
+    read(b, dst, offset = 0) {
+      const v = f32(group(b)), at = ptr(b) / 4 + offset
+      for (let i = 0; i < dst.length; i++) dst[i] = v[at + i]
+    },
+
+    copy(dst, dstOff, src, srcOff, n) {
+      const gd = group(dst), gs = group(src)
+      const d = ptr(dst) / 4 + dstOff, s = ptr(src) / 4 + srcOff
+      if (gd === gs) f32(gd).copyWithin(d, s, s + n)
+      else {
+        const vd = f32(gd), vs = f32(gs)
+        for (let i = 0; i < n; i++) vd[d + i] = vs[s + i]
+      }
+    },
+
+    embed(out, table, ids, T, C, accumulate) {
+      const g = group(out), k = mems[g].k
+      const at = stage(g, ids, T), st = stored.get(table as unknown as number)
+      const acc = accumulate ? 1 : 0
+      if (!st) k.embed_f32(ptr(out), ptr(table), at, T, C, acc)
+      else if (st.storage === 'Q8') k.embed_q8(ptr(out), ptr(table), st.scales, at, T, C, acc)
+      else if (st.storage === 'F16') k.embed_f16(ptr(out), ptr(table), at, T, C, acc)
+      else k.embed_bf16(ptr(out), ptr(table), at, T, C, acc)
+    },
+
+    matmul(out, x, w, b, T, K, N) {
+      const g = group(w), st = stored.get(w as unknown as number)
+      const a = core.args
+      a[0] = ptr(out)
+      a[1] = ptr(x)
+      a[2] = ptr(w)
+      let n = 3
+      if (st?.storage === 'Q8') a[n++] = st.scales
+      a[n++] = b ? ptr(b) : 0
+      a[n++] = T
+      a[n++] = K
+      a[n++] = N
+      split(g, MATMUL[st ? st.storage : 'F32'], n, N, T * K * N)
+    },
+
+    layerNorm(out, x, gw, bw, T, C, eps) {
+      const k = mems[group(out)].k
+      ;(opts.naive ? k.layernorm_naive : k.layernorm)(ptr(out), ptr(x), ptr(gw), ptr(bw), T, C, eps)
+    },
+
+    activation(out, x, n, act) {
+      const k = mems[group(out)].k as unknown as Record<string, (o: number, x: number, n: number) => void>
+      k[ACT[act]](ptr(out), ptr(x), n)
+    },
+
+    add(out, a, b, n) {
+      const k = mems[group(out)].k
+      ;(opts.naive ? k.add_naive : k.add)(ptr(out), ptr(a), ptr(b), n)
+    },
+
+    rotary(x, table, positions, T, H, D, R) {
+      const g = group(x), k = mems[g].k
+      const at = stage(g, positions, T)
+      ;(opts.naive ? k.rotary_naive : k.rotary)(ptr(x), ptr(table), at, T, H, D, R)
+    },
+
+    attention(out, q, kCache, vCache, o: AttentionOptions) {
+      const g = group(out), a = core.args
+      if (!o.scratch) throw new RangeError('wasm device: attention needs o.scratch ([nHead, nCtx] f32)')
+      a[0] = ptr(out)
+      a[1] = ptr(q)
+      a[2] = ptr(kCache)
+      a[3] = ptr(vCache)
+      a[4] = o.probs ? ptr(o.probs) : 0
+      a[5] = ptr(o.scratch)
+      a[6] = o.T
+      a[7] = o.pos0
+      a[8] = o.nHead
+      a[9] = o.headDim
+      a[10] = o.scale
+      a[11] = o.window
+      split(g, ATTENTION, 12, o.nHead, o.nHead * o.T * (o.pos0 + o.T) * o.headDim)
+    },
+  }
+  return dev
+}

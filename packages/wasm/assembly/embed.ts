@@ -1,0 +1,70 @@
+// embed.ts — row gathers from an embedding table: out[t, :] (+)= table[ids[t], :].
+//
+// out: f32 [T, C]; ids: i32 [T]; accumulate != 0 adds to out instead of storing.
+// table: f32 / f16 bits / bf16 bits [rows, C], or q8: i8 [rows, Cp] (Cp = ceil(C/32)*32) with
+// scales f32 [rows, Cp/32] (value = f32(q) * scale). Values are widened exactly as in gemm.
+import { srow, wload1, wload4, wrow, wscale4 } from './quant'
+
+// @ts-ignore: decorator
+@inline function embed<W>(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
+  const C4 = C & ~3
+  for (let t = 0; t < T; t++) {
+    const id = load<i32>(ids + (<usize>t << 2))
+    const wp = wrow<W>(table, id, C), sp = srow<W>(scales, id, C)
+    const op = out + ((<usize>t * <usize>C) << 2)
+    let c = 0
+    for (; c < C4; c += 4) {
+      const o = op + (<usize>c << 2)
+      const v = wload4<W>(wp, c, wscale4<W>(sp, c))
+      v128.store(o, accumulate ? f32x4.add(v128.load(o), v) : v)
+    }
+    for (; c < C; c++) {
+      const o = op + (<usize>c << 2)
+      const v = wload1<W>(wp, c, sp)
+      store<f32>(o, accumulate ? load<f32>(o) + v : v)
+    }
+  }
+}
+
+/** table: f32 [rows, C]. */
+export function embed_f32(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
+  embed<f32>(out, table, 0, ids, T, C, accumulate)
+}
+/** table: u16 IEEE half bits [rows, C]. */
+export function embed_f16(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
+  embed<u16>(out, table, 0, ids, T, C, accumulate)
+}
+/** table: u16 bfloat16 bits [rows, C]. */
+export function embed_bf16(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
+  embed<i16>(out, table, 0, ids, T, C, accumulate)
+}
+/** table: i8 [rows, Cp]; scales: f32 [rows, Cp/32]. */
+export function embed_q8(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
+  embed<i8>(out, table, scales, ids, T, C, accumulate)
+}
+
+/** The naive scalar loop (same values). */
+// @ts-ignore: decorator
+@inline function embed_naive<W>(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
+  for (let t = 0; t < T; t++) {
+    const id = load<i32>(ids + (<usize>t << 2))
+    const wp = wrow<W>(table, id, C), sp = srow<W>(scales, id, C)
+    for (let c = 0; c < C; c++) {
+      const o = out + ((<usize>t * <usize>C + <usize>c) << 2)
+      const v = wload1<W>(wp, c, sp)
+      store<f32>(o, accumulate ? load<f32>(o) + v : v)
+    }
+  }
+}
+export function embed_f32_naive(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
+  embed_naive<f32>(out, table, 0, ids, T, C, accumulate)
+}
+export function embed_f16_naive(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
+  embed_naive<u16>(out, table, 0, ids, T, C, accumulate)
+}
+export function embed_bf16_naive(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
+  embed_naive<i16>(out, table, 0, ids, T, C, accumulate)
+}
+export function embed_q8_naive(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
+  embed_naive<i8>(out, table, scales, ids, T, C, accumulate)
+}

@@ -1,0 +1,273 @@
+// gemm.ts — out[T, N] = x[T, K] · W[N, K]^T (+ b[N]), W in f32, f16, bf16 or q8 storage.
+//
+// Split: rows n of W (= columns of out) in [n0, n1); every thread writes its own columns.
+// b == 0 means no bias. Pointers are byte offsets (usize: may exceed 2^31); sizes i32.
+//
+// Bitwise contract: every output element (t, n) is computed by the SAME instruction sequence
+// whatever tile it falls in, so results do not depend on the row split, the thread count, T, or
+// how rows and tokens are grouped:
+//   acc = f32x4(0)
+//   for k in [0, K4) step 4:  acc = acc + w[n, k..k+4) * x[t, k..k+4)     (mul, then add; no FMA)
+//   s = (acc[0] + acc[1]) + (acc[2] + acc[3])
+//   for k in [K4, K):         s = s + x[t, k] * w[n, k]                   (K4 = K & ~3)
+//   out[t, n] = b ? s + b[n] : s
+// Weights are widened to f32 in-register (quant.ts); for q8, w = f32(q) * scale, exactly.
+//
+// Tiles (all share the per-element sequence above; V8 keeps about 15 v128 values in registers, so
+// each tile is sized to fit: accumulators + the loads of one step + constants):
+//   decode  (1 token)     4 rows, k step 8 (f32: 2 loads/row; f16/bf16: one 16-byte load of 8
+//                         halves; q8: 8 bytes), ~14 registers, streams W once
+//   prefill f32, bf16     4 rows x 2 tokens, k step 4 (8 accumulators)
+//   prefill f16, q8       1 row x 6 tokens, k step 4 (the widening is the expensive part: each
+//                         widened vector serves 6 tokens)
+//   leftovers             tokens that do not fill a prefill tile: the decode tile (1 token) or a
+//                         1 x (2..5) tile; rows that do not fill a 4-row tile: 1 x 1 (exact widening)
+// Rows are the outer loop: a row block of W stays in L1/L2 while every token passes over it.
+// f16 tiles widen with a finite-only trick and watch for inf/NaN halves; a tile that saw one is
+// recomputed element by element with the exact widening (same sequence, so the same result).
+import {
+  det16, det16_hit, hi8, lo8, raw4, raw8a, raw8b, srow, wblock, wid4, wload1, wload4, wrow, wscale4,
+} from './quant'
+
+/** (a0 + a1) + (a2 + a3) — the fixed horizontal-sum order of the contract above. */
+// @ts-ignore: decorator
+@inline export function hsum(a: v128): f32 {
+  return (f32x4.extract_lane(a, 0) + f32x4.extract_lane(a, 1)) + (f32x4.extract_lane(a, 2) + f32x4.extract_lane(a, 3))
+}
+
+// @ts-ignore: decorator
+@inline function mac(acc: v128, w: v128, x: v128): v128 {
+  return f32x4.add(acc, f32x4.mul(w, x))
+}
+
+/** Scalar K tail + bias of element (t, n), then the store. xp: token row; wp/sp: weight row / q8 scales row. */
+// @ts-ignore: decorator
+@inline function finish<W>(acc: v128, xp: usize, wp: usize, sp: usize, K4: i32, K: i32, b: usize, out: usize, t: i32, n: i32, N: i32): void {
+  let s = hsum(acc)
+  for (let k = K4; k < K; k++) s += load<f32>(xp + (<usize>k << 2)) * wload1<W>(wp, k, sp)
+  if (b) s += load<f32>(b + (<usize>n << 2))
+  store<f32>(out + ((<usize>t * <usize>N + <usize>n) << 2), s)
+}
+
+// @ts-ignore: decorator
+@inline function xrow(x: usize, t: i32, K: i32): usize {
+  return x + ((<usize>t * <usize>K) << 2)
+}
+
+/** One element with the exact widening, k step 4 (row tails, f16 inf/NaN fallback). */
+function tile1x1<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void {
+  const K4 = K & ~3, BK = wblock<W>(K4)
+  const xp = xrow(x, t, K), wp = wrow<W>(w, n, K), sp = srow<W>(scales, n, K)
+  let a = f32x4.splat(0)
+  for (let kb = 0; kb < K4; kb += BK) {
+    const ke = min(kb + BK, K4)
+    const c = wscale4<W>(sp, kb)
+    for (let k = kb; k < ke; k += 4) a = mac(a, wload4<W>(wp, k, c), v128.load(xp + (<usize>k << 2)))
+  }
+  finish<W>(a, xp, wp, sp, K4, K, b, out, t, n, N)
+}
+
+/** Recomputes rows [n, n + R) x tokens [t, t + TT) with tile1x1 (after an f16 inf/NaN hit). */
+function redo<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32, R: i32, TT: i32): void {
+  for (let r = 0; r < R; r++) for (let j = 0; j < TT; j++) tile1x1<W>(out, x, w, scales, b, n + r, t + j, K, N)
+}
+
+/** Decode tile: rows n..n+3, token t; k step 8 then 4. */
+function tile_dec<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void {
+  const K4 = K & ~3, BK = wblock<W>(K4)
+  const es = <usize>sizeof<W>()
+  const xp = xrow(x, t, K)
+  const w0 = wrow<W>(w, n, K), w1 = wrow<W>(w, n + 1, K), w2 = wrow<W>(w, n + 2, K), w3 = wrow<W>(w, n + 3, K)
+  const s0 = srow<W>(scales, n, K), s1 = srow<W>(scales, n + 1, K), s2 = srow<W>(scales, n + 2, K), s3 = srow<W>(scales, n + 3, K)
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, m = a0
+  for (let kb = 0; kb < K4; kb += BK) {
+    const ke = min(kb + BK, K4)
+    const c0 = wscale4<W>(s0, kb), c1 = wscale4<W>(s1, kb), c2 = wscale4<W>(s2, kb), c3 = wscale4<W>(s3, kb)
+    let k = kb
+    for (; k + 8 <= ke; k += 8) {
+      const xo = xp + (<usize>k << 2)
+      const v0 = v128.load(xo), v1 = v128.load(xo, 16)
+      const wo = <usize>k * es
+      const r0 = raw8a<W>(w0 + wo), r1 = raw8a<W>(w1 + wo), r2 = raw8a<W>(w2 + wo), r3 = raw8a<W>(w3 + wo)
+      const q0 = raw8b<W>(w0 + wo), q1 = raw8b<W>(w1 + wo), q2 = raw8b<W>(w2 + wo), q3 = raw8b<W>(w3 + wo)
+      m = det16<W>(m, r0); m = det16<W>(m, r1); m = det16<W>(m, r2); m = det16<W>(m, r3)
+      a0 = mac(mac(a0, lo8<W>(r0, c0), v0), hi8<W>(r0, q0, c0), v1)
+      a1 = mac(mac(a1, lo8<W>(r1, c1), v0), hi8<W>(r1, q1, c1), v1)
+      a2 = mac(mac(a2, lo8<W>(r2, c2), v0), hi8<W>(r2, q2, c2), v1)
+      a3 = mac(mac(a3, lo8<W>(r3, c3), v0), hi8<W>(r3, q3, c3), v1)
+    }
+    if (k < ke) { // one step of 4 (exact widening)
+      const v0 = v128.load(xp + (<usize>k << 2))
+      a0 = mac(a0, wload4<W>(w0, k, c0), v0); a1 = mac(a1, wload4<W>(w1, k, c1), v0)
+      a2 = mac(a2, wload4<W>(w2, k, c2), v0); a3 = mac(a3, wload4<W>(w3, k, c3), v0)
+    }
+  }
+  if (sizeof<W>() == 2 && !isSigned<W>()) {
+    if (det16_hit(m)) { redo<W>(out, x, w, scales, b, n, t, K, N, 4, 1); return }
+  }
+  finish<W>(a0, xp, w0, s0, K4, K, b, out, t, n, N); finish<W>(a1, xp, w1, s1, K4, K, b, out, t, n + 1, N)
+  finish<W>(a2, xp, w2, s2, K4, K, b, out, t, n + 2, N); finish<W>(a3, xp, w3, s3, K4, K, b, out, t, n + 3, N)
+}
+
+/** Prefill tile for f32 / bf16: rows n..n+3, tokens t, t+1; k step 4. */
+function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void {
+  const K4 = K & ~3, BK = wblock<W>(K4)
+  const es = <usize>sizeof<W>()
+  const x0 = xrow(x, t, K), x1 = xrow(x, t + 1, K)
+  const w0 = wrow<W>(w, n, K), w1 = wrow<W>(w, n + 1, K), w2 = wrow<W>(w, n + 2, K), w3 = wrow<W>(w, n + 3, K)
+  const s0 = srow<W>(scales, n, K), s1 = srow<W>(scales, n + 1, K), s2 = srow<W>(scales, n + 2, K), s3 = srow<W>(scales, n + 3, K)
+  let a00 = f32x4.splat(0), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00
+  let m = a00
+  for (let kb = 0; kb < K4; kb += BK) {
+    const ke = min(kb + BK, K4)
+    const c0 = wscale4<W>(s0, kb), c1 = wscale4<W>(s1, kb), c2 = wscale4<W>(s2, kb), c3 = wscale4<W>(s3, kb)
+    for (let k = kb; k < ke; k += 4) {
+      const xo = <usize>k << 2, wo = <usize>k * es
+      const v0 = v128.load(x0 + xo), v1 = v128.load(x1 + xo)
+      const r0 = raw4<W>(w0 + wo), r1 = raw4<W>(w1 + wo), r2 = raw4<W>(w2 + wo), r3 = raw4<W>(w3 + wo)
+      m = det16<W>(m, r0); m = det16<W>(m, r1); m = det16<W>(m, r2); m = det16<W>(m, r3)
+      let u = wid4<W>(r0, c0)
+      a00 = mac(a00, u, v0); a01 = mac(a01, u, v1)
+      u = wid4<W>(r1, c1)
+      a10 = mac(a10, u, v0); a11 = mac(a11, u, v1)
+      u = wid4<W>(r2, c2)
+      a20 = mac(a20, u, v0); a21 = mac(a21, u, v1)
+      u = wid4<W>(r3, c3)
+      a30 = mac(a30, u, v0); a31 = mac(a31, u, v1)
+    }
+  }
+  if (sizeof<W>() == 2 && !isSigned<W>()) {
+    if (det16_hit(m)) { redo<W>(out, x, w, scales, b, n, t, K, N, 4, 2); return }
+  }
+  finish<W>(a00, x0, w0, s0, K4, K, b, out, t, n, N); finish<W>(a01, x1, w0, s0, K4, K, b, out, t + 1, n, N)
+  finish<W>(a10, x0, w1, s1, K4, K, b, out, t, n + 1, N); finish<W>(a11, x1, w1, s1, K4, K, b, out, t + 1, n + 1, N)
+  finish<W>(a20, x0, w2, s2, K4, K, b, out, t, n + 2, N); finish<W>(a21, x1, w2, s2, K4, K, b, out, t + 1, n + 2, N)
+  finish<W>(a30, x0, w3, s3, K4, K, b, out, t, n + 3, N); finish<W>(a31, x1, w3, s3, K4, K, b, out, t + 1, n + 3, N)
+}
+
+/** Prefill tile for f16 / q8: row n, tokens t .. t+TT-1 (TT in 1..6, a compile-time constant after inlining); k step 4. */
+// @ts-ignore: decorator
+@inline function tile1xT<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32, TT: i32): void {
+  const K4 = K & ~3, BK = wblock<W>(K4)
+  const es = <usize>sizeof<W>()
+  const x0 = xrow(x, t, K)
+  const x1 = TT > 1 ? xrow(x, t + 1, K) : x0, x2 = TT > 2 ? xrow(x, t + 2, K) : x0
+  const x3 = TT > 3 ? xrow(x, t + 3, K) : x0, x4 = TT > 4 ? xrow(x, t + 4, K) : x0, x5 = TT > 5 ? xrow(x, t + 5, K) : x0
+  const w0 = wrow<W>(w, n, K), s0 = srow<W>(scales, n, K)
+  const z = f32x4.splat(0)
+  let a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, m = z
+  for (let kb = 0; kb < K4; kb += BK) {
+    const ke = min(kb + BK, K4)
+    const c0 = wscale4<W>(s0, kb)
+    for (let k = kb; k < ke; k += 4) {
+      const xo = <usize>k << 2
+      const v0 = v128.load(x0 + xo)
+      const v1 = TT > 1 ? v128.load(x1 + xo) : z, v2 = TT > 2 ? v128.load(x2 + xo) : z
+      const v3 = TT > 3 ? v128.load(x3 + xo) : z, v4 = TT > 4 ? v128.load(x4 + xo) : z, v5 = TT > 5 ? v128.load(x5 + xo) : z
+      const r0 = raw4<W>(w0 + <usize>k * es)
+      m = det16<W>(m, r0)
+      const u = wid4<W>(r0, c0)
+      a0 = mac(a0, u, v0)
+      if (TT > 1) a1 = mac(a1, u, v1)
+      if (TT > 2) a2 = mac(a2, u, v2)
+      if (TT > 3) a3 = mac(a3, u, v3)
+      if (TT > 4) a4 = mac(a4, u, v4)
+      if (TT > 5) a5 = mac(a5, u, v5)
+    }
+  }
+  if (sizeof<W>() == 2 && !isSigned<W>()) {
+    if (det16_hit(m)) { redo<W>(out, x, w, scales, b, n, t, K, N, 1, TT); return }
+  }
+  finish<W>(a0, x0, w0, s0, K4, K, b, out, t, n, N)
+  if (TT > 1) finish<W>(a1, x1, w0, s0, K4, K, b, out, t + 1, n, N)
+  if (TT > 2) finish<W>(a2, x2, w0, s0, K4, K, b, out, t + 2, n, N)
+  if (TT > 3) finish<W>(a3, x3, w0, s0, K4, K, b, out, t + 3, n, N)
+  if (TT > 4) finish<W>(a4, x4, w0, s0, K4, K, b, out, t + 4, n, N)
+  if (TT > 5) finish<W>(a5, x5, w0, s0, K4, K, b, out, t + 5, n, N)
+}
+
+function tile1x6<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void { tile1xT<W>(out, x, w, scales, b, n, t, K, N, 6) }
+function tile1x5<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void { tile1xT<W>(out, x, w, scales, b, n, t, K, N, 5) }
+function tile1x4<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void { tile1xT<W>(out, x, w, scales, b, n, t, K, N, 4) }
+function tile1x3<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void { tile1xT<W>(out, x, w, scales, b, n, t, K, N, 3) }
+function tile1x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void { tile1xT<W>(out, x, w, scales, b, n, t, K, N, 2) }
+
+/** Tokens [t0, t0 + 1): decode tiles over 4-row blocks, then 1 x 1 for the row tail. */
+// @ts-ignore: decorator
+@inline function one_token<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, t: i32, K: i32, N: i32): void {
+  let n = n0
+  for (; n + 4 <= n1; n += 4) tile_dec<W>(out, x, w, scales, b, n, t, K, N)
+  for (; n < n1; n++) tile1x1<W>(out, x, w, scales, b, n, t, K, N)
+}
+
+// @ts-ignore: decorator
+@inline function matmul<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, T: i32, K: i32, N: i32): void {
+  if (sizeof<W>() == 4 || (sizeof<W>() == 2 && isSigned<W>())) {
+    // f32, bf16: 4 x 2 tiles, the odd token with the decode tile
+    const Tm = T & ~1
+    if (Tm > 0) {
+      let n = n0
+      for (; n + 4 <= n1; n += 4) for (let t = 0; t < Tm; t += 2) tile4x2<W>(out, x, w, scales, b, n, t, K, N)
+      for (; n < n1; n++) for (let t = 0; t < Tm; t++) tile1x1<W>(out, x, w, scales, b, n, t, K, N)
+    }
+    if (T > Tm) one_token<W>(n0, n1, out, x, w, scales, b, Tm, K, N)
+  } else {
+    // f16, q8: 1 x 6 tiles; 1 leftover token with the decode tile, 2..5 with a 1 x rem tile
+    const Tm = T - T % 6
+    for (let n = n0; n < n1; n++) for (let t = 0; t < Tm; t += 6) tile1x6<W>(out, x, w, scales, b, n, t, K, N)
+    const rem = T - Tm
+    if (rem == 1) one_token<W>(n0, n1, out, x, w, scales, b, Tm, K, N)
+    else if (rem == 2) for (let n = n0; n < n1; n++) tile1x2<W>(out, x, w, scales, b, n, Tm, K, N)
+    else if (rem == 3) for (let n = n0; n < n1; n++) tile1x3<W>(out, x, w, scales, b, n, Tm, K, N)
+    else if (rem == 4) for (let n = n0; n < n1; n++) tile1x4<W>(out, x, w, scales, b, n, Tm, K, N)
+    else if (rem == 5) for (let n = n0; n < n1; n++) tile1x5<W>(out, x, w, scales, b, n, Tm, K, N)
+  }
+}
+
+/** The naive scalar loop: s = sum_k x[t,k] * w[n,k] (in k order, f32), then + b[n]. */
+// @ts-ignore: decorator
+@inline function matmul_naive<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, T: i32, K: i32, N: i32): void {
+  for (let t = 0; t < T; t++) {
+    const xp = xrow(x, t, K)
+    for (let n = n0; n < n1; n++) {
+      const wp = wrow<W>(w, n, K), sp = srow<W>(scales, n, K)
+      let s: f32 = 0
+      for (let k = 0; k < K; k++) s += load<f32>(xp + (<usize>k << 2)) * wload1<W>(wp, k, sp)
+      if (b) s += load<f32>(b + (<usize>n << 2))
+      store<f32>(out + ((<usize>t * <usize>N + <usize>n) << 2), s)
+    }
+  }
+}
+
+// --- exports ---------------------------------------------------------------------------------
+// out: f32 [T, N]; x: f32 [T, K]; w: [N, K] in the storage dtype; b: f32 [N] or 0. Rows n in [n0, n1).
+
+/** w: f32 [N, K]. */
+export function matmul_f32(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
+  matmul<f32>(n0, n1, out, x, w, 0, b, T, K, N)
+}
+/** w: u16 IEEE half bits [N, K], widened in-register. */
+export function matmul_f16(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
+  matmul<u16>(n0, n1, out, x, w, 0, b, T, K, N)
+}
+/** w: u16 bfloat16 bits [N, K], widened in-register. */
+export function matmul_bf16(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
+  matmul<i16>(n0, n1, out, x, w, 0, b, T, K, N)
+}
+/** w: i8 [N, Kp] (Kp = ceil(K/32)*32, zero padded); scales: f32 [N, Kp/32]; w_nk = f32(q) * scale. */
+export function matmul_q8(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, T: i32, K: i32, N: i32): void {
+  matmul<i8>(n0, n1, out, x, w, scales, b, T, K, N)
+}
+
+export function matmul_f32_naive(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
+  matmul_naive<f32>(n0, n1, out, x, w, 0, b, T, K, N)
+}
+export function matmul_f16_naive(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
+  matmul_naive<u16>(n0, n1, out, x, w, 0, b, T, K, N)
+}
+export function matmul_bf16_naive(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
+  matmul_naive<i16>(n0, n1, out, x, w, 0, b, T, K, N)
+}
+export function matmul_q8_naive(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, T: i32, K: i32, N: i32): void {
+  matmul_naive<i8>(n0, n1, out, x, w, scales, b, T, K, N)
+}

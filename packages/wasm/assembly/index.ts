@@ -1,0 +1,19 @@
+// index.ts — the kernel module's exports (re-exports only). Narrow ABI: usize pointers (byte
+// offsets into the imported shared memory), i32 sizes, f32 scalars. See each file for shapes.
+export {
+  matmul_f32, matmul_f16, matmul_bf16, matmul_q8,
+  matmul_f32_naive, matmul_f16_naive, matmul_bf16_naive, matmul_q8_naive,
+} from './gemm'
+export { quantize_q8 } from './quant'
+export {
+  embed_f32, embed_f16, embed_bf16, embed_q8, embed_f32_naive, embed_f16_naive, embed_bf16_naive, embed_q8_naive,
+} from './embed'
+export { layernorm, layernorm_naive } from './norm'
+export {
+  gelu_tanh, gelu_erf, relu, silu, quick_gelu, add,
+  gelu_tanh_naive, gelu_erf_naive, relu_naive, silu_naive, quick_gelu_naive, add_naive,
+} from './act'
+export { softmax, softmax_naive } from './softmax'
+export { attention, attention_naive } from './attention'
+export { rotary, rotary_naive } from './rope'
+export { probe_stream_read, probe_madd, heap_base } from './probe'

@@ -1,0 +1,257 @@
+// The kernel module (build/refgpt.wasm) and the linear memories it runs on.
+//
+// One compiled WebAssembly.Module serves every instance: one instance per (thread, memory).
+// Each memory is a shared WebAssembly.Memory of up to 65536 pages (4 GiB, the wasm32 limit) with a
+// bump arena: everything a model needs (weights, activations, KV cache, scratch) is carved out at
+// load time, the token loop never allocates and never grows memory. Pointers are byte offsets
+// (numbers up to 2^32), passed to the kernels as they are.
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+
+// The slice of the WebAssembly JS API used here. This project compiles without lib.dom (where the
+// WebAssembly namespace is declared), so it is typed locally instead of declaring globals.
+/** A compiled WebAssembly.Module (opaque). */
+export interface WasmModule {
+  readonly [Symbol.toStringTag]: string
+}
+/** A WebAssembly.Memory. */
+export interface WasmMemoryObject {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer
+  grow(deltaPages: number): number
+}
+interface WebAssemblyApi {
+  Module: new (bytes: Uint8Array) => WasmModule
+  Instance: new (module: WasmModule, imports: object) => { readonly exports: object }
+  Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => WasmMemoryObject
+}
+const WA = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly
+
+/** Bytes per wasm page. */
+export const PAGE_BYTES = 65536
+/** Pages per memory: the wasm32 maximum, 4 GiB. */
+export const MAX_PAGES = 65536
+/** Bytes one memory can hold (4 GiB). */
+export const MAX_MEMORY_BYTES = MAX_PAGES * PAGE_BYTES
+
+/** Every export of the kernel module (see packages/wasm/assembly/*.ts for shapes). Pointers are byte offsets. */
+export interface KernelExports {
+  // gemm.ts — out[T, N] = x[T, K] · W[N, K]^T (+ b[N]), rows n in [n0, n1); b = 0: no bias
+  matmul_f32(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
+  matmul_f16(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
+  matmul_bf16(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
+  matmul_q8(n0: number, n1: number, out: number, x: number, w: number, scales: number, b: number, T: number, K: number, N: number): void
+  matmul_f32_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
+  matmul_f16_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
+  matmul_bf16_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
+  matmul_q8_naive(n0: number, n1: number, out: number, x: number, w: number, scales: number, b: number, T: number, K: number, N: number): void
+  /** f32 [N, K] -> i8 [N, Kp] + f32 scales [N, Kp/32], Kp = ceil(K/32)*32. */
+  quantize_q8(wq: number, scales: number, src: number, N: number, K: number): void
+  // embed.ts — out[t, :] (+)= table[ids[t], :]; ids: i32 [T]; accumulate: 0 | 1
+  embed_f32(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
+  embed_f16(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
+  embed_bf16(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
+  embed_q8(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number): void
+  embed_f32_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
+  embed_f16_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
+  embed_bf16_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
+  embed_q8_naive(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number): void
+  // norm.ts
+  layernorm(out: number, x: number, g: number, b: number, T: number, C: number, eps: number): void
+  layernorm_naive(out: number, x: number, g: number, b: number, T: number, C: number, eps: number): void
+  // act.ts — out may alias x (or a / b)
+  gelu_tanh(out: number, x: number, n: number): void
+  gelu_erf(out: number, x: number, n: number): void
+  relu(out: number, x: number, n: number): void
+  silu(out: number, x: number, n: number): void
+  quick_gelu(out: number, x: number, n: number): void
+  add(out: number, a: number, b: number, n: number): void
+  gelu_tanh_naive(out: number, x: number, n: number): void
+  gelu_erf_naive(out: number, x: number, n: number): void
+  relu_naive(out: number, x: number, n: number): void
+  silu_naive(out: number, x: number, n: number): void
+  quick_gelu_naive(out: number, x: number, n: number): void
+  add_naive(out: number, a: number, b: number, n: number): void
+  // softmax.ts — in place
+  softmax(x: number, n: number): void
+  softmax_naive(x: number, n: number): void
+  // attention.ts — heads h in [h0, h1); probs = 0: not written; scratch: f32 [H, pos0+T]
+  attention(h0: number, h1: number, out: number, q: number, kc: number, vc: number, probs: number, scratch: number,
+    T: number, pos0: number, H: number, D: number, scale: number, window: number): void
+  attention_naive(h0: number, h1: number, out: number, q: number, kc: number, vc: number, probs: number, scratch: number,
+    T: number, pos0: number, H: number, D: number, scale: number, window: number): void
+  // rope.ts — table: f32 [nPos, R/2, 2] (cos, sin); positions: i32 [T]
+  rotary(x: number, table: number, positions: number, T: number, H: number, D: number, R: number): void
+  rotary_naive(x: number, table: number, positions: number, T: number, H: number, D: number, R: number): void
+  // probe.ts
+  /** Sums 16-byte chunks [r0, r1) of the buffer (bytes / 16 chunks). */
+  probe_stream_read(r0: number, r1: number, ptr: number, bytes: number): number
+  /** flops = (r1 - r0) * iters * 96. */
+  probe_madd(r0: number, r1: number, iters: number): number
+  /** First byte after the module's static data (the arena starts above it). */
+  heap_base(): number
+}
+
+/** Kernels that take a split range (r0, r1) first and can run across threads; the index is the kernel id. */
+export const SPLIT_KERNELS = [
+  'matmul_f32', 'matmul_f16', 'matmul_bf16', 'matmul_q8',
+  'matmul_f32_naive', 'matmul_f16_naive', 'matmul_bf16_naive', 'matmul_q8_naive',
+  'attention', 'attention_naive',
+  'probe_stream_read', 'probe_madd',
+] as const satisfies readonly (keyof KernelExports)[]
+export type SplitKernelName = (typeof SPLIT_KERNELS)[number]
+
+/** Where the build puts the kernel module: dist/../build/refgpt.wasm. */
+export function kernelWasmPath(): string {
+  return fileURLToPath(new URL('../build/refgpt.wasm', import.meta.url))
+}
+
+let compiled: WasmModule | undefined
+
+/** Compiles build/refgpt.wasm once (synchronously) and returns the cached module. */
+export function loadKernelModule(): WasmModule {
+  if (compiled) return compiled
+  const path = kernelWasmPath()
+  let bytes: Buffer
+  try {
+    bytes = readFileSync(path)
+  } catch (e) {
+    throw new Error(`refgpt wasm: cannot read the kernel module ${path}: ${(e as Error).message}; hint: run \`node scripts/build.mjs\` (it compiles packages/wasm/assembly)`)
+  }
+  compiled = new WA.Module(bytes)
+  return compiled
+}
+
+/** Uses an already compiled kernel module (e.g. one compiled from fetched bytes in a browser). */
+export function setKernelModule(module: WasmModule): void {
+  compiled = module
+}
+
+let heapBase: { module: WasmModule; bytes: number } | undefined
+
+/** The module's static-data end (its `heap_base()`): memories reserve the bytes below it. */
+export function kernelHeapBase(module: WasmModule = loadKernelModule()): number {
+  if (heapBase === undefined || heapBase.module !== module) {
+    const probe = new WA.Memory({ initial: 1, maximum: 1, shared: true })
+    heapBase = { module, bytes: instantiateKernels(module, probe).heap_base() >>> 0 }
+  }
+  return heapBase.bytes
+}
+
+/** Instantiates the kernel module on a memory. */
+export function instantiateKernels(module: WasmModule, memory: WasmMemoryObject): KernelExports {
+  return new WA.Instance(module, { env: { memory } }).exports as unknown as KernelExports
+}
+
+const alignUp = (n: number, a: number) => Math.ceil(n / a) * a
+
+/**
+ * A shared linear memory (up to 4 GiB) with a bump arena. The bytes below `base` are reserved (the
+ * module's static data, and offset 0, which the kernels read as "no pointer").
+ */
+export class WasmMemory {
+  readonly memory: WasmMemoryObject
+  /** First byte the arena hands out. */
+  readonly base: number
+  private top: number
+  /** Bytes [0, highWater) have been handed out at some time (may hold old data after release). */
+  private highWater: number
+
+  /** reserved: bytes kept at the start (default: the kernel module's heap_base, at least 64). */
+  constructor(opts: { reserved?: number; initialBytes?: number } = {}) {
+    const initialPages = Math.max(1, Math.ceil((opts.initialBytes ?? PAGE_BYTES) / PAGE_BYTES))
+    this.memory = new WA.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true })
+    this.base = alignUp(Math.max(64, opts.reserved ?? kernelHeapBase()), 64)
+    this.top = this.base
+    this.highWater = this.base
+  }
+
+  /** The current buffer: create views from it on demand, never keep one across an alloc (it may grow). */
+  get buffer(): SharedArrayBuffer {
+    return this.memory.buffer as unknown as SharedArrayBuffer
+  }
+  /** Current size of the memory in bytes. */
+  get byteLength(): number {
+    return this.memory.buffer.byteLength
+  }
+  /** Bytes handed out so far (including the reserved start). */
+  get bytesUsed(): number {
+    return this.top
+  }
+  /** Bytes the arena can still hand out before the 4 GiB limit (growing as needed). */
+  bytesFree(): number {
+    return MAX_MEMORY_BYTES - this.top
+  }
+
+  /**
+   * Reserves `bytes` zero-filled bytes aligned to `align` and returns their offset (never 0).
+   * Grows the memory when needed — load time only: views made before this call may be stale.
+   */
+  alloc(bytes: number, align = 64): number {
+    if (!(bytes >= 0) || !Number.isInteger(bytes)) throw new Error(`refgpt wasm: alloc of ${bytes} bytes: expected a non-negative integer`)
+    const start = alignUp(this.top, align)
+    const end = start + bytes
+    if (end > MAX_MEMORY_BYTES) {
+      throw new Error(`refgpt wasm: out of memory: ${fmtBytes(bytes)} requested with ${fmtBytes(this.bytesFree())} left in a 4 GiB wasm memory; hint: place the rest of the model in another memory (addMemory) or use a smaller storage dtype`)
+    }
+    const size = this.memory.buffer.byteLength
+    if (end > size) {
+      const pages = Math.ceil((end - size) / PAGE_BYTES)
+      try {
+        this.memory.grow(pages)
+      } catch (e) {
+        throw new Error(`refgpt wasm: cannot grow memory from ${fmtBytes(size)} to ${fmtBytes(size + pages * PAGE_BYTES)}: ${(e as Error).message}`)
+      }
+    }
+    if (start < this.highWater) new Uint8Array(this.buffer, start, Math.min(end, this.highWater) - start).fill(0)
+    this.top = end
+    this.highWater = Math.max(this.highWater, end)
+    return start
+  }
+
+  /** The arena position, for release(). */
+  mark(): number {
+    return this.top
+  }
+  /** Frees everything allocated after mark() (the memory itself does not shrink). */
+  release(mark: number): void {
+    if (mark < this.base || mark > this.top) throw new Error(`refgpt wasm: release(${mark}): not a mark of this arena`)
+    this.top = mark
+  }
+
+  f32(ptr: number, n: number): Float32Array {
+    return new Float32Array(this.buffer, ptr, n)
+  }
+  i32(ptr: number, n: number): Int32Array {
+    return new Int32Array(this.buffer, ptr, n)
+  }
+  u16(ptr: number, n: number): Uint16Array {
+    return new Uint16Array(this.buffer, ptr, n)
+  }
+  i8(ptr: number, n: number): Int8Array {
+    return new Int8Array(this.buffer, ptr, n)
+  }
+  u8(ptr: number, n: number): Uint8Array {
+    return new Uint8Array(this.buffer, ptr, n)
+  }
+}
+
+function fmtBytes(n: number): string {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${n} bytes`
+}
+
+/**
+ * Layout of the pool's control block (a SharedArrayBuffer shared by the main thread and the workers).
+ * Int32 slots: generation counter (bumped once per dispatch), done counter (workers finished),
+ * op (a SPLIT_KERNELS index, or OP_SYNC / OP_EXIT), memory index, rows, error flag (worker index + 1)
+ * and error text length; then 16 f64 kernel arguments; then the error text (UTF-8).
+ */
+export const CTL = {
+  GEN: 0, DONE: 1, OP: 2, MEM: 3, ROWS: 4, ERR: 5, ERR_LEN: 6,
+  I32_LEN: 16,
+  ARGS_BYTE: 64, ARGS_LEN: 16,
+  ERR_BYTE: 256, ERR_MAX: 1024,
+  BYTES: 256 + 1024,
+  /** Workers read a message (a new memory) with receiveMessageOnPort. */
+  OP_SYNC: -1,
+  OP_EXIT: -2,
+} as const

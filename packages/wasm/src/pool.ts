@@ -1,0 +1,180 @@
+// The WASM core: the kernel module instantiated on one or more shared memories, on the main thread
+// and on `threads - 1` worker threads.
+//
+// run(m, name, nArgs, rows) splits [0, rows) into `threads` contiguous near-equal slices
+// (slice k = [floor(rows k / threads), floor(rows (k+1) / threads))): the main thread computes
+// slice 0 itself, worker k - 1 computes slice k, and run returns when all are done. Dispatch goes
+// through a control block in a SharedArrayBuffer (kernel id, memory index, f64 args, a generation
+// counter and a done counter) with Atomics.notify / Atomics.wait after a short spin on both sides:
+// no message, no allocation, no promise per call. Split kernels compute each output element the
+// same way whatever the slice, so results do not depend on the thread count.
+import { availableParallelism } from 'node:os'
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
+import {
+  CTL, SPLIT_KERNELS, WasmMemory, instantiateKernels, kernelHeapBase, loadKernelModule,
+  type KernelExports, type SplitKernelName,
+} from './core.js'
+import type { WorkerInit } from './worker.js'
+
+export interface WasmCoreOptions {
+  /** Threads including the main thread (default: os.availableParallelism()). 1 starts no worker. */
+  threads?: number
+  /**
+   * Spin iterations before Atomics.wait, on both sides (default 20000, some tens of microseconds;
+   * 0 when threads > os.availableParallelism(): spinning threads would starve the ones that work).
+   */
+  spin?: number
+  /** Initial size of memory 0 in bytes (it grows on alloc; default 1 MiB). */
+  initialBytes?: number
+}
+
+export interface WasmCore {
+  readonly threads: number
+  /** Memory 0 exists at creation; addMemory() appends. */
+  readonly memories: WasmMemory[]
+  /** A new shared memory (4 GiB max), instantiated on the main thread and in every worker; returns its index. */
+  addMemory(): number
+  /** The main-thread instance for memory m (every export, including the _naive kernels). */
+  kernels(m: number): KernelExports
+  /** Kernel arguments for run(), after the split range: the caller fills args[0 .. nArgs) (up to 16). */
+  readonly args: Float64Array
+  /** Runs kernel `name` on memory m with args[0 .. nArgs) split over [0, rows) across all threads. */
+  run(m: number, name: SplitKernelName, nArgs: number, rows: number): void
+  /** Terminates the workers (the core is unusable afterwards). */
+  close(): Promise<void>
+}
+
+type SplitFn = (r0: number, r1: number, ...args: number[]) => unknown
+
+const KERNEL_ID: Record<SplitKernelName, number> = Object.fromEntries(SPLIT_KERNELS.map((n, i) => [n, i])) as Record<SplitKernelName, number>
+
+export async function createWasmCore(opts: WasmCoreOptions = {}): Promise<WasmCore> {
+  const threads = opts.threads ?? availableParallelism()
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
+    throw new Error(`refgpt wasm: threads must be an integer in [1, 256], got ${threads}`)
+  }
+  const spin = opts.spin ?? (threads <= availableParallelism() ? 20000 : 0)
+  const module = loadKernelModule()
+  const reserved = kernelHeapBase(module)
+
+  const memories: WasmMemory[] = []
+  const instances: KernelExports[] = []
+  const fns: SplitFn[][] = []
+  const newMemory = (initialBytes?: number) => {
+    const mem = new WasmMemory({ reserved, initialBytes })
+    const k = instantiateKernels(module, mem.memory)
+    memories.push(mem)
+    instances.push(k)
+    fns.push(SPLIT_KERNELS.map((name) => (k as unknown as Record<string, SplitFn>)[name]))
+    return mem
+  }
+  newMemory(opts.initialBytes ?? 1 << 20)
+
+  const control = new SharedArrayBuffer(CTL.BYTES)
+  const ctl = new Int32Array(control, 0, CTL.I32_LEN)
+  const args = new Float64Array(control, CTL.ARGS_BYTE, CTL.ARGS_LEN)
+  const workers: Worker[] = []
+  const ports: MessagePort[] = []
+  let closed = false
+
+  try {
+    await Promise.all(
+      Array.from({ length: threads - 1 }, async (_, i) => {
+        const { port1, port2 } = new MessageChannel()
+        const init: WorkerInit = { module, memories: [memories[0].memory], control, port: port2, index: i + 1, threads, spin }
+        const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, transferList: [port2], execArgv: [] })
+        workers.push(w)
+        ports.push(port1)
+        await new Promise<void>((resolve, reject) => {
+          w.once('message', () => resolve())
+          w.once('error', reject)
+          w.once('exit', (code) => reject(new Error(`refgpt wasm: worker ${i + 1} exited with code ${code} while starting`)))
+        })
+        w.removeAllListeners()
+        w.on('error', () => {}) // a worker error after start is reported through the control block
+        w.unref()
+        port1.unref()
+      }),
+    )
+  } catch (e) {
+    await Promise.all(workers.map((w) => w.terminate()))
+    throw e
+  }
+
+  /** Bumps the generation with op set, and waits until every worker has acknowledged it. */
+  const dispatch = (op: number, m: number, rows: number, main: SplitFn | null) => {
+    ctl[CTL.OP] = op
+    ctl[CTL.MEM] = m
+    ctl[CTL.ROWS] = rows
+    Atomics.store(ctl, CTL.DONE, 0)
+    Atomics.add(ctl, CTL.GEN, 1)
+    Atomics.notify(ctl, CTL.GEN)
+    let error: unknown
+    if (main) {
+      const r1 = Math.floor(rows / threads)
+      const a = args
+      try {
+        if (r1 > 0) main(0, r1, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11])
+      } catch (e) {
+        error = e
+      }
+    }
+    const want = threads - 1
+    for (let spins = 0, d = Atomics.load(ctl, CTL.DONE); d !== want; d = Atomics.load(ctl, CTL.DONE)) {
+      if (++spins > spin) {
+        Atomics.wait(ctl, CTL.DONE, d)
+        spins = 0
+      }
+    }
+    if (ctl[CTL.ERR] !== 0) {
+      const who = ctl[CTL.ERR] - 1
+      const text = new TextDecoder().decode(new Uint8Array(control, CTL.ERR_BYTE, ctl[CTL.ERR_LEN]).slice())
+      ctl[CTL.ERR] = 0
+      throw new Error(`refgpt wasm: ${op >= 0 ? SPLIT_KERNELS[op] : 'sync'} failed in worker ${who}: ${text}`)
+    }
+    if (error !== undefined) throw error
+  }
+
+  const core: WasmCore = {
+    threads,
+    memories,
+    args,
+    addMemory() {
+      if (closed) throw new Error('refgpt wasm: the core is closed')
+      const mem = newMemory()
+      if (workers.length > 0) {
+        for (const p of ports) p.postMessage({ memory: mem.memory })
+        dispatch(CTL.OP_SYNC, 0, 0, null)
+      }
+      return memories.length - 1
+    },
+    kernels(m) {
+      const k = instances[m]
+      if (!k) throw new Error(`refgpt wasm: no memory ${m} (this core has ${instances.length})`)
+      return k
+    },
+    run(m, name, nArgs, rows) {
+      const f = fns[m]?.[KERNEL_ID[name]]
+      if (!f || closed) throw new Error(closed ? 'refgpt wasm: the core is closed' : `refgpt wasm: run(${m}, ${name}): unknown memory or kernel`)
+      if (nArgs > CTL.ARGS_LEN - 4) throw new Error(`refgpt wasm: run(${name}): at most ${CTL.ARGS_LEN - 4} arguments after the split range`)
+      if (workers.length === 0 || rows < 2) {
+        const a = args
+        if (rows > 0) f(0, rows, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11])
+        return
+      }
+      dispatch(KERNEL_ID[name], m, rows, f)
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      if (workers.length > 0) {
+        ctl[CTL.OP] = CTL.OP_EXIT
+        Atomics.add(ctl, CTL.GEN, 1)
+        Atomics.notify(ctl, CTL.GEN)
+        await Promise.all(workers.map((w) => w.terminate()))
+        for (const p of ports) p.close()
+      }
+    },
+  }
+  return core
+}
