@@ -100,3 +100,28 @@ test('usage errors: one line, exit 2', () => {
 })
 
 test.run()
+
+const gen = suite('cli generate options')
+gen('--num-beams with --json gives transformers beam sequences and scores', () => {
+  const want = gpt2.beam['p1.num_beams3.return3']
+  const r = refgpt(['generate', '--prompt-ids', gpt2.prompts.p1.ids.join(','), '--num-beams', '3', '--num-return-sequences', '3', '-n', '12', '--early-stopping', 'true', '--json'])
+  assert.is(r.code, 0, r.stderr)
+  const out = JSON.parse(r.stdout)
+  assert.equal(out.sequences.map((s: any) => s.ids), want.sequences)
+  out.sequences.forEach((s: any, i: number) => assert.ok(Math.abs(s.score - want.sequences_scores[i]) < 1e-4))
+})
+gen('repeated --prompt-ids run as one left-padded batch equal to transformers', () => {
+  const b = gpt2.batched
+  const args = ['generate', '-n', '10', '--json', ...b.rows.flatMap((p: string) => ['--prompt-ids', gpt2.prompts[p].ids.join(',')])]
+  const r = refgpt(args)
+  assert.is(r.code, 0, r.stderr)
+  assert.equal(JSON.parse(r.stdout).sequences.map((s: any) => s.ids), b.greedy.sequences)
+})
+gen('--do-sample with --seed is reproducible and reports the seed; without --seed a seed is reported', () => {
+  const args = ['generate', 'Hello', '--do-sample', '--top-k', '20', '--temperature', '0.8', '-n', '12', '--json']
+  const a = JSON.parse(refgpt([...args, '--seed', '5']).stdout), b = JSON.parse(refgpt([...args, '--seed', '5']).stdout)
+  assert.equal(a.sequences, b.sequences)
+  assert.is(a.seed, 5)
+  assert.type(JSON.parse(refgpt(args).stdout).seed, 'number')
+})
+gen.run()

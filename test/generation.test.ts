@@ -2,7 +2,7 @@
 // batches (greedy, greedy with an early eos), sampling reproducibility, stopping, streaming.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { generate, generateStream, loadModel, loadTokenizer, type Model } from '@refgpt/core'
+import { generate, generateStream, loadModel, loadTokenizer, pipeline, type Model } from '@refgpt/core'
 import { loadGolden, modelDir } from './helpers.js'
 
 const FAMILIES = ['gpt2-tiny', 'gpt-neo-tiny', 'gpt-j-tiny', 'gpt-neo-odd']
@@ -111,3 +111,25 @@ more('unknown or invalid options are clear errors', () => {
 })
 
 more.run()
+
+const pipe = suite('pipeline("text-generation")')
+pipe('returns [{generated_text}] like transformers, full text by default', async () => {
+  const g = loadGolden('gpt2-tiny').json
+  const tok = loadTokenizer(modelDir('gpt2-tiny'))
+  const generator = await pipeline('text-generation', modelDir('gpt2-tiny'))
+  const text = g.prompts.p1.decoded // "Hello, I'm a language model"
+  const out = await generator(text, { max_new_tokens: 20 })
+  const newText = tok.decode(g.greedy.p1.new_tokens, { skipSpecialTokens: true, cleanUpTokenizationSpaces: true })
+  assert.equal(out, [{ generated_text: text + newText }])
+  assert.equal(await generator(text, { max_new_tokens: 20, return_full_text: false }), [{ generated_text: newText }])
+  assert.equal(await generator(text, { max_new_tokens: 20, return_tensors: true }), [{ generated_token_ids: g.greedy.p1.sequence }])
+  const many = await generator(['Hello', 'EleutherAI has'], { do_sample: true, min_length: 10, max_length: 12, num_return_sequences: 3, seed: 1 })
+  assert.is(many.length, 2)
+  assert.is(many[0].length, 3)
+  for (const row of many) for (const o of row) assert.type(o.generated_text, 'string')
+  // max_length counts the prompt: HF's default of 20 tokens in all
+  const dflt = await generator('Hello', { return_tensors: true })
+  assert.is(dflt[0].generated_token_ids!.length, 20)
+  await generator.dispose()
+})
+pipe.run()
