@@ -4,6 +4,7 @@
 
 import { RefgptError, UsageError } from '@refgpt/core'
 import * as bench from './commands/bench.js'
+import * as chat from './commands/chat.js'
 import * as generate from './commands/generate.js'
 import * as inspect from './commands/inspect.js'
 import * as tokenize from './commands/tokenize.js'
@@ -14,9 +15,9 @@ interface Command {
   run(argv: string[]): Promise<void>
 }
 
-const COMMANDS: Record<string, Command> = { generate, tokenize, inspect, bench }
+const COMMANDS: Record<string, Command> = { generate, chat, tokenize, inspect, bench }
 
-const HELP = `refgpt — GPT-2, GPT-Neo and GPT-J from Hugging Face folders, in TypeScript
+const HELP = `refgpt — GPT-2, GPT-Neo and GPT-J from Hugging Face folders (and ModelScope's Chinese GPT-3), in TypeScript
 
 Usage: refgpt <command> [options]
 

@@ -1,10 +1,12 @@
-// @refgpt/core: everything a program needs to run a GPT-2 / GPT-Neo / GPT-J checkpoint.
+// @refgpt/core: everything a program needs to run a GPT-2 / GPT-Neo / GPT-J checkpoint or a ModelScope GPT-3 folder.
 export * from './errors.js'
 export type { Checkpoint, CheckpointFormat, DType, TensorInfo } from './io/types.js'
 export { openCheckpoint, openSafetensors, openTorchBin, readJsonFile } from './io/index.js'
 export { f16ToF32Array, bf16ToF32Array, f32ToF16Array, f32ToBf16Array } from './io/dtype.js'
 export type { Tokenizer, DecodeOptions } from './tokenizers/index.js'
 export { StreamDecoder, loadTokenizer, fromVocabMerges, fromTokenizerJson } from './tokenizers/index.js'
+export { WordPieceTokenizer, fromVocabTxt, parseVocabTxt, cleanUp as cleanUpWordPiece } from './tokenizers/wordpiece.js'
+export type { WordPieceOptions } from './tokenizers/wordpiece.js'
 export type { Activation, AttentionOptions, Buf, Device, Storage } from './device/types.js'
 export { quantizeQ8, dequantizeQ8, storedValues, rotaryTable, Q8_BLOCK } from './device/storage.js'
 export { createJsDevice } from './device/js.js'
@@ -23,6 +25,17 @@ export type { GenerationConfig } from './generation/config.js'
 export { processLogits, buildLogitsProcessor, describeChain } from './generation/processors.js'
 export type { LogitsChain, LogitsProcessorFn, ProcessorName } from './generation/processors.js'
 export { createSampler, randomSeed } from './generation/sampler.js'
+export {
+  modelscopeGenerate,
+  modelscopeGenerateIds,
+  modelscopeEncode,
+  modelscopeFilter,
+  modelscopePostprocess,
+  modelscopeSequenceLength,
+  removeSpaceBetweenChineseChars,
+  isModelscopeModel,
+} from './generation/modelscope.js'
+export type { ModelscopeGenerateOptions, ModelscopeResult } from './generation/modelscope.js'
 export type { Sampler } from './generation/sampler.js'
 export { collectTrace } from './trace/tracer.js'
 export type { Tracer, TraceEvent } from './trace/tracer.js'

@@ -11,12 +11,18 @@
 //   s = (acc[0] + acc[1]) + (acc[2] + acc[3])
 //   for k in [K4, K):         s = s + x[t, k] * w[n, k]                   (K4 = K & ~3)
 //   out[t, n] = b ? s + b[n] : s
-// Weights are widened to f32 in-register (quant.ts); for q8, w = f32(q) * scale, exactly.
+// Weights are widened to f32 in-register (quant.ts). q8 differs: the vector loop uses f32(q) UNSCALED,
+// one partial sum per 32-block, and the block scale once at the block's end:
+//   for each block [kb, ke) of [0, K4):  p = f32x4(0)
+//                                        for k in [kb, ke) step 4:  p = p + f32(q[n, k..k+4)) * x[t, k..k+4)
+//                                        acc = acc + p * scale[n, kb / 32]
+//   (the scalar K tail uses w = f32(q) * scale per element). The same sequence in every q8 tile.
 //
 // Tiles (all share the per-element sequence above; V8 keeps about 15 v128 values in registers, so
 // each tile is sized to fit: accumulators + the loads of one step + constants):
-//   decode  (1 token)     4 rows, k step 8 (f32: 2 loads/row; f16/bf16: one 16-byte load of 8
-//                         halves; q8: 8 bytes), ~14 registers, streams W once
+//   decode  (1 token)     q8: 4 rows, per block 16 int8 per load and row (k step 16, then 4);
+//                         f32/f16/bf16: 4 rows, k step 8 (f32: 2 loads/row; f16/bf16: one 16-byte load of 8
+//                         halves), ~14 registers, streams W once
 //   prefill f32, bf16     4 rows x 2 tokens, k step 4 (8 accumulators)
 //   prefill f16, q8       1 row x 6 tokens, k step 4 (the widening is the expensive part: each
 //                         widened vector serves 6 tokens)
@@ -26,7 +32,7 @@
 // f16 tiles widen with a finite-only trick and watch for inf/NaN halves; a tile that saw one is
 // recomputed element by element with the exact widening (same sequence, so the same result).
 import {
-  det16, det16_hit, hi8, lo8, raw4, raw8a, raw8b, srow, wblock, wid4, wload1, wload4, wrow, wscale4,
+  det16, det16_hit, fold, hi8, lo8, raw4, raw8a, raw8b, srow, wblock, wid4, wload1, wq4, wrow, wscale4,
 } from './quant'
 
 /** (a0 + a1) + (a2 + a3) — the fixed horizontal-sum order of the contract above. */
@@ -62,7 +68,9 @@ function tile1x1<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
   for (let kb = 0; kb < K4; kb += BK) {
     const ke = min(kb + BK, K4)
     const c = wscale4<W>(sp, kb)
-    for (let k = kb; k < ke; k += 4) a = mac(a, wload4<W>(wp, k, c), v128.load(xp + (<usize>k << 2)))
+    let p = f32x4.splat(0)
+    for (let k = kb; k < ke; k += 4) p = mac(p, wq4<W>(wp, k), v128.load(xp + (<usize>k << 2)))
+    a = fold<W>(a, p, c)
   }
   finish<W>(a, xp, wp, sp, K4, K, b, out, t, n, N)
 }
@@ -98,8 +106,8 @@ function tile_dec<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n:
     }
     if (k < ke) { // one step of 4 (exact widening)
       const v0 = v128.load(xp + (<usize>k << 2))
-      a0 = mac(a0, wload4<W>(w0, k, c0), v0); a1 = mac(a1, wload4<W>(w1, k, c1), v0)
-      a2 = mac(a2, wload4<W>(w2, k, c2), v0); a3 = mac(a3, wload4<W>(w3, k, c3), v0)
+      a0 = mac(a0, wq4<W>(w0, k), v0); a1 = mac(a1, wq4<W>(w1, k), v0)
+      a2 = mac(a2, wq4<W>(w2, k), v0); a3 = mac(a3, wq4<W>(w3, k), v0)
     }
   }
   if (sizeof<W>() == 2 && !isSigned<W>()) {
@@ -107,6 +115,49 @@ function tile_dec<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n:
   }
   finish<W>(a0, xp, w0, s0, K4, K, b, out, t, n, N); finish<W>(a1, xp, w1, s1, K4, K, b, out, t, n + 1, N)
   finish<W>(a2, xp, w2, s2, K4, K, b, out, t, n + 2, N); finish<W>(a3, xp, w3, s3, K4, K, b, out, t, n + 3, N)
+}
+
+/** q8 decode tile: rows n..n+3, token t; per block p = sum f32(q) x (k step 16, then 4), acc += p * scale. */
+function tile_dec_q8(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void {
+  const K4 = K & ~3
+  const xp = xrow(x, t, K)
+  const w0 = wrow<i8>(w, n, K), w1 = wrow<i8>(w, n + 1, K), w2 = wrow<i8>(w, n + 2, K), w3 = wrow<i8>(w, n + 3, K)
+  const s0 = srow<i8>(scales, n, K), s1 = srow<i8>(scales, n + 1, K), s2 = srow<i8>(scales, n + 2, K), s3 = srow<i8>(scales, n + 3, K)
+  const z = f32x4.splat(0)
+  let a0 = z, a1 = z, a2 = z, a3 = z
+  for (let kb = 0; kb < K4; kb += 32) {
+    const ke = min(kb + 32, K4)
+    let p0 = z, p1 = z, p2 = z, p3 = z
+    let k = kb
+    for (; k + 16 <= ke; k += 16) {
+      const xo = xp + (<usize>k << 2), wo = <usize>k
+      const v0 = v128.load(xo), v1 = v128.load(xo, 16), v2 = v128.load(xo, 32), v3 = v128.load(xo, 48)
+      p0 = q16(p0, v128.load(w0 + wo), v0, v1, v2, v3)
+      p1 = q16(p1, v128.load(w1 + wo), v0, v1, v2, v3)
+      p2 = q16(p2, v128.load(w2 + wo), v0, v1, v2, v3)
+      p3 = q16(p3, v128.load(w3 + wo), v0, v1, v2, v3)
+    }
+    for (; k < ke; k += 4) {
+      const v0 = v128.load(xp + (<usize>k << 2))
+      p0 = mac(p0, wq4<i8>(w0, k), v0); p1 = mac(p1, wq4<i8>(w1, k), v0)
+      p2 = mac(p2, wq4<i8>(w2, k), v0); p3 = mac(p3, wq4<i8>(w3, k), v0)
+    }
+    const so = <usize>(kb >> 5) << 2
+    a0 = fold<i8>(a0, p0, v128.load32_splat(s0 + so)); a1 = fold<i8>(a1, p1, v128.load32_splat(s1 + so))
+    a2 = fold<i8>(a2, p2, v128.load32_splat(s2 + so)); a3 = fold<i8>(a3, p3, v128.load32_splat(s3 + so))
+  }
+  finish<i8>(a0, xp, w0, s0, K4, K, b, out, t, n, N); finish<i8>(a1, xp, w1, s1, K4, K, b, out, t, n + 1, N)
+  finish<i8>(a2, xp, w2, s2, K4, K, b, out, t, n + 2, N); finish<i8>(a3, xp, w3, s3, K4, K, b, out, t, n + 3, N)
+}
+
+/** p + sum over 16 int8 weights r (4 steps of 4, in k order) of f32(q) * x (v0..v3). */
+// @ts-ignore: decorator
+@inline function q16(p: v128, r: v128, v0: v128, v1: v128, v2: v128, v3: v128): v128 {
+  const l = i16x8.extend_low_i8x16_s(r), h = i16x8.extend_high_i8x16_s(r)
+  p = mac(p, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l)), v0)
+  p = mac(p, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l)), v1)
+  p = mac(p, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), v2)
+  return mac(p, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), v3)
 }
 
 /** Prefill tile for f32 / bf16: rows n..n+3, tokens t, t+1; k step 4. */
@@ -159,6 +210,7 @@ function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
   for (let kb = 0; kb < K4; kb += BK) {
     const ke = min(kb + BK, K4)
     const c0 = wscale4<W>(s0, kb)
+    let p0 = z, p1 = z, p2 = z, p3 = z, p4 = z, p5 = z
     for (let k = kb; k < ke; k += 4) {
       const xo = <usize>k << 2
       const v0 = v128.load(x0 + xo)
@@ -167,13 +219,19 @@ function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
       const r0 = raw4<W>(w0 + <usize>k * es)
       m = det16<W>(m, r0)
       const u = wid4<W>(r0, c0)
-      a0 = mac(a0, u, v0)
-      if (TT > 1) a1 = mac(a1, u, v1)
-      if (TT > 2) a2 = mac(a2, u, v2)
-      if (TT > 3) a3 = mac(a3, u, v3)
-      if (TT > 4) a4 = mac(a4, u, v4)
-      if (TT > 5) a5 = mac(a5, u, v5)
+      p0 = mac(p0, u, v0)
+      if (TT > 1) p1 = mac(p1, u, v1)
+      if (TT > 2) p2 = mac(p2, u, v2)
+      if (TT > 3) p3 = mac(p3, u, v3)
+      if (TT > 4) p4 = mac(p4, u, v4)
+      if (TT > 5) p5 = mac(p5, u, v5)
     }
+    a0 = fold<W>(a0, p0, c0)
+    if (TT > 1) a1 = fold<W>(a1, p1, c0)
+    if (TT > 2) a2 = fold<W>(a2, p2, c0)
+    if (TT > 3) a3 = fold<W>(a3, p3, c0)
+    if (TT > 4) a4 = fold<W>(a4, p4, c0)
+    if (TT > 5) a5 = fold<W>(a5, p5, c0)
   }
   if (sizeof<W>() == 2 && !isSigned<W>()) {
     if (det16_hit(m)) { redo<W>(out, x, w, scales, b, n, t, K, N, 1, TT); return }
@@ -196,7 +254,8 @@ function tile1x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
 // @ts-ignore: decorator
 @inline function one_token<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, t: i32, K: i32, N: i32): void {
   let n = n0
-  for (; n + 4 <= n1; n += 4) tile_dec<W>(out, x, w, scales, b, n, t, K, N)
+  if (sizeof<W>() == 1) for (; n + 4 <= n1; n += 4) tile_dec_q8(out, x, w, scales, b, n, t, K, N)
+  else for (; n + 4 <= n1; n += 4) tile_dec<W>(out, x, w, scales, b, n, t, K, N)
   for (; n < n1; n++) tile1x1<W>(out, x, w, scales, b, n, t, K, N)
 }
 

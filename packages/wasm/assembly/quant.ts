@@ -115,7 +115,7 @@ const TWO_POW_112: f32 = 5.192296858534828e33
   return v128.load32_zero(p)
 }
 
-/** raw4 -> f32x4 (sc: the q8 block scale splat). f16: finite only (see det16). */
+/** raw4 -> f32x4 (q8: f32(q) unscaled; sc unused). f16: finite only (see det16). */
 // @ts-ignore: decorator
 @inline export function wid4<W>(r: v128, sc: v128): v128 {
   if (sizeof<W>() == 4) return r
@@ -123,7 +123,25 @@ const TWO_POW_112: f32 = 5.192296858534828e33
     if (isSigned<W>()) return i32x4.shl(r, 16)
     return f16hi_fast(i32x4.shl(r, 16))
   }
-  return f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(r))), sc)
+  return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(r))) // q8: f32(q), unscaled (see fold)
+}
+
+/** w[k .. k+4) of the row at wp as f32x4 for the matmul loops: wload4, except q8 gives f32(q) UNSCALED. */
+// @ts-ignore: decorator
+@inline export function wq4<W>(wp: usize, k: i32): v128 {
+  if (sizeof<W>() == 1) return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(wp + <usize>k))))
+  return wload4<W>(wp, k, f32x4.splat(0))
+}
+
+/**
+ * End of a weight block in the matmul loops: p is the block's partial sum (from zero). q8: the
+ * block scale is applied once, acc + p * scale; other dtypes have one block ([0, K4)), so acc is
+ * still zero and the result is p itself.
+ */
+// @ts-ignore: decorator
+@inline export function fold<W>(acc: v128, p: v128, sc: v128): v128 {
+  if (sizeof<W>() == 1) return f32x4.add(acc, f32x4.mul(p, sc))
+  return p
 }
 
 /** f16 only: m = max_u(m, raw << 1) over i16 lanes; a lane >= 0xf800 afterwards means an inf / NaN was seen. */
@@ -195,16 +213,42 @@ const TWO_POW_112: f32 = 5.192296858534828e33
 export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32): void {
   const Kp = (K + 31) & ~31
   const nb = Kp >> 5
+  const half = f32x4.splat(0.5), mhalf = f32x4.splat(-0.5), one = f32x4.splat(1)
+  const lo = f32x4.splat(-127), hi = f32x4.splat(127)
   for (let n = 0; n < N; n++) {
     const row = src + ((<usize>n * <usize>K) << 2)
     const qrow = wq + <usize>n * <usize>Kp
     for (let bi = 0; bi < nb; bi++) {
       const k0 = bi << 5
       const k1 = min(k0 + 32, K)
+      const sp = scales + ((<usize>n * <usize>nb + <usize>bi) << 2)
+      if (k1 - k0 == 32) {
+        // full block, SIMD: the same f32 operations as the scalar path, lane by lane (max is
+        // order-independent on the non-NaN |w|; w / scale is the IEEE division; the rounding below
+        // is round_half_away written with masks), so the results are identical.
+        const p = row + (<usize>k0 << 2)
+        const w0 = v128.load(p), w1 = v128.load(p, 16), w2 = v128.load(p, 32), w3 = v128.load(p, 48)
+        const w4 = v128.load(p, 64), w5 = v128.load(p, 80), w6 = v128.load(p, 96), w7 = v128.load(p, 112)
+        let m = f32x4.max(f32x4.max(f32x4.max(f32x4.abs(w0), f32x4.abs(w1)), f32x4.max(f32x4.abs(w2), f32x4.abs(w3))),
+          f32x4.max(f32x4.max(f32x4.abs(w4), f32x4.abs(w5)), f32x4.max(f32x4.abs(w6), f32x4.abs(w7))))
+        const amax: f32 = max(max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3))), 0)
+        const scale: f32 = amax / 127
+        store<f32>(sp, scale)
+        const qp = qrow + <usize>k0
+        if (scale == 0) { v128.store(qp, i32x4.splat(0)); v128.store(qp, i32x4.splat(0), 16); continue }
+        const sc = f32x4.splat(scale)
+        const a = i16x8.narrow_i32x4_s(q8r(w0, sc, half, mhalf, one, lo, hi), q8r(w1, sc, half, mhalf, one, lo, hi))
+        const b = i16x8.narrow_i32x4_s(q8r(w2, sc, half, mhalf, one, lo, hi), q8r(w3, sc, half, mhalf, one, lo, hi))
+        const c = i16x8.narrow_i32x4_s(q8r(w4, sc, half, mhalf, one, lo, hi), q8r(w5, sc, half, mhalf, one, lo, hi))
+        const d = i16x8.narrow_i32x4_s(q8r(w6, sc, half, mhalf, one, lo, hi), q8r(w7, sc, half, mhalf, one, lo, hi))
+        v128.store(qp, i8x16.narrow_i16x8_s(a, b))
+        v128.store(qp, i8x16.narrow_i16x8_s(c, d), 16)
+        continue
+      }
       let amax: f32 = 0
       for (let k = k0; k < k1; k++) amax = max(amax, abs<f32>(load<f32>(row + (<usize>k << 2))))
       const scale: f32 = amax / 127
-      store<f32>(scales + ((<usize>n * <usize>nb + <usize>bi) << 2), scale)
+      store<f32>(sp, scale)
       for (let k = k0; k < k0 + 32; k++) {
         let q: f32 = 0
         if (k < k1 && scale != 0) {
@@ -215,4 +259,16 @@ export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32
       }
     }
   }
+}
+
+/** Four lanes of the quantizer: clamp(round_half_away(w / sc)) as i32x4. */
+// @ts-ignore: decorator
+@inline function q8r(w: v128, sc: v128, half: v128, mhalf: v128, one: v128, lo: v128, hi: v128): v128 {
+  const v = f32x4.div(w, sc)
+  const t = f32x4.trunc(v)
+  const d = f32x4.sub(v, t)
+  let r = f32x4.add(t, v128.and(f32x4.ge(d, half), one))
+  r = f32x4.sub(r, v128.and(f32x4.le(d, mhalf), one))
+  r = f32x4.min(f32x4.max(r, lo), hi)
+  return i32x4.trunc_sat_f32x4_s(r)
 }

@@ -1,8 +1,9 @@
 // refgpt generate: text in, text out, with transformers' generate() options, streamed token by token.
 
-import { readFileSync } from 'node:fs'
-import { StreamDecoder, UsageError, generate, type GenerateResult, type Tokenizer } from '@refgpt/core'
+import { existsSync, readFileSync } from 'node:fs'
+import { ConfigError, StreamDecoder, UsageError, generate, modelscopeGenerate, type GenerateResult, type Tokenizer } from '@refgpt/core'
 import { idList, intOption, parse } from '../args.js'
+import { checkModelscopeModel, isModelscopeDir, modelscopeOptions, wordpieceTokenizer } from './chat.js'
 import { MODEL_HELP, MODEL_OPTIONS, load, maybeTokenizer, modelOptions, requireTokenizer } from './common.js'
 
 export const summary = 'generate text (greedy, sampling or beam search), streaming it as it is made'
@@ -31,6 +32,13 @@ Search and sampling:
       --repetition-penalty R  --no-repeat-ngram-size N  --bad-words IDS (';'-separated id lists: 1,2;7)
       --num-beams N  --length-penalty L  --early-stopping (true|false|never)
       --num-return-sequences N
+ ModelScope folders (configuration.json + vocab.txt, e.g. Chinese GPT-3 / kuakua):
+      --generation MODE         hf | modelscope (default: modelscope for ModelScope folders, else hf).
+                                modelscope = ModelScope's text-generation pipeline: [CLS] prompt [SEP]
+                                padded to sequence_length, top_k/top_p from config.json (default nucleus
+                                0.9; greedy is --top-k 1 --top-p 0), --max-length caps the total incl. the
+                                padded prompt (default + 100; -n N caps at prompt + N), stop at eod_id,
+                                prints the whole text (prompt included) without spaces between Chinese chars
 Output:
       --json                    print one JSON object {"sequences":[{"ids","text"(,"score")}],"seed","timings"}
 ${MODEL_HELP}
@@ -56,10 +64,17 @@ export async function run(argv: string[]): Promise<void> {
     'bad-words': { type: 'string' },
     'early-stopping': { type: 'string' },
     json: { type: 'boolean' },
+    generation: { type: 'string' },
     ...Object.fromEntries([...FLOATS, ...INTS].map((k) => [k, { type: 'string' as const }])),
   })
   const json = v.json === true
   const { dir } = modelOptions('generate', v)
+  if (!existsSync(dir)) // before the tokenizer check, which would only say "no tokenizer"
+    throw new ConfigError({ where: dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
+  const mode = (v.generation as string | undefined) ?? (isModelscopeDir(dir) ? 'modelscope' : 'hf')
+  if (mode !== 'hf' && mode !== 'modelscope')
+    throw new UsageError({ where: 'refgpt generate', what: 'bad --generation', expected: 'hf or modelscope', found: JSON.stringify(mode) })
+  if (mode === 'modelscope') return runModelscope(v, positionals, dir, json)
   const tok = maybeTokenizer(dir)
 
   // --- the generation config, in transformers' snake_case ----------------------------------------
@@ -170,3 +185,51 @@ function readPromptsFile(file: string): string[] {
 }
 
 const round = (x: number) => Math.round(x * 100) / 100
+
+/** Options that only transformers-style generation has. */
+const HF_ONLY = ['prompt-ids', 'prompts-file', 'eos-token-id', 'stop', 'do-sample', 'bad-words', 'early-stopping', 'typical-p', 'min-p',
+  'epsilon-cutoff', 'eta-cutoff', 'repetition-penalty', 'length-penalty', 'no-repeat-ngram-size', 'num-beams', 'num-return-sequences',
+  'min-length', 'min-new-tokens']
+
+/** ModelScope's pipeline(text, top_k=, top_p=, temperature=, max_length=) on one prompt. */
+async function runModelscope(v: Record<string, unknown>, positionals: string[], dir: string, json: boolean): Promise<void> {
+  for (const k of HF_ONLY)
+    if (v[k] !== undefined)
+      throw new UsageError({ where: 'refgpt generate', what: `--${k} is not available with --generation modelscope`, hint: 'use --generation hf for transformers-style generation' })
+  const texts: string[] = [...((v.prompt as string[] | undefined) ?? [])]
+  if (positionals.length) texts.push(positionals.join(' '))
+  if (texts.length !== 1)
+    throw new UsageError({ where: 'refgpt generate', what: 'ModelScope generation takes exactly one prompt', found: `${texts.length}` })
+  const opts = modelscopeOptions('generate', v)
+  const tok = wordpieceTokenizer(dir, 'generate')
+  const t0 = performance.now()
+  const model = await load('generate', v)
+  const loadMs = performance.now() - t0
+  try {
+    checkModelscopeModel(model, dir)
+    if (v['max-new-tokens'] !== undefined) {
+      const n = intOption('generate', 'max-new-tokens', v['max-new-tokens'] as string, 0)
+      const promptLength = Math.min(tok.encode(texts[0]).length + 1, 0x7fffffff)
+      opts.maxLength = Math.min(opts.maxLength ?? Infinity, promptLength + n)
+    }
+    const t1 = performance.now()
+    const r = modelscopeGenerate(model, tok, texts[0], opts)
+    const ms = performance.now() - t1
+    if (json)
+      process.stdout.write(
+        JSON.stringify({
+          text: r.text,
+          decoded: r.decoded,
+          ids: r.ids,
+          prompt_length: r.promptLength,
+          new_tokens: r.newTokens,
+          finish_reason: r.finishReason,
+          seed: r.seed,
+          timings: { load_ms: round(loadMs), generate_ms: round(ms) },
+        }) + '\n',
+      )
+    else process.stdout.write(r.text + '\n')
+  } finally {
+    await model.dispose()
+  }
+}

@@ -6,7 +6,7 @@
 import type { Activation, Buf } from '../device/types.js'
 import { ConfigError, show } from '../errors.js'
 
-export type Family = 'gpt2' | 'gpt_neo' | 'gptj'
+export type Family = 'gpt2' | 'gpt_neo' | 'gptj' | 'gpt3'
 
 export interface LayerKind {
   attention: 'global' | 'local'

@@ -3,13 +3,13 @@
 //   checkpoint (safetensors / sharded / pytorch_model.bin) -> family.loadWeights -> device buffers
 //   + a RunState and a KV cache allocated once, here, before any token is run.
 
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createJsDevice } from '../device/js.js'
 import { createWasmDevice } from '../device/wasm.js'
 import { rotaryTable } from '../device/storage.js'
 import type { Device, Storage } from '../device/types.js'
-import { ConfigError, UsageError, show } from '../errors.js'
+import { CheckpointError, ConfigError, UsageError, show } from '../errors.js'
 import { openCheckpoint, readJsonFile } from '../io/index.js'
 import type { LoadedCheckpoint } from '../io/index.js'
 import type { CheckpointFormat, DType } from '../io/types.js'
@@ -74,6 +74,8 @@ export interface Model {
   readonly config: Record<string, unknown>
   /** generation_config.json as read, or null when the folder has none. */
   readonly generationConfig: Record<string, unknown> | null
+  /** ModelScope's configuration.json for a ModelScope folder (GPT-3), else null/absent. */
+  readonly modelscopeConfig?: Record<string, unknown> | null
   readonly device: Device
   readonly info: ModelInfo
   /**
@@ -99,14 +101,16 @@ interface Opened {
   config: Record<string, unknown>
   ckpt: LoadedCheckpoint
   prefix: string
+  /** ModelScope's configuration.json, for ModelScope folders. */
+  modelscopeConfig: Record<string, unknown> | null
 }
 
 /** config.json -> family and Arch. */
-function parseModelConfig(config: unknown, configFile: string): Omit<Opened, 'ckpt' | 'prefix'> {
+function parseModelConfig(config: unknown, configFile: string, modelTypeOverride?: string): Omit<Opened, 'ckpt' | 'prefix' | 'modelscopeConfig'> {
   if (typeof config !== 'object' || config === null || Array.isArray(config))
     throw new ConfigError({ where: configFile, what: 'config.json is not a JSON object', found: show(config) })
   const json = config as Record<string, unknown>
-  const modelType = json.model_type
+  const modelType = modelTypeOverride ?? json.model_type
   const family = typeof modelType === 'string' && Object.hasOwn(FAMILIES, modelType) ? FAMILIES[modelType] : undefined
   if (!family)
     throw new ConfigError({
@@ -114,7 +118,7 @@ function parseModelConfig(config: unknown, configFile: string): Omit<Opened, 'ck
       what: 'unsupported model_type',
       expected: `one of ${Object.keys(FAMILIES).join(', ')}`,
       found: show(modelType),
-      hint: 'refgpt runs GPT-2, GPT-Neo and GPT-J checkpoints',
+      hint: 'refgpt runs GPT-2, GPT-Neo and GPT-J checkpoints and ModelScope GPT-3 folders (configuration.json)',
     })
   return { family, modelType: modelType as string, arch: family.parseConfig(json, configFile), config: json }
 }
@@ -124,10 +128,100 @@ function open(dir: string, variant?: string): Opened {
   if (!existsSync(dir))
     throw new ConfigError({ where: dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
   const configFile = join(dir, 'config.json')
-  const parsed = parseModelConfig(readJsonFile(configFile, 'model config', ConfigError), configFile)
+  const config = readJsonFile(configFile, 'model config', ConfigError)
+  const ms = modelscopeFolder(dir, config)
+  const parsed = parseModelConfig(config, configFile, ms?.modelType)
+  if (ms) checkVocabTxt(dir, parsed.arch)
   const ckpt = openCheckpoint(dir, { variant })
-  const prefix = PREFIXES.find((p) => ckpt.tensors.has(`${p}wte.weight`)) ?? PREFIXES[0]
-  return { ...parsed, ckpt, prefix }
+  try {
+    const prefixes = parsed.family.prefixes ?? PREFIXES
+    const probe = parsed.family.probeTensor ?? 'wte.weight'
+    const prefix = prefixes.find((p) => ckpt.tensors.has(`${p}${probe}`)) ?? prefixes[0]
+    if (parsed.family.strict) checkKeysStrict(parsed, ckpt, prefix)
+    return { ...parsed, ckpt, prefix, modelscopeConfig: ms?.configuration ?? null }
+  } catch (e) {
+    ckpt.close()
+    throw e
+  }
+}
+
+/**
+ * A ModelScope folder (configuration.json beside config.json, which has no model_type): the family
+ * comes from configuration.json's model.type. A folder with vocab.txt and a config.json without
+ * model_type but no configuration.json is reported as such (it looks like a ModelScope download).
+ */
+function modelscopeFolder(dir: string, config: unknown): { modelType: string; configuration: Record<string, unknown> } | null {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) return null
+  if ((config as Record<string, unknown>).model_type !== undefined) return null
+  const file = join(dir, 'configuration.json')
+  if (!existsSync(file)) {
+    if (existsSync(join(dir, 'vocab.txt')))
+      throw new ConfigError({
+        where: file,
+        what: 'configuration.json is missing',
+        expected: 'the ModelScope task config ({"model": {"type": "gpt3"}, ...}) beside config.json, which has no model_type',
+        hint: 'download the whole ModelScope model folder',
+      })
+    return null
+  }
+  const json = readJsonFile(file, 'ModelScope configuration', ConfigError)
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new ConfigError({ where: file, what: 'configuration.json is not a JSON object', found: show(json) })
+  const configuration = json as Record<string, unknown>
+  if (configuration.megatron !== undefined)
+    throw new ConfigError({
+      where: `${file}: field "megatron"`,
+      what: 'distributed (Megatron) ModelScope GPT-3 models are not supported',
+      hint: 'refgpt runs the base/large GPT-3 models (GPT3Model + vocab.txt), not the 1.3B+ tensor-parallel ones',
+    })
+  const model = configuration.model
+  const type = typeof model === 'object' && model !== null ? (model as Record<string, unknown>).type : undefined
+  if (type !== 'gpt3')
+    throw new ConfigError({ where: `${file}: field "model.type"`, what: 'unsupported ModelScope model type', expected: '"gpt3"', found: show(type) })
+  return { modelType: type, configuration }
+}
+
+/** vocab.txt may have fewer lines than vocab_size (padded embedding rows) but never more. */
+function checkVocabTxt(dir: string, a: Arch): void {
+  const file = join(dir, 'vocab.txt')
+  if (!existsSync(file)) return // the tokenizer reports a missing vocab when it is needed
+  const lines = countVocabLines(readFileSync(file, 'utf8'))
+  if (lines > a.nVocab)
+    throw new ConfigError({
+      where: file,
+      what: 'vocab.txt does not match vocab_size in config.json',
+      expected: `at most ${a.nVocab} tokens (the rows of word_embeddings)`,
+      found: `${lines} lines`,
+      hint: 'vocab.txt and config.json come from different models',
+    })
+}
+
+/** Lines of a vocab.txt as BertTokenizer's load_vocab counts them (readlines: a final newline ends the last line). */
+export function countVocabLines(text: string): number {
+  if (text.length === 0) return 0
+  const n = text.split('\n').length
+  return text.endsWith('\n') ? n - 1 : n
+}
+
+/** load_state_dict(strict=True): the checkpoint's keys (after the prefix) must be exactly the model's. */
+function checkKeysStrict(o: Omit<Opened, 'ckpt' | 'prefix' | 'modelscopeConfig'>, ckpt: LoadedCheckpoint, prefix: string): void {
+  const r = new WeightReader(null as unknown as LoadedCheckpoint, createJsDevice(), prefix, undefined, true)
+  r.recorder = new Map()
+  o.family.loadShared(r, o.arch)
+  for (let l = 0; l < o.arch.nLayer; l++) o.family.loadLayer(r, o.arch, l)
+  const present = new Set([...ckpt.tensors.keys(), ...ckpt.unsupported.keys()])
+  const missing = [...r.recorder.keys()].filter((k) => !present.has(k))
+  const unexpected = [...present].filter((k) => !r.recorder!.has(k))
+  if (missing.length === 0 && unexpected.length === 0) return
+  const list = (xs: string[]) => xs.slice(0, 3).join(', ') + (xs.length > 3 ? ` (+${xs.length - 3} more)` : '')
+  const found = [missing.length ? `missing ${list(missing)}` : '', unexpected.length ? `unexpected ${list(unexpected)}` : ''].filter(Boolean).join('; ')
+  throw new CheckpointError({
+    where: ckpt.files[0] ?? ckpt.dir,
+    what: 'checkpoint keys do not match the model (strict load)',
+    expected: `the ${r.recorder.size} tensors ${prefix}* of config.json's model`,
+    found,
+    hint: 'the weights and config.json come from different models',
+  })
 }
 
 /**
@@ -146,7 +240,7 @@ function openRandom(config: Record<string, unknown>, seed: number): Opened {
   r.recorder = new Map()
   parsed.family.loadShared(r, parsed.arch)
   for (let l = 0; l < parsed.arch.nLayer; l++) parsed.family.loadLayer(r, parsed.arch, l)
-  return { ...parsed, ckpt: randomCheckpoint(r.recorder, seed), prefix: PREFIXES[0] }
+  return { ...parsed, ckpt: randomCheckpoint(r.recorder, seed), prefix: PREFIXES[0], modelscopeConfig: null }
 }
 
 function describe(o: Opened, r: WeightReader, maxContext: number, sequences: number, maxT: number): ModelInfo {
@@ -234,7 +328,7 @@ function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes): { ctx: Ctx
   // bytes a decoded token reads: the LM head and final norm now, the blocks below
   const storage = (dtype: DType) => opts.dtype ?? dtype
   const f32 = (shape: number[]) => dev.weightBytes(shape, 'F32')
-  let decodeBytes = dev.weightBytes([a.nVocab, a.nEmbd], storage(o.ckpt.tensors.get(o.prefix + 'wte.weight')?.dtype ?? 'F32'))
+  let decodeBytes = dev.weightBytes([a.nVocab, a.nEmbd], storage(o.ckpt.tensors.get(o.prefix + (o.family.probeTensor ?? 'wte.weight'))?.dtype ?? 'F32'))
     + 2 * f32([a.nEmbd]) + (a.lmHeadBias ? f32([a.nVocab]) : 0)
   for (let l = 0; l < a.nLayer; l++) {
     const before = dry.bytes
@@ -301,6 +395,7 @@ async function build(o: Opened, opts: LoadOptions, generationConfig: Record<stri
       arch: o.arch,
       config: o.config,
       generationConfig,
+      modelscopeConfig: o.modelscopeConfig,
       device: dev,
       info,
       forward: (ids, pos, fopts) => forward(ctx, ids, pos, fopts),

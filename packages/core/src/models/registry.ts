@@ -4,6 +4,7 @@ import type { Arch, LayerWeights, SharedWeights } from './arch.js'
 import * as gpt2 from './gpt2.js'
 import * as gptNeo from './gpt_neo.js'
 import * as gptj from './gptj.js'
+import * as gpt3 from './gpt3_modelscope.js'
 import type { WeightReader } from './weights.js'
 
 export interface FamilyModule {
@@ -12,12 +13,21 @@ export interface FamilyModule {
   loadShared(r: WeightReader, a: Arch): SharedWeights
   /** The weights of block l. */
   loadLayer(r: WeightReader, a: Arch, l: number): LayerWeights
+  /** Tensor-name prefixes this family's checkpoints use, tried in order (default PREFIXES). */
+  prefixes?: string[]
+  /** The tensor (after the prefix) whose presence picks the prefix (default 'wte.weight'). */
+  probeTensor?: string
+  /** Checkpoint tensors the model does not use are an error (PyTorch's load_state_dict(strict=True)). */
+  strict?: boolean
 }
 
 export const FAMILIES: Record<string, FamilyModule> = {
   gpt2,
   gpt_neo: gptNeo,
   gptj,
+  // ModelScope's Chinese GPT-3 (base/large/kuakua): config.json has no model_type, configuration.json
+  // says {"model": {"type": "gpt3"}}; see model.ts.
+  gpt3,
 }
 
 /** Tensor-name prefixes a family's checkpoints use, tried in order ('' = saved from the bare model). */

@@ -13,9 +13,11 @@ import {
   type VocabMergesOptions,
 } from './bpe.js'
 import type { Tokenizer } from './types.js'
+import { fromVocabTxt } from './wordpiece.js'
 
 export type { Tokenizer, DecodeOptions } from './types.js'
 export { StreamDecoder, checkTokenId } from './types.js'
+export { WordPieceTokenizer, fromVocabTxt, parseVocabTxt, isChineseChar, type WordPieceOptions } from './wordpiece.js'
 export {
   Gpt2BpeTokenizer,
   bytesToUnicode,
@@ -62,6 +64,15 @@ export function loadTokenizer(dir: string): Tokenizer {
   const tokenizerJson = join(dir, 'tokenizer.json')
   if (existsSync(tokenizerJson)) return fromTokenizerJson(readText(tokenizerJson), tokenizerJson)
 
+  const vocabTxt = join(dir, 'vocab.txt')
+  if (existsSync(vocabTxt) && !existsSync(join(dir, 'vocab.json'))) {
+    // BERT WordPiece (ModelScope's Chinese GPT-3): vocab.txt + optional tokenizer_config.json
+    const configPath = join(dir, 'tokenizer_config.json')
+    const config = existsSync(configPath) ? parseJsonFile(readText(configPath), configPath) : {}
+    const obj = typeof config === 'object' && config !== null && !Array.isArray(config) ? (config as Record<string, unknown>) : {}
+    return fromVocabTxt(readText(vocabTxt), vocabTxt, obj)
+  }
+
   const vocabPath = join(dir, 'vocab.json')
   const mergesPath = join(dir, 'merges.txt')
   const hasVocab = existsSync(vocabPath)
@@ -87,7 +98,7 @@ export function loadTokenizer(dir: string): Tokenizer {
   throw new TokenizerError({
     what: 'no tokenizer files',
     where: dir,
-    expected: 'tokenizer.json, or vocab.json + merges.txt',
+    expected: 'tokenizer.json, vocab.json + merges.txt, or vocab.txt (WordPiece)',
     found,
     hint: "download the model's tokenizer files (e.g. from its Hugging Face repository) into this folder",
   })

@@ -1,0 +1,132 @@
+// refgpt chat: the ModelScope kuakua robot loop — one line in, one reply out — and the ModelScope
+// generation mode `refgpt generate` uses for ModelScope GPT-3 folders.
+
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import {
+  UsageError,
+  WordPieceTokenizer,
+  modelscopeGenerate,
+  modelscopePostprocess,
+  type Model,
+  type ModelscopeGenerateOptions,
+  type ModelscopeResult,
+  type Tokenizer,
+} from '@refgpt/core'
+import { intOption, parse } from '../args.js'
+import { MODEL_HELP, MODEL_OPTIONS, load, modelOptions, requireTokenizer } from './common.js'
+
+export const summary = 'chat with a ModelScope GPT-3 folder (e.g. the kuakua praise robot): a line in, a reply out'
+
+export const help = `Usage: refgpt chat --model DIR [options]
+
+Reads one line at a time (typed, or from stdin when it is not a terminal) and prints one reply line,
+as ModelScope's kuakua robot is used: the prompt is LINE + "|" (unless the line already ends with the
+separator), run through ModelScope's text-generation pipeline (padded to sequence_length, sampling
+with the config's top_k/top_p, length cap padded length + 100, stop at eod_id); the reply is the
+pipeline's text after the prompt, without the eod token. Blank lines are skipped.
+
+Options:
+      --top-k K  --top-p P  --temperature T   sampling (default: config.json top_k 0, top_p 0.9, T 1);
+                                greedy is --top-k 1 --top-p 0
+      --max-length N            total length cap incl. the padded prompt (ModelScope's max_length)
+      --seed N                  sampling seed (default: random), the same for every line
+      --separator S             appended to each line (default "|")
+${MODEL_HELP}
+Example:
+  echo "今天终于拿到驾照了,求夸" | refgpt chat --model ./nlp_gpt3_kuakua-robot_chinese-large
+`
+
+/** Options of the ModelScope generation mode (chat and generate --generation modelscope). */
+export const MS_OPTIONS = {
+  'top-k': { type: 'string' as const },
+  'top-p': { type: 'string' as const },
+  temperature: { type: 'string' as const },
+  'max-length': { type: 'string' as const },
+  seed: { type: 'string' as const },
+}
+
+/** A ModelScope folder: configuration.json beside config.json. */
+export function isModelscopeDir(dir: string): boolean {
+  return existsSync(join(dir, 'configuration.json'))
+}
+
+function num(command: string, name: string, s: string): number {
+  const x = Number(s)
+  if (s.trim() === '' || !Number.isFinite(x))
+    throw new UsageError({ where: `refgpt ${command}`, what: `bad --${name}`, expected: 'a number', found: JSON.stringify(s) })
+  return x
+}
+
+/** --top-k / --top-p / --temperature / --max-length / --seed -> ModelscopeGenerateOptions. */
+export function modelscopeOptions(command: string, v: Record<string, unknown>): ModelscopeGenerateOptions {
+  const o: ModelscopeGenerateOptions = {}
+  if (v['top-k'] !== undefined) o.topK = intOption(command, 'top-k', v['top-k'] as string, 0)
+  if (v['top-p'] !== undefined) o.topP = num(command, 'top-p', v['top-p'] as string)
+  if (v.temperature !== undefined) o.temperature = num(command, 'temperature', v.temperature as string)
+  if (v['max-length'] !== undefined) o.maxLength = intOption(command, 'max-length', v['max-length'] as string, 0, 1)
+  if (v.seed !== undefined) o.seed = intOption(command, 'seed', v.seed as string, 0)
+  return o
+}
+
+/** The folder's tokenizer, which must be WordPiece (vocab.txt) for this mode. */
+export function wordpieceTokenizer(dir: string, command: string): WordPieceTokenizer {
+  const tok: Tokenizer = requireTokenizer(dir, command)
+  if (!(tok instanceof WordPieceTokenizer))
+    throw new UsageError({
+      where: dir,
+      what: 'ModelScope generation needs a ModelScope GPT-3 folder',
+      expected: 'vocab.txt (BERT WordPiece) and configuration.json',
+      found: `a ${tok.kind} tokenizer`,
+      hint: 'use --generation hf for Hugging Face models',
+    })
+  return tok
+}
+
+export function checkModelscopeModel(model: Model, dir: string): void {
+  if (model.family !== 'gpt3')
+    throw new UsageError({ where: dir, what: 'ModelScope generation runs ModelScope GPT-3 models only', found: `model family ${model.family}`, hint: 'use --generation hf' })
+}
+
+/** The reply of the kuakua robot: the pipeline text after the prompt, without the eod token. */
+export function replyOf(tok: WordPieceTokenizer, r: ModelscopeResult): string {
+  const ids = r.finishReason === 'eod' ? r.ids.slice(0, -1) : r.ids
+  const full = modelscopePostprocess(tok, ids).text
+  const prompt = modelscopePostprocess(tok, r.ids.slice(0, r.promptLength)).text
+  if (full.startsWith(prompt)) return full.slice(prompt.length).trim()
+  const bar = full.indexOf('|')
+  return bar >= 0 ? full.slice(bar + 1).trim() : full
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const { values: v, positionals } = parse('chat', argv, { ...MODEL_OPTIONS, ...MS_OPTIONS, separator: { type: 'string' } })
+  if (positionals.length) throw new UsageError({ where: 'refgpt chat', what: 'unexpected arguments', found: JSON.stringify(positionals.join(' ')), hint: 'type the lines after starting, or pipe them on stdin' })
+  if (v.model === undefined) throw new UsageError({ where: 'refgpt chat', what: '--model is required', hint: 'pass a ModelScope GPT-3 folder, e.g. the kuakua robot' })
+  const { dir } = modelOptions('chat', v)
+  const sep = (v.separator as string | undefined) ?? '|'
+  const opts = modelscopeOptions('chat', v)
+  const tok = wordpieceTokenizer(dir, 'chat')
+  const model = await load('chat', v)
+  try {
+    checkModelscopeModel(model, dir)
+    const tty = process.stdin.isTTY === true
+    const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty })
+    if (tty) {
+      process.stdout.write('refgpt chat — type a line, Ctrl-D to quit\n')
+      rl.setPrompt('> ')
+      rl.prompt()
+    }
+    for await (const raw of rl) {
+      const line = raw.trim()
+      if (line) {
+        const prompt = line.endsWith(sep) ? line : line + sep
+        const r = modelscopeGenerate(model, tok, prompt, opts)
+        process.stdout.write(replyOf(tok, r) + '\n')
+      }
+      if (tty) rl.prompt()
+    }
+  } finally {
+    await model.dispose()
+  }
+}
