@@ -6,7 +6,9 @@ import { RefgptError, UsageError } from '@refgpt/core'
 import * as bench from './commands/bench.js'
 import * as chat from './commands/chat.js'
 import * as generate from './commands/generate.js'
+import * as golden from './commands/golden.js'
 import * as inspect from './commands/inspect.js'
+import * as step from './commands/step.js'
 import * as tokenize from './commands/tokenize.js'
 
 interface Command {
@@ -15,7 +17,7 @@ interface Command {
   run(argv: string[]): Promise<void>
 }
 
-const COMMANDS: Record<string, Command> = { generate, chat, tokenize, inspect, bench }
+const COMMANDS: Record<string, Command> = { generate, chat, tokenize, inspect, step, golden, bench }
 
 const HELP = `refgpt — GPT-2, GPT-Neo and GPT-J from Hugging Face folders (and ModelScope's Chinese GPT-3), in TypeScript
 

@@ -1,0 +1,170 @@
+// refgpt golden: export every traced tensor of one forward pass to a file, or verify a model against one.
+
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
+import { CheckpointError, RefgptError, UsageError, exportGolden, loadModel, readGolden, verifyGolden, type Golden, type VerifyRow } from '@refgpt/core'
+import { idList, parse } from '../args.js'
+import { MODEL_HELP, MODEL_OPTIONS, maybeTokenizer, modelOptions, requireTokenizer } from './common.js'
+
+export const summary = 'export a golden file (every tensor of one forward pass) or verify a model against one'
+
+const EXPORT_HELP = `Usage: refgpt golden export --model DIR (PROMPT | --prompt-ids IDS) --out FILE [options]
+
+Runs the prompt through the model in ONE forward call with every stage traced and writes the tensors
+(embed, h.L.ln_1, h.L.attn.q/k/v/probs/out, h.L.ln_2, h.L.mlp.hidden/out, h.L.out, ln_f, logits; each
+[T, ...] over the T prompt tokens) with the config, prompt, token pieces and device to FILE
+(MessagePack, format "refgpt-golden" v1: see docs/golden-format.md). The file is written atomically.
+
+Options:
+      --prompt-ids IDS   the prompt as comma-separated token ids (instead of PROMPT text)
+  -o, --out FILE         the golden file to write (required)
+      --tensors PATTERN  keep only the tensors whose name matches: a glob over the whole name
+                         (* any characters, dots included; ? one character; a,b alternatives),
+                         e.g. 'h.0.*', '*.attn.probs', 'embed,ln_f,logits'; or /REGEX/ (searched)
+${MODEL_HELP}`
+
+const VERIFY_HELP = `Usage: refgpt golden verify FILE [--model DIR] [options]
+
+Recomputes the golden file's prompt on the model (default: the model folder recorded in the file, when it
+exists) and compares every tensor: max |Δ| and max |Δ|/max(|ref|,1). Prints one row per tensor with
+PASS/FAIL and exits 1 when any tensor is off. Default tolerances (the golden README's): atol 1e-4 and
+rtol 1e-4 for activations and logits; atol 1e-5 (no relative bound) for attention probabilities.
+
+Options:
+      --atol A           absolute tolerance for every tensor
+      --rtol R           relative tolerance for every tensor
+${MODEL_HELP}`
+
+// main.ts answers \`refgpt golden <anything> --help\` with this text, so it holds both subcommands' help.
+export const help = `refgpt golden: golden files (format: docs/golden-format.md)
+  export  one forward pass over the prompt, every traced tensor, to a MessagePack file
+  verify  recompute a golden file's tensors on a model (e.g. on another device) and compare them
+
+${EXPORT_HELP}
+${VERIFY_HELP}`
+
+export async function run(argv: string[]): Promise<void> {
+  const [sub, ...rest] = argv
+  const wantsHelp = rest.includes('--help') || rest.includes('-h')
+  if (sub === 'export') {
+    if (wantsHelp) return void process.stdout.write(EXPORT_HELP)
+    return runExport(rest)
+  }
+  if (sub === 'verify') {
+    if (wantsHelp) return void process.stdout.write(VERIFY_HELP)
+    return runVerify(rest)
+  }
+  throw new UsageError({ where: 'refgpt golden', what: sub === undefined ? 'missing subcommand' : `unknown subcommand ${JSON.stringify(sub)}`, expected: 'export or verify', hint: 'see `refgpt golden --help`' })
+}
+
+/** Loads with room for the whole prompt in one forward call. */
+function loadFor(command: string, v: Record<string, unknown>, T: number) {
+  const o = modelOptions(command, v)
+  return loadModel(o.dir, { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, maxContext: T, maxBatchTokens: Math.min(Math.max(T, 1), 4096) })
+}
+
+async function runExport(argv: string[]): Promise<void> {
+  const cmd = 'golden export'
+  const { values: v, positionals } = parse(cmd, argv, {
+    ...MODEL_OPTIONS,
+    'prompt-ids': { type: 'string' },
+    out: { type: 'string', short: 'o' },
+    tensors: { type: 'string' },
+  })
+  const out = v.out as string | undefined
+  if (!out) throw new UsageError({ where: `refgpt ${cmd}`, what: 'missing --out FILE', hint: 'see `refgpt golden export --help`' })
+  const o = modelOptions(cmd, v)
+  if (!existsSync(o.dir)) throw new CheckpointError({ where: o.dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
+  if (positionals.length > 1) throw new UsageError({ where: `refgpt ${cmd}`, what: 'more than one PROMPT', hint: 'quote the prompt' })
+  const text = positionals[0]
+  const idsArg = v['prompt-ids'] as string | undefined
+  if ((text === undefined) === (idsArg === undefined))
+    throw new UsageError({ where: `refgpt ${cmd}`, what: text === undefined ? 'missing prompt' : 'both PROMPT and --prompt-ids given', expected: 'a PROMPT or --prompt-ids 1,2,3' })
+  const tok = text === undefined ? maybeTokenizer(o.dir) : requireTokenizer(o.dir, cmd)
+  const ids = text === undefined ? idList(cmd, 'prompt-ids', idsArg!) : tok!.encode(text)
+  if (ids.length === 0) throw new UsageError({ where: `refgpt ${cmd}`, what: 'the prompt encodes to no tokens', found: JSON.stringify(text) })
+  const model = await loadFor(cmd, v, ids.length)
+  let bytes: Uint8Array
+  try {
+    bytes = exportGolden(model, ids, { tokenizer: tok, text, tensors: v.tensors as string | undefined, modelDir: resolve(o.dir) })
+  } finally {
+    await model.dispose()
+  }
+  // atomically: a temp file beside the target, then rename (a failure never leaves a partial FILE)
+  const tmp = join(dirname(resolve(out)), `.${basename(out)}.${process.pid}.${Date.now()}.tmp`)
+  try {
+    writeFileSync(tmp, bytes)
+    renameSync(tmp, out)
+  } catch (e) {
+    rmSync(tmp, { force: true })
+    const err = e as NodeJS.ErrnoException
+    throw new UsageError({ where: out, what: `cannot write the golden file (${err.code ?? String(err.message).split('\n')[0]})` })
+  }
+  const golden = readGolden(bytes, out)
+  const n = Object.keys(golden.tensors).length
+  process.stdout.write(`wrote ${out}: ${n} tensors, ${ids.length} tokens, ${(bytes.length / 1024 / 1024).toFixed(2)} MiB (${golden.family} "${golden.model_type}" on ${golden.device})\n`)
+}
+
+function tolOption(cmd: string, name: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (typeof value !== 'string' || value.trim() === '' || !(n >= 0))
+    throw new UsageError({ where: `refgpt ${cmd}`, what: `bad --${name}`, expected: 'a number >= 0 such as 1e-4', found: JSON.stringify(value) })
+  return n
+}
+
+async function runVerify(argv: string[]): Promise<void> {
+  const cmd = 'golden verify'
+  const { values: v, positionals } = parse(cmd, argv, { ...MODEL_OPTIONS, atol: { type: 'string' }, rtol: { type: 'string' } })
+  if (positionals.length !== 1)
+    throw new UsageError({ where: `refgpt ${cmd}`, what: positionals.length ? 'more than one FILE' : 'missing FILE', expected: 'one golden file', hint: 'see `refgpt golden verify --help`' })
+  const file = positionals[0]
+  const atol = tolOption(cmd, 'atol', v.atol), rtol = tolOption(cmd, 'rtol', v.rtol)
+  if (!existsSync(file)) throw new CheckpointError({ where: file, what: 'golden file not found' })
+  const golden = readGolden(readFileSync(file), file)
+  let dir = v.model as string | undefined
+  if (dir === undefined) {
+    if (golden.model_dir && existsSync(golden.model_dir)) dir = golden.model_dir
+    else
+      throw new UsageError({
+        where: `refgpt ${cmd}`,
+        what: 'missing --model',
+        found: golden.model_dir ? `the recorded folder ${JSON.stringify(golden.model_dir)} does not exist` : 'no model folder recorded in the file',
+        hint: 'pass --model DIR',
+      })
+  }
+  const model = await loadFor(cmd, { ...v, model: dir }, golden.prompt.ids.length)
+  let rows: VerifyRow[]
+  try {
+    rows = verifyGolden(golden, model, { atol, rtol })
+  } finally {
+    await model.dispose()
+  }
+  process.stdout.write(table(golden, file, dir, model.device.name, rows))
+  const failed = rows.filter((r) => !r.pass)
+  if (failed.length)
+    throw new RefgptError({
+      where: file,
+      what: `${failed.length} of ${rows.length} tensors differ beyond tolerance: ${failed.slice(0, 6).map((r) => r.name).join(', ')}${failed.length > 6 ? ', …' : ''}`,
+    })
+}
+
+const e = (x: number) => (Number.isNaN(x) ? 'NaN' : x === Infinity ? '-' : x === 0 ? '0' : x.toExponential(2))
+
+function table(g: Golden, file: string, dir: string, device: string, rows: VerifyRow[]): string {
+  const head = [
+    `golden  ${file}: ${g.family} "${g.model_type}", ${g.prompt.ids.length} tokens, made on ${g.device} by ${g.created_by}`,
+    `model   ${dir} on ${device}`,
+    '',
+  ]
+  const w = Math.max(6, ...rows.map((r) => r.name.length))
+  const sw = Math.max(5, ...rows.map((r) => `[${r.shape.join(', ')}]`.length))
+  const lines = [`${'tensor'.padEnd(w)}  ${'shape'.padEnd(sw)}  ${'max abs'.padStart(9)}  ${'max rel'.padStart(9)}  ${'atol/rtol'.padEnd(13)}  result`]
+  for (const r of rows) {
+    const tol = `${r.atol}/${r.rtol === Infinity ? '-' : r.rtol}`
+    lines.push(`${r.name.padEnd(w)}  ${`[${r.shape.join(', ')}]`.padEnd(sw)}  ${e(r.maxAbs).padStart(9)}  ${e(r.maxRel).padStart(9)}  ${tol.padEnd(13)}  ${r.pass ? 'PASS' : 'FAIL'}${r.note ? ` (${r.note})` : ''}`)
+  }
+  const failed = rows.filter((r) => !r.pass).length
+  lines.push('', failed ? `FAIL: ${failed} of ${rows.length} tensors beyond tolerance` : `PASS: all ${rows.length} tensors within tolerance`)
+  return [...head, ...lines].join('\n') + '\n'
+}

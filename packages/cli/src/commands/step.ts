@@ -1,0 +1,67 @@
+// refgpt step: walk through one real forward pass, stage by stage (terminal UI, --all, or --html).
+
+import { ConfigError, UsageError, loadModel } from '@refgpt/core'
+import { existsSync } from 'node:fs'
+import { parse } from '../args.js'
+import { renderHtml, writeHtml } from '../step/html.js'
+import { LogitLens, MAX_TOKENS, pieceText, runStages, type StepRun } from '../step/model.js'
+import { printAll, runTui } from '../step/tui.js'
+import { MODEL_HELP, MODEL_OPTIONS, modelOptions, requireTokenizer } from './common.js'
+
+export const summary = 'step through a real forward pass: tokens, embeddings, attention, MLP, logit lens, logits'
+
+export const help = `Usage: refgpt step [--model DIR] PROMPT [--all] [--html FILE]
+
+Runs PROMPT through the model once with a tracer on every stage and shows, one stage at a time,
+what happens to it: tokenization, embeddings, then per layer ln_1, attention (each head's attention
+of the last token over the earlier ones), the MLP and the residual stream with the logit lens (the
+final norm and LM head applied after that layer), and last the final norm and the top-5 next tokens.
+
+Keys: enter or n = next stage, b = back, l = jump to a layer (type the number, then enter),
+      t = append the greedy next token and start again, q = quit (Ctrl-C too).
+When stdout is not a terminal, or with --all, every stage is printed and refgpt exits.
+
+Options:
+      --all                     print every stage and exit
+      --html FILE               write one self-contained HTML page (attention heatmaps, logit-lens
+                                table, probability bars) and exit
+${MODEL_HELP}
+Examples:
+  refgpt step "Hello, I'm a language model"
+  refgpt step --all --model ./gpt-neo-125M "EleutherAI has"
+  refgpt step --html step.html "The quick brown fox"
+`
+
+export async function run(argv: string[]): Promise<void> {
+  const { values: v, positionals } = parse('step', argv, {
+    ...MODEL_OPTIONS,
+    all: { type: 'boolean' },
+    html: { type: 'string' },
+  })
+  const o = modelOptions('step', v)
+  const prompt = positionals.join(' ')
+  if (prompt === '') throw new UsageError({ where: 'refgpt step', what: 'no PROMPT', expected: 'a prompt, e.g. refgpt step "Hello"', hint: 'see `refgpt step --help`' })
+  if (!existsSync(o.dir)) throw new ConfigError({ where: o.dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
+  const tok = requireTokenizer(o.dir, 'step')
+  const ids = tok.encode(prompt)
+  const model = await loadModel(o.dir, { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, maxBatchTokens: MAX_TOKENS })
+  try {
+    const lens = new LogitLens(model, o.variant)
+    let current: StepRun = runStages(model, tok, lens, ids)
+    if (typeof v.html === 'string') {
+      writeHtml(v.html, renderHtml(current, model, current.ids.map((id) => pieceText(tok, id)), prompt))
+      process.stderr.write(`wrote ${v.html}\n`)
+      if (!v.all) return
+    }
+    if (v.all || !process.stdout.isTTY || !process.stdin.isTTY) {
+      printAll(current, (s) => process.stdout.write(s))
+      return
+    }
+    await runTui({
+      current: () => current,
+      nextToken: () => (current = runStages(model, tok, lens, [...current.ids, current.next])),
+    })
+  } finally {
+    await model.dispose()
+  }
+}

@@ -1,0 +1,388 @@
+// refgpt step: one real forward pass, traced, turned into a list of stages a person can read one at a
+// time (tui.ts), all at once (--all) or as an HTML page (html.ts). Nothing here recomputes the network:
+// every number shown comes from the model's own tracer, except the logit lens, which applies the
+// final LayerNorm and the LM head (read from the checkpoint) to the residual stream after each layer.
+
+import { UsageError, collectTrace, openCheckpoint, type Model, type Tokenizer, type TraceEvent } from '@refgpt/core'
+
+export const MAX_TOKENS = 256
+
+export interface Guess {
+  id: number
+  text: string
+  prob: number
+  logit: number
+}
+
+export interface Stage {
+  /** Stable key, e.g. 'tokens', 'embed', 'h.0.attn', 'h.0.out', 'ln_f', 'logits'. */
+  key: string
+  title: string
+  layer: number | null
+  /** Plain-language explanation (two or three lines). */
+  text: string[]
+  /** Tensor shapes, e.g. 'h.0.ln_1 [5, 32]'. */
+  shapes: string[]
+  /** Compact numbers: norms, sparklines, attention rows, top-k. */
+  lines: string[]
+  /** For the HTML view. */
+  vector?: number[]
+  /** Attention probabilities per head, [nHead][T][nKeys] (attention stages). */
+  attn?: number[][][]
+  /** Top-5 (logit-lens and logits stages). */
+  top?: Guess[]
+}
+
+type Traced = TraceEvent & { data: Float32Array }
+
+/** Reads ln_f and the LM head from the checkpoint once, and applies them to a residual row. */
+export class LogitLens {
+  private g: Float32Array
+  private b: Float32Array
+  private w: Float32Array
+  private bias: Float32Array | null
+  readonly source: string
+  constructor(model: Model, variant?: string) {
+    const a = model.arch
+    const p = model.info.prefix
+    const ck = openCheckpoint(model.info.dir, { variant })
+    try {
+      const has = (n: string) => ck.tensors.has(n)
+      const pick = (...names: string[]) => {
+        const n = names.find(has)
+        if (!n) throw new UsageError({ where: model.info.dir, what: 'logit lens: tensor not found in the checkpoint', expected: names.join(' or ') })
+        return n
+      }
+      const isGpt3 = a.family === 'gpt3'
+      const lnName = isGpt3 ? `${p}transformer.final_layernorm` : `${p}ln_f`
+      this.g = ck.readF32(pick(`${lnName}.weight`))
+      this.b = ck.readF32(pick(`${lnName}.bias`))
+      const wte = isGpt3 ? `${p}word_embeddings.weight` : `${p}wte.weight`
+      if (a.tiedLmHead || !has('lm_head.weight')) {
+        this.w = ck.readF32(pick(wte))
+        this.source = isGpt3 ? 'final_layernorm, word_embeddings^T' : 'ln_f, wte^T'
+      } else {
+        this.w = ck.readF32('lm_head.weight')
+        this.source = 'ln_f, lm_head'
+      }
+      this.bias = a.lmHeadBias && has('lm_head.bias') ? ck.readF32('lm_head.bias') : null
+      if (this.bias) this.source += ' + bias'
+    } finally {
+      ck.close()
+    }
+    this.eps = a.eps
+    this.C = a.nEmbd
+    this.V = a.nVocab
+  }
+  private eps: number
+  private C: number
+  private V: number
+
+  logits(x: Float32Array): Float64Array {
+    const C = this.C
+    let mean = 0
+    for (let i = 0; i < C; i++) mean += x[i]
+    mean /= C
+    let v = 0
+    for (let i = 0; i < C; i++) v += (x[i] - mean) ** 2
+    v /= C
+    const r = 1 / Math.sqrt(v + this.eps)
+    const y = new Float64Array(C)
+    for (let i = 0; i < C; i++) y[i] = (x[i] - mean) * r * this.g[i] + this.b[i]
+    const out = new Float64Array(this.V)
+    const w = this.w
+    for (let o = 0; o < this.V; o++) {
+      let s = this.bias ? this.bias[o] : 0
+      const base = o * C
+      for (let i = 0; i < C; i++) s += w[base + i] * y[i]
+      out[o] = s
+    }
+    return out
+  }
+}
+
+export function topK(logits: ArrayLike<number>, k: number, tok: Tokenizer): Guess[] {
+  let max = -Infinity
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i]
+  let sum = 0
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max)
+  const best: number[] = []
+  for (let i = 0; i < logits.length; i++) {
+    if (best.length < k || logits[i] > logits[best[best.length - 1]]) {
+      let j = best.length < k ? best.length : k - 1
+      best[j] = i
+      while (j > 0 && logits[best[j]] > logits[best[j - 1]]) {
+        ;[best[j], best[j - 1]] = [best[j - 1], best[j]]
+        j--
+      }
+    }
+  }
+  return best.map((id) => ({ id, text: pieceText(tok, id), prob: Math.exp(logits[id] - max) / sum, logit: logits[id] }))
+}
+
+export function pieceText(tok: Tokenizer, id: number): string {
+  try {
+    return tok.decode([id])
+  } catch {
+    return ''
+  }
+}
+
+const BARS = '▁▂▃▄▅▆▇█'
+
+/** A sparkline of a vector, averaged into at most `width` columns, scaled min..max. */
+export function sparkline(v: ArrayLike<number>, width = 64): string {
+  const n = v.length
+  const cols = Math.min(width, n)
+  const vals: number[] = []
+  for (let c = 0; c < cols; c++) {
+    const a = Math.floor((c * n) / cols), b = Math.max(a + 1, Math.floor(((c + 1) * n) / cols))
+    let s = 0
+    for (let i = a; i < b; i++) s += v[i]
+    vals.push(s / (b - a))
+  }
+  const lo = Math.min(...vals), hi = Math.max(...vals)
+  return vals.map((x) => BARS[hi > lo ? Math.min(7, Math.floor(((x - lo) / (hi - lo)) * 8)) : 3]).join('')
+}
+
+/** Attention probabilities as bars on an absolute 0..1 scale ('·' = exactly 0, a masked key). */
+export function attnBar(p: ArrayLike<number>): string {
+  let s = ''
+  for (let i = 0; i < p.length; i++) s += p[i] === 0 ? '·' : BARS[Math.min(7, Math.floor(p[i] * 8))]
+  return s
+}
+
+function norm(v: ArrayLike<number>): number {
+  let s = 0
+  for (let i = 0; i < v.length; i++) s += v[i] * v[i]
+  return Math.sqrt(s)
+}
+
+function stats(v: ArrayLike<number>): string {
+  let lo = Infinity, hi = -Infinity, s = 0
+  for (let i = 0; i < v.length; i++) {
+    lo = Math.min(lo, v[i])
+    hi = Math.max(hi, v[i])
+    s += v[i]
+  }
+  return `‖x‖ ${norm(v).toFixed(3)}  mean ${(s / v.length).toFixed(4)}  min ${lo.toFixed(3)}  max ${hi.toFixed(3)}`
+}
+
+const fmtShape = (name: string, e: Traced | undefined) => (e ? `${name} [${e.shape.join(', ')}]` : `${name} (not traced)`)
+const pct = (p: number) => `${(p * 100).toFixed(2)}%`
+export const showPiece = (s: string) => JSON.stringify(s)
+
+export function fmtTop(top: Guess[]): string[] {
+  return top.map((g, i) => `  ${i + 1}. ${showPiece(g.text).padEnd(16)} (id ${g.id})  p ${pct(g.prob).padStart(7)}  logit ${g.logit.toFixed(3)}`)
+}
+
+/** The last row of a [T, X] tensor. */
+function lastRow(e: Traced): Float32Array {
+  const w = e.shape[e.shape.length - 1]
+  const T = e.shape[0]
+  return e.data.subarray((T - 1) * w, T * w)
+}
+
+export interface StepRun {
+  ids: number[]
+  stages: Stage[]
+  /** Greedy next token (argmax of the final logits). */
+  next: number
+}
+
+const FAMILY_NAMES: Record<string, string> = { gpt2: 'GPT-2', gpt_neo: 'GPT-Neo', gptj: 'GPT-J', gpt3: 'ModelScope GPT-3' }
+
+/** Runs the model on ids (from position 0) with a tracer and builds the stages. */
+export function runStages(model: Model, tok: Tokenizer, lens: LogitLens, ids: number[]): StepRun {
+  if (ids.length === 0) throw new UsageError({ where: 'refgpt step', what: 'the prompt has no tokens', expected: 'a non-empty PROMPT' })
+  if (ids.length > Math.min(MAX_TOKENS, model.arch.nPositions))
+    throw new UsageError({ where: 'refgpt step', what: 'too many tokens to step through', expected: `at most ${Math.min(MAX_TOKENS, model.arch.nPositions)}`, found: String(ids.length) })
+  const { tracer, tensors } = collectTrace()
+  const logits = model.forward(ids, 0, { tracer }).slice()
+  const a = model.arch
+  const T = ids.length, C = a.nEmbd
+  const fam = FAMILY_NAMES[a.family] ?? a.family
+  const get = (n: string) => tensors.get(n) as Traced | undefined
+  const stages: Stage[] = []
+  const pieces = ids.map((id) => pieceText(tok, id))
+  const lastPiece = showPiece(pieces[T - 1])
+
+  stages.push({
+    key: 'tokens',
+    title: 'Tokenization',
+    layer: null,
+    text: [
+      `The ${tok.kind} tokenizer cuts the prompt into ${T} pieces; each piece is a row id of the embedding table.`,
+      `Every later stage works on one vector per piece; the view follows the last piece, ${lastPiece}, whose output predicts the next token.`,
+    ],
+    shapes: [`ids [${T}]`],
+    lines: ids.map((id, i) => `  [${i}] ${showPiece(pieces[i]).padEnd(18)} id ${id}${tok.idToToken(id) !== undefined ? `  (${tok.idToToken(id)})` : ''}`),
+  })
+
+  const emb = get('embed')
+  if (emb) {
+    const row = lastRow(emb)
+    stages.push({
+      key: 'embed',
+      title: 'Embeddings',
+      layer: null,
+      text:
+        a.positions === 'learned'
+          ? [
+              `x = wte[id] + wpe[position]: each token's row of the token table plus a learned row for its position (${fam}).`,
+              `This sum is the start of the residual stream that every layer reads and adds to.`,
+            ]
+          : [
+              `x = wte[id]: ${fam} has no position table; positions enter later through rotary embeddings,`,
+              `which rotate the first ${a.rotaryDim} dims of each head's q and k by an angle that grows with the position.`,
+            ],
+      shapes: [fmtShape('embed', emb), `wte [${a.nVocab}, ${C}]`, ...(a.positions === 'learned' ? [`wpe [${a.nPositions}, ${C}]`] : [])],
+      lines: [`last token ${lastPiece}: ${stats(row)}`, `  ${sparkline(row)}`],
+      vector: Array.from(row),
+    })
+  }
+
+  for (let l = 0; l < a.nLayer; l++) {
+    const kind = a.layers[l]
+    const ln1 = get(`h.${l}.ln_1`)
+    if (ln1) {
+      const row = lastRow(ln1)
+      stages.push({
+        key: `h.${l}.ln_1`,
+        title: `Layer ${l} · ln_1`,
+        layer: l,
+        text: [
+          `LayerNorm rescales each token's vector to mean 0 and variance 1, then applies a learned gain and bias.`,
+          a.residual === 'parallel'
+            ? `${fam} has only this one norm per block: attention and the MLP both read its output.`
+            : `The attention sub-layer reads this normalised copy; the residual stream itself is left unchanged.`,
+        ],
+        shapes: [fmtShape(`h.${l}.ln_1`, ln1)],
+        lines: [`last token: ${stats(row)}`, `  ${sparkline(row)}`],
+        vector: Array.from(row),
+      })
+    }
+
+    const probs = get(`h.${l}.attn.probs`)
+    const out = get(`h.${l}.attn.out`)
+    const text: string[] = [`Each of the ${a.nHead} heads compares the last token's query with the keys of the tokens so far and takes a weighted mix of their values.`]
+    if (a.family === 'gpt_neo') text.push(`GPT-Neo does not divide q·k by √d (scale ${kind.scale}).`)
+    else text.push(`Scores are q·k × ${kind.scale.toPrecision(4)} (1/√${a.headDim}${kind.scale * Math.sqrt(a.headDim) < 0.999 ? `, and ÷ (layer+1)` : ''}), then a causal softmax.`)
+    if (kind.attention === 'local') text.push(`This is a local layer: the token sees only the last ${kind.window} positions.`)
+    else if (a.family === 'gpt_neo') text.push(`This is a global layer: the token sees every earlier position.`)
+    if (a.positions === 'rotary') text.push(`q and k were rotated (rotary, ${a.rotaryDim} dims per head) so q·k depends on the distance between tokens.`)
+    const lines: string[] = []
+    let attn: number[][][] | undefined
+    if (probs) {
+      const [H, Tq, nK] = probs.shape
+      attn = []
+      lines.push(`attention of the last token ${lastPiece} over positions 0..${nK - 1} (█ = 1, · = masked):`)
+      for (let h = 0; h < H; h++) {
+        const rows: number[][] = []
+        for (let t = 0; t < Tq; t++) rows.push(Array.from(probs.data.subarray((h * Tq + t) * nK, (h * Tq + t + 1) * nK)))
+        attn.push(rows)
+        const last = rows[Tq - 1]
+        let best = 0
+        for (let k = 1; k < nK; k++) if (last[k] > last[best]) best = k
+        lines.push(`  head ${String(h).padStart(2)} ${attnBar(last)}  max ${last[best].toFixed(2)} on [${best}] ${showPiece(pieces[best])}`)
+      }
+    }
+    if (out) {
+      const row = lastRow(out)
+      lines.push(`output (after the projection), last token: ${stats(row)}`, `  ${sparkline(row)}`)
+    }
+    stages.push({
+      key: `h.${l}.attn`,
+      title: `Layer ${l} · attention`,
+      layer: l,
+      text,
+      shapes: [fmtShape(`h.${l}.attn.q`, get(`h.${l}.attn.q`)), fmtShape(`h.${l}.attn.k`, get(`h.${l}.attn.k`)), fmtShape(`h.${l}.attn.v`, get(`h.${l}.attn.v`)),
+        fmtShape(`h.${l}.attn.probs`, probs), fmtShape(`h.${l}.attn.out`, out)],
+      lines,
+      attn,
+      vector: out ? Array.from(lastRow(out)) : undefined,
+    })
+
+    const hid = get(`h.${l}.mlp.hidden`)
+    const mo = get(`h.${l}.mlp.out`)
+    const ln2 = get(`h.${l}.ln_2`)
+    const mlpLines: string[] = []
+    if (ln2) mlpLines.push(`ln_2, last token: ${stats(lastRow(ln2))}`)
+    if (hid) {
+      const r = lastRow(hid)
+      let active = 0
+      for (let i = 0; i < r.length; i++) if (r[i] > 0) active++
+      mlpLines.push(`hidden (${a.act}), last token: ${active}/${r.length} units positive  ${stats(r)}`, `  ${sparkline(r)}`)
+    }
+    if (mo) mlpLines.push(`MLP output, last token: ${stats(lastRow(mo))}`, `  ${sparkline(lastRow(mo))}`)
+    stages.push({
+      key: `h.${l}.mlp`,
+      title: `Layer ${l} · MLP`,
+      layer: l,
+      text: [
+        `The MLP works on each token alone: a ${C}→${a.nInner} projection, the ${a.act} activation, and a ${a.nInner}→${C} projection back.`,
+        a.residual === 'parallel'
+          ? `GPT-J adds attention and MLP to the residual in parallel: the MLP reads ln_1's output, not the stream after attention.`
+          : `It reads ln_2 of the residual stream after attention was added (sequential block).`,
+      ],
+      shapes: [...(ln2 ? [fmtShape(`h.${l}.ln_2`, ln2)] : []), fmtShape(`h.${l}.mlp.hidden`, hid), fmtShape(`h.${l}.mlp.out`, mo)],
+      lines: mlpLines,
+      vector: hid ? Array.from(lastRow(hid)) : undefined,
+    })
+
+    const res = get(`h.${l}.out`)
+    if (res) {
+      const row = lastRow(res)
+      const top = topK(lens.logits(row), 5, tok)
+      stages.push({
+        key: `h.${l}.out`,
+        title: `Layer ${l} · residual + logit lens`,
+        layer: l,
+        text: [
+          a.residual === 'parallel'
+            ? `x = x + attn(ln_1 x) + mlp(ln_1 x): both branches are added to the residual stream at once.`
+            : `x = x + attn(ln_1 x), then x = x + mlp(ln_2 x): each sub-layer adds its output to the residual stream.`,
+          `Logit lens: applying the final norm and LM head (${lens.source}) to the stream now shows what the model would predict if it stopped after layer ${l}.`,
+        ],
+        shapes: [fmtShape(`h.${l}.out`, res)],
+        lines: [`last token: ${stats(row)}`, `  ${sparkline(row)}`, `logit lens after layer ${l}, top-5:`, ...fmtTop(top)],
+        vector: Array.from(row),
+        top,
+      })
+    }
+  }
+
+  const lnf = get('ln_f')
+  if (lnf) {
+    const row = lastRow(lnf)
+    stages.push({
+      key: 'ln_f',
+      title: 'Final LayerNorm (ln_f)',
+      layer: null,
+      text: [`One last LayerNorm on the residual stream after layer ${a.nLayer - 1}; only the last token's row is needed for the next-token prediction.`],
+      shapes: [fmtShape('ln_f', lnf)],
+      lines: [`last token: ${stats(row)}`, `  ${sparkline(row)}`],
+      vector: Array.from(row),
+    })
+  }
+
+  const top = topK(logits, 5, tok)
+  stages.push({
+    key: 'logits',
+    title: 'Logits → next token',
+    layer: null,
+    text: [
+      a.tiedLmHead ? `logits = ln_f(x) · wte^T: the LM head reuses the token-embedding table (tied weights).` : `logits = ln_f(x) · lm_head^T${a.lmHeadBias ? ' + bias' : ''}: ${fam} has its own LM head (${a.nVocab} rows).`,
+      `Softmax turns the ${a.nVocab} logits into probabilities; greedy decoding picks the first entry (press t to append it).`,
+    ],
+    shapes: [`logits [${a.nVocab}] (last token)`],
+    lines: ['top-5 next tokens:', ...fmtTop(top)],
+    top,
+  })
+  return { ids, stages, next: top[0].id }
+}
+
+/** One text block for a stage (the TUI and --all print the same). */
+export function renderStage(s: Stage, i: number, n: number): string[] {
+  return [`== [${i + 1}/${n}] ${s.title} ==`, ...s.text, '', 'shapes: ' + s.shapes.join('  '), '', ...s.lines]
+}
