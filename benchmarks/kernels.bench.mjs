@@ -24,9 +24,10 @@
 // printed as "CHECK FAILED" on stderr and makes the exit code 1; a kernel that throws is reported and
 // the remaining suites still run.
 import Benchmark from 'benchmark'
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import os from 'node:os'
-import { createWasmCore } from '@refgpt/wasm'
+import { createHash } from 'node:crypto'
+import { createWasmCore, kernelWasmPath } from '@refgpt/wasm'
 
 // --- options -------------------------------------------------------------------------------------
 
@@ -97,6 +98,17 @@ function othersShare(m) {
   return Math.min(1, Math.max(0, (busy - self) / total))
 }
 const fmtShare = (x) => (x == null ? '?' : `${(x * 100).toFixed(0)}`)
+/** Which kernel module is measured: path, size, build time and a short sha256 (compare runs by it). */
+function moduleLine() {
+  const path = kernelWasmPath()
+  try {
+    const bytes = readFileSync(path)
+    const sha = createHash('sha256').update(bytes).digest('hex').slice(0, 12)
+    return `kernel module: ${path} (${(bytes.length / 1024).toFixed(1)} KiB, built ${statSync(path).mtime.toISOString()}, sha256 ${sha})`
+  } catch (e) {
+    return `kernel module: ${path}: ${e.message}`
+  }
+}
 /** Other processes' CPU share over 0.5 s of idling, before / after the run. */
 function busyLine(when) {
   const m = cpuMark()
@@ -572,6 +584,7 @@ const cpus = os.cpus()
 say(`# refgpt kernel benchmarks (@refgpt/wasm)`)
 say(`machine: ${cpus[0]?.model ?? 'unknown'}, ${cpus.length} cores (availableParallelism ${os.availableParallelism()}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.platform()} ${os.release()} ${os.arch()}`)
 say(`node ${process.version}, date ${new Date().toISOString()}`)
+say(moduleLine())
 say(`mode: ${opt.quick ? 'quick' : 'full'} (maxTime ${PROFILE.maxTime} s, minSamples ${PROFILE.minSamples} (naive prefill ${SLOW.minSamples}), minTime ${PROFILE.minTime} s per benchmark), pool threads ${opt.threads}, operands ${opt.hot ? 'hot (one copy)' : `cold (matvec / attention decode rotate over >= ${COLD_BYTES / 2 ** 20} MiB)`}`)
 say(`GB/s = 1e9 bytes/s of the bytes named per suite; GFLOP/s = 1e9 flop/s (multiply and add count 2); figures are medians`)
 say(busyLine('before'))

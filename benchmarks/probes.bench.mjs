@@ -13,9 +13,10 @@
 // --json: one JSON line per measurement on stdout ({suite, variant, shape, threads, hz, ms_median,
 // gbps, gflops, rme}); the human table goes to stderr. Figures are medians of benchmark.js samples.
 import Benchmark from 'benchmark'
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import os from 'node:os'
-import { createWasmCore } from '@refgpt/wasm'
+import { createHash } from 'node:crypto'
+import { createWasmCore, kernelWasmPath } from '@refgpt/wasm'
 
 function parseArgs(argv) {
   const o = { quick: false, threads: 2, json: false }
@@ -66,6 +67,17 @@ function othersShare(m) {
   return Math.min(1, Math.max(0, (busy - self) / total))
 }
 const fmtShare = (x) => (x == null ? '?' : `${(x * 100).toFixed(0)}`)
+/** Which kernel module is measured: path, size, build time and a short sha256 (compare runs by it). */
+function moduleLine() {
+  const path = kernelWasmPath()
+  try {
+    const bytes = readFileSync(path)
+    const sha = createHash('sha256').update(bytes).digest('hex').slice(0, 12)
+    return `kernel module: ${path} (${(bytes.length / 1024).toFixed(1)} KiB, built ${statSync(path).mtime.toISOString()}, sha256 ${sha})`
+  } catch (e) {
+    return `kernel module: ${path}: ${e.message}`
+  }
+}
 /** Other processes' CPU share over 0.5 s of idling, before / after the run. */
 function busyLine(when) {
   const m = cpuMark()
@@ -89,6 +101,7 @@ const cpus = os.cpus()
 say('# refgpt machine probes (@refgpt/wasm)')
 say(`machine: ${cpus[0]?.model ?? 'unknown'}, ${cpus.length} cores (availableParallelism ${os.availableParallelism()}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.platform()} ${os.release()} ${os.arch()}`)
 say(`node ${process.version}, date ${new Date().toISOString()}`)
+say(moduleLine())
 say(`mode: ${opt.quick ? 'quick' : 'full'} (maxTime ${PROFILE.maxTime} s, minSamples ${PROFILE.minSamples}, minTime ${PROFILE.minTime} s per benchmark), pool threads ${opt.threads}`)
 say('GB/s = 1e9 bytes/s read; GFLOP/s = 1e9 flop/s; figures are medians')
 say(busyLine('before'))
