@@ -91,6 +91,8 @@ export class Generation {
   private readonly limit: number
   readonly padded: number
   private pending: Float32Array[] = []
+  /** forward() options per row, made once (no object per token) */
+  private readonly slot: { seq: number }[] = []
   prefillMs = 0
   decodeMs = 0
 
@@ -125,6 +127,7 @@ export class Generation {
         const ids = new Array<number>(padding).fill(pad)
         for (let i = 0; i < p.length; i++) ids.push(p[i])
         this.rows.push({ ids, start: padding, prompt: pi, done: null, newText: '' })
+        this.slot.push({ seq: row })
         // prefill: the first row of each prompt computes it, the others copy its cache and logits
         if (r === 0) this.pending[row] = model.forward(p, 0, { seq: row }).slice()
         else {
@@ -155,7 +158,7 @@ export class Generation {
       if (logits) delete this.pending[b]
       else {
         this.step1[0] = row.ids[row.ids.length - 1]
-        logits = this.model.forward(this.step1, row.ids.length - 1 - row.start, { seq: b })
+        logits = this.model.forward(this.step1, row.ids.length - 1 - row.start, this.slot[b])
       }
       const scores = this.scores
       scores.set(logits) // logits are [nVocab]
