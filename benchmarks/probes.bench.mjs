@@ -16,7 +16,8 @@ import Benchmark from 'benchmark'
 import { readFileSync, statSync } from 'node:fs'
 import os from 'node:os'
 import { createHash } from 'node:crypto'
-import { createWasmCore, kernelWasmPath } from '@refgpt/wasm'
+import { createWasmCore } from '@refgpt/wasm'
+import { busyLine, cpuMark, fmtShare, median, moduleLine, othersShare } from './machine.mjs'
 
 function parseArgs(argv) {
   const o = { quick: false, threads: 2, json: false }
@@ -45,54 +46,7 @@ const PROFILE = opt.quick ? { maxTime: 0.5, minSamples: 5, minTime: 0.05 } : { m
 const out = opt.json ? process.stderr : process.stdout
 const say = (s = '') => out.write(s + '\n')
 
-/**
- * CPU accounting (Linux /proc/stat, USER_HZ = 100): the share of all cores used by OTHER processes
- * (and the hypervisor's steal) since a mark — the figures are only those of the machine when it is
- * close to 0. null where /proc/stat is unavailable.
- */
-function cpuMark() {
-  let stat = null
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number)
-    stat = { idle: f[3] + f[4], total: f.reduce((a, b) => a + b, 0) }
-  } catch {}
-  return { stat, self: process.cpuUsage() }
-}
-function othersShare(m) {
-  const n = cpuMark()
-  if (!m.stat || !n.stat || n.stat.total <= m.stat.total) return null
-  const total = n.stat.total - m.stat.total
-  const busy = total - (n.stat.idle - m.stat.idle)
-  const self = (n.self.user - m.self.user + n.self.system - m.self.system) / 1e4 // microseconds -> jiffies
-  return Math.min(1, Math.max(0, (busy - self) / total))
-}
-const fmtShare = (x) => (x == null ? '?' : `${(x * 100).toFixed(0)}`)
-/** Which kernel module is measured: path, size, build time and a short sha256 (compare runs by it). */
-function moduleLine() {
-  const path = kernelWasmPath()
-  try {
-    const bytes = readFileSync(path)
-    const sha = createHash('sha256').update(bytes).digest('hex').slice(0, 12)
-    return `kernel module: ${path} (${(bytes.length / 1024).toFixed(1)} KiB, built ${statSync(path).mtime.toISOString()}, sha256 ${sha})`
-  } catch (e) {
-    return `kernel module: ${path}: ${e.message}`
-  }
-}
-/** Other processes' CPU share over 0.5 s of idling, before / after the run. */
-function busyLine(when) {
-  const m = cpuMark()
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500)
-  const busy = othersShare(m)
-  const load = os.loadavg().map((v) => v.toFixed(2)).join(' ')
-  const warn = busy > 0.1 ? '  WARNING: the machine is not quiet, the figures are not its own' : ''
-  return `${when}: other processes use ${fmtShare(busy)}% of the CPU, load average ${load}${warn}`
-}
 
-const median = (xs) => {
-  const a = [...xs].sort((p, q) => p - q)
-  const m = a.length >> 1
-  return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2
-}
 const fmt = (v, d) => (v == null || !Number.isFinite(v) ? '-' : v.toFixed(d))
 const fmtMs = (ms) => (ms >= 100 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(3) : ms.toFixed(4))
 const threadSettings = opt.threads > 1 ? [1, opt.threads] : [1]
