@@ -7,6 +7,7 @@
 
 import { TokenizerError } from '../errors.js'
 import { checkTokenId, type DecodeOptions, type Tokenizer } from './types.js'
+import { cleanUpTokenization } from './bpe.js'
 
 export interface WordPieceOptions {
   /** tokenizer_config.json do_lower_case (default true). */
@@ -216,20 +217,8 @@ function splitOnPunc(word: string): string[] {
   return out
 }
 
-/** transformers' clean_up_tokenization. */
-export function cleanUp(s: string): string {
-  return s
-    .replaceAll(' .', '.')
-    .replaceAll(' ?', '?')
-    .replaceAll(' !', '!')
-    .replaceAll(' ,', ',')
-    .replaceAll(" ' ", "'")
-    .replaceAll(" n't", "n't")
-    .replaceAll(" 'm", "'m")
-    .replaceAll(" 's", "'s")
-    .replaceAll(" 've", "'ve")
-    .replaceAll(" 're", "'re")
-}
+/** transformers' clean_up_tokenization (the same rewrite the GPT-2 tokenizer uses). */
+export const cleanUp = cleanUpTokenization
 
 /** vocab.txt -> tokens: line k (the trailing "\n" removed) is id k. */
 export function parseVocabTxt(text: string): string[] {
