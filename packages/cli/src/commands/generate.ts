@@ -1,6 +1,7 @@
 // refgpt generate: text in, text out, with transformers' generate() options, streamed token by token.
 
 import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { ConfigError, StreamDecoder, UsageError, generate, modelscopeGenerate, type GenerateResult, type Tokenizer } from '@refgpt/core'
 import { idList, intOption, parse } from '../args.js'
 import { checkModelscopeModel, isModelscopeDir, modelscopeOptions, wordpieceTokenizer } from './chat.js'
@@ -69,8 +70,10 @@ export async function run(argv: string[]): Promise<void> {
   })
   const json = v.json === true
   const { dir } = modelOptions('generate', v)
-  if (!existsSync(dir)) // before the tokenizer check, which would only say "no tokenizer"
-    throw new ConfigError({ where: dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
+  // the folder itself first: the tokenizer check below would only say "no tokenizer"
+  if (!existsSync(dir)) throw new ConfigError({ where: dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
+  if (!existsSync(join(dir, 'config.json')))
+    throw new ConfigError({ where: join(dir, 'config.json'), what: 'not found', expected: 'a model folder with config.json', hint: 'pass the folder of a Hugging Face or ModelScope model' })
   const mode = (v.generation as string | undefined) ?? (isModelscopeDir(dir) ? 'modelscope' : 'hf')
   if (mode !== 'hf' && mode !== 'modelscope')
     throw new UsageError({ where: 'refgpt generate', what: 'bad --generation', expected: 'hf or modelscope', found: JSON.stringify(mode) })
