@@ -532,7 +532,7 @@ pool('the module exports exactly the kernels of the ABI (typed in KernelExports)
     ...['f32', 'f16', 'bf16', 'q8'].flatMap((d) => [`matmul_${d}`, `matmul_${d}_naive`, `embed_${d}`, `embed_${d}_naive`]),
     'quantize_q8', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'attention', 'attention_naive', 'rotary', 'rotary_naive',
     ...['gelu_tanh', 'gelu_erf', 'relu', 'silu', 'quick_gelu', 'add'].flatMap((f) => [f, `${f}_naive`]),
-    'probe_stream_read', 'probe_madd', 'heap_base',
+    'probe_stream_read', 'probe_madd', 'touch_pages', 'heap_base',
   ].sort()
   assert.equal(names, expected)
   assert.ok(core1.kernels(0).heap_base() <= core1.memories[0].base)

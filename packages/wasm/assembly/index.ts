@@ -16,4 +16,4 @@ export {
 export { softmax, softmax_naive } from './softmax'
 export { attention, attention_naive } from './attention'
 export { rotary, rotary_naive } from './rope'
-export { probe_stream_read, probe_madd, heap_base } from './probe'
+export { probe_stream_read, probe_madd, touch_pages, heap_base } from './probe'

@@ -54,3 +54,13 @@ export function probe_madd(r0: i32, r1: i32, iters: i32): f32 {
 export function heap_base(): usize {
   return __heap_base
 }
+
+/**
+ * touch_pages(r0, r1, ptr): stores a zero byte at ptr + p * 4096 for the pages p in [r0, r1) — run
+ * split over the threads before a big weight is read into fresh memory, so that the operating
+ * system's first-touch page faults happen on every core instead of inside the one reading thread.
+ * Only for freshly allocated (zero) memory: the byte it writes is the byte that is already there.
+ */
+export function touch_pages(r0: i32, r1: i32, ptr: usize): void {
+  for (let p = r0; p < r1; p++) store<u8>(ptr + (<usize>p << 12), 0)
+}

@@ -87,6 +87,8 @@ export interface KernelExports {
   probe_stream_read(r0: number, r1: number, ptr: number, bytes: number): number
   /** flops = (r1 - r0) * iters * 96. */
   probe_madd(r0: number, r1: number, iters: number): number
+  /** Writes a zero byte at the start of each 4 KiB page p in [r0, r1) from ptr (fresh memory only): parallel first touch. */
+  touch_pages(r0: number, r1: number, ptr: number): void
   /** First byte after the module's static data (the arena starts above it). */
   heap_base(): number
 }
@@ -96,7 +98,7 @@ export const SPLIT_KERNELS = [
   'matmul_f32', 'matmul_f16', 'matmul_bf16', 'matmul_q8',
   'matmul_f32_naive', 'matmul_f16_naive', 'matmul_bf16_naive', 'matmul_q8_naive',
   'attention', 'attention_naive',
-  'probe_stream_read', 'probe_madd',
+  'probe_stream_read', 'probe_madd', 'touch_pages',
 ] as const satisfies readonly (keyof KernelExports)[]
 export type SplitKernelName = (typeof SPLIT_KERNELS)[number]
 

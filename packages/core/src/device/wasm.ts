@@ -79,6 +79,14 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
 
   const alloc = (bytes: number): Buf => handle(current, mems[current].mem.alloc(bytes))
 
+  /** First touch of a big fresh region on every thread (load time: the page faults then run in parallel). */
+  const prefault = (b: Buf, bytes: number) => {
+    const pages = Math.floor(bytes / 4096)
+    if (pages < 256 || core.threads < 2) return
+    core.args[0] = ptr(b)
+    core.run(group(b), 'touch_pages', 1, pages)
+  }
+
   /** Copies row ids (or positions) into group g's staging area; returns its offset. */
   const stage = (g: number, src: Int32Array, T: number): number => {
     if (T > MAX_ROWS) throw new RangeError(`wasm device: ${T} rows in one op (at most ${MAX_ROWS})`)
@@ -133,6 +141,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       if (shape.length !== 2 || storage === 'F32') {
         const values = storedValues(data, shape, storage) // 1-D under F16/BF16: rounded, kept f32
         const b = alloc(4 * values.length)
+        prefault(b, 4 * values.length)
         f32(g).set(values, ptr(b) / 4)
         return b
       }
@@ -142,6 +151,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
         const cp = q8Cols(cols)
         const mem = mems[g].mem
         const b = alloc(rows * cp)
+        prefault(b, rows * cp)
         const s = mem.alloc(4 * rows * (cp / Q8_BLOCK))
         const mark = mem.mark()
         const chunk = Math.max(1, Math.floor((4 << 20) / cols))
@@ -157,6 +167,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       }
       const bits = storage === 'F16' ? f32ToF16Array(data) : f32ToBf16Array(data)
       const b = alloc(2 * bits.length)
+      prefault(b, 2 * bits.length)
       new Uint16Array(mems[g].mem.buffer, ptr(b), bits.length).set(bits)
       stored.set(b as unknown as number, { storage, scales: 0 })
       return b
@@ -164,6 +175,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     weightF32(shape, fill) {
       const n = shape.reduce((p, d) => p * d, 1)
       const b = alloc(4 * n)
+      prefault(b, 4 * n)
       fill(new Float32Array(mems[current].mem.buffer, ptr(b), n))
       return b
     },
