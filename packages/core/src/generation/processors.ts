@@ -317,7 +317,8 @@ class Scratch {
   }
 }
 
-function maxF32(s: Float32Array, n: number): number {
+/** The largest of s[0 .. n) (-Infinity for n = 0). */
+export function maxF32(s: Float32Array, n: number): number {
   let max = -Infinity
   for (let i = 0; i < n; i++) {
     const v = s[i]
@@ -336,7 +337,7 @@ function maxF64(p: Float64Array, n: number): number {
 }
 
 /** out[i] = exp(s[i] - max) (0 for -Infinity); returns their sum (index order, float64). */
-function expShifted(s: Float32Array, n: number, max: number, out: Float64Array): number {
+export function expShifted(s: Float32Array, n: number, max: number, out: Float64Array): number {
   let z = 0
   for (let i = 0; i < n; i++) {
     const e = Math.exp(s[i] - max)

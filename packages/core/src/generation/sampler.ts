@@ -33,6 +33,7 @@
 
 import { webcrypto } from 'node:crypto'
 import { RefgptError, UsageError, show } from '../errors.js'
+import { expShifted, maxF32 } from './processors.js'
 
 export interface Sampler {
   /** The seed the generator was created with. */
@@ -98,11 +99,11 @@ export function createSampler(seed: number): Sampler {
       throw new UsageError({ where: 'sampler', what: 'invalid score count', expected: `an integer in [1, ${scores.length}]`, found: show(n) })
     }
     if (w === null || w.length < n) w = new Float64Array(n)
-    const max = maxOf(scores, n)
+    const max = maxF32(scores, n)
     if (max === -Infinity) {
       throw new RefgptError({ where: 'sampler', what: 'every token is masked (all scores are -Infinity)', hint: 'the logits processors removed every token; relax bad_words_ids / min_length' })
     }
-    const z = expWeights(scores, n, max, w)
+    const z = expShifted(scores, n, max, w)
     if (!(z < Infinity)) throw new RefgptError({ where: 'sampler', what: 'scores contain +Infinity or NaN' })
     return pick(w, n, uniform() * z)
   }
@@ -113,26 +114,8 @@ export function createSampler(seed: number): Sampler {
 // The loops are small module-level functions that end in a plain `return` (see processors.ts: this
 // keeps V8's on-stack-replaced code from deoptimising on every call).
 
-/** The largest score (NaN scores are skipped here; they make the sum of weights NaN, which sample() rejects). */
-function maxOf(s: Float32Array, n: number): number {
-  let max = -Infinity
-  for (let i = 0; i < n; i++) {
-    const v = s[i]
-    max = v > max ? v : max
-  }
-  return max
-}
-
-/** w[i] = exp(s[i] - max); returns the sum in index order (NaN if a score is NaN). */
-function expWeights(s: Float32Array, n: number, max: number, w: Float64Array): number {
-  let z = 0
-  for (let i = 0; i < n; i++) {
-    const e = Math.exp(s[i] - max)
-    w[i] = e
-    z += e
-  }
-  return z
-}
+// maxF32 skips NaN scores (they make the sum of weights NaN, which sample() rejects); expShifted
+// returns the sum of the weights in index order.
 
 /** The first i whose cumulative weight exceeds target. */
 function pick(w: Float64Array, n: number, target: number): number {
