@@ -3,7 +3,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { generate, generateStream, loadModel, loadTokenizer, pipeline, type Model } from '@refgpt/core'
-import { loadGolden, modelDir } from './helpers.js'
+import { loadGolden, modelDir, rejects } from './helpers.js'
 
 const FAMILIES = ['gpt2-tiny', 'gpt-neo-tiny', 'gpt-j-tiny', 'gpt-neo-odd']
 
@@ -16,27 +16,27 @@ for (const name of FAMILIES) {
   })
   test.after(() => model.dispose())
 
-  test('beam search (num_beams 4, early_stopping) equals transformers: sequence and score', () => {
+  test('beam search (num_beams 4, early_stopping) equals transformers: sequence and score', async () => {
     const want = g.beam['p1.num_beams4']
     const s = g.generation_settings['beam.p1.num_beams4']
-    const r = generate(model, g.prompts.p1.ids, { num_beams: s.num_beams, max_new_tokens: s.max_new_tokens, early_stopping: s.early_stopping, length_penalty: s.length_penalty, pad_token_id: s.pad_token_id })
+    const r = await generate(model, g.prompts.p1.ids, { num_beams: s.num_beams, max_new_tokens: s.max_new_tokens, early_stopping: s.early_stopping, length_penalty: s.length_penalty, pad_token_id: s.pad_token_id })
     assert.equal(r.sequences.map((q) => q.ids), want.sequences)
     r.sequences.forEach((q, i) => assert.ok(Math.abs(q.score! - want.sequences_scores[i]) < 1e-4, `score ${q.score} vs ${want.sequences_scores[i]}`))
   })
 
-  test('beam search with num_return_sequences 3 returns the 3 best, best first', () => {
+  test('beam search with num_return_sequences 3 returns the 3 best, best first', async () => {
     const want = g.beam['p1.num_beams3.return3']
-    const r = generate(model, g.prompts.p1.ids, { num_beams: 3, num_return_sequences: 3, max_new_tokens: 12, early_stopping: true, pad_token_id: g.eos_token_id })
+    const r = await generate(model, g.prompts.p1.ids, { num_beams: 3, num_return_sequences: 3, max_new_tokens: 12, early_stopping: true, pad_token_id: g.eos_token_id })
     assert.equal(r.sequences.map((q) => q.ids), want.sequences)
     r.sequences.forEach((q, i) => assert.ok(Math.abs(q.score! - want.sequences_scores[i]) < 1e-4, `score ${i}`))
   })
 
-  test('a left-padded batch of three prompts equals transformers (greedy, and greedy with an early eos)', () => {
+  test('a left-padded batch of three prompts equals transformers (greedy, and greedy with an early eos)', async () => {
     const b = g.batched
     const prompts = b.rows.map((p: string) => g.prompts[p].ids)
-    const r = generate(model, prompts, b.greedy.settings)
+    const r = await generate(model, prompts, b.greedy.settings)
     assert.equal(r.sequences.map((q) => q.ids), b.greedy.sequences)
-    const e = generate(model, prompts, b.greedy_eos.settings)
+    const e = await generate(model, prompts, b.greedy_eos.settings)
     assert.equal(e.sequences.map((q) => q.ids), b.greedy_eos.sequences)
     assert.ok(e.sequences.some((q) => q.finishReason === 'eos'))
   })
@@ -54,40 +54,40 @@ const prompt = [15496, 11, 314, 1101, 257, 3303, 2746]
 
 more('sampling with a seed is reproducible; num_return_sequences gives independent rows', async () => {
   const opts = { do_sample: true, max_new_tokens: 15, seed: 7, num_return_sequences: 3, top_p: 0.9 }
-  const a = generate(model, prompt, opts), b = generate(model, prompt, opts)
+  const a = await generate(model, prompt, opts), b = await generate(model, prompt, opts)
   assert.equal(a.sequences.map((s) => s.ids), b.sequences.map((s) => s.ids))
   assert.is(a.seed, 7)
   assert.is(a.sequences.length, 3)
   assert.ok(new Set(a.sequences.map((s) => s.ids.join())).size > 1, 'rows differ')
   const js = await loadModel(modelDir('gpt2-tiny'), { device: 'js' })
-  assert.equal(generate(js, prompt, opts).sequences.map((s) => s.ids), a.sequences.map((s) => s.ids), 'same tokens on js and wasm')
+  assert.equal((await generate(js, prompt, opts)).sequences.map((s) => s.ids), a.sequences.map((s) => s.ids), 'same tokens on js and wasm')
   await js.dispose()
-  const c = generate(model, prompt, { ...opts, seed: 8 })
+  const c = await generate(model, prompt, { ...opts, seed: 8 })
   assert.is.not(c.sequences.map((s) => s.ids).join('|'), a.sequences.map((s) => s.ids).join('|'))
-  const d = generate(model, prompt, { do_sample: true, max_new_tokens: 3 })
+  const d = await generate(model, prompt, { do_sample: true, max_new_tokens: 3 })
   assert.type(d.seed, 'number', 'a random seed is drawn and reported')
 })
 
-more('max_length counts the prompt (HF default 20); max_new_tokens wins; min_new_tokens blocks eos', () => {
-  assert.is(generate(model, prompt).ids.length, 20)
-  assert.is(generate(model, prompt, { max_length: 9 }).ids.length, 9)
-  assert.is(generate(model, prompt, { max_length: 9, max_new_tokens: 4 }).ids.length, 11)
-  const greedy = generate(model, prompt, { max_new_tokens: 20 }).newTokens
+more('max_length counts the prompt (HF default 20); max_new_tokens wins; min_new_tokens blocks eos', async () => {
+  assert.is((await generate(model, prompt)).ids.length, 20)
+  assert.is((await generate(model, prompt, { max_length: 9 })).ids.length, 9)
+  assert.is((await generate(model, prompt, { max_length: 9, max_new_tokens: 4 })).ids.length, 11)
+  const greedy = (await generate(model, prompt, { max_new_tokens: 20 })).newTokens
   const k = greedy.findIndex((id, i) => i >= 1 && !greedy.slice(0, i).includes(id)) // a token new at step k
   const eos = greedy[k]
-  const stopped = generate(model, prompt, { max_new_tokens: 20, eos_token_id: [999999, eos] })
+  const stopped = await generate(model, prompt, { max_new_tokens: 20, eos_token_id: [999999, eos] })
   assert.equal(stopped.newTokens, greedy.slice(0, k + 1))
   assert.is(stopped.finishReason, 'eos')
-  const blocked = generate(model, prompt, { max_new_tokens: 20, eos_token_id: eos, min_new_tokens: 5 })
+  const blocked = await generate(model, prompt, { max_new_tokens: 20, eos_token_id: eos, min_new_tokens: 5 })
   assert.ok(!blocked.newTokens.slice(0, 5).includes(eos))
 })
 
-more('stop strings end generation at the token that completes them', () => {
+more('stop strings end generation at the token that completes them', async () => {
   const tok = loadTokenizer(modelDir('gpt2-tiny'))
-  const full = generate(model, prompt, { max_new_tokens: 20 })
+  const full = await generate(model, prompt, { max_new_tokens: 20 })
   const text = tok.decode(full.newTokens)
   const stop = text.slice(8, 12)
-  const r = generate(model, prompt, { max_new_tokens: 20, stop_strings: [stop], tokenizer: tok })
+  const r = await generate(model, prompt, { max_new_tokens: 20, stop_strings: [stop], tokenizer: tok })
   assert.is(r.finishReason, 'stop_string')
   const got = tok.decode(r.newTokens)
   assert.ok(got.includes(stop) && !tok.decode(r.newTokens.slice(0, -1)).includes(stop), `${JSON.stringify(got)} / ${JSON.stringify(stop)}`)
@@ -95,7 +95,7 @@ more('stop strings end generation at the token that completes them', () => {
 
 more('streaming: the callback and the async iterator see every new token in order', async () => {
   const seen: number[] = []
-  const r = generate(model, prompt, { max_new_tokens: 12, onToken: (id) => seen.push(id) })
+  const r = await generate(model, prompt, { max_new_tokens: 12, onToken: (id) => seen.push(id) })
   assert.equal(seen, r.newTokens)
   const streamed: number[] = []
   const it = generateStream(model, prompt, { max_new_tokens: 12 })
@@ -103,11 +103,11 @@ more('streaming: the callback and the async iterator see every new token in orde
   assert.equal(streamed, r.newTokens)
 })
 
-more('unknown or invalid options are clear errors', () => {
-  assert.throws(() => generate(model, prompt, { max_new_tokenz: 3 }), /unknown generation option "max_new_tokenz"/)
-  assert.throws(() => generate(model, prompt, { num_beams: 0 }), /num_beams/)
-  assert.throws(() => generate(model, prompt, { do_sample: true, top_p: 1.5 }), /top_p/)
-  assert.throws(() => generate(model, []), /empty prompt/)
+more('unknown or invalid options are clear errors', async () => {
+  await rejects(() => generate(model, prompt, { max_new_tokenz: 3 }), /unknown generation option "max_new_tokenz"/)
+  await rejects(() => generate(model, prompt, { num_beams: 0 }), /num_beams/)
+  await rejects(() => generate(model, prompt, { do_sample: true, top_p: 1.5 }), /top_p/)
+  await rejects(() => generate(model, []), /empty prompt/)
 })
 
 more.run()

@@ -21,7 +21,7 @@ import {
   openTorchBin,
   removeSpaceBetweenChineseChars,
 } from '@refgpt/core'
-import { TEST_DEVICES, TOL, assertClose, loadGolden, modelDir, pickRows, refgpt, zipStored } from './helpers.js'
+import { TEST_DEVICES, TOL, assertClose, loadGolden, modelDir, pickRows, refgpt, rejects, zipStored } from './helpers.js'
 
 const NAME = 'gpt3-ms-tiny'
 const DIR = modelDir(NAME)
@@ -137,7 +137,9 @@ test('a ModelScope folder loads as the gpt3 family with the config of the spec',
 test('checkpoint key forms: {"state_dict": ...} wrapper and model.language_model.* give the same logits', async () => {
   const ids = g.prompts[1].ids
   const ref = await loadModel(DIR, { device: 'js' })
-  const want = Float32Array.from(ref.forward(ids, 0))
+  const rs = ref.createSession()
+  const want = Float32Array.from(await rs.forward(ids, 0))
+  rs.dispose()
   await ref.dispose()
   for (const [wrap, rename] of [[true, false], [false, true], [true, true]] as const) {
     const dir = copyModel((d) => {
@@ -146,7 +148,9 @@ test('checkpoint key forms: {"state_dict": ...} wrapper and model.language_model
     })
     const m = await loadModel(dir, { device: 'js' })
     assert.is(m.info.prefix, rename ? 'model.language_model.' : 'language_model.')
-    assertClose(m.forward(ids, 0), want, { atol: 0, rtol: 0 }, `wrap=${wrap} rename=${rename}`)
+    const s = m.createSession()
+    assertClose(await s.forward(ids, 0), want, { atol: 0, rtol: 0 }, `wrap=${wrap} rename=${rename}`)
+    s.dispose()
     await m.dispose()
   }
 })
@@ -177,7 +181,9 @@ test('ids beyond vocab.txt (vocab_size 381 > 365 lines) run through the model an
   const tok = loadTokenizer(DIR)
   assert.is(tok.vocabSize, 365)
   const m = await loadModel(DIR, { device: 'js' })
-  assert.is(m.forward([101, 380, 370], 0).length, 381)
+  const s = m.createSession()
+  assert.is((await s.forward([101, 380, 370], 0)).length, 381)
+  s.dispose()
   await m.dispose()
   assert.is(tok.decode([243, 380, 240], { skipSpecialTokens: true, cleanUpTokenizationSpaces: true }), '你 [UNK] 好')
 })
@@ -212,50 +218,55 @@ test(`WordPiece: all ${g.decode_cases.length} decode cases ([UNK] id, out-of-voc
 for (const device of TEST_DEVICES) {
   test(`[${device}] logits of 3 prompts and hidden states within 1e-4`, async () => {
     const m = await loadModel(DIR, { device, maxBatchTokens: 16 })
+    const s = m.createSession()
     try {
       for (let i = 0; i < g.prompts.length; i++) {
         const ids = g.prompts[i].ids
-        assertClose(m.forward(ids, 0, { allLogits: true }), golden.tensor(`logits.p${i}`), TOL.logits, `${device} logits.p${i}`)
+        assertClose(await s.logits(ids, 0), golden.tensor(`logits.p${i}`), TOL.logits, `${device} logits.p${i}`)
       }
-      const { tracer, tensors } = collectTrace()
-      m.forward(g.prompts[1].ids, 0, { tracer })
+      const { tracer, settle } = collectTrace()
+      await s.forward(g.prompts[1].ids, 0, { tracer })
+      const tensors = await settle()
       assertClose(tensors.get('embed')!.data, golden.tensor('hidden.p1.emb'), TOL.hidden, 'emb')
       for (let l = 0; l < 3; l++) assertClose(tensors.get(`h.${l}.out`)!.data, golden.tensor(`hidden.p1.${l}`), TOL.hidden, `layer ${l}`)
       assertClose(tensors.get('ln_f')!.data, golden.tensor('hidden.p1.final'), TOL.hidden, 'final')
     } finally {
+      s.dispose()
       await m.dispose()
     }
   })
 
   test(`[${device}] KV-cached decoding equals full recomputation; greedy ids exact`, async () => {
     const m = await loadModel(DIR, { device })
+    const sess = m.createSession()
     try {
       const ids: number[] = [...g.prompts[2].ids]
       const V = 381
-      let logits = Float32Array.from(m.forward(ids, 0))
+      let logits = Float32Array.from(await sess.forward(ids, 0))
       for (let s = 0; s < 8; s++) {
-        const full = m.forward(ids, 0, { allLogits: true, seq: 0 })
+        const full = await sess.logits(ids, 0, { slot: 0 })
         assertClose(logits, full.subarray((ids.length - 1) * V), { atol: 1e-5, rtol: 1e-5 }, `step ${s}`)
         // the cache was overwritten by the full run with the same values; continue one token
         const next = argmax(logits)
         ids.push(next)
-        logits = Float32Array.from(m.forward([next], ids.length - 1))
+        logits = Float32Array.from(await sess.forward([next], ids.length - 1))
       }
-      assertClose(pickRows(m.forward(g.prompts[2].ids, 0, { allLogits: true }), V, [0, 39]), pickRows(golden.tensor('logits.p2'), V, [0, 39]), TOL.logits, 'after')
+      assertClose(pickRows(await sess.logits(g.prompts[2].ids, 0), V, [0, 39]), pickRows(golden.tensor('logits.p2'), V, [0, 39]), TOL.logits, 'after')
       for (const p of g.prompts) {
-        const r = modelscopeGenerateIds(m, p.ids, p.ids.length, { topK: 1, topP: 0, maxLength: p.ids.length + 16 })
+        const r = await modelscopeGenerateIds(m, p.ids, p.ids.length, { topK: 1, topP: 0, maxLength: p.ids.length + 16 })
         assert.equal(r.newTokens, p.greedy_ms_generate, `greedy ${p.source_text}`)
         // no stop: feed the cache one token at a time
         const out: number[] = []
-        let l = m.forward(p.ids, 0)
+        let l = await sess.forward(p.ids, 0)
         for (let s = 0; s < 16; s++) {
           const t = argmax(l)
           out.push(t)
-          l = m.forward([t], p.ids.length + s)
+          l = await sess.forward([t], p.ids.length + s)
         }
         assert.equal(out, p.greedy_16_no_stop, `no stop ${p.source_text}`)
       }
     } finally {
+      sess.dispose()
       await m.dispose()
     }
   })
@@ -265,7 +276,9 @@ for (const device of TEST_DEVICES) {
 
 test('ModelScope sampling filters: kept ids of top-k 5, top-p 0.9, temperature 0.7 + top-p 0.9, and their probs', async () => {
   const m = await loadModel(DIR, { device: 'js' })
-  const logits = Float32Array.from(m.forward(g.prompts[2].ids, 0))
+  const ms = m.createSession()
+  const logits = Float32Array.from(await ms.forward(g.prompts[2].ids, 0))
+  ms.dispose()
   await m.dispose()
   const kept = (x: Float32Array) => [...x.keys()].filter((i) => x[i] !== -Infinity)
   const f = g.sampling_filters
@@ -300,7 +313,7 @@ for (const device of TEST_DEVICES) {
         const enc = modelscopeEncode(tok, c.text, 128)
         assert.equal(enc.ids, c.padded_input_ids, `padded ${label}`)
         assert.is(enc.promptLength, c.prompt_length, `prompt length ${label}`)
-        const r = modelscopeGenerate(m, tok, c.text, { topK: c.call_kwargs.top_k, topP: c.call_kwargs.top_p, maxLength: c.call_kwargs.max_length })
+        const r = await modelscopeGenerate(m, tok, c.text, { topK: c.call_kwargs.top_k, topP: c.call_kwargs.top_p, maxLength: c.call_kwargs.max_length })
         assert.equal(r.ids, c.output_sequence, `ids ${label}`)
         assert.ok(r.ids.length <= c.effective_max_sequence_length)
         assert.is(r.decoded, c.decoded, `decoded ${label}`)
@@ -316,8 +329,8 @@ test('ModelScope defaults: nucleus 0.9 from config, seeded and reproducible, len
   const m = await loadModel(DIR, { device: 'js' })
   const tok = loadTokenizer(DIR) as WordPieceTokenizer
   try {
-    const a = modelscopeGenerate(m, tok, '今天终于拿到驾照了,求夸 | ', { seed: 11 })
-    const b = modelscopeGenerate(m, tok, '今天终于拿到驾照了,求夸 | ', { seed: 11 })
+    const a = await modelscopeGenerate(m, tok, '今天终于拿到驾照了,求夸 | ', { seed: 11 })
+    const b = await modelscopeGenerate(m, tok, '今天终于拿到驾照了,求夸 | ', { seed: 11 })
     assert.equal(a.ids, b.ids)
     assert.is(a.seed, 11)
     assert.ok(a.ids.length <= 64)
@@ -325,7 +338,7 @@ test('ModelScope defaults: nucleus 0.9 from config, seeded and reproducible, len
     assert.ok(a.text.startsWith('今天终于拿到驾照了,求夸'), a.text)
     assert.equal(a.ids.slice(0, 14), g.pipeline_cases[0].output_sequence.slice(0, 14))
     assert.ok(a.finishReason === 'eod' ? a.ids.at(-1) === 1 : a.ids.length === 64)
-    assert.throws(() => modelscopeGenerate(m, tok, '今天', { topK: 1, topP: 0, maxLength: 3 }), /context length too large/)
+    await rejects(() => modelscopeGenerate(m, tok, '今天', { topK: 1, topP: 0, maxLength: 3 }), /context length too large/)
   } finally {
     await m.dispose()
   }

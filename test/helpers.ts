@@ -9,6 +9,18 @@ import { DEVICES, openSafetensors, type DeviceName } from '@refgpt/core'
 export const fixture = (rel: string) => fileURLToPath(new URL(`./fixtures/${rel}`, import.meta.url))
 export const modelDir = (name: string) => fixture(`models/${name}`)
 
+/** mulberry32: a small seeded PRNG in [0, 1). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
 export const MODELS = ['gpt2-tiny', 'gpt-neo-tiny', 'gpt-j-tiny', 'gpt-neo-odd'] as const
 
 /** Every device this build has: model tests run one body on each (candle's test_device!). */
@@ -51,6 +63,23 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   const { abs, rel } = maxDiff(actual, expected)
   assert.ok(abs <= tol.atol && rel <= tol.rtol, `${label}: max abs ${abs.toExponential(2)} (tol ${tol.atol}), max rel ${rel.toExponential(2)} (tol ${tol.rtol})`)
   return { abs, rel }
+}
+
+/**
+ * assert.throws for async calls: `fn` must reject (or throw) with an error whose message matches `expected`
+ * (generate(), modelscopeGenerate(), exportGolden() ... are async, so their errors arrive as rejections).
+ */
+export async function rejects(fn: () => unknown, expected: RegExp, msg?: string): Promise<void> {
+  let err: unknown, threw = false
+  try {
+    await fn()
+  } catch (e) {
+    threw = true
+    err = e
+  }
+  assert.ok(threw, msg ?? `expected a rejection matching ${expected}`)
+  const message = err instanceof Error ? err.message : String(err)
+  assert.ok(expected.test(message), msg ?? `error ${JSON.stringify(message)} does not match ${expected}`)
 }
 
 /** Rows `rows` of a [T, width] array. */

@@ -3,20 +3,10 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createWasmCore, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
+import { rng } from './helpers.js'
 
 // --- helpers -------------------------------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 const randn = (r: () => number, n: number, scale = 1) => Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale)
 
 /** IEEE half bits -> number (independent of the kernels' bit tricks). */
@@ -271,7 +261,7 @@ gemm.run()
 
 // --- element-wise and row kernels ---------------------------------------------------------------------
 
-const rows = suite('wasm kernels: embed, layernorm, activations, softmax, rotary')
+const rows = suite('wasm kernels: embed, layernorm, activations, softmax, logprobs, rotary')
 
 rows('embed_{f32,f16,bf16,q8} (and _naive): exact row gathers, store and accumulate', () => {
   const mem = core1.memories[0], k = core1.kernels(0), mark = mem.mark()
@@ -291,6 +281,53 @@ rows('embed_{f32,f16,bf16,q8} (and _naive): exact row gathers, store and accumul
         exp[t * C + c] = acc ? Math.fround(base[t * C + c] + v) : v
       }
       assertBitwise(getF32(mem, out, T * C), exp, `embed_${dtype}${sfx} C=${C} accumulate=${acc}`)
+    }
+  }
+  mem.release(mark)
+})
+
+/** Calls an embed kernel (any dtype, SIMD or _naive). */
+function callEmbed(k: KernelExports, dtype: DType, naive: boolean, out: number, tp: number, sp: number, ip: number, T: number, C: number, acc: number) {
+  if (dtype === 'q8') (naive ? k.embed_q8_naive : k.embed_q8)(out, tp, sp, ip, T, C, acc)
+  else k[`embed_${dtype}${naive ? '_naive' : ''}` as 'embed_f32'](out, tp, ip, T, C, acc)
+}
+
+rows('embed_{f32,f16,bf16,q8} (and _naive): a negative id is a zero row (stores 0, adds nothing); split tables gather range by range', () => {
+  const mem = core1.memories[0], k = core1.kernels(0), mark = mem.mark()
+  for (const dtype of DTYPES) for (const C of [1, 5, 36, 37, 64]) {
+    const V = 11, T = 7
+    const tab = makeWeight(dtype, V, C, 50 + C)
+    const ids = Int32Array.from([3, -1, 10, -7, 0, -2147483648, 5])
+    const base = randn(rng(C + 2), T * C)
+    base[1 * C] = -0 // a -0 in a zero-row position stays -0 when accumulating
+    base[3 * C + C - 1] = NaN
+    const tp = putBytes(mem, tab.data), sp = tab.scales ? putF32(mem, tab.scales) : 0, ip = putI32(mem, ids)
+    for (const naive of [false, true]) for (const acc of [0, 1]) {
+      const label = `embed_${dtype}${naive ? '_naive' : ''} C=${C} accumulate=${acc}`
+      const out = putF32(mem, base)
+      callEmbed(k, dtype, naive, out, tp, sp, ip, T, C, acc)
+      const exp = new Float32Array(T * C)
+      for (let t = 0; t < T; t++) for (let c = 0; c < C; c++) {
+        const v = ids[t] < 0 ? 0 : tab.widened[ids[t] * C + c], b = base[t * C + c]
+        exp[t * C + c] = ids[t] < 0 ? (acc ? b : 0) : acc ? Math.fround(b + v) : v
+      }
+      assertBitwise(getF32(mem, out, T * C), exp, label)
+    }
+    // the table split in row ranges [0, 4), [4, 9), [9, 11), each in its own buffer: a storing call
+    // for the first range, accumulating calls for the others, ids outside a range set to -1
+    const rowBytes = dtype === 'q8' ? Math.ceil(C / 32) * 32 : (dtype === 'f32' ? 4 : 2) * C
+    const scaleRow = Math.ceil(C / 32)
+    const whole = putF32(mem, base)
+    callEmbed(k, dtype, false, whole, tp, sp, ip, T, C, 0)
+    for (const naive of [false, true]) {
+      const out = putF32(mem, base)
+      for (const [i, [r0, r1]] of [[0, 4], [4, 9], [9, 11]].entries()) {
+        const part = putBytes(mem, tab.data.subarray(r0 * rowBytes, r1 * rowBytes))
+        const partScales = tab.scales ? putF32(mem, tab.scales.subarray(r0 * scaleRow, r1 * scaleRow)) : 0
+        const local = putI32(mem, Int32Array.from(ids, (id) => (id >= r0 && id < r1 ? id - r0 : -1)))
+        callEmbed(k, dtype, naive, out, part, partScales, local, T, C, i === 0 ? 0 : 1)
+      }
+      assertBitwise(getF32(mem, out, T * C), getF32(mem, whole, T * C), `embed_${dtype}${naive ? '_naive' : ''} C=${C} split table vs whole (negative ids: zero rows)`)
     }
   }
   mem.release(mark)
@@ -399,6 +436,77 @@ rows('softmax (and _naive) against float64; -inf entries get exactly 0', () => {
       assertNear(got, e.map((v) => v / s), (i) => 1e-6 * Math.max(1e-3, e[i] / s) + 1e-9, `${fn} n=${n}`)
       if (n > 3) { assert.is(got[1], 0); assert.is(got[n - 1], 0) }
     }
+  }
+  mem.release(mark)
+})
+
+/** float64 reference of logprobs: out[t] = x[t, target] - logsumexp(x[t, :]) (0 where target < 0). */
+function logprobsRef(x: Float32Array, targets: Int32Array, T: number, V: number): Float64Array {
+  const out = new Float64Array(T)
+  for (let t = 0; t < T; t++) {
+    if (targets[t] < 0) continue
+    let m = -Infinity
+    for (let j = 0; j < V; j++) m = Math.max(m, x[t * V + j])
+    let s = 0
+    for (let j = 0; j < V; j++) s += Math.exp(x[t * V + j] - m)
+    out[t] = x[t * V + targets[t]] - m - Math.log(s)
+  }
+  return out
+}
+/** Logits [5, V] in +-20 with special rows: row 1 masked (-inf entries, never its max), row 3 with huge values. */
+function logprobsCase(V: number, seed: number) {
+  const T = 5, r = rng(seed)
+  const x = randn(r, T * V, 20)
+  const targets = Int32Array.from({ length: T }, () => Math.floor(r() * V))
+  if (V >= 3) {
+    for (let j = 0; j < V; j += 2) x[1 * V + j] = -Infinity // masked: every even entry
+    x[1 * V + 1] = 5
+    targets[1] = V > 3 ? 3 : 1
+    x[3 * V + 0] = 1e30; x[3 * V + 2] = -3e38 // very large values
+    targets[3] = 2
+    targets[4] = -1 // no target
+  }
+  return { T, V, x, targets }
+}
+const LOGPROB_TOL = (ref: number) => 2e-5 * Math.max(1, Math.abs(ref))
+
+rows('logprobs (and _naive) against float64: masked -inf entries, huge values, no-target rows; logits unchanged', () => {
+  const mem = core1.memories[0], k = core1.kernels(0), mark = mem.mark()
+  for (const V of [1, 3, 7, 50257]) {
+    const { T, x, targets } = logprobsCase(V, V)
+    const ref = logprobsRef(x, targets, T, V)
+    const xp = putF32(mem, x), tp = putI32(mem, targets), op = mem.alloc(4 * T)
+    const outs: Float32Array[] = []
+    for (const fn of ['logprobs', 'logprobs_naive'] as const) {
+      mem.f32(op, T).fill(NaN)
+      k[fn](0, T, op, xp, tp, T, V)
+      const got = getF32(mem, op, T)
+      outs.push(got)
+      for (let t = 0; t < T; t++) {
+        const d = Math.abs(got[t] - ref[t])
+        if (!(d <= LOGPROB_TOL(ref[t]))) assert.unreachable(`${fn} V=${V} t=${t}: got ${got[t]}, expected ${ref[t]} (|diff| ${d.toExponential(2)})`)
+      }
+      if (V >= 3) assert.is(got[4], 0, `${fn} V=${V}: target -1 gives 0`)
+      assertBitwise(getF32(mem, xp, T * V), x, `${fn} V=${V}: logits unchanged`)
+      // one row at a time (any split) gives the same values
+      mem.f32(op, T).fill(NaN)
+      for (let t = T - 1; t >= 0; t--) k[fn](t, t + 1, op, xp, tp, T, V)
+      assertBitwise(getF32(mem, op, T), got, `${fn} V=${V}: row by row`)
+    }
+    // the SIMD and scalar versions differ at most in the order of an f64 sum
+    for (let t = 0; t < T; t++) assert.ok(Math.abs(outs[0][t] - outs[1][t]) <= 1e-6 * Math.max(1, Math.abs(ref[t])), `logprobs vs _naive V=${V} t=${t}: ${outs[0][t]} vs ${outs[1][t]}`)
+  }
+  // a masked target gives -inf, an out-of-range target NaN, r1 is clamped to T
+  const V = 9, x = randn(rng(4), 2 * V, 20)
+  x[3] = -Infinity
+  const xp = putF32(mem, x), tp = putI32(mem, Int32Array.from([3, V])), op = mem.alloc(4 * 3)
+  for (const fn of ['logprobs', 'logprobs_naive'] as const) {
+    mem.f32(op, 3).fill(7)
+    k[fn](0, 3, op, xp, tp, 2, V)
+    const got = getF32(mem, op, 3)
+    assert.is(got[0], -Infinity, `${fn}: masked target`)
+    assert.ok(Number.isNaN(got[1]), `${fn}: target >= V gives NaN`)
+    assert.is(got[2], 7, `${fn}: rows past T are not written`)
   }
   mem.release(mark)
 })
@@ -522,6 +630,36 @@ attn('attention is bitwise identical for any head split and thread count (1, 2, 
 
 attn.run()
 
+// --- logprobs through the pool ----------------------------------------------------------------------
+
+const lpPool = suite('wasm kernels: logprobs split across threads')
+
+lpPool('logprobs (and _naive) through the pool (threads 1, 2, 3) equal the single-thread call bitwise', () => {
+  for (const V of [7, 50257]) {
+    const { T, x, targets } = logprobsCase(V, 1000 + V)
+    for (const fn of ['logprobs', 'logprobs_naive'] as const) {
+      const mem1 = core1.memories[0], mark1 = mem1.mark()
+      const xp1 = putF32(mem1, x), tp1 = putI32(mem1, targets), op1 = mem1.alloc(4 * T)
+      core1.kernels(0)[fn](0, T, op1, xp1, tp1, T, V)
+      const single = getF32(mem1, op1, T)
+      mem1.release(mark1)
+      for (const core of [core1, core2, core3]) {
+        const mem = core.memories[0], mark = mem.mark()
+        const xp = putF32(mem, x), tp = putI32(mem, targets), op = mem.alloc(4 * T)
+        mem.f32(op, T).fill(NaN)
+        const a = core.args
+        a[0] = op; a[1] = xp; a[2] = tp; a[3] = T; a[4] = V
+        core.run(0, fn, 5, T)
+        assertBitwise(getF32(mem, op, T), single, `${fn} V=${V} threads=${core.threads}`)
+        assertBitwise(getF32(mem, xp, T * V), x, `${fn} V=${V} threads=${core.threads}: logits unchanged`)
+        mem.release(mark)
+      }
+    }
+  }
+})
+
+lpPool.run()
+
 // --- the core: pool, memories, probes -----------------------------------------------------------------
 
 const pool = suite('wasm core: pool, memories, probes')
@@ -530,7 +668,8 @@ pool('the module exports exactly the kernels of the ABI (typed in KernelExports)
   const names = Object.keys(core1.kernels(0)).sort()
   const expected = [
     ...['f32', 'f16', 'bf16', 'q8'].flatMap((d) => [`matmul_${d}`, `matmul_${d}_naive`, `embed_${d}`, `embed_${d}_naive`]),
-    'quantize_q8', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'attention', 'attention_naive', 'rotary', 'rotary_naive',
+    'quantize_q8', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'logprobs', 'logprobs_naive',
+    'attention', 'attention_naive', 'rotary', 'rotary_naive',
     ...['gelu_tanh', 'gelu_erf', 'relu', 'silu', 'quick_gelu', 'add'].flatMap((f) => [f, `${f}_naive`]),
     'probe_stream_read', 'probe_madd', 'touch_pages', 'heap_base',
   ].sort()

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { generate, loadModel, type Model, type TraceEvent } from '@refgpt/core'
+import { generate, loadModel, type Model, type Session, type TraceEvent } from '@refgpt/core'
 import { MODELS, TEST_DEVICES, TOL, assertClose, loadGolden, modelDir, pickRows } from './helpers.js'
 
 const PROMPTS = ['p0', 'p1', 'p2', 'p3']
@@ -17,17 +17,22 @@ for (const device of TEST_DEVICES) {
     const golden = loadGolden(name)
     const g = golden.json
     let model: Model
+    let session: Session
     test.before(async () => {
       model = await loadModel(modelDir(name), { device })
+      session = model.createSession()
     })
-    test.after(() => model.dispose())
+    test.after(async () => {
+      session.dispose()
+      await model.dispose()
+    })
 
-    test('logits of every prompt match transformers (plain forward)', () => {
+    test('logits of every prompt match transformers (plain forward)', async () => {
       const V = model.arch.nVocab
       assert.is(V, g.vocab_size)
       for (const p of PROMPTS) {
         const ids: number[] = g.prompts[p].ids
-        const logits = model.forward(ids, 0, { allLogits: true })
+        const logits = await session.logits(ids, 0)
         const rows: number[] = g.tensors[`logits.${p}`].rows
         assertClose(pickRows(logits, V, rows), golden.tensor(`logits.${p}`), TOL.logits, `${name} logits.${p}`)
         // argmax at every position, where the golden top-1/top-2 gap is clear of the tolerance
@@ -40,10 +45,13 @@ for (const device of TEST_DEVICES) {
       }
     })
 
-    test('hidden states and attention probabilities of p2 match transformers', () => {
-      const events = new Map<string, Float32Array>()
+    test('hidden states and attention probabilities of p2 match transformers', async () => {
+      const pending = new Map<string, Promise<Float32Array>>()
       const ids: number[] = g.prompts.p2.ids
-      model.forward(ids, 0, { tracer: (e: TraceEvent) => events.set(e.name, e.read()) })
+      // read() snapshots inside the callback; the data arrives after the forward
+      await session.forward(ids, 0, { tracer: (e: TraceEvent) => pending.set(e.name, e.read()) })
+      const events = new Map<string, Float32Array>()
+      for (const [k, v] of pending) events.set(k, await v)
       const L = model.arch.nLayer
       for (let l = 0; l <= L; l++) {
         const stage = l === 0 ? 'embed' : l === L ? 'ln_f' : `h.${l - 1}.out`
@@ -58,33 +66,38 @@ for (const device of TEST_DEVICES) {
     test('chunked prefill and token-by-token decoding equal the full forward (KV cache)', async () => {
       const ids: number[] = g.prompts.p3.ids
       const V = model.arch.nVocab
-      const full = model.forward(ids, 0, { allLogits: true })
+      const full = await session.logits(ids, 0)
       // final hidden state of all 100 positions, computed in chunks of 16 rows
       const chunked = await loadModel(modelDir(name), { device, maxBatchTokens: 16 })
+      const cs = chunked.createSession()
+      assert.is(cs.maxBatchTokens, 16)
       const lnF = new Float32Array(ids.length * model.arch.nEmbd)
-      chunked.forward(ids, 0, { tracer: (e) => e.name === 'ln_f' && lnF.set(e.read(), e.pos0 * model.arch.nEmbd) })
+      const rows: { pos0: number; data: Promise<Float32Array> }[] = []
+      await cs.forward(ids, 0, { tracer: (e) => e.name === 'ln_f' && rows.push({ pos0: e.pos0, data: e.read() }) })
+      for (const r of rows) lnF.set(await r.data, r.pos0 * model.arch.nEmbd)
       assertClose(lnF, golden.tensor(`hidden.p3.${model.arch.nLayer}`), TOL.hidden, `${name} hidden.p3 (chunks of 16)`)
       // prefill 37 tokens, then one token per step, each step's logits against the full forward's row
       let worst = 0
-      let logits = chunked.forward(ids.slice(0, 37), 0)
+      let logits = await cs.forward(ids.slice(0, 37), 0)
       for (let t = 37; ; t++) {
         const d = assertClose(logits, full.subarray((t - 1) * V, t * V), { atol: 2e-5, rtol: 2e-5 }, `${name} cached step ${t}`)
         worst = Math.max(worst, d.abs)
         if (t === ids.length) break
-        logits = chunked.forward([ids[t]], t)
+        logits = await cs.forward([ids[t]], t)
       }
       assert.ok(worst < 2e-5, `cached vs full max |Δ| ${worst}`)
+      cs.dispose()
       await chunked.dispose()
     })
 
-    test('greedy generation equals transformers generate() exactly', () => {
+    test('greedy generation equals transformers generate() exactly', async () => {
       for (const p of ['p0', 'p1', 'p2']) {
         const want = g.greedy[p]
-        const out = generate(model, g.prompts[p].ids, { maxNewTokens: 20 })
+        const out = await generate(model, g.prompts[p].ids, { maxNewTokens: 20 })
         assert.equal(out.ids, want.sequence, `${name} greedy.${p}`)
       }
       const e = g.greedy_eos.p1
-      const out = generate(model, g.prompts.p1.ids, { maxNewTokens: 20, eosTokenId: e.eos_token_id })
+      const out = await generate(model, g.prompts.p1.ids, { maxNewTokens: 20, eosTokenId: e.eos_token_id })
       assert.equal(out.ids, e.sequence, `${name} greedy_eos.p1`)
       assert.is(out.finishReason, 'eos')
     })
@@ -96,13 +109,20 @@ for (const device of TEST_DEVICES) {
   const variants = suite(`gpt-neo-tiny checkpoint forms on ${device}`)
   const golden = loadGolden('gpt-neo-tiny')
   const g = golden.json
-  const p2 = (m: Model) => pickRows(m.forward(g.prompts.p2.ids, 0, { allLogits: true }), m.arch.nVocab, g.tensors['logits.p2'].rows)
+  const p2 = async (m: Model) => {
+    const s = m.createSession()
+    try {
+      return pickRows(await s.logits(g.prompts.p2.ids, 0), m.arch.nVocab, g.tensors['logits.p2'].rows)
+    } finally {
+      s.dispose()
+    }
+  }
 
   for (const variant of ['bf16', 'f16']) {
     variants(`model.${variant}.safetensors matches logits.p2.${variant} (weights widened to f32)`, async () => {
       const m = await loadModel(modelDir('gpt-neo-tiny'), { device, variant })
       assert.equal(Object.keys(m.info.checkpointDtypes), [variant === 'bf16' ? 'BF16' : 'F16'])
-      assertClose(p2(m), golden.tensor(`logits.p2.${variant}`), TOL.logits, `logits.p2.${variant}`)
+      assertClose(await p2(m), golden.tensor(`logits.p2.${variant}`), TOL.logits, `logits.p2.${variant}`)
       await m.dispose()
     })
   }
@@ -111,7 +131,7 @@ for (const device of TEST_DEVICES) {
     const m = await loadModel(modelDir('gpt-neo-tiny/sharded'), { device })
     assert.is(m.info.format, 'safetensors-sharded')
     assert.is(m.info.files.length, 4)
-    assertClose(p2(m), golden.tensor('logits.p2'), TOL.logits, 'sharded logits.p2')
+    assertClose(await p2(m), golden.tensor('logits.p2'), TOL.logits, 'sharded logits.p2')
     await m.dispose()
   })
 
@@ -123,7 +143,7 @@ for (const device of TEST_DEVICES) {
       const m = await loadModel(dir, { device })
       assert.is(m.info.format, 'pytorch-bin')
       assert.equal(m.info.unusedTensors, [])
-      assertClose(p2(m), golden.tensor('logits.p2'), TOL.logits, 'pytorch_model.bin logits.p2')
+      assertClose(await p2(m), golden.tensor('logits.p2'), TOL.logits, 'pytorch_model.bin logits.p2')
       await m.dispose()
     } finally {
       rmSync(dir, { recursive: true, force: true })

@@ -2,16 +2,19 @@
 // (The golden model tests in models.test.ts already run on wasm as on js.)
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { generate, loadModel, type LoadOptions, type Model } from '@refgpt/core'
+import { generate, loadModel, type LoadOptions, type Model, type Session, type WasmDevice } from '@refgpt/core'
 import { TOL, assertClose, loadGolden, maxDiff, modelDir, pickRows, refgpt } from './helpers.js'
 
 const test = suite('wasm device')
 
-async function with_<T>(name: string, opts: LoadOptions, fn: (m: Model) => T | Promise<T>): Promise<T> {
+/** Loads a model, runs fn with it and a fresh session on it, then disposes both. */
+async function with_<T>(name: string, opts: LoadOptions, fn: (m: Model, s: Session) => T | Promise<T>): Promise<T> {
   const m = await loadModel(modelDir(name), opts)
+  const s = m.createSession()
   try {
-    return await fn(m)
+    return await fn(m, s)
   } finally {
+    s.dispose()
     await m.dispose()
   }
 }
@@ -24,10 +27,10 @@ test('results are bitwise identical for 1, 2 and 3 threads', async () => {
     const ids: number[] = loadGolden(name).json.prompts.p3.ids
     const runs: Float32Array[] = []
     for (const threads of [1, 2, 3]) {
-      runs.push(await with_(name, { device: 'wasm', threads }, (m) => {
+      runs.push(await with_(name, { device: 'wasm', threads }, async (m, s) => {
         assert.is((m.device as { threads?: number }).threads, threads)
-        const all = m.forward(ids, 0, { allLogits: true })
-        const step = m.forward([ids[5]], ids.length) // decode step (T = 1)
+        const all = await s.logits(ids, 0)
+        const step = await s.forward([ids[5]], ids.length) // decode step (T = 1)
         return Float32Array.from([...all, ...step])
       }))
     }
@@ -38,17 +41,35 @@ test('results are bitwise identical for 1, 2 and 3 threads', async () => {
 
 test('layers spread over several memories give the same logits as one memory', async () => {
   const g = loadGolden('gpt-neo-tiny').json
-  const one = await with_('gpt-neo-tiny', { device: 'wasm' }, (m) => {
+  const one = await with_('gpt-neo-tiny', { device: 'wasm' }, async (m, s) => {
     assert.is(m.info.groups, 1)
-    return m.forward(g.prompts.p2.ids, 0, { allLogits: true }).slice()
+    return (await s.logits(g.prompts.p2.ids, 0)).slice()
   })
-  const many = await with_('gpt-neo-tiny', { device: 'wasm', memoryBytes: 1 << 20 }, (m) => {
+  // 400 kB a memory: the embeddings fill the first, then about one layer (weights, and room for its KV
+  // cache and one session's activations) goes in each of the others
+  const many = await with_('gpt-neo-tiny', { device: 'wasm', memoryBytes: 400_000 }, async (m, s) => {
     assert.ok(m.info.groups >= 3, `layers spread over ${m.info.groups} memories`)
-    const logits = m.forward(g.prompts.p2.ids, 0, { allLogits: true }).slice()
-    assert.equal(generate(m, g.prompts.p1.ids, { maxNewTokens: 20 }).ids, g.greedy.p1.sequence)
+    const logits = (await s.logits(g.prompts.p2.ids, 0)).slice()
+    assert.equal((await generate(m, g.prompts.p1.ids, { maxNewTokens: 20 })).ids, g.greedy.p1.sequence)
     return logits
   })
   assert.ok(bitwiseEqual(one, many))
+})
+
+test('memory planning keeps room for the promised KV caches: full slots never overfill a memory', async () => {
+  const limit = 400_000
+  for (const sequences of [1, 4]) {
+    await with_('gpt-neo-tiny', { device: 'wasm', memoryBytes: limit, sequences }, async (m, s) => {
+      const ctx = m.info.maxContext
+      const slots = [0, ...Array.from({ length: sequences - 1 }, () => s.acquire())]
+      for (const slot of slots) await s.forward(Array.from({ length: ctx }, (_, i) => (i * 7 + slot) % 100), 0, { slot })
+      const core = (m.device as WasmDevice).core
+      assert.ok(core.memories.length >= 3, `${core.memories.length} memories`)
+      // memory 0 starts with the embedding table, bigger than the limit on its own; the others hold layers
+      for (let g = 1; g < core.memories.length; g++)
+        assert.ok(core.memories[g].bytesUsed <= limit, `sequences ${sequences}: memory ${g} holds ${core.memories[g].bytesUsed} bytes > ${limit}`)
+    })
+  }
 })
 
 test('f16 / bf16 storage of an f32 checkpoint matches logits.p2.f16 / .bf16', async () => {
@@ -56,10 +77,10 @@ test('f16 / bf16 storage of an f32 checkpoint matches logits.p2.f16 / .bf16', as
   const g = golden.json
   for (const [dtype, tensor] of [['F16', 'logits.p2.f16'], ['BF16', 'logits.p2.bf16']] as const) {
     for (const device of ['wasm', 'js'] as const) {
-      await with_('gpt-neo-tiny', { device, dtype }, (m) => {
+      await with_('gpt-neo-tiny', { device, dtype }, async (m, s) => {
         assert.equal(Object.keys(m.info.storageDtypes), [dtype])
         if (device === 'wasm') assert.ok(m.info.weightBytes < 0.55 * m.info.parameters * 4, 'stored in 2 bytes')
-        const logits = pickRows(m.forward(g.prompts.p2.ids, 0, { allLogits: true }), m.arch.nVocab, g.tensors['logits.p2'].rows)
+        const logits = pickRows(await s.logits(g.prompts.p2.ids, 0), m.arch.nVocab, g.tensors['logits.p2'].rows)
         assertClose(logits, golden.tensor(tensor), TOL.logits, `${device} ${dtype}`)
       })
     }
@@ -77,13 +98,13 @@ test('q8 storage: logit error vs f32 within the documented bound; wasm q8 kernel
   for (const name of ['gpt2-tiny', 'gpt-neo-tiny', 'gpt-j-tiny', 'gpt-neo-odd']) {
     const g = loadGolden(name).json
     const ids: number[] = g.prompts.p3.ids
-    const f32 = await with_(name, { device: 'wasm' }, (m) => m.forward(ids, 0, { allLogits: true }).slice())
-    const q8 = await with_(name, { device: 'wasm', dtype: 'Q8' }, (m) => {
+    const f32 = await with_(name, { device: 'wasm' }, async (_m, s) => (await s.logits(ids, 0)).slice())
+    const q8 = await with_(name, { device: 'wasm', dtype: 'Q8' }, async (m, s) => {
       const limit = m.arch.nEmbd % 32 === 0 ? 0.3 : 0.6 // rows padded to whole blocks of 32 (gpt-neo-odd: 36 -> 64)
       assert.ok(m.info.weightBytes < limit * m.info.parameters * 4, `q8 weights: ${m.info.weightBytes} bytes`)
-      return m.forward(ids, 0, { allLogits: true }).slice()
+      return (await s.logits(ids, 0)).slice()
     })
-    const q8js = await with_(name, { device: 'js', dtype: 'Q8' }, (m) => m.forward(ids, 0, { allLogits: true }).slice())
+    const q8js = await with_(name, { device: 'js', dtype: 'Q8' }, async (_m, s) => (await s.logits(ids, 0)).slice())
     assertClose(q8, q8js, TOL.logits, `${name}: wasm q8 kernels vs js (dequantized values)`)
     const err = maxDiff(q8, f32)
     assert.ok(err.abs < Q8_MAX_ABS_LOGIT_ERROR, `${name}: q8 max |Δlogit| ${err.abs}`)

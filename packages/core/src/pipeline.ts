@@ -46,11 +46,11 @@ export async function pipeline(
   async function run(input: string | string[], kwargs: Record<string, unknown> = {}): Promise<TextGenerationOutput[] | TextGenerationOutput[][]> {
     const { return_full_text = true, return_tensors = false, clean_up_tokenization_spaces = true, prefix = '', ...gen } = kwargs as Record<string, any>
     for (const k of PIPELINE_KEYS) delete gen[k]
-    const one = (text: string): TextGenerationOutput[] => {
+    const one = async (text: string): Promise<TextGenerationOutput[]> => {
       if (typeof text !== 'string') throw new UsageError({ where: 'pipeline', what: 'input must be a string or a list of strings', found: show(text) })
       const prompt = tok.encode(prefix + text)
       const ids = prompt.length > 0 ? prompt : [m.arch.bosTokenId ?? 0]
-      const r = generate(m, ids, { ...gen, tokenizer: tok })
+      const r = await generate(m, ids, { ...gen, tokenizer: tok })
       return r.sequences.map((s) => {
         const seq = s.ids.slice(s.start)
         if (return_tensors) return { generated_token_ids: seq }
@@ -61,7 +61,10 @@ export async function pipeline(
         return { generated_text: return_full_text ? text + newText : newText }
       })
     }
-    return Array.isArray(input) ? input.map(one) : one(input)
+    if (!Array.isArray(input)) return one(input)
+    const out: TextGenerationOutput[][] = []
+    for (const text of input) out.push(await one(text)) // one at a time, as transformers' pipeline
+    return out
   }
   return Object.assign(run, { model: m, tokenizer: tok, dispose: () => m.dispose() }) as unknown as TextGenerationPipeline
 }

@@ -3,6 +3,11 @@
 // out: f32 [T, C]; ids: i32 [T]; accumulate != 0 adds to out instead of storing.
 // table: f32 / f16 bits / bf16 bits [rows, C], or q8: i8 [rows, Cp] (Cp = ceil(C/32)*32) with
 // scales f32 [rows, Cp/32] (value = f32(q) * scale). Values are widened exactly as in gemm.
+//
+// A negative id is a zero row: out[t, :] = 0 when storing, out[t, :] left unchanged (bit for bit)
+// when accumulating; the table is not read. So a table split into row ranges (several buffers, or
+// several memories) can be gathered range by range: each call gets the ids of its range rebased to
+// it and every other id set to -1 (one storing call, then accumulating calls for the other ranges).
 import { srow, wload1, wload4, wrow, wscale4 } from './quant'
 
 // @ts-ignore: decorator
@@ -10,8 +15,12 @@ import { srow, wload1, wload4, wrow, wscale4 } from './quant'
   const C4 = C & ~3
   for (let t = 0; t < T; t++) {
     const id = load<i32>(ids + (<usize>t << 2))
-    const wp = wrow<W>(table, id, C), sp = srow<W>(scales, id, C)
     const op = out + ((<usize>t * <usize>C) << 2)
+    if (id < 0) { // a zero row
+      if (!accumulate) memory.fill(op, 0, <usize>C << 2)
+      continue
+    }
+    const wp = wrow<W>(table, id, C), sp = srow<W>(scales, id, C)
     let c = 0
     for (; c < C4; c += 4) {
       const o = op + (<usize>c << 2)
@@ -48,6 +57,10 @@ export function embed_q8(out: usize, table: usize, scales: usize, ids: usize, T:
 @inline function embed_naive<W>(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
   for (let t = 0; t < T; t++) {
     const id = load<i32>(ids + (<usize>t << 2))
+    if (id < 0) { // a zero row: zeros when storing, nothing when accumulating
+      if (!accumulate) for (let c = 0; c < C; c++) store<f32>(out + ((<usize>t * <usize>C + <usize>c) << 2), 0)
+      continue
+    }
     const wp = wrow<W>(table, id, C), sp = srow<W>(scales, id, C)
     for (let c = 0; c < C; c++) {
       const o = out + ((<usize>t * <usize>C + <usize>c) << 2)

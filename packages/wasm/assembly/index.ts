@@ -14,6 +14,7 @@ export {
   gelu_tanh_naive, gelu_erf_naive, relu_naive, silu_naive, quick_gelu_naive, add_naive,
 } from './act'
 export { softmax, softmax_naive } from './softmax'
+export { logprobs, logprobs_naive } from './logprobs'
 export { attention, attention_naive } from './attention'
 export { rotary, rotary_naive } from './rope'
 export { probe_stream_read, probe_madd, touch_pages, heap_base } from './probe'

@@ -1,10 +1,12 @@
 // The kernel module (build/refgpt.wasm) and the linear memories it runs on.
 //
 // One compiled WebAssembly.Module serves every instance: one instance per (thread, memory).
-// Each memory is a shared WebAssembly.Memory of up to 65536 pages (4 GiB, the wasm32 limit) with a
-// bump arena: everything a model needs (weights, activations, KV cache, scratch) is carved out at
-// load time, the token loop never allocates and never grows memory. Pointers are byte offsets
-// (numbers up to 2^32), passed to the kernels as they are.
+// Each memory is a shared WebAssembly.Memory of up to 65536 pages (4 GiB, the wasm32 limit) with an
+// arena (WasmMemory): a bump pointer plus a free list, so blocks can be freed one by one as well as
+// released in bulk with mark() / release(). Allocation happens at load time (weights, activations)
+// and at session / KV-growth time (a session's KV cache is allocated when it starts, reallocated
+// when it grows, freed when it ends), never per token: the token loop neither allocates nor grows
+// memory. Pointers are byte offsets (numbers up to 2^32), passed to the kernels as they are.
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
@@ -46,7 +48,8 @@ export interface KernelExports {
   matmul_q8_naive(n0: number, n1: number, out: number, x: number, w: number, scales: number, b: number, T: number, K: number, N: number): void
   /** f32 [N, K] -> i8 [N, Kp] + f32 scales [N, Kp/32], Kp = ceil(K/32)*32. */
   quantize_q8(wq: number, scales: number, src: number, N: number, K: number): void
-  // embed.ts — out[t, :] (+)= table[ids[t], :]; ids: i32 [T]; accumulate: 0 | 1
+  // embed.ts — out[t, :] (+)= table[ids[t], :]; ids: i32 [T]; accumulate: 0 | 1. A negative id is a
+  // zero row: out[t, :] = 0 when storing, unchanged when accumulating (gathers from a table split in row ranges)
   embed_f32(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
   embed_f16(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
   embed_bf16(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
@@ -74,6 +77,10 @@ export interface KernelExports {
   // softmax.ts — in place
   softmax(x: number, n: number): void
   softmax_naive(x: number, n: number): void
+  // logprobs.ts — out[t] = logits[t, targets[t]] - logsumexp(logits[t, :]) for rows t in [r0, r1); logits f32 [T, V]
+  // (not modified), targets i32 [T], out f32 [T]; targets[t] < 0: no target, out[t] = 0; targets[t] >= V: NaN
+  logprobs(r0: number, r1: number, out: number, logits: number, targets: number, T: number, V: number): void
+  logprobs_naive(r0: number, r1: number, out: number, logits: number, targets: number, T: number, V: number): void
   // attention.ts — heads h in [h0, h1); probs = 0: not written; scratch: f32 [H, pos0+T]
   attention(h0: number, h1: number, out: number, q: number, kc: number, vc: number, probs: number, scratch: number,
     T: number, pos0: number, H: number, D: number, scale: number, window: number): void
@@ -99,6 +106,7 @@ export const SPLIT_KERNELS = [
   'matmul_f32_naive', 'matmul_f16_naive', 'matmul_bf16_naive', 'matmul_q8_naive',
   'attention', 'attention_naive',
   'probe_stream_read', 'probe_madd', 'touch_pages',
+  'logprobs', 'logprobs_naive',
 ] as const satisfies readonly (keyof KernelExports)[]
 export type SplitKernelName = (typeof SPLIT_KERNELS)[number]
 
@@ -146,17 +154,40 @@ export function instantiateKernels(module: WasmModule, memory: WasmMemoryObject)
 
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a
 
+/** A live block: [ptr, ptr + bytes) handed out; it also owns [from, ptr), the alignment gap before it. */
+interface Block {
+  bytes: number
+  from: number
+}
+
 /**
- * A shared linear memory (up to 4 GiB) with a bump arena. The bytes below `base` are reserved (the
+ * A shared linear memory (up to 4 GiB) with an arena. The bytes below `base` are reserved (the
  * module's static data, and offset 0, which the kernels read as "no pointer").
+ *
+ * The arena is a bump pointer (`top`) plus a free list. alloc() takes the first free range that
+ * holds the block at its alignment (first fit, lowest address first; what is left of the range
+ * stays on the list), else bumps `top`. free() returns a block (and the alignment gap a bump left
+ * before it) to the free list, which is kept sorted and coalesced; a free range that reaches `top`
+ * lowers `top` instead. So every byte in [base, top) belongs to a live block, to its alignment gap,
+ * or to a free range, and no free range ends at `top`. alloc() always returns zero-filled bytes.
+ * mark() / release() release in bulk by position (see release()). With no free() call the arena is
+ * the plain bump arena: the free list stays empty.
  */
 export class WasmMemory {
   readonly memory: WasmMemoryObject
   /** First byte the arena hands out. */
   readonly base: number
+  /** End of the bump region: every block lies below it. */
   private top: number
-  /** Bytes [0, highWater) have been handed out at some time (may hold old data after release). */
+  /** Bytes [0, highWater) have been handed out at some time (may hold old data after free / release). */
   private highWater: number
+  /** Live blocks by pointer. */
+  private readonly live = new Map<number, Block>()
+  /** Sum of the live blocks' bytes. */
+  private liveBytes = 0
+  /** Free ranges below `top`, sorted, disjoint and coalesced (no two touch): starts[i] < ends[i] < starts[i + 1]. */
+  private starts: number[] = []
+  private ends: number[] = []
 
   /** reserved: bytes kept at the start (default: the kernel module's heap_base, at least 64). */
   constructor(opts: { reserved?: number; initialBytes?: number } = {}) {
@@ -175,49 +206,158 @@ export class WasmMemory {
   get byteLength(): number {
     return this.memory.buffer.byteLength
   }
-  /** Bytes handed out so far (including the reserved start). */
+  /** The arena's top: bytes [0, bytesUsed) hold the reserved start, the live blocks and the free ranges between them. */
   get bytesUsed(): number {
     return this.top
   }
-  /** Bytes the arena can still hand out before the 4 GiB limit (growing as needed). */
+  /** Bytes held by live blocks (their sizes; alignment gaps not counted; a 0-byte block holds 1). */
+  get bytesLive(): number {
+    return this.liveBytes
+  }
+  /** Bytes above the top the arena can still hand out before the 4 GiB limit (growing as needed); free ranges below the top not counted. */
   bytesFree(): number {
     return MAX_MEMORY_BYTES - this.top
   }
 
   /**
-   * Reserves `bytes` zero-filled bytes aligned to `align` and returns their offset (never 0).
-   * Grows the memory when needed — load time only: views made before this call may be stale.
+   * Reserves `bytes` zero-filled bytes aligned to `align` and returns their offset (never 0): from the
+   * free list when a range holds them, else above the top. A 0-byte request holds 1 byte, so every
+   * live block has its own pointer. Grows the memory when needed (load and session / KV-growth time
+   * only, never per token): views made before this call may be stale.
    */
   alloc(bytes: number, align = 64): number {
     if (!(bytes >= 0) || !Number.isInteger(bytes)) throw new Error(`refgpt wasm: alloc of ${bytes} bytes: expected a non-negative integer`)
-    const start = alignUp(this.top, align)
-    const end = start + bytes
+    if (!(align >= 1) || !Number.isInteger(align)) throw new Error(`refgpt wasm: alloc aligned to ${align}: expected a positive integer`)
+    const size = Math.max(1, bytes)
+    // first fit on the free list
+    const { starts, ends } = this
+    for (let i = 0; i < starts.length; i++) {
+      const s = starts[i], e = ends[i], start = alignUp(s, align), end = start + size
+      if (end > e) continue
+      // the range splits into [s, start) and [end, e): keep the non-empty pieces in place
+      if (start > s && end < e) {
+        ends[i] = start
+        starts.splice(i + 1, 0, end)
+        ends.splice(i + 1, 0, e)
+      } else if (start > s) ends[i] = start
+      else if (end < e) starts[i] = end
+      else {
+        starts.splice(i, 1)
+        ends.splice(i, 1)
+      }
+      new Uint8Array(this.buffer, start, size).fill(0) // freed bytes may hold old data
+      this.live.set(start, { bytes: size, from: start })
+      this.liveBytes += size
+      return start
+    }
+    // bump
+    const from = this.top
+    const start = alignUp(from, align)
+    const end = start + size
     if (end > MAX_MEMORY_BYTES) {
       throw new Error(`refgpt wasm: out of memory: ${fmtBytes(bytes)} requested with ${fmtBytes(this.bytesFree())} left in a 4 GiB wasm memory; hint: place the rest of the model in another memory (addMemory) or use a smaller storage dtype`)
     }
-    const size = this.memory.buffer.byteLength
-    if (end > size) {
-      const pages = Math.ceil((end - size) / PAGE_BYTES)
+    const length = this.memory.buffer.byteLength
+    if (end > length) {
+      const pages = Math.ceil((end - length) / PAGE_BYTES)
       try {
         this.memory.grow(pages)
       } catch (e) {
-        throw new Error(`refgpt wasm: cannot grow memory from ${fmtBytes(size)} to ${fmtBytes(size + pages * PAGE_BYTES)}: ${(e as Error).message}`)
+        throw new Error(`refgpt wasm: cannot grow memory from ${fmtBytes(length)} to ${fmtBytes(length + pages * PAGE_BYTES)}: ${(e as Error).message}`)
       }
     }
     if (start < this.highWater) new Uint8Array(this.buffer, start, Math.min(end, this.highWater) - start).fill(0)
     this.top = end
     this.highWater = Math.max(this.highWater, end)
+    this.live.set(start, { bytes: size, from })
+    this.liveBytes += size
     return start
+  }
+
+  /**
+   * Returns the block at `ptr` (a pointer alloc() returned and not yet freed or released) to the
+   * arena: its bytes, and the alignment gap before it, join the free list; a range that reaches the
+   * top lowers the top (bytesUsed shrinks). The memory itself does not shrink.
+   */
+  free(ptr: number): void {
+    const b = this.live.get(ptr)
+    if (b === undefined) throw new Error(`refgpt wasm: free(${ptr}): not an allocation of this memory (never allocated here, already freed, or released)`)
+    this.live.delete(ptr)
+    this.liveBytes -= b.bytes
+    this.addFree(b.from, ptr + b.bytes)
+    this.lowerTop()
   }
 
   /** The arena position, for release(). */
   mark(): number {
     return this.top
   }
-  /** Frees everything allocated after mark() (the memory itself does not shrink). */
+
+  /**
+   * Frees every block that reaches above `mark` (a value mark() returned): those are exactly the
+   * blocks allocated after mark() that lie, at least partly, above it. A block allocated after
+   * mark() wholly below the mark (in a range freed since: a free-list range, or below a top that
+   * free() lowered) is NOT released: free() it. Free ranges above the mark are dropped and the top
+   * goes down to the mark (or lower, when a free range reaches it). The memory itself does not
+   * shrink. A mark at or above the current top (the top went down through free()) frees nothing.
+   */
   release(mark: number): void {
-    if (mark < this.base || mark > this.top) throw new Error(`refgpt wasm: release(${mark}): not a mark of this arena`)
-    this.top = mark
+    if (!Number.isInteger(mark) || mark < this.base || mark > this.highWater) throw new Error(`refgpt wasm: release(${mark}): not a mark of this arena`)
+    const gone: Block[] = []
+    for (const [ptr, b] of this.live) {
+      if (ptr + b.bytes > mark) {
+        this.live.delete(ptr)
+        this.liveBytes -= b.bytes
+        if (b.from < mark) gone.push(b) // its part below the mark becomes free
+      }
+    }
+    if (mark < this.top) {
+      // drop the free ranges above the mark (cut the one that straddles it)
+      let n = this.starts.length
+      while (n > 0 && this.starts[n - 1] >= mark) n--
+      this.starts.length = n
+      this.ends.length = n
+      if (n > 0 && this.ends[n - 1] > mark) this.ends[n - 1] = mark
+      this.top = mark
+    }
+    for (const b of gone) this.addFree(b.from, mark) // (gone is empty unless mark < the old top)
+    this.lowerTop()
+  }
+
+  /** Adds [s, e) (disjoint from every free range and live block) to the free list, merging it with the ranges it touches. */
+  private addFree(s: number, e: number): void {
+    if (e <= s) return
+    const { starts, ends } = this
+    // i: the first range that starts after s
+    let lo = 0, hi = starts.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (starts[mid] <= s) lo = mid + 1
+      else hi = mid
+    }
+    const i = lo
+    const joinPrev = i > 0 && ends[i - 1] === s
+    const joinNext = i < starts.length && starts[i] === e
+    if (joinPrev && joinNext) {
+      ends[i - 1] = ends[i]
+      starts.splice(i, 1)
+      ends.splice(i, 1)
+    } else if (joinPrev) ends[i - 1] = e
+    else if (joinNext) starts[i] = s
+    else {
+      starts.splice(i, 0, s)
+      ends.splice(i, 0, e)
+    }
+  }
+
+  /** A free range that reaches the top is no longer free: the top goes down to its start. */
+  private lowerTop(): void {
+    const n = this.starts.length
+    if (n > 0 && this.ends[n - 1] >= this.top) {
+      this.top = this.starts[n - 1]
+      this.starts.length = n - 1
+      this.ends.length = n - 1
+    }
   }
 
   f32(ptr: number, n: number): Float32Array {

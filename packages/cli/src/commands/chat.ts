@@ -121,7 +121,7 @@ export async function run(argv: string[]): Promise<void> {
       const line = raw.trim()
       if (line) {
         const prompt = line.endsWith(sep) ? line : line + sep
-        const r = modelscopeGenerate(model, tok, prompt, opts)
+        const r = await modelscopeGenerate(model, tok, prompt, opts)
         process.stdout.write(replyOf(tok, r) + '\n')
       }
       if (tty) rl.prompt()

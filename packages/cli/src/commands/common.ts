@@ -2,7 +2,7 @@
 
 import { existsSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { DEVICES, TokenizerError, UsageError, loadModel, loadTokenizer, type Storage, type DeviceName, type Model, type Tokenizer } from '@refgpt/core'
+import { DEVICES, TokenizerError, UsageError, loadModel, loadTokenizer, type Storage, type Model, type Tokenizer } from '@refgpt/core'
 import { intOption, type Options } from '../args.js'
 
 /** The tiny GPT-2 shipped in packages/cli/assets (random weights, real tokenizer). */
@@ -37,7 +37,7 @@ export function modelOptions(command: string, v: Record<string, unknown>) {
   const threads = v.threads === undefined ? undefined : intOption(command, 'threads', v.threads as string, 1, 1)
   return {
     dir: (v.model as string | undefined) ?? DEFAULT_MODEL,
-    device: device as DeviceName,
+    device,
     threads,
     dtype: dtypeName ? DTYPES[dtypeName] : undefined,
     variant: v.variant as string | undefined,

@@ -123,7 +123,7 @@ export async function run(argv: string[]): Promise<void> {
         onToken = (id) => out.write(` ${id}`)
       }
     }
-    const r: GenerateResult = generate(model, prompts, { ...cfg, onToken, tokenizer: tok ?? undefined })
+    const r: GenerateResult = await generate(model, prompts, { ...cfg, onToken, tokenizer: tok ?? undefined })
     if (json) out.write(JSON.stringify(report(r, decode, loadMs)) + '\n')
     else if (single) out.write((stream ? stream.flush() : '') + '\n')
     else printAll(r, tok)
@@ -216,7 +216,7 @@ async function runModelscope(v: Record<string, unknown>, positionals: string[], 
       opts.maxLength = Math.min(opts.maxLength ?? Infinity, promptLength + n)
     }
     const t1 = performance.now()
-    const r = modelscopeGenerate(model, tok, texts[0], opts)
+    const r = await modelscopeGenerate(model, tok, texts[0], opts)
     const ms = performance.now() - t1
     if (json)
       process.stdout.write(

@@ -86,7 +86,7 @@ async function runExport(argv: string[]): Promise<void> {
   const model = await loadFor(cmd, v, ids.length)
   let bytes: Uint8Array
   try {
-    bytes = exportGolden(model, ids, { tokenizer: tok, text, tensors: v.tensors as string | undefined, modelDir: resolve(o.dir) })
+    bytes = await exportGolden(model, ids, { tokenizer: tok, text, tensors: v.tensors as string | undefined, modelDir: resolve(o.dir) })
   } finally {
     await model.dispose()
   }
@@ -136,7 +136,7 @@ async function runVerify(argv: string[]): Promise<void> {
   const model = await loadFor(cmd, { ...v, model: dir }, golden.prompt.ids.length)
   let rows: VerifyRow[]
   try {
-    rows = verifyGolden(golden, model, { atol, rtol })
+    rows = await verifyGolden(golden, model, { atol, rtol })
   } finally {
     await model.dispose()
   }

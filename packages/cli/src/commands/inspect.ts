@@ -23,7 +23,7 @@ export async function run(argv: string[]): Promise<void> {
   const { values: v, positionals } = parse('inspect', argv, { ...MODEL_OPTIONS, json: { type: 'boolean' } })
   const o = modelOptions('inspect', { ...v, model: positionals[0] ?? v.model })
   const info = inspectModel(o.dir, { dtype: o.dtype, variant: o.variant })
-  const a = info.arch
+  const a = info.arch, traits = info.traits
   const total = info.weightBytes + info.kvCacheBytes + info.activationBytes
   if (v.json) {
     const { arch, config, ...rest } = info
@@ -34,10 +34,10 @@ export async function run(argv: string[]): Promise<void> {
     `folder        ${info.dir}`,
     `family        ${a.family} (model_type "${info.modelType}")`,
     `format        ${info.format}: ${info.files.map((f) => f.split(/[\\/]/).pop()).join(', ')}`,
-    `layers        ${a.nLayer} × (${a.residual} residual), hidden ${a.nEmbd}, heads ${a.nHead} × ${a.headDim}, MLP ${a.nInner} (${a.act})`,
+    `layers        ${a.nLayer} × (${traits.residual} residual, ${traits.block}), hidden ${a.nEmbd}, heads ${a.nHead} × ${a.headDim}, MLP ${a.nInner} (${a.act})`,
     `attention     ${summarizeLayers(a.layers)}`,
-    `positions     ${a.positions === 'rotary' ? `rotary (interleaved) on ${a.rotaryDim} of ${a.headDim} dims per head` : 'learned'}, ${a.nPositions} max`,
-    `vocabulary    ${a.nVocab} logits per token; lm_head ${a.tiedLmHead ? 'tied to wte' : 'separate' + (a.lmHeadBias ? ', with bias' : '')}`,
+    `positions     ${traits.positions === 'rotary' ? `rotary (interleaved) on ${a.rotaryDim} of ${a.headDim} dims per head` : 'learned'}, ${a.nPositions} max`,
+    `vocabulary    ${a.nVocab} logits per token; lm_head ${a.tiedLmHead ? 'tied to wte' : 'separate' + (traits.lmHeadBias ? ', with bias' : '')}`,
     `tokens        bos ${a.bosTokenId}, eos ${JSON.stringify(a.eosTokenId)}`,
     `parameters    ${info.parameters.toLocaleString('en-US')} (${(info.parameters / 1e6).toFixed(2)} M)`,
     `dtypes        checkpoint ${dtypes(info.checkpointDtypes)}; stored as ${dtypes(info.storageDtypes)}`,

@@ -4,7 +4,7 @@ import { ConfigError, UsageError, loadModel } from '@refgpt/core'
 import { existsSync } from 'node:fs'
 import { parse } from '../args.js'
 import { renderHtml, writeHtml } from '../step/html.js'
-import { LogitLens, MAX_TOKENS, pieceText, runStages, type StepRun } from '../step/model.js'
+import { MAX_TOKENS, pieceText, runStages, type StepRun } from '../step/model.js'
 import { printAll, runTui } from '../step/tui.js'
 import { MODEL_HELP, MODEL_OPTIONS, modelOptions, requireTokenizer } from './common.js'
 
@@ -46,8 +46,7 @@ export async function run(argv: string[]): Promise<void> {
   const ids = tok.encode(prompt)
   const model = await loadModel(o.dir, { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, maxBatchTokens: MAX_TOKENS })
   try {
-    const lens = new LogitLens(model, o.variant)
-    let current: StepRun = runStages(model, tok, lens, ids)
+    let current: StepRun = await runStages(model, tok, ids)
     if (typeof v.html === 'string') {
       writeHtml(v.html, renderHtml(current, model, current.ids.map((id) => pieceText(tok, id)), prompt))
       process.stderr.write(`wrote ${v.html}\n`)
@@ -59,7 +58,7 @@ export async function run(argv: string[]): Promise<void> {
     }
     await runTui({
       current: () => current,
-      nextToken: () => (current = runStages(model, tok, lens, [...current.ids, current.next])),
+      nextToken: async () => (current = await runStages(model, tok, [...current.ids, current.next])),
     })
   } finally {
     await model.dispose()

@@ -1,9 +1,9 @@
 // refgpt step: one real forward pass, traced, turned into a list of stages a person can read one at a
-// time (tui.ts), all at once (--all) or as an HTML page (html.ts). Nothing here recomputes the network:
-// every number shown comes from the model's own tracer, except the logit lens, which applies the
-// final LayerNorm and the LM head (read from the checkpoint) to the residual stream after each layer.
+// time (tui.ts), all at once (--all) or as an HTML page (html.ts). Nothing here computes the network:
+// every number shown comes from the model's own tracer on its device — the logit lens too (the
+// forward's logitLens option runs the model's final norm and LM head after every layer).
 
-import { UsageError, collectTrace, openCheckpoint, type Model, type Tokenizer, type TraceEvent } from '@refgpt/core'
+import { UsageError, collectTrace, softmax, topK as topIndices, type Model, type Tokenizer, type TraceEvent } from '@refgpt/core'
 
 export const MAX_TOKENS = 256
 
@@ -35,89 +35,11 @@ export interface Stage {
 
 type Traced = TraceEvent & { data: Float32Array }
 
-/** Reads ln_f and the LM head from the checkpoint once, and applies them to a residual row. */
-export class LogitLens {
-  private g: Float32Array
-  private b: Float32Array
-  private w: Float32Array
-  private bias: Float32Array | null
-  readonly source: string
-  constructor(model: Model, variant?: string) {
-    const a = model.arch
-    const p = model.info.prefix
-    const ck = openCheckpoint(model.info.dir, { variant })
-    try {
-      const has = (n: string) => ck.tensors.has(n)
-      const pick = (...names: string[]) => {
-        const n = names.find(has)
-        if (!n) throw new UsageError({ where: model.info.dir, what: 'logit lens: tensor not found in the checkpoint', expected: names.join(' or ') })
-        return n
-      }
-      const isGpt3 = a.family === 'gpt3'
-      const lnName = isGpt3 ? `${p}transformer.final_layernorm` : `${p}ln_f`
-      this.g = ck.readF32(pick(`${lnName}.weight`))
-      this.b = ck.readF32(pick(`${lnName}.bias`))
-      const wte = isGpt3 ? `${p}word_embeddings.weight` : `${p}wte.weight`
-      if (a.tiedLmHead || !has('lm_head.weight')) {
-        this.w = ck.readF32(pick(wte))
-        this.source = isGpt3 ? 'final_layernorm, word_embeddings^T' : 'ln_f, wte^T'
-      } else {
-        this.w = ck.readF32('lm_head.weight')
-        this.source = 'ln_f, lm_head'
-      }
-      this.bias = a.lmHeadBias && has('lm_head.bias') ? ck.readF32('lm_head.bias') : null
-      if (this.bias) this.source += ' + bias'
-    } finally {
-      ck.close()
-    }
-    this.eps = a.eps
-    this.C = a.nEmbd
-    this.V = a.nVocab
-  }
-  private eps: number
-  private C: number
-  private V: number
-
-  logits(x: Float32Array): Float64Array {
-    const C = this.C
-    let mean = 0
-    for (let i = 0; i < C; i++) mean += x[i]
-    mean /= C
-    let v = 0
-    for (let i = 0; i < C; i++) v += (x[i] - mean) ** 2
-    v /= C
-    const r = 1 / Math.sqrt(v + this.eps)
-    const y = new Float64Array(C)
-    for (let i = 0; i < C; i++) y[i] = (x[i] - mean) * r * this.g[i] + this.b[i]
-    const out = new Float64Array(this.V)
-    const w = this.w
-    for (let o = 0; o < this.V; o++) {
-      let s = this.bias ? this.bias[o] : 0
-      const base = o * C
-      for (let i = 0; i < C; i++) s += w[base + i] * y[i]
-      out[o] = s
-    }
-    return out
-  }
-}
-
+/** The k most likely tokens of one row of logits, with their softmax probabilities. */
 export function topK(logits: ArrayLike<number>, k: number, tok: Tokenizer): Guess[] {
-  let max = -Infinity
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i]
-  let sum = 0
-  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max)
-  const best: number[] = []
-  for (let i = 0; i < logits.length; i++) {
-    if (best.length < k || logits[i] > logits[best[best.length - 1]]) {
-      let j = best.length < k ? best.length : k - 1
-      best[j] = i
-      while (j > 0 && logits[best[j]] > logits[best[j - 1]]) {
-        ;[best[j], best[j - 1]] = [best[j - 1], best[j]]
-        j--
-      }
-    }
-  }
-  return best.map((id) => ({ id, text: pieceText(tok, id), prob: Math.exp(logits[id] - max) / sum, logit: logits[id] }))
+  const probs = new Float64Array(logits.length)
+  softmax(logits, probs)
+  return topIndices(logits, k).map((id) => ({ id, text: pieceText(tok, id), prob: probs[id], logit: logits[id] }))
 }
 
 export function pieceText(tok: Tokenizer, id: number): string {
@@ -192,14 +114,22 @@ export interface StepRun {
 
 const FAMILY_NAMES: Record<string, string> = { gpt2: 'GPT-2', gpt_neo: 'GPT-Neo', gptj: 'GPT-J', gpt3: 'ModelScope GPT-3' }
 
-/** Runs the model on ids (from position 0) with a tracer and builds the stages. */
-export function runStages(model: Model, tok: Tokenizer, lens: LogitLens, ids: number[]): StepRun {
+/** Runs the model on ids (from position 0) with a tracer (and the logit lens) and builds the stages. */
+export async function runStages(model: Model, tok: Tokenizer, ids: number[]): Promise<StepRun> {
   if (ids.length === 0) throw new UsageError({ where: 'refgpt step', what: 'the prompt has no tokens', expected: 'a non-empty PROMPT' })
   if (ids.length > Math.min(MAX_TOKENS, model.arch.nPositions))
     throw new UsageError({ where: 'refgpt step', what: 'too many tokens to step through', expected: `at most ${Math.min(MAX_TOKENS, model.arch.nPositions)}`, found: String(ids.length) })
-  const { tracer, tensors } = collectTrace()
-  const logits = model.forward(ids, 0, { tracer }).slice()
-  const a = model.arch
+  const { tracer, settle } = collectTrace()
+  const session = model.createSession({ maxBatchTokens: ids.length })
+  let logits: Float32Array
+  try {
+    logits = (await session.forward(ids, 0, { tracer, logitLens: true })).slice()
+  } finally {
+    session.dispose()
+  }
+  const tensors = await settle()
+  const a = model.arch, traits = model.traits
+  const lensSource = `${a.family === 'gpt3' ? 'final_layernorm' : 'ln_f'}, ${a.tiedLmHead ? (a.family === 'gpt3' ? 'word_embeddings^T' : 'wte^T') : 'lm_head'}${traits.lmHeadBias ? ' + bias' : ''}`
   const T = ids.length, C = a.nEmbd
   const fam = FAMILY_NAMES[a.family] ?? a.family
   const get = (n: string) => tensors.get(n) as Traced | undefined
@@ -227,7 +157,7 @@ export function runStages(model: Model, tok: Tokenizer, lens: LogitLens, ids: nu
       title: 'Embeddings',
       layer: null,
       text:
-        a.positions === 'learned'
+        traits.positions === 'learned'
           ? [
               `x = wte[id] + wpe[position]: each token's row of the token table plus a learned row for its position (${fam}).`,
               `This sum is the start of the residual stream that every layer reads and adds to.`,
@@ -236,7 +166,7 @@ export function runStages(model: Model, tok: Tokenizer, lens: LogitLens, ids: nu
               `x = wte[id]: ${fam} has no position table; positions enter later through rotary embeddings,`,
               `which rotate the first ${a.rotaryDim} dims of each head's q and k by an angle that grows with the position.`,
             ],
-      shapes: [fmtShape('embed', emb), `wte [${a.nVocab}, ${C}]`, ...(a.positions === 'learned' ? [`wpe [${a.nPositions}, ${C}]`] : [])],
+      shapes: [fmtShape('embed', emb), `wte [${a.nVocab}, ${C}]`, ...(traits.positions === 'learned' ? [`wpe [${a.nPositions}, ${C}]`] : [])],
       lines: [`last token ${lastPiece}: ${stats(row)}`, `  ${sparkline(row)}`],
       vector: Array.from(row),
     })
@@ -253,7 +183,7 @@ export function runStages(model: Model, tok: Tokenizer, lens: LogitLens, ids: nu
         layer: l,
         text: [
           `LayerNorm rescales each token's vector to mean 0 and variance 1, then applies a learned gain and bias.`,
-          a.residual === 'parallel'
+          traits.residual === 'parallel'
             ? `${fam} has only this one norm per block: attention and the MLP both read its output.`
             : `The attention sub-layer reads this normalised copy; the residual stream itself is left unchanged.`,
         ],
@@ -270,7 +200,7 @@ export function runStages(model: Model, tok: Tokenizer, lens: LogitLens, ids: nu
     else text.push(`Scores are q·k × ${kind.scale.toPrecision(4)} (1/√${a.headDim}${kind.scale * Math.sqrt(a.headDim) < 0.999 ? `, and ÷ (layer+1)` : ''}), then a causal softmax.`)
     if (kind.attention === 'local') text.push(`This is a local layer: the token sees only the last ${kind.window} positions.`)
     else if (a.family === 'gpt_neo') text.push(`This is a global layer: the token sees every earlier position.`)
-    if (a.positions === 'rotary') text.push(`q and k were rotated (rotary, ${a.rotaryDim} dims per head) so q·k depends on the distance between tokens.`)
+    if (traits.positions === 'rotary') text.push(`q and k were rotated (rotary, ${a.rotaryDim} dims per head) so q·k depends on the distance between tokens.`)
     const lines: string[] = []
     let attn: number[][][] | undefined
     if (probs) {
@@ -321,7 +251,7 @@ export function runStages(model: Model, tok: Tokenizer, lens: LogitLens, ids: nu
       layer: l,
       text: [
         `The MLP works on each token alone: a ${C}→${a.nInner} projection, the ${a.act} activation, and a ${a.nInner}→${C} projection back.`,
-        a.residual === 'parallel'
+        traits.residual === 'parallel'
           ? `GPT-J adds attention and MLP to the residual in parallel: the MLP reads ln_1's output, not the stream after attention.`
           : `It reads ln_2 of the residual stream after attention was added (sequential block).`,
       ],
@@ -331,18 +261,19 @@ export function runStages(model: Model, tok: Tokenizer, lens: LogitLens, ids: nu
     })
 
     const res = get(`h.${l}.out`)
-    if (res) {
+    const lens = get(`h.${l}.lens`)
+    if (res && lens) {
       const row = lastRow(res)
-      const top = topK(lens.logits(row), 5, tok)
+      const top = topK(lens.data, 5, tok)
       stages.push({
         key: `h.${l}.out`,
         title: `Layer ${l} · residual + logit lens`,
         layer: l,
         text: [
-          a.residual === 'parallel'
+          traits.residual === 'parallel'
             ? `x = x + attn(ln_1 x) + mlp(ln_1 x): both branches are added to the residual stream at once.`
             : `x = x + attn(ln_1 x), then x = x + mlp(ln_2 x): each sub-layer adds its output to the residual stream.`,
-          `Logit lens: applying the final norm and LM head (${lens.source}) to the stream now shows what the model would predict if it stopped after layer ${l}.`,
+          `Logit lens: applying the final norm and LM head (${lensSource}) to the stream now shows what the model would predict if it stopped after layer ${l}.`,
         ],
         shapes: [fmtShape(`h.${l}.out`, res)],
         lines: [`last token: ${stats(row)}`, `  ${sparkline(row)}`, `logit lens after layer ${l}, top-5:`, ...fmtTop(top)],
@@ -372,7 +303,7 @@ export function runStages(model: Model, tok: Tokenizer, lens: LogitLens, ids: nu
     title: 'Logits → next token',
     layer: null,
     text: [
-      a.tiedLmHead ? `logits = ln_f(x) · wte^T: the LM head reuses the token-embedding table (tied weights).` : `logits = ln_f(x) · lm_head^T${a.lmHeadBias ? ' + bias' : ''}: ${fam} has its own LM head (${a.nVocab} rows).`,
+      a.tiedLmHead ? `logits = ln_f(x) · wte^T: the LM head reuses the token-embedding table (tied weights).` : `logits = ln_f(x) · lm_head^T${traits.lmHeadBias ? ' + bias' : ''}: ${fam} has its own LM head (${a.nVocab} rows).`,
       `Softmax turns the ${a.nVocab} logits into probabilities; greedy decoding picks the first entry (press t to append it).`,
     ],
     shapes: [`logits [${a.nVocab}] (last token)`],

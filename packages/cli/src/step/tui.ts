@@ -7,7 +7,7 @@ export interface TuiSource {
   /** The current run. */
   current(): StepRun
   /** Appends the greedy next token and re-runs the forward pass. */
-  nextToken(): StepRun
+  nextToken(): Promise<StepRun>
 }
 
 const KEYS = 'enter/n next · b back · l layer · t next token · q quit'
@@ -58,7 +58,12 @@ export function runTui(src: TuiSource): Promise<void> {
     }
     const onSig = () => finish()
     const onEnd = () => finish()
+    // keys are handled one chunk at a time, in order (a 't' awaits the new forward pass)
+    let queue: Promise<void> = Promise.resolve()
     const onData = (buf: Buffer) => {
+      queue = queue.then(() => handle(buf))
+    }
+    const handle = async (buf: Buffer) => {
       try {
         for (const ch of buf.toString('utf8')) {
           if (done) return
@@ -83,7 +88,7 @@ export function runTui(src: TuiSource): Promise<void> {
           else if (ch === 'l') input = ''
           else if (ch === 't') {
             try {
-              run = src.nextToken()
+              run = await src.nextToken()
               i = 0
             } catch (e) {
               message = (e as Error).message.split('\n')[0]

@@ -47,28 +47,39 @@ function score(qs: Float32Array, qOff: number, ks: Float32Array, kOff: number, D
   return Math.fround(Math.fround(dot) * scale)
 }
 
-export function createJsDevice(): Device {
+export interface JsDeviceOptions {
+  /** Bytes one buffer may hold (default: no limit); tests set it small to split weights into parts. */
+  maxBufferBytes?: number
+}
+
+export function createJsDevice(opts: JsDeviceOptions = {}): Device {
   return {
     name: 'js',
+    limits: { maxBufferBytes: opts.maxBufferBytes ?? Infinity },
 
     alloc: (n) => buf(new Float32Array(n)),
+    free: () => {}, // the garbage collector frees a Float32Array nobody references
     // keeps the values the storage type represents (rounded / quantized) as f32
     weight: (data, shape, storage) => buf(storedValues(data, shape, storage)),
-    weightBytes: (shape) => 4 * shape.reduce((p, d) => p * d, 1),
     write: (b, src, offset = 0) => f32(b).set(src, offset),
-    read: (b, dst, offset = 0) => dst.set(f32(b).subarray(offset, offset + dst.length)),
+    // ops run at once, so the data is there now; the Promise is the interface's contract
+    read: (b, dst, offset = 0) => {
+      dst.set(f32(b).subarray(offset, offset + dst.length))
+      return Promise.resolve()
+    },
+    snapshot: (b, offset, n) => Promise.resolve(f32(b).slice(offset, offset + n)),
 
     copy(dst, dstOff, src, srcOff, n) {
       const d = f32(dst), s = f32(src)
       for (let i = 0; i < n; i++) d[dstOff + i] = s[srcOff + i]
     },
 
-    // out[t, :] (+)= table[ids[t], :]
+    // out[t, :] (+)= table[ids[t], :]; a negative id is a row of zeros
     embed(out, table, ids, T, C, accumulate) {
       const o = f32(out), tab = f32(table)
       for (let t = 0; t < T; t++) {
         const row = ids[t] * C
-        for (let c = 0; c < C; c++) o[t * C + c] = (accumulate ? o[t * C + c] : 0) + tab[row + c]
+        for (let c = 0; c < C; c++) o[t * C + c] = (accumulate ? o[t * C + c] : 0) + (ids[t] < 0 ? 0 : tab[row + c])
       }
     },
 
@@ -152,6 +163,22 @@ export function createJsDevice(): Device {
             if (probs) probs[row + j] = p
           }
         }
+      }
+    },
+
+    // out[t] = logits[t, target] - log(sum_j exp(logits[t, j])), shifted by the row max for range
+    logProbs(out, logits, targets, T, V) {
+      const o = f32(out), x = f32(logits)
+      for (let t = 0; t < T; t++) {
+        if (targets[t] < 0) {
+          o[t] = 0
+          continue
+        }
+        let max = -Infinity
+        for (let j = 0; j < V; j++) max = Math.max(max, x[t * V + j])
+        let sum = 0
+        for (let j = 0; j < V; j++) sum += Math.exp(x[t * V + j] - max)
+        o[t] = x[t * V + targets[t]] - max - Math.log(sum)
       }
     },
   }

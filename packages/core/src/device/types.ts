@@ -7,6 +7,10 @@
 // Shapes are row-major; T is the number of token rows in flight, C the hidden size.
 // All arithmetic is f32 (the js device accumulates in f64, which is at least as accurate).
 // Buffers are opaque handles: a Float32Array on `js`, an offset into linear memory on `wasm`.
+//
+// Ops are synchronous calls that a device may run at once (js, wasm) or only enqueue (a GPU): they
+// take effect in call order. Reading to the host is the ONE asynchronous boundary: read() and
+// snapshot() return Promises, and the engine never looks at device data any other way.
 
 import type { DType } from '../io/types.js'
 
@@ -47,13 +51,26 @@ export interface AttentionOptions {
   probs?: Buf | null
 }
 
+/** What one device buffer may hold. */
+export interface DeviceLimits {
+  /**
+   * Bytes one buffer may hold. Bigger weights are placed as several buffers, split by rows
+   * (models/weights.ts): a WebGPU binding holds 128 MiB by default, GPT-2's wte is 154 MB.
+   * Infinity on js and wasm, unless set for tests.
+   */
+  readonly maxBufferBytes: number
+}
+
 export interface Device {
   /** 'js' | 'wasm' | ... */
   readonly name: string
+  readonly limits: DeviceLimits
 
   // --- placement (load time only) -------------------------------------------------------------
-  /** A zero-filled buffer of n f32 elements. */
+  /** A zero-filled buffer of n f32 elements (load and session time; never in the token loop). */
   alloc(n: number): Buf
+  /** Releases a buffer from alloc() (sessions, KV caches that grow). The handle is dead afterwards. */
+  free(buf: Buf): void
   /**
    * Places a weight of `shape` ([rows, cols] or [n]) given as f32, kept as `storage` (default F32).
    * The device may take ownership of `data`.
@@ -64,8 +81,6 @@ export interface Device {
    * place (a checkpoint reads straight from the file into device memory: one copy, no JS array).
    */
   weightF32?(shape: readonly number[], fill: (dst: Float32Array) => void): Buf
-  /** Bytes a weight of `shape` occupies on this device for the given storage. */
-  weightBytes(shape: readonly number[], storage?: Storage): number
   /**
    * Optional, for devices made of several address spaces (wasm32 memories end at 4 GiB).
    * reserve(bytes): the group that receives the next `bytes` of weights and buffers (the current one
@@ -78,13 +93,26 @@ export interface Device {
   }
   /** Copies src into buf[offset ...]. */
   write(buf: Buf, src: Float32Array, offset?: number): void
-  /** Copies buf[offset .. offset + dst.length) into dst (the one per-token copy out: logits). */
-  read(buf: Buf, dst: Float32Array, offset?: number): void
+  /**
+   * Copies buf[offset .. offset + dst.length) into dst; dst holds the data when the Promise resolves
+   * (the one per-token copy out: logits). The copy is ordered after every op called before read()
+   * and before every op called after it, so a caller may reuse buf once read() has been called.
+   */
+  read(buf: Buf, dst: Float32Array, offset?: number): Promise<void>
+  /**
+   * Takes a copy of buf[offset .. offset + n) NOW (ordered like read()) and resolves it later: what a
+   * tracer uses, since the buffer is overwritten by the next stage.
+   */
+  snapshot(buf: Buf, offset: number, n: number): Promise<Float32Array>
 
   // --- ops --------------------------------------------------------------------------------------
   /** dst[dstOff .. dstOff+n) = src[srcOff .. srcOff+n)  (KV-cache stores, row picks). */
   copy(dst: Buf, dstOff: number, src: Buf, srcOff: number, n: number): void
-  /** out[t, :] (+)= table[ids[t], :] for t < T; table is [rows, C]. accumulate adds instead of storing. */
+  /**
+   * out[t, :] (+)= table[ids[t], :] for t < T; table is [rows, C]. accumulate adds instead of storing.
+   * A negative id is a zero row: stored as zeros, or nothing added (a table split into row ranges is
+   * gathered range by range with the ids outside each range set to -1).
+   */
   embed(out: Buf, table: Buf, ids: Int32Array, T: number, C: number, accumulate: boolean): void
   /** out[T, N] = x[T, K] · W[N, K]^T (+ b[N]). W is stored [out, in] (nn.Linear layout). */
   matmul(out: Buf, x: Buf, w: Buf, b: Buf | null, T: number, K: number, N: number): void
@@ -107,6 +135,11 @@ export interface Device {
    * 0 .. pos0+T-1 (the current rows already stored).
    */
   attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, o: AttentionOptions): void
+  /**
+   * out[t] = logits[t, targets[t]] - logsumexp(logits[t, :]) for t < T (logits [T, V], left
+   * unchanged): the log-probability of each row's target token. A negative target gives 0.
+   */
+  logProbs(out: Buf, logits: Buf, targets: Int32Array, T: number, V: number): void
 
   /** Optional: releases threads / GPU resources. The device is unusable afterwards. */
   dispose?(): Promise<void>

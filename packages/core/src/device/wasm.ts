@@ -3,16 +3,18 @@
 // that share the linear memory. Results do not depend on the thread count: each output element is
 // computed by the same instruction sequence whichever thread owns its row.
 //
-// Memory: weights are copied into linear memory once, at load; activations, KV cache and scratch are
-// allocated at model creation. A wasm32 memory ends at 4 GiB, so a bigger model spreads its layers
-// over several memories (placement groups); the residual stream is copied between them.
+// Memory: weights are copied into linear memory once, at load; activations and KV caches are
+// allocated (and freed) by sessions, never per token. A wasm32 memory ends at 4 GiB, so a bigger
+// model spreads its layers over several memories (placement groups); the residual stream is copied
+// between them. Ops run at once on the calling thread (and the pool's workers), so read() has the
+// data before it returns; it still answers with a Promise, as the Device interface asks.
 //
 // A Buf is a number: group * 2^32 + byte offset. Weights stored as F16/BF16/Q8 have a side entry
 // (storage type, Q8 scales) looked up per matmul; everything else is f32.
 
 import { createWasmCore, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
 import { f32ToBf16Array, f32ToF16Array } from '../io/dtype.js'
-import { Q8_BLOCK, q8Cols, storageBytes, storedValues } from './storage.js'
+import { Q8_BLOCK, q8Cols, storedValues } from './storage.js'
 import type { Activation, AttentionOptions, Buf, Device, Storage } from './types.js'
 
 const GROUP = 2 ** 32
@@ -41,6 +43,8 @@ export interface WasmDeviceOptions {
    * Tests set it small to exercise multi-memory placement on tiny models.
    */
   memoryBytes?: number
+  /** Bytes one buffer may hold (default: no limit); tests set it small to split weights into parts. */
+  maxBufferBytes?: number
 }
 
 export interface WasmDevice extends Device {
@@ -100,6 +104,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     ? { F32: 'matmul_f32_naive', F16: 'matmul_f16_naive', BF16: 'matmul_bf16_naive', Q8: 'matmul_q8_naive' }
     : { F32: 'matmul_f32', F16: 'matmul_f16', BF16: 'matmul_bf16', Q8: 'matmul_q8' }
   const ATTENTION: SplitKernelName = opts.naive ? 'attention_naive' : 'attention'
+  const LOGPROBS: SplitKernelName = opts.naive ? 'logprobs_naive' : 'logprobs'
 
   /** Runs a row-split kernel on args[0 .. nArgs): across the threads, or here when the work is small. */
   const split = (g: number, name: SplitKernelName, nArgs: number, rows: number, work: number) => {
@@ -115,6 +120,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
 
   const dev: WasmDevice = {
     name: 'wasm',
+    limits: { maxBufferBytes: opts.maxBufferBytes ?? Infinity },
     core,
     threads: core.threads,
     dispose: () => core.close(),
@@ -135,6 +141,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     },
 
     alloc: (n) => alloc(4 * n),
+    free: (b) => mems[group(b)].mem.free(ptr(b)),
 
     weight(data, shape, storage = 'F32') {
       const g = current
@@ -153,7 +160,6 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
         const b = alloc(rows * cp)
         prefault(b, rows * cp)
         const s = mem.alloc(4 * rows * (cp / Q8_BLOCK))
-        const mark = mem.mark()
         const chunk = Math.max(1, Math.floor((4 << 20) / cols))
         const tmp = mem.alloc(4 * chunk * cols)
         for (let r0 = 0; r0 < rows; r0 += chunk) {
@@ -161,7 +167,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
           f32(g).set(data.subarray(r0 * cols, r1 * cols), tmp / 4)
           mems[g].k.quantize_q8(ptr(b) + r0 * cp, s + 4 * r0 * (cp / Q8_BLOCK), tmp, r1 - r0, cols)
         }
-        mem.release(mark)
+        mem.free(tmp)
         stored.set(b as unknown as number, { storage, scales: s })
         return b
       }
@@ -179,14 +185,17 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       fill(new Float32Array(mems[current].mem.buffer, ptr(b), n))
       return b
     },
-    weightBytes: (shape, storage) => storageBytes(shape, storage) + 128, // + alignment
-
     write(b, src, offset = 0) {
       f32(group(b)).set(src, ptr(b) / 4 + offset)
     },
     read(b, dst, offset = 0) {
       const v = f32(group(b)), at = ptr(b) / 4 + offset
       for (let i = 0; i < dst.length; i++) dst[i] = v[at + i]
+      return Promise.resolve()
+    },
+    snapshot(b, offset, n) {
+      const at = ptr(b) / 4 + offset
+      return Promise.resolve(f32(group(b)).slice(at, at + n))
     },
 
     copy(dst, dstOff, src, srcOff, n) {
@@ -261,6 +270,16 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       a[10] = o.scale
       a[11] = o.window
       split(g, ATTENTION, 12, o.nHead, o.nHead * o.T * (o.pos0 + o.T) * o.headDim)
+    },
+
+    logProbs(out, logits, targets, T, V) {
+      const g = group(out), a = core.args
+      a[0] = ptr(out)
+      a[1] = ptr(logits)
+      a[2] = stage(g, targets, T)
+      a[3] = T
+      a[4] = V
+      split(g, LOGPROBS, 5, T, T * V * 8)
     },
   }
   return dev

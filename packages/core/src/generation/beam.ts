@@ -6,12 +6,16 @@
 //   Initially beam 0 has score 0 and the others -1e9, so the first step expands one beam.
 //   A prompt is done when num_beams hypotheses are closed and (early_stopping true) or the best open
 //   score cannot beat the worst closed one (early_stopping false). At max_length the open beams are closed.
-// Each beam owns a KV-cache slot; reordering copies the chosen beams' caches into a second set of slots.
+// Each beam owns a KV-cache slot of a session; reordering copies the chosen beams' caches into a
+// second set of slots. The session is the caller's (opts.session: slots acquired, then released) or
+// one made for the call.
 
+import type { Session } from '../models/decoder.js'
 import type { Model } from '../models/model.js'
 import { eosList, maxLength, type GenerationConfig } from './config.js'
-import type { GenerateResult, GeneratedSequence } from './generate.js'
+import { logSoftmax, topK } from './logits.js'
 import { buildLogitsProcessor } from './processors.js'
+import type { GenerateResult, GeneratedSequence } from './types.js'
 
 interface Hypothesis {
   score: number
@@ -49,7 +53,24 @@ class Hypotheses {
   }
 }
 
-export function beamSearch(model: Model, prompts: ArrayLike<number>[], c: GenerationConfig, onToken?: (id: number, row: number) => void): GenerateResult {
+export interface BeamOptions {
+  onToken?: (id: number, row: number) => void
+  session?: Session
+}
+
+export async function beamSearch(model: Model, prompts: ArrayLike<number>[], c: GenerationConfig, opts: BeamOptions = {}): Promise<GenerateResult> {
+  const session = opts.session ?? model.createSession()
+  const acquired: number[] = []
+  try {
+    return await search(model, session, acquired, prompts, c, opts.onToken)
+  } finally {
+    if (opts.session) for (const s of acquired) session.release(s)
+    else session.dispose()
+  }
+}
+
+async function search(model: Model, session: Session, acquired: number[], prompts: ArrayLike<number>[], c: GenerationConfig,
+  onToken?: (id: number, row: number) => void): Promise<GenerateResult> {
   const nb = c.num_beams
   const V = model.arch.nVocab
   const eos = eosList(c)
@@ -58,7 +79,11 @@ export function beamSearch(model: Model, prompts: ArrayLike<number>[], c: Genera
   const limit = Math.min(maxLength(c, padded), model.info.maxContext)
   const chain = buildLogitsProcessor({ ...c, do_sample: false }, { promptLength: padded, eosTokenId: eos.length ? eos : null, vocabSize: V })
   // 2 x num_beams slots per prompt: the current beams' caches and the next step's
-  model.reserveSequences(prompts.length * 2 * nb)
+  const take = () => {
+    const s = session.acquire()
+    acquired.push(s)
+    return s
+  }
   const keep = Math.max(2, 1 + eos.length) * nb
   const logp = new Float64Array(nb * V)
   const scores = new Float32Array(V)
@@ -67,13 +92,16 @@ export function beamSearch(model: Model, prompts: ArrayLike<number>[], c: Genera
   let prefillMs = 0
   const out: GeneratedSequence[] = []
 
-  prompts.forEach((prompt, pi) => {
-    const base = pi * 2 * nb
+  for (let pi = 0; pi < prompts.length; pi++) {
+    const prompt = prompts[pi]
     const start = padded - prompt.length
-    let slots = Array.from({ length: nb }, (_, i) => base + i)
-    let spare = Array.from({ length: nb }, (_, i) => base + nb + i)
-    const first = model.forward(prompt, 0, { seq: slots[0] }).slice()
-    for (let i = 1; i < nb; i++) model.copySequence(slots[0], slots[i], prompt.length)
+    if (pi === 0) {
+      for (let i = 0; i < 2 * nb; i++) take()
+    }
+    let slots = acquired.slice(0, nb)
+    let spare = acquired.slice(nb, 2 * nb)
+    const first = (await session.forward(prompt, 0, { slot: slots[0] })).slice()
+    for (let i = 1; i < nb; i++) session.copySlot(slots[0], slots[i], prompt.length)
     prefillMs += performance.now() - t0
     let beams = Array.from({ length: nb }, () => [...new Array<number>(start).fill(pad), ...Array.from(prompt)])
     let beamScores: number[] = Array.from({ length: nb }, (_, i) => (i === 0 ? 0 : -1e9))
@@ -88,7 +116,7 @@ export function beamSearch(model: Model, prompts: ArrayLike<number>[], c: Genera
         if (curLen === padded) logits = first
         else {
           step[0] = beams[i][curLen - 1]
-          logits = model.forward(step, curLen - 1 - start, { seq: slots[i] })
+          logits = await session.forward(step, curLen - 1 - start, { slot: slots[i] })
         }
         logSoftmax(logits, scores)
         chain.apply(scores, beams[i])
@@ -110,7 +138,7 @@ export function beamSearch(model: Model, prompts: ArrayLike<number>[], c: Genera
       }
       done = hyps.isDone(logp[cand[0]], curLen + 1 - padded)
       // reorder the caches: next beam j continues old beam nextFrom[j]
-      for (let j = 0; j < nextBeams.length; j++) model.copySequence(slots[nextFrom[j]], spare[j], curLen - start)
+      for (let j = 0; j < nextBeams.length; j++) session.copySlot(slots[nextFrom[j]], spare[j], curLen - start)
       ;[slots, spare] = [spare, slots]
       beams = nextBeams
       beamScores = nextScores
@@ -124,7 +152,7 @@ export function beamSearch(model: Model, prompts: ArrayLike<number>[], c: Genera
       const ids = h.ids.length < limit ? [...h.ids, eos[0] ?? pad] : h.ids // HF appends eos to a hypothesis that ended early
       out.push({ ids, newTokens: ids.slice(padded), start, finishReason: ids.length < limit || eos.includes(ids[ids.length - 1]) ? 'eos' : 'length', score: h.score, prompt: pi })
     }
-  })
+  }
   // HF pads every returned sequence to the longest one
   const longest = Math.max(...out.map((s) => s.ids.length))
   for (const s of out) while (s.ids.length < longest) s.ids.push(pad)
@@ -139,28 +167,4 @@ export function beamSearch(model: Model, prompts: ArrayLike<number>[], c: Genera
     newTokens: out[0].newTokens,
     finishReason: out[0].finishReason,
   }
-}
-
-/** out = log_softmax(logits), in float64 math, stored as f32 like torch's float32 log_softmax. */
-function logSoftmax(logits: Float32Array, out: Float32Array): void {
-  let max = -Infinity
-  for (let v = 0; v < logits.length; v++) if (logits[v] > max) max = logits[v]
-  let sum = 0
-  for (let v = 0; v < logits.length; v++) sum += Math.exp(logits[v] - max)
-  const lse = max + Math.log(sum)
-  for (let v = 0; v < logits.length; v++) out[v] = logits[v] - lse
-}
-
-/** Indices of the k largest values, largest first (ties: lower index first). */
-function topK(x: Float64Array, k: number): number[] {
-  const best: number[] = []
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i]
-    if (best.length === k && v <= x[best[k - 1]]) continue
-    let j = best.length
-    while (j > 0 && x[best[j - 1]] < v) j--
-    best.splice(j, 0, i)
-    if (best.length > k) best.pop()
-  }
-  return best
 }

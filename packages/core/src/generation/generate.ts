@@ -2,22 +2,32 @@
 // seeded PRNG), beam search; several prompts as one left-padded batch; stopping on eos ids,
 // max_length / max_new_tokens and stop strings; streaming through a callback or an async iterator.
 //
+// generate() runs on a Session: its own (made for the call and disposed after) or the caller's
+// (opts.session), in which it acquires a slot per row and releases them when done, so several
+// generations can share one loaded model, interleaved, each getting exactly the tokens it gets alone.
+//
 // Rows (prompt x num_return_sequences) each own a KV-cache slot and run unpadded: a row's real
 // tokens get positions 0, 1, 2, ... exactly as generate()'s position_ids = cumsum(mask) - 1 give
 // them, and the padding is masked out anyway, so the logits equal HF's batched ones. The returned
 // sequences have HF's layout: left padding, then prompt and new tokens, finished rows filled with
 // pad_token_id up to the longest row.
 //
-// The token loop allocates nothing but the growth of each row's id list: forward() returns a reused
-// logits buffer, the processor chain and the sampler keep their scratch, one Int32Array feeds tokens.
+// The token loop allocates nothing but the growth of each row's id list (and the Promise of each
+// awaited forward): forward() resolves to the slot's reused logits array, the processor chain and the
+// sampler keep their scratch, one Int32Array feeds tokens.
 
 import { UsageError, show } from '../errors.js'
+import type { Session } from '../models/decoder.js'
 import type { Model } from '../models/model.js'
 import type { Tokenizer } from '../tokenizers/types.js'
 import { beamSearch } from './beam.js'
 import { eosList, maxLength, resolveGenerationConfig, type GenerationConfig } from './config.js'
+import { argmax } from './logits.js'
 import { buildLogitsProcessor, type LogitsChain } from './processors.js'
 import { createSampler, randomSeed, type Sampler } from './sampler.js'
+import type { GenerateResult, GeneratedSequence } from './types.js'
+
+export type { GenerateResult, GeneratedSequence } from './types.js'
 
 export interface GenerateOptions extends Partial<Record<keyof GenerationConfig, unknown>> {
   /** camelCase spellings of GenerationConfig keys are accepted too (maxNewTokens, eosTokenId, ...). */
@@ -26,39 +36,8 @@ export interface GenerateOptions extends Partial<Record<keyof GenerationConfig, 
   onToken?: (id: number, row: number) => void
   /** Needed for stop_strings (the text is checked after each token). */
   tokenizer?: Tokenizer
-}
-
-export interface GeneratedSequence {
-  /** HF layout: left padding + prompt + new tokens (+ pad after an early finish in a batch). */
-  ids: number[]
-  /** This row's new tokens (no padding). */
-  newTokens: number[]
-  /** Index of the first real token in `ids` (the left padding before it). */
-  start: number
-  finishReason: 'eos' | 'length' | 'stop_string'
-  /** Beam search: the length-normalised score (HF sequences_scores). */
-  score?: number
-  /** Which prompt this row continues. */
-  prompt: number
-}
-
-export interface GenerateResult {
-  sequences: GeneratedSequence[]
-  config: GenerationConfig
-  /** The sampling seed used (given or drawn), null without sampling. */
-  seed: number | null
-  timings: { prefillMs: number; decodeMs: number; promptTokens: number; newTokens: number }
-  // single-prompt convenience (the first sequence)
-  ids: number[]
-  newTokens: number[]
-  finishReason: GeneratedSequence['finishReason']
-}
-
-/** Index of the largest value (the first one on ties), like torch.argmax. */
-export function argmax(x: Float32Array, n = x.length): number {
-  let best = 0
-  for (let i = 1; i < n; i++) if (x[i] > x[best]) best = i
-  return best
+  /** Run in this session (acquiring and releasing slots) instead of one made for the call. */
+  session?: Session
 }
 
 /** The eos ids generate() would use: explicit option, else generation_config.json, else config.json. */
@@ -71,13 +50,14 @@ const isBatch = (p: Prompts): p is ArrayLike<number>[] => p.length > 0 && typeof
 
 /** Splits caller options into GenerationConfig keys and JS-side options. */
 function splitOptions(opts: GenerateOptions) {
-  const { onToken, tokenizer, ...config } = opts
-  return { onToken, tokenizer, config }
+  const { onToken, tokenizer, session, ...config } = opts
+  return { onToken, tokenizer, session, config }
 }
 
 /**
  * One generation in progress (greedy or sampling): step() advances every unfinished row by one token.
- * generate() runs it to the end; stream() yields between steps.
+ * generate() runs it to the end; generateStream() yields between steps. Make it with
+ * Generation.start(), which runs the prefill; close() releases its slots (and its own session).
  */
 export class Generation {
   readonly config: GenerationConfig
@@ -92,16 +72,18 @@ export class Generation {
   readonly padded: number
   private pending: Float32Array[] = []
   /** forward() options per row, made once (no object per token) */
-  private readonly slot: { seq: number }[] = []
+  private readonly slot: { slot: number }[] = []
+  private readonly session: Session
+  private readonly ownSession: boolean
   prefillMs = 0
   decodeMs = 0
 
-  constructor(
+  private constructor(
     readonly model: Model,
-    prompts: ArrayLike<number>[],
+    private readonly prompts: ArrayLike<number>[],
     opts: GenerateOptions,
   ) {
-    const { onToken, tokenizer, config } = splitOptions(opts)
+    const { onToken, tokenizer, session, config } = splitOptions(opts)
     this.onToken = onToken
     this.tokenizer = tokenizer ?? null
     const c = (this.config = resolveGenerationConfig(model, config))
@@ -116,28 +98,55 @@ export class Generation {
     this.sampler = this.seed !== null ? createSampler(this.seed) : null
     this.scores = new Float32Array(V)
 
+    this.ownSession = !session
+    this.session = session ?? model.createSession()
+  }
+
+  /** Validates the options, takes a slot per row and runs the prefill. */
+  static async start(model: Model, prompts: ArrayLike<number>[], opts: GenerateOptions): Promise<Generation> {
+    const g = new Generation(model, prompts, opts)
+    try {
+      await g.prefill()
+    } catch (e) {
+      g.close()
+      throw e
+    }
+    return g
+  }
+
+  private async prefill(): Promise<void> {
+    const c = this.config, session = this.session
     const pad = c.pad_token_id ?? this.eos[0] ?? 0
     const nRet = c.num_return_sequences
-    model.reserveSequences(prompts.length * nRet)
     const t0 = performance.now()
-    prompts.forEach((p, pi) => {
+    let first = this.ownSession // an own session starts with slot 0 acquired
+    for (let pi = 0; pi < this.prompts.length; pi++) {
+      const p = this.prompts[pi]
       const padding = this.padded - p.length
       for (let r = 0; r < nRet; r++) {
         const row = this.rows.length
         const ids = new Array<number>(padding).fill(pad)
         for (let i = 0; i < p.length; i++) ids.push(p[i])
         this.rows.push({ ids, start: padding, prompt: pi, done: null, newText: '' })
-        this.slot.push({ seq: row })
+        const slot = first ? 0 : session.acquire()
+        first = false
+        this.slot.push({ slot })
         // prefill: the first row of each prompt computes it, the others copy its cache and logits
-        if (r === 0) this.pending[row] = model.forward(p, 0, { seq: row }).slice()
+        if (r === 0) this.pending[row] = (await session.forward(p, 0, this.slot[row])).slice()
         else {
-          model.copySequence(row - r, row, p.length)
+          session.copySlot(this.slot[row - r].slot, slot, p.length)
           this.pending[row] = this.pending[row - r]
         }
       }
-    })
+    }
     this.prefillMs = performance.now() - t0
     if (this.padded >= this.limit) for (const r of this.rows) r.done = 'length'
+  }
+
+  /** Releases the rows' slots (and disposes the session when the generation made it). Idempotent. */
+  close(): void {
+    if (this.ownSession) this.session.dispose()
+    else for (const s of this.slot.splice(0)) this.session.release(s.slot)
   }
 
   private readonly onToken?: (id: number, row: number) => void
@@ -148,7 +157,7 @@ export class Generation {
   }
 
   /** Chooses the next token of every unfinished row (prefill logits first, then one forward each). */
-  step(): void {
+  async step(): Promise<void> {
     const t0 = performance.now()
     const V = this.scores.length
     for (let b = 0; b < this.rows.length; b++) {
@@ -158,7 +167,7 @@ export class Generation {
       if (logits) delete this.pending[b]
       else {
         this.step1[0] = row.ids[row.ids.length - 1]
-        logits = this.model.forward(this.step1, row.ids.length - 1 - row.start, this.slot[b])
+        logits = await this.session.forward(this.step1, row.ids.length - 1 - row.start, this.slot[b])
       }
       const scores = this.scores
       scores.set(logits) // logits are [nVocab]
@@ -219,25 +228,35 @@ function normalizePrompts(prompts: Prompts): ArrayLike<number>[] {
  * Options are GenerationConfig keys (max_new_tokens, do_sample, top_p, num_beams, ...) in snake_case
  * or camelCase, plus onToken and tokenizer.
  */
-export function generate(model: Model, prompts: Prompts, opts: GenerateOptions = {}): GenerateResult {
+export async function generate(model: Model, prompts: Prompts, opts: GenerateOptions = {}): Promise<GenerateResult> {
   const list = normalizePrompts(prompts)
-  const { config } = splitOptions(opts)
+  const { config, session } = splitOptions(opts)
   const c = resolveGenerationConfig(model, config)
-  if (c.num_beams > 1) return beamSearch(model, list, c, opts.onToken)
-  const g = new Generation(model, list, opts)
-  while (!g.done) g.step()
-  return g.result()
+  if (c.num_beams > 1) return beamSearch(model, list, c, { onToken: opts.onToken, session })
+  const g = await Generation.start(model, list, opts)
+  try {
+    while (!g.done) await g.step()
+    return g.result()
+  } finally {
+    g.close()
+  }
 }
 
 /** The same as generate(), as an async iterator of {id, row} that yields to the event loop between steps. */
 export async function* generateStream(model: Model, prompts: Prompts, opts: GenerateOptions = {}): AsyncGenerator<{ id: number; row: number }, GenerateResult> {
   const queue: { id: number; row: number }[] = []
-  const g = new Generation(model, normalizePrompts(prompts), { ...opts, onToken: (id, row) => { queue.push({ id, row }); opts.onToken?.(id, row) } })
-  if (g.config.num_beams > 1) throw new UsageError({ where: 'generateStream', what: 'beam search cannot stream', hint: 'use generate()' })
-  while (!g.done) {
-    g.step()
-    while (queue.length) yield queue.shift()!
-    await new Promise<void>((resolve) => setImmediate(resolve))
+  const list = normalizePrompts(prompts)
+  if (resolveGenerationConfig(model, splitOptions(opts).config).num_beams > 1)
+    throw new UsageError({ where: 'generateStream', what: 'beam search cannot stream', hint: 'use generate()' })
+  const g = await Generation.start(model, list, { ...opts, onToken: (id, row) => { queue.push({ id, row }); opts.onToken?.(id, row) } })
+  try {
+    while (!g.done) {
+      await g.step()
+      while (queue.length) yield queue.shift()!
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+    return g.result()
+  } finally {
+    g.close()
   }
-  return g.result()
 }

@@ -13,10 +13,11 @@
 
 import { UsageError, show } from '../errors.js'
 import { generationConfig } from '../models/gpt3_modelscope.js'
+import type { Session } from '../models/decoder.js'
 import type { Model } from '../models/model.js'
 import { WordPieceTokenizer, isChineseChar } from '../tokenizers/wordpiece.js'
 import type { Tokenizer } from '../tokenizers/types.js'
-import { argmax } from './generate.js'
+import { argmax, rankDescending, softmax } from './logits.js'
 import { createSampler, randomSeed } from './sampler.js'
 
 export interface ModelscopeGenerateOptions {
@@ -34,6 +35,8 @@ export interface ModelscopeGenerateOptions {
   seed?: number
   /** Called with each new id. */
   onToken?: (id: number) => void
+  /** Run in this session (one slot acquired and released) instead of one made for the call. */
+  session?: Session
 }
 
 export interface ModelscopeResult {
@@ -86,18 +89,18 @@ export function modelscopeFilter(logits: Float32Array, topK: number, topP: numbe
   if (topK > 1) {
     if (topP !== 0) bad('cannot set both top-k and top-p sampling', topP)
     if (topK > x.length) bad(`top_k must be at most the vocabulary size ${x.length}`, topK)
-    const kth = Float32Array.from(x).sort().reverse()[topK - 1]
+    const order = rankDescending(x)
+    const kth = x[order[topK - 1]] // the k-th largest value (torch.topk(...)[0][..., -1])
     for (let i = 0; i < x.length; i++) if (x[i] < kth) x[i] = -Infinity
   } else if (topP > 0) {
-    const order = Array.from(x.keys()).sort((a, b) => x[b] - x[a] || a - b)
-    const max = x[order[0]]
-    let z = 0
-    for (let i = 0; i < x.length; i++) z += Math.exp(x[i] - max)
+    const order = rankDescending(x)
+    const p = new Float64Array(x.length)
+    softmax(x, p)
     let cum = 0
     const remove: number[] = []
     for (let j = 0; j < order.length; j++) {
       if (j > 0 && cum > topP) remove.push(order[j]) // cum = cumulative probability up to j-1
-      cum += Math.exp(x[order[j]] - max) / z
+      cum += p[order[j]]
     }
     for (const i of remove) x[i] = -Infinity
   }
@@ -151,20 +154,20 @@ export function modelscopeSequenceLength(model: Model): number {
 }
 
 /** pipeline(Tasks.text_generation, model=dir)(text, top_k=, top_p=, temperature=, max_length=). */
-export function modelscopeGenerate(model: Model, tok: WordPieceTokenizer, text: string, opts: ModelscopeGenerateOptions = {}): ModelscopeResult {
+export async function modelscopeGenerate(model: Model, tok: WordPieceTokenizer, text: string, opts: ModelscopeGenerateOptions = {}): Promise<ModelscopeResult> {
   const S = opts.sequenceLength ?? modelscopeSequenceLength(model)
   const { ids: padded, promptLength } = modelscopeEncode(tok, text, S)
-  const r = modelscopeGenerateIds(model, padded, promptLength, opts)
+  const r = await modelscopeGenerateIds(model, padded, promptLength, opts)
   return { ...r, ...modelscopePostprocess(tok, r.ids), paddedIds: padded }
 }
 
 /** GPT3Model.generate on one padded row (§7.3): the ids [0 .. c] and why it stopped. */
-export function modelscopeGenerateIds(
+export async function modelscopeGenerateIds(
   model: Model,
   padded: number[],
   promptLength: number,
   opts: ModelscopeGenerateOptions = {},
-): Omit<ModelscopeResult, 'text' | 'decoded' | 'paddedIds'> {
+): Promise<Omit<ModelscopeResult, 'text' | 'decoded' | 'paddedIds'>> {
   const gen = generationConfig(model.config, 'config.json')
   const topK = opts.topK ?? gen.topK
   const topP = opts.topP ?? gen.topP
@@ -185,21 +188,29 @@ export function modelscopeGenerateIds(
   const sampler = seed === null ? null : createSampler(seed)
   const ids = padded.slice(0, promptLength)
   const newTokens: number[] = []
-  let logits = model.forward(ids, 0)
-  let finishReason: ModelscopeResult['finishReason'] = 'length'
-  for (let c = promptLength; c < maxlen; c++) {
-    const filtered = modelscopeFilter(logits, topK, topP, temperature)
-    const next = filtered === null ? argmax(logits) : Math.min(Math.max(sampler!.sample(filtered), 0), model.arch.nVocab - 1)
-    ids.push(next)
-    newTokens.push(next)
-    opts.onToken?.(next)
-    if (next === gen.eodId) {
-      finishReason = 'eod'
-      break
+  const session = opts.session ?? model.createSession()
+  const slot = opts.session ? session.acquire() : 0
+  const at = { slot }
+  try {
+    let logits = await session.forward(ids, 0, at)
+    let finishReason: ModelscopeResult['finishReason'] = 'length'
+    for (let c = promptLength; c < maxlen; c++) {
+      const filtered = modelscopeFilter(logits, topK, topP, temperature)
+      const next = filtered === null ? argmax(logits) : Math.min(Math.max(sampler!.sample(filtered), 0), model.arch.nVocab - 1)
+      ids.push(next)
+      newTokens.push(next)
+      opts.onToken?.(next)
+      if (next === gen.eodId) {
+        finishReason = 'eod'
+        break
+      }
+      if (c + 1 < maxlen) logits = await session.forward([next], c, at)
     }
-    if (c + 1 < maxlen) logits = model.forward([next], c)
+    return { ids, promptLength, newTokens, finishReason, seed }
+  } finally {
+    if (opts.session) session.release(slot)
+    else session.dispose()
   }
-  return { ids, promptLength, newTokens, finishReason, seed }
 }
 
 /** True for a model loaded from a ModelScope folder (configuration.json), which this mode serves. */

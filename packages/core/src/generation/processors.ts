@@ -27,6 +27,7 @@
 // the result never depends on the sort algorithm.
 
 import { UsageError, show } from '../errors.js'
+import { expShifted, maxF32 } from './logits.js'
 
 /** Edits one step's scores in place; inputIds is the whole context (prompt + generated tokens). */
 export type LogitsProcessorFn = (scores: Float32Array, inputIds: ArrayLike<number>) => void
@@ -317,16 +318,6 @@ class Scratch {
   }
 }
 
-/** The largest of s[0 .. n) (-Infinity for n = 0). */
-export function maxF32(s: Float32Array, n: number): number {
-  let max = -Infinity
-  for (let i = 0; i < n; i++) {
-    const v = s[i]
-    max = v > max ? v : max
-  }
-  return max
-}
-
 function maxF64(p: Float64Array, n: number): number {
   let max = 0
   for (let i = 0; i < n; i++) {
@@ -334,17 +325,6 @@ function maxF64(p: Float64Array, n: number): number {
     max = v > max ? v : max
   }
   return max
-}
-
-/** out[i] = exp(s[i] - max) (0 for -Infinity); returns their sum (index order, float64). */
-export function expShifted(s: Float32Array, n: number, max: number, out: Float64Array): number {
-  let z = 0
-  for (let i = 0; i < n; i++) {
-    const e = Math.exp(s[i] - max)
-    out[i] = e
-    z += e
-  }
-  return z
 }
 
 function scaleF64(p: Float64Array, n: number, k: number): void {

@@ -33,7 +33,7 @@
 
 import { webcrypto } from 'node:crypto'
 import { RefgptError, UsageError, show } from '../errors.js'
-import { expShifted, maxF32 } from './processors.js'
+import { expShifted, maxF32 } from './logits.js'
 
 export interface Sampler {
   /** The seed the generator was created with. */

@@ -1,7 +1,7 @@
-// What a family file produces from config.json: one flat description of the network (Arch) that the
-// shared decoder (decoder.ts) runs, and the weights in the shape the decoder expects (Weights).
-// Every Hugging Face quirk is a field here, never a hidden branch: GPT-Neo's unscaled local
-// attention, GPT-J's partial interleaved rotary and parallel residual, GPT-J's 50400-row lm_head.
+// What a family file produces from config.json (Arch: the sizes and per-layer attention kinds every
+// part of the engine needs) and the weight types its loader places. The network itself is the
+// family file's block forward (gpt2.ts, gpt_neo.ts, gptj.ts, gpt3_modelscope.ts), written with the
+// shared pieces in layers.ts; decoder.ts runs what all families share.
 
 import type { Activation, Buf } from '../device/types.js'
 import { ConfigError, show } from '../errors.js'
@@ -12,7 +12,7 @@ export interface LayerKind {
   attention: 'global' | 'local'
   /** Keys a local layer sees, including the query itself (0 for global layers). */
   window: number
-  /** Multiplier on q·k: 1/sqrt(headDim) (GPT-2, GPT-J), 1 (GPT-Neo); GPT-2 may divide by layer+1 too. */
+  /** Multiplier on q·k: 1/sqrt(headDim) (GPT-2, GPT-J, GPT-3), 1 (GPT-Neo); GPT-2 may divide by layer+1 too. */
   scale: number
 }
 
@@ -32,54 +32,61 @@ export interface Arch {
   nPositions: number
   eps: number
   act: Activation
-  /** sequential: x += attn(ln_1 x); x += mlp(ln_2 x).  parallel (GPT-J): x += attn(ln_1 x) + mlp(ln_1 x). */
-  residual: 'sequential' | 'parallel'
-  /** learned: wpe table added to the embedding; rotary: applied to q and k in every layer. */
-  positions: 'learned' | 'rotary'
   /** Dimensions of each head that rotary rotates (GPT-J rotary_dim), 0 without rotary. */
   rotaryDim: number
   layers: LayerKind[]
-  /** Biases on the q/k/v projections (GPT-2 yes, GPT-Neo and GPT-J no). */
-  qkvBias: boolean
-  /** Bias on the attention output projection (GPT-2, GPT-Neo yes; GPT-J no). */
-  outBias: boolean
-  /** lm_head.weight is wte (GPT-2, GPT-Neo); GPT-J has its own lm_head with a bias. */
+  /** The LM head is the token embedding (tie_word_embeddings). */
   tiedLmHead: boolean
-  lmHeadBias: boolean
   bosTokenId: number | null
   eosTokenId: number | number[] | null
   padTokenId: number | null
 }
 
+/**
+ * What a family looks like, in words, for `inspect` and `step` (never read by the forward: the
+ * block functions are the truth).
+ */
+export interface Traits {
+  /** 'sequential': x += attn(ln_1 x); x += mlp(ln_2 x).  'parallel' (GPT-J): x += attn(ln_1 x) + mlp(ln_1 x). */
+  residual: 'sequential' | 'parallel'
+  /** 'learned': a position table added to the embedding; 'rotary': q and k rotated in every layer. */
+  positions: 'learned' | 'rotary'
+  /** The LM head has a bias (GPT-J). */
+  lmHeadBias: boolean
+  /** HF / ModelScope class names of the block and the whole model, for explanations. */
+  block: string
+}
+
+/**
+ * A weight on a device: one buffer, or, when a device buffer may not hold it (WebGPU: 128 MiB a
+ * binding by default), several, each holding a range of rows. rowStart has parts.length + 1 entries:
+ * part i holds rows rowStart[i] .. rowStart[i+1]-1. js and wasm use one part unless told otherwise.
+ */
+export interface Weight {
+  /** [rows, cols] or [n] (the device layout: nn.Linear's [out, in]). */
+  shape: readonly number[]
+  parts: Buf[]
+  rowStart: number[]
+}
+
 export interface Linear {
   /** [out, in] */
-  w: Buf
-  /** [out] or null */
-  b: Buf | null
+  w: Weight
+  /** [out], split into the same row ranges as w; or null */
+  b: Weight | null
 }
 export interface Norm {
   g: Buf
   b: Buf
 }
-export interface LayerWeights {
-  ln1: Norm
-  /** null for the parallel (GPT-J) block, which has one LayerNorm. */
-  ln2: Norm | null
-  q: Linear
-  k: Linear
-  v: Linear
-  o: Linear
-  fcIn: Linear
-  fcOut: Linear
-}
 /** The weights outside the blocks: embeddings at the start, final norm and LM head at the end. */
 export interface SharedWeights {
   /** [vocab, C] token embedding */
-  wte: Buf
+  wte: Weight
   /** [nPositions, C] position embedding, null for rotary models */
-  wpe: Buf | null
+  wpe: Weight | null
   lnF: Norm
-  /** [nVocab, C] (+ [nVocab]); the same Buf as wte when tied */
+  /** [nVocab, C] (+ [nVocab]); the same Weight as wte when tied */
   lmHead: Linear
 }
 

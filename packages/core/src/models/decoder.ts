@@ -1,270 +1,443 @@
-// The decoder-only transformer every family runs: embeddings, N blocks, final LayerNorm, LM head.
-// Written only in Device ops; the family files (gpt2.ts, gpt_neo.ts, gptj.ts) supply the Arch and Weights.
+// What every family shares: the token (+ position) embedding, the layer loop that calls the family's
+// block, the final LayerNorm, the LM head (last row, every row, or the log-probabilities of given
+// targets on the device), and the KV cache. All of it lives in a Session: a loaded model (Weights)
+// is immutable and shared, a session owns the activations and the KV caches of its sequences (slots).
 //
-// Notation (llm.c): T = token rows in flight (<= maxT), C = hidden size, F = MLP inner size,
-// H = heads, D = head size, V = LM-head rows, nCtx = KV-cache length.
+// Notation (llm.c): T = token rows in flight (<= maxT), C = hidden size, V = LM-head rows,
+// nCtx = the longest sequence a session may run.
 
-import type { AttentionOptions, Buf, Device } from '../device/types.js'
-import { UsageError } from '../errors.js'
-import type { Tracer } from '../trace/tracer.js'
-import type { Arch, LayerWeights, SharedWeights } from './arch.js'
+import type { Buf, Device } from '../device/types.js'
+import { UsageError, show } from '../errors.js'
+import type { Arch, SharedWeights } from './arch.js'
+import { embedding, layerNorm, linear, trace, type Fwd, type LayerKV, type RunState } from './layers.js'
+import type { FamilyModule } from './registry.js'
+import type { Tracer } from './tracing.js'
 
-/** Every activation buffer, allocated once when the model is created (llama2.c's RunState). */
-export interface RunState {
-  maxT: number
-  x: Buf // (maxT, C) residual stream
-  xn: Buf // (maxT, C) LayerNorm output
-  q: Buf // (maxT, C)
-  k: Buf // (maxT, C)
-  v: Buf // (maxT, C)
-  att: Buf // (maxT, C) attention output before the output projection
-  attnOut: Buf // (maxT, C)
-  h: Buf // (maxT, F) MLP inner activation
-  mlpOut: Buf // (maxT, C)
-  scores: Buf // (nHead, nCtx) attention scratch
-  attn: AttentionOptions // the attention op's options, refilled per layer (no object per call)
-  xLast: Buf // (C) the row whose next-token logits are wanted
-  logits: Buf // (V)
-  logitsHost: Float32Array // (V) host copy returned by forward()
-}
-
-/** Keys and values of one layer's past positions, per sequence: (nCtx, C) each. Written in place, never concatenated. */
-export interface LayerCache {
-  k: Buf[]
-  v: Buf[]
-}
-
-/**
- * Layers live in placement groups (one on most devices; one per 4 GiB wasm32 memory for big models).
- * Each group has its own activations; the residual stream is copied when the next layer is in
- * another group. Group 0 also holds the embeddings, the final norm and the LM head.
- */
-export interface Group {
-  s: RunState
-  /** GPT-J's sin/cos table [nPositions, rotaryDim/2, 2], or null. */
-  rotary: Buf | null
-  /** [nHead, maxT, nCtx] attention probabilities for tracers; allocated on the first traced call. */
-  probs: Buf | null
-}
-
-/** Everything forward() reads: the model's weights and buffers, placed once by loadModel. */
-export interface Ctx {
+/** A loaded model's weights and their layout on the device: immutable, shared by every session. */
+export interface Weights {
   dev: Device
   a: Arch
+  family: FamilyModule
   shared: SharedWeights
-  layers: LayerWeights[]
-  /** Group of each layer. */
+  /** Block l's weights, of the family's layer type. */
+  layers: unknown[]
+  /** The placement group (wasm32 memory) of each layer; group 0 holds the embeddings and the head. */
   layerGroup: number[]
-  groups: Group[]
-  /** One LayerCache per layer. */
-  kv: LayerCache[]
+  nGroups: number
+  /** Per group: GPT-J's sin/cos table [nPositions, rotaryDim/2, 2], or null. */
+  rotary: (Buf | null)[]
+  /** The longest sequence a session may run (LoadOptions.maxContext). */
   nCtx: number
-  nSeq: number
-  ids: Int32Array // (maxT) token ids of the rows in flight
-  positions: Int32Array // (maxT) their position ids
+  /** Rows of the largest part of a split weight (0 when no weight is split). */
+  maxPartRows: number
+  /** Rows per forward step of a session that does not choose (LoadOptions.maxBatchTokens). */
+  maxT: number
+}
+
+export interface SessionOptions {
+  /** Token rows per forward step; longer inputs run in chunks (default: the model's maxBatchTokens, 64). */
+  maxBatchTokens?: number
+  /**
+   * KV positions a slot gets when acquired (default 0: allocated on first use). A slot's cache grows
+   * on demand, doubling (at least 64 positions), up to the model's context.
+   */
+  kvCapacity?: number
 }
 
 export interface ForwardOptions {
-  /** KV-cache slot (sequence) to read and extend. Default 0. */
-  seq?: number
-  /** Return the logits of every row ([T, V]) instead of only the last row ([V]). */
-  allLogits?: boolean
+  /** The sequence (KV-cache slot) to read and extend; default 0, the slot every session starts with. */
+  slot?: number
+  tracer?: Tracer
+  /** With a tracer: also emit h.L.lens, the final norm and LM head applied after every layer. */
+  logitLens?: boolean
+}
+
+export interface LogProbsOptions {
+  slot?: number
+  /** Position of ids[0] (default 0); positions before it must be in the slot's cache. */
+  pos?: number
+  /**
+   * The token whose log-probability each row gives (same length as ids; a negative entry gives 0).
+   * Default: the next id, ids[t + 1] — the result then has ids.length - 1 entries.
+   */
+  targets?: ArrayLike<number>
   tracer?: Tracer
 }
 
-export function createRunState(dev: Device, a: Arch, maxT: number, nCtx: number): RunState {
+/** Bytes of one placement group's activations (createRunState) and of one layer's KV cache for `sequences` full-context slots. */
+export function runtimeBytes(a: Arch, maxT: number, nCtx: number, sequences = 1): { activations: number; kvPerLayer: number } {
   const C = a.nEmbd
-  const scores = dev.alloc(a.nHead * nCtx)
   return {
-    maxT,
-    scores,
-    attn: { T: 0, pos0: 0, nHead: a.nHead, headDim: a.headDim, scale: 1, window: 0, scratch: scores, probs: null },
-    x: dev.alloc(maxT * C),
-    xn: dev.alloc(maxT * C),
-    q: dev.alloc(maxT * C),
-    k: dev.alloc(maxT * C),
-    v: dev.alloc(maxT * C),
-    att: dev.alloc(maxT * C),
-    attnOut: dev.alloc(maxT * C),
-    h: dev.alloc(maxT * a.nInner),
-    mlpOut: dev.alloc(maxT * C),
-    xLast: dev.alloc(C),
-    logits: dev.alloc(a.nVocab),
-    logitsHost: new Float32Array(a.nVocab),
+    activations: 4 * (maxT * (8 * C + a.nInner) + 2 * C + a.nVocab + maxT + a.nHead * nCtx),
+    kvPerLayer: 4 * 2 * sequences * nCtx * C,
   }
 }
 
-export function createLayerCache(dev: Device, a: Arch, nCtx: number, nSeq: number): LayerCache {
-  const slots = () => Array.from({ length: nSeq }, () => dev.alloc(nCtx * a.nEmbd))
-  return { k: slots(), v: slots() }
+interface Slot {
+  /** Per layer, [cap, C] keys and values. */
+  kv: LayerKV[]
+  /** Positions the cache holds room for. */
+  cap: number
+  /** The slot's next-token logits [V] (reused by its next forward). */
+  logits: Float32Array
 }
 
-/** Bytes createRunState allocates, and the KV cache of one layer. */
-export function runtimeBytes(a: Arch, maxT: number, nCtx: number, nSeq: number): { activations: number; kvPerLayer: number } {
-  const C = a.nEmbd
-  return {
-    activations: 4 * (maxT * (8 * C + a.nInner) + C + 2 * a.nVocab + a.nHead * nCtx),
-    kvPerLayer: 4 * 2 * nSeq * nCtx * C,
-  }
-}
+const LAST = 0, ALL = 1, LOGPROBS = 2
+type Head = typeof LAST | typeof ALL | typeof LOGPROBS
 
 /**
- * Runs `ids` at positions pos, pos+1, ... of sequence `seq`, storing their keys/values in the cache,
- * and returns next-token logits: the last row ([V], a buffer reused by the next call) or, with
- * allLogits, every row ([T, V], freshly allocated). Prompts longer than maxT run in chunks.
+ * The state of one user of a model: activation buffers, and KV-cache slots acquired and released.
+ * Calls run in order; several may be in flight (awaiting their readback) at once, on different slots.
  */
-export function forward(m: Ctx, ids: ArrayLike<number>, pos: number, opts: ForwardOptions = {}): Float32Array {
-  const { dev, a, shared: w, groups } = m
-  const s = groups[0].s
-  const seq = opts.seq ?? 0
-  const n = ids.length
-  checkForward(m, ids, pos, seq)
-  const all = opts.allLogits ? new Float32Array(n * a.nVocab) : null
-  const C = a.nEmbd, V = a.nVocab
-  const trace = opts.tracer
+export class Session {
+  readonly maxBatchTokens: number
+  private readonly groups: RunState[] = []
+  private readonly slots: (Slot | null)[] = []
+  private readonly f: Fwd
+  private readonly ids: Int32Array
+  private readonly targets: Int32Array
+  private readonly owned: Buf[] = []
+  // group 0: the head's buffers
+  private readonly xLast: Buf
+  private readonly logits1: Buf
+  private logitsT: Buf | null = null
+  private lp: Buf | null = null
+  private lensBufs: { x: Buf; logits: Buf } | null = null
+  private readonly kvCapacity: number
+  private disposed = false
 
-  for (let done = 0; done < n; ) {
-    const T = Math.min(s.maxT, n - done)
-    const pos0 = pos + done
-    for (let t = 0; t < T; t++) {
-      m.ids[t] = ids[done + t]
-      m.positions[t] = pos0 + t
+  constructor(
+    private readonly w: Weights,
+    opts: SessionOptions = {},
+  ) {
+    const { dev, a } = w
+    const maxT = opts.maxBatchTokens ?? w.maxT
+    if (!Number.isInteger(maxT) || maxT < 1 || maxT > 4096)
+      throw new UsageError({ where: 'createSession', what: 'maxBatchTokens out of range', expected: '1 .. 4096', found: show(opts.maxBatchTokens) })
+    const cap = opts.kvCapacity ?? 0
+    if (!Number.isInteger(cap) || cap < 0 || cap > w.nCtx)
+      throw new UsageError({ where: 'createSession', what: 'kvCapacity out of range', expected: `0 .. ${w.nCtx}`, found: show(opts.kvCapacity) })
+    this.maxBatchTokens = maxT
+    this.kvCapacity = cap
+    for (let g = 0; g < w.nGroups; g++) {
+      dev.placement?.use(g)
+      this.groups.push(this.createRunState(maxT))
     }
+    dev.placement?.use(0)
+    this.xLast = this.alloc(a.nEmbd)
+    this.logits1 = this.alloc(a.nVocab)
+    this.ids = new Int32Array(maxT)
+    this.targets = new Int32Array(maxT)
+    this.f = {
+      dev, a, s: this.groups[0], T: 0, pos0: 0,
+      positions: new Int32Array(maxT), partIds: new Int32Array(maxT),
+      kv: { k: this.xLast, v: this.xLast }, rotary: null, trace: undefined,
+    }
+    this.acquire()
+  }
 
-    // x = wte[ids] (+ wpe[positions])
-    dev.embed(s.x, w.wte, m.ids, T, C, false)
-    if (w.wpe) dev.embed(s.x, w.wpe, m.positions, T, C, true)
-    trace?.(event(dev, 'embed', null, s.x, [T, C], pos0))
+  private alloc(n: number): Buf {
+    const b = this.w.dev.alloc(n)
+    this.owned.push(b)
+    return b
+  }
 
-    let g = 0 // the group whose s.x holds the residual stream
+  private createRunState(maxT: number): RunState {
+    const { a, nCtx, maxPartRows } = this.w
+    const C = a.nEmbd
+    const scores = this.alloc(a.nHead * nCtx)
+    return {
+      maxT,
+      x: this.alloc(maxT * C),
+      xn: this.alloc(maxT * C),
+      q: this.alloc(maxT * C),
+      k: this.alloc(maxT * C),
+      v: this.alloc(maxT * C),
+      att: this.alloc(maxT * C),
+      attnOut: this.alloc(maxT * C),
+      h: this.alloc(maxT * a.nInner),
+      mlpOut: this.alloc(maxT * C),
+      scores,
+      attn: { T: 0, pos0: 0, nHead: a.nHead, headDim: a.headDim, scale: 1, window: 0, scratch: scores, probs: null },
+      probs: null,
+      partOut: maxPartRows > 0 ? this.alloc(maxT * maxPartRows) : null,
+    }
+  }
+
+  // --- slots -------------------------------------------------------------------------------------
+
+  /** A free KV-cache slot (sequence) for forward(); slot 0 is acquired when the session is made. */
+  acquire(): number {
+    this.alive()
+    let i = this.slots.indexOf(null)
+    if (i < 0) i = this.slots.push(null) - 1
+    const sl: Slot = { kv: [], cap: 0, logits: new Float32Array(this.w.a.nVocab) }
+    this.slots[i] = sl
+    if (this.kvCapacity > 0) this.reserve(sl, this.kvCapacity)
+    return i
+  }
+
+  /** Returns a slot and frees its KV cache. */
+  release(slot: number): void {
+    const sl = this.slot(slot, 'release')
+    for (const kv of sl.kv) {
+      this.w.dev.free(kv.k)
+      this.w.dev.free(kv.v)
+    }
+    this.slots[slot] = null
+  }
+
+  /** Copies the first nPos cached positions of slot `from` into slot `to` (beam search, shared prompts). */
+  copySlot(from: number, to: number, nPos: number): void {
+    const src = this.slot(from, 'copySlot'), dst = this.slot(to, 'copySlot')
+    if (!Number.isInteger(nPos) || nPos < 0 || nPos > src.cap)
+      throw new UsageError({ where: 'copySlot', what: 'positions out of range', expected: `0 .. ${src.cap} (the cached positions of slot ${from})`, found: show(nPos) })
+    if (nPos === 0 || from === to) return
+    this.reserve(dst, nPos)
+    const n = nPos * this.w.a.nEmbd
+    for (let l = 0; l < src.kv.length; l++) {
+      this.w.dev.copy(dst.kv[l].k, 0, src.kv[l].k, 0, n)
+      this.w.dev.copy(dst.kv[l].v, 0, src.kv[l].v, 0, n)
+    }
+  }
+
+  /** Positions slot `slot`'s cache has room for now (it grows on demand). */
+  kvCapacityOf(slot: number): number {
+    return this.slot(slot, 'kvCapacityOf').cap
+  }
+
+  /** Slots acquired and not released. */
+  get slotsInUse(): number {
+    return this.slots.filter((s) => s !== null).length
+  }
+
+  private slot(i: number, where: string): Slot {
+    this.alive()
+    const sl = Number.isInteger(i) ? this.slots[i] : undefined
+    if (!sl) throw new UsageError({ where, what: 'no such slot in this session', expected: `an acquired slot (${this.slots.map((s, j) => (s ? j : -1)).filter((j) => j >= 0).join(', ') || 'none'})`, found: show(i) })
+    return sl
+  }
+
+  /** Grows a slot's cache to hold `need` positions (a new buffer per layer, the old rows copied). */
+  private reserve(sl: Slot, need: number): void {
+    if (need <= sl.cap) return
+    const { dev, a, nCtx, layerGroup } = this.w
+    const cap = Math.min(nCtx, Math.max(need, 64, 2 * sl.cap))
+    const C = a.nEmbd
     for (let l = 0; l < a.nLayer; l++) {
-      const gl = m.layerGroup[l]
-      if (gl !== g) dev.copy(groups[gl].s.x, 0, groups[g].s.x, 0, T * C)
-      g = gl
-      if (a.residual === 'parallel') parallelBlock(m, groups[g], l, T, pos0, seq, trace)
-      else sequentialBlock(m, groups[g], l, T, pos0, seq, trace)
-      trace?.(event(dev, `h.${l}.out`, l, groups[g].s.x, [T, C], pos0))
-    }
-    if (g !== 0) dev.copy(s.x, 0, groups[g].s.x, 0, T * C)
-
-    dev.layerNorm(s.x, s.x, w.lnF.g, w.lnF.b, T, C, a.eps)
-    trace?.(event(dev, 'ln_f', null, s.x, [T, C], pos0))
-
-    if (all) {
-      // every row: reuse the MLP buffer when it is big enough, else one row at a time
-      for (let t = 0; t < T; t++) {
-        dev.copy(s.xLast, 0, s.x, t * C, C)
-        dev.matmul(s.logits, s.xLast, w.lmHead.w, w.lmHead.b, 1, C, V)
-        dev.read(s.logits, all.subarray((done + t) * V, (done + t + 1) * V))
+      dev.placement?.use(layerGroup[l])
+      const k = dev.alloc(cap * C), v = dev.alloc(cap * C)
+      const old = sl.kv[l]
+      if (old) {
+        dev.copy(k, 0, old.k, 0, sl.cap * C)
+        dev.copy(v, 0, old.v, 0, sl.cap * C)
+        dev.free(old.k)
+        dev.free(old.v)
       }
-    } else if (done + T === n) {
-      dev.copy(s.xLast, 0, s.x, (T - 1) * C, C)
-      dev.matmul(s.logits, s.xLast, w.lmHead.w, w.lmHead.b, 1, C, V)
-      dev.read(s.logits, s.logitsHost)
+      sl.kv[l] = { k, v }
     }
-    done += T
+    dev.placement?.use(0)
+    sl.cap = cap
   }
-  const result = all ?? s.logitsHost
-  trace?.({ name: 'logits', layer: null, shape: all ? [n, V] : [1, V], pos0: all ? pos : pos + n - 1, read: () => result.slice() })
-  return result
-}
 
-/** GPT-2 / GPT-Neo: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)). */
-function sequentialBlock(m: Ctx, grp: Group, l: number, T: number, pos0: number, seq: number, trace?: Tracer): void {
-  const { dev, a } = m
-  const s = grp.s, L = m.layers[l]
-  const C = a.nEmbd
-  dev.layerNorm(s.xn, s.x, L.ln1.g, L.ln1.b, T, C, a.eps)
-  trace?.(event(dev, `h.${l}.ln_1`, l, s.xn, [T, C], pos0))
-  attention(m, grp, L, l, T, pos0, seq, trace)
-  dev.add(s.x, s.x, s.attnOut, T * C)
-  const ln2 = L.ln2!
-  dev.layerNorm(s.xn, s.x, ln2.g, ln2.b, T, C, a.eps)
-  trace?.(event(dev, `h.${l}.ln_2`, l, s.xn, [T, C], pos0))
-  mlp(m, s, L, l, T, pos0, trace)
-  dev.add(s.x, s.x, s.mlpOut, T * C)
-}
+  // --- running ------------------------------------------------------------------------------------
 
-/** GPT-J: h = ln_1(x); x = x + attn(h) + mlp(h) — both branches read the same normed input. */
-function parallelBlock(m: Ctx, grp: Group, l: number, T: number, pos0: number, seq: number, trace?: Tracer): void {
-  const { dev, a } = m
-  const s = grp.s, L = m.layers[l]
-  const C = a.nEmbd
-  dev.layerNorm(s.xn, s.x, L.ln1.g, L.ln1.b, T, C, a.eps)
-  trace?.(event(dev, `h.${l}.ln_1`, l, s.xn, [T, C], pos0))
-  attention(m, grp, L, l, T, pos0, seq, trace)
-  mlp(m, s, L, l, T, pos0, trace)
-  // HF adds in this order: (attn_output + feed_forward_hidden_states) + residual
-  dev.add(s.attnOut, s.attnOut, s.mlpOut, T * C)
-  dev.add(s.x, s.attnOut, s.x, T * C)
-}
-
-/** Causal self-attention of the T rows in s.xn; leaves the projected output in s.attnOut. */
-function attention(m: Ctx, grp: Group, L: LayerWeights, l: number, T: number, pos0: number, seq: number, trace?: Tracer): void {
-  const { dev, a } = m
-  const s = grp.s
-  const C = a.nEmbd, kind = a.layers[l]
-  dev.matmul(s.q, s.xn, L.q.w, L.q.b, T, C, C)
-  dev.matmul(s.k, s.xn, L.k.w, L.k.b, T, C, C)
-  dev.matmul(s.v, s.xn, L.v.w, L.v.b, T, C, C)
-  if (grp.rotary) {
-    dev.rotary(s.q, grp.rotary, m.positions, T, a.nHead, a.headDim, a.rotaryDim)
-    dev.rotary(s.k, grp.rotary, m.positions, T, a.nHead, a.headDim, a.rotaryDim)
+  /**
+   * Runs ids at positions pos, pos+1, ... of a slot (storing their keys and values) and resolves to
+   * the next-token logits of the last row, [nVocab]: the slot's own array, overwritten by its next
+   * forward. Positions before pos must already be in the slot's cache.
+   */
+  async forward(ids: ArrayLike<number>, pos: number, opts: ForwardOptions = {}): Promise<Float32Array> {
+    const sl = this.slot(opts.slot ?? 0, 'forward')
+    this.check(ids, pos, 'forward')
+    this.reserve(sl, pos + ids.length)
+    this.pass(ids, pos, sl, LAST, opts.tracer, opts.logitLens === true, null, null)
+    await this.w.dev.read(this.logits1, sl.logits)
+    return sl.logits
   }
-  if (trace) {
-    trace(event(dev, `h.${l}.attn.q`, l, s.q, [T, C], pos0))
-    trace(event(dev, `h.${l}.attn.k`, l, s.k, [T, C], pos0))
-    trace(event(dev, `h.${l}.attn.v`, l, s.v, [T, C], pos0))
+
+  /** Like forward, but resolves to the logits of every row, [ids.length, nVocab] (a new array): one [T, V] matmul per chunk. */
+  async logits(ids: ArrayLike<number>, pos: number, opts: ForwardOptions = {}): Promise<Float32Array> {
+    const sl = this.slot(opts.slot ?? 0, 'logits')
+    this.check(ids, pos, 'logits')
+    this.reserve(sl, pos + ids.length)
+    const out = new Float32Array(ids.length * this.w.a.nVocab)
+    await this.pass(ids, pos, sl, ALL, opts.tracer, opts.logitLens === true, out, null)
+    return out
   }
-  // store this chunk's keys and values at positions pos0 .. pos0+T-1 of the cache
-  const kCache = m.kv[l].k[seq], vCache = m.kv[l].v[seq]
-  dev.copy(kCache, pos0 * C, s.k, 0, T * C)
-  dev.copy(vCache, pos0 * C, s.v, 0, T * C)
-  const nKeys = pos0 + T
-  const probs = trace ? (grp.probs ??= dev.alloc(a.nHead * s.maxT * m.nCtx)) : null // tracing only
-  const o = s.attn
-  o.T = T
-  o.pos0 = pos0
-  o.scale = kind.scale
-  o.window = kind.window
-  o.probs = probs
-  dev.attention(s.att, s.q, kCache, vCache, o)
-  if (trace && probs) trace(event(dev, `h.${l}.attn.probs`, l, probs, [a.nHead, T, nKeys], pos0))
-  dev.matmul(s.attnOut, s.att, L.o.w, L.o.b, T, C, C)
-  trace?.(event(dev, `h.${l}.attn.out`, l, s.attnOut, [T, C], pos0))
-}
 
-/** MLP of the T rows in s.xn: fc_out(act(fc_in(x))) into s.mlpOut. */
-function mlp(m: Ctx, s: RunState, L: LayerWeights, l: number, T: number, pos0: number, trace?: Tracer): void {
-  const { dev, a } = m
-  const C = a.nEmbd, F = a.nInner
-  dev.matmul(s.h, s.xn, L.fcIn.w, L.fcIn.b, T, C, F)
-  dev.activation(s.h, s.h, T * F, a.act)
-  trace?.(event(dev, `h.${l}.mlp.hidden`, l, s.h, [T, F], pos0))
-  dev.matmul(s.mlpOut, s.h, L.fcOut.w, L.fcOut.b, T, F, C)
-  trace?.(event(dev, `h.${l}.mlp.out`, l, s.mlpOut, [T, C], pos0))
-}
+  /**
+   * log p(target_t | ids[0 .. t]) for every row: log-softmax and the gather run on the device, only
+   * these floats come back. With the default targets (the next id) the result has ids.length - 1
+   * entries: the log-likelihood of ids[1 ..] given ids[0] and what came before in the slot.
+   */
+  async logProbs(ids: ArrayLike<number>, opts: LogProbsOptions = {}): Promise<Float32Array> {
+    const sl = this.slot(opts.slot ?? 0, 'logProbs')
+    const pos = opts.pos ?? 0
+    let run = ids, targets = opts.targets
+    if (targets === undefined) {
+      if (ids.length < 2) return new Float32Array(0)
+      run = Array.prototype.slice.call(ids, 0, ids.length - 1) as number[]
+      targets = Array.prototype.slice.call(ids, 1) as number[]
+    } else if (targets.length !== ids.length) {
+      throw new UsageError({ where: 'logProbs', what: 'targets and ids differ in length', expected: String(ids.length), found: String(targets.length) })
+    }
+    this.check(run, pos, 'logProbs')
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i]
+      if (!Number.isInteger(t) || t >= this.w.a.nVocab) fail('logProbs', `target at index ${i} out of range`, `an integer < ${this.w.a.nVocab} (negative: none)`, show(t))
+    }
+    this.reserve(sl, pos + run.length)
+    const out = new Float32Array(run.length)
+    await this.pass(run, pos, sl, LOGPROBS, opts.tracer, false, out, targets)
+    return out
+  }
 
-function event(dev: Device, name: string, layer: number | null, buf: Buf, shape: number[], pos0: number) {
-  const size = shape.reduce((p, d) => p * d, 1)
-  return { name, layer, shape, pos0, read: () => { const out = new Float32Array(size); dev.read(buf, out); return out } }
-}
+  /** Frees the session's buffers and slots. */
+  dispose(): void {
+    if (this.disposed) return
+    for (let i = 0; i < this.slots.length; i++) if (this.slots[i]) this.release(i)
+    for (const b of this.owned) this.w.dev.free(b)
+    this.owned.length = 0
+    this.disposed = true
+  }
 
-/** Validates a forward call before touching any buffer: ids in range, positions inside the cache. */
-function checkForward(m: Ctx, ids: ArrayLike<number>, pos: number, seq: number): void {
-  const { a } = m
-  if (ids.length === 0) fail('no input tokens', 'at least one token id', '0')
-  if (!Number.isInteger(seq) || seq < 0 || seq >= m.nSeq) fail('sequence slot out of range', `0 .. ${m.nSeq - 1}`, String(seq))
-  if (!Number.isInteger(pos) || pos < 0) fail('bad start position', 'an integer >= 0', String(pos))
-  if (pos + ids.length > m.nCtx)
-    fail('sequence longer than the context', `at most ${m.nCtx} positions`, `${pos + ids.length}`,
-      `this model was created with a context of ${m.nCtx} (the model's limit is ${a.nPositions})`)
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i]
-    if (!Number.isInteger(id) || id < 0 || id >= a.nVocab) fail(`token id at index ${i} out of range`, `0 .. ${a.nVocab - 1}`, String(id))
+  private alive(): void {
+    if (this.disposed) throw new UsageError({ where: 'session', what: 'the session was disposed' })
+  }
+
+  /**
+   * One pass over ids in chunks of maxT rows: embeddings, the blocks, the final norm and the head.
+   * Every op is issued before this returns; the readbacks of ALL / LOGPROBS are returned to await.
+   */
+  private pass(ids: ArrayLike<number>, pos: number, sl: Slot, head: Head, tracer: Tracer | undefined, lens: boolean,
+    out: Float32Array | null, targets: ArrayLike<number> | null): Promise<unknown> | null {
+    const w = this.w, { dev, a, shared, family, layers, layerGroup } = w
+    const f = this.f, groups = this.groups, g0 = groups[0]
+    const C = a.nEmbd, V = a.nVocab, n = ids.length
+    if (tracer) this.prepareTrace(lens)
+    if (head !== LAST) this.prepareRows()
+    f.trace = tracer
+    let reads: Promise<unknown>[] | null = null
+    for (let done = 0; done < n; ) {
+      const T = Math.min(this.maxBatchTokens, n - done)
+      const pos0 = pos + done
+      for (let t = 0; t < T; t++) {
+        this.ids[t] = ids[done + t]
+        f.positions[t] = pos0 + t
+      }
+      f.T = T
+      f.pos0 = pos0
+      f.s = g0
+
+      // x = wte[ids] (+ wpe[positions])
+      embedding(f, g0.x, shared.wte, this.ids, false)
+      if (shared.wpe) embedding(f, g0.x, shared.wpe, f.positions, true)
+      trace(f, null, 'embed', g0.x, T, C)
+
+      let g = 0 // the group whose x holds the residual stream
+      for (let l = 0; l < a.nLayer; l++) {
+        const gl = layerGroup[l]
+        if (gl !== g) dev.copy(groups[gl].x, 0, groups[g].x, 0, T * C)
+        g = gl
+        f.s = groups[g]
+        f.kv = sl.kv[l]
+        f.rotary = w.rotary[g]
+        family.block(f, layers[l], l)
+        trace(f, l, 'out', f.s.x, T, C)
+        if (lens && tracer) this.lens(l)
+      }
+      if (g !== 0) dev.copy(g0.x, 0, groups[g].x, 0, T * C)
+      f.s = g0
+
+      this.finalNorm(g0.x, T)
+      trace(f, null, 'ln_f', g0.x, T, C)
+      if (head === LAST) {
+        if (done + T === n) {
+          dev.copy(this.xLast, 0, g0.x, (T - 1) * C, C)
+          this.lmHead(this.logits1, this.xLast, 1)
+          if (tracer) {
+            const b = this.logits1
+            tracer({ name: 'logits', layer: null, shape: [1, V], pos0: pos0 + T - 1, read: () => dev.snapshot(b, 0, V) })
+          }
+        }
+      } else {
+        const logitsT = this.logitsT!
+        this.lmHead(logitsT, g0.x, T)
+        trace(f, null, 'logits', logitsT, T, V)
+        reads ??= []
+        if (head === ALL) reads.push(dev.read(logitsT, out!.subarray(done * V, (done + T) * V)))
+        else {
+          for (let t = 0; t < T; t++) this.targets[t] = targets![done + t]
+          dev.logProbs(this.lp!, logitsT, this.targets, T, V)
+          reads.push(dev.read(this.lp!, out!.subarray(done, done + T)))
+        }
+      }
+      done += T
+    }
+    f.trace = undefined
+    return reads ? Promise.all(reads) : null
+  }
+
+  /** ln_f on T rows of x, in place. */
+  private finalNorm(x: Buf, T: number): void {
+    const { dev, a, shared } = this.w
+    dev.layerNorm(x, x, shared.lnF.g, shared.lnF.b, T, a.nEmbd, a.eps)
+  }
+
+  /** out[T, V] = x[T, C] · lm_head^T (+ bias): logits. (f.s must be group 0, where the head lives.) */
+  private lmHead(out: Buf, x: Buf, T: number): void {
+    linear(this.f, out, x, this.w.shared.lmHead, T, this.w.a.nEmbd)
+  }
+
+  /** The logit lens after layer l: the model's own final norm and LM head on the last row of the residual stream. */
+  private lens(l: number): void {
+    const { dev, a } = this.w
+    const f = this.f, s = f.s, C = a.nEmbd, V = a.nVocab
+    const { x, logits } = this.lensBufs!
+    dev.copy(x, 0, s.x, (f.T - 1) * C, C)
+    f.s = this.groups[0]
+    this.finalNorm(x, 1)
+    this.lmHead(logits, x, 1)
+    f.s = s
+    f.trace!({ name: `h.${l}.lens`, layer: l, shape: [1, V], pos0: f.pos0 + f.T - 1, read: () => dev.snapshot(logits, 0, V) })
+  }
+
+  /** Buffers only a traced forward uses: attention probabilities per group, the logit lens's rows. */
+  private prepareTrace(lens: boolean): void {
+    const { dev, a, nCtx } = this.w
+    for (let g = 0; g < this.groups.length; g++) {
+      const s = this.groups[g]
+      if (s.probs) continue
+      dev.placement?.use(g)
+      s.probs = this.alloc(a.nHead * s.maxT * nCtx)
+    }
+    dev.placement?.use(0)
+    if (lens && !this.lensBufs) this.lensBufs = { x: this.alloc(a.nEmbd), logits: this.alloc(a.nVocab) }
+  }
+
+  /** Buffers of the every-row heads: [maxT, V] logits and [maxT] log-probabilities (first use only). */
+  private prepareRows(): void {
+    if (this.logitsT) return
+    this.logitsT = this.alloc(this.maxBatchTokens * this.w.a.nVocab)
+    this.lp = this.alloc(this.maxBatchTokens)
+  }
+
+  /** Validates a call before touching any buffer: ids in range, positions inside the context. */
+  private check(ids: ArrayLike<number>, pos: number, where: string): void {
+    const { a, nCtx } = this.w
+    if (ids.length === 0) fail(where, 'no input tokens', 'at least one token id', '0')
+    if (!Number.isInteger(pos) || pos < 0) fail(where, 'bad start position', 'an integer >= 0', show(pos))
+    if (pos + ids.length > nCtx)
+      fail(where, 'sequence longer than the context', `at most ${nCtx} positions`, `${pos + ids.length}`,
+        `this model was loaded with a context of ${nCtx} (the model's limit is ${a.nPositions})`)
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]
+      if (!Number.isInteger(id) || id < 0 || id >= a.nVocab) fail(where, `token id at index ${i} out of range`, `0 .. ${a.nVocab - 1}`, show(id))
+    }
   }
 }
 
-function fail(what: string, expected: string, found: string, hint?: string): never {
-  throw new UsageError({ where: 'forward', what, expected, found, hint })
+function fail(where: string, what: string, expected: string, found: string, hint?: string): never {
+  throw new UsageError({ where, what, expected, found, hint })
 }

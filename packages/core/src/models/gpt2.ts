@@ -5,8 +5,36 @@
 //   logits = ln_f(x) · wte^T                                     (tied lm_head)
 // Weights are Conv1D ([in, out], applied as x @ W + b): transposed once at load; c_attn is split into q, k, v.
 
-import { type Arch, ConfigReader, type LayerWeights, type SharedWeights } from './arch.js'
+import { type Arch, ConfigReader, type Linear, type Norm, type SharedWeights, type Traits } from './arch.js'
+import { add, type Fwd, layerNorm, mlp, selfAttention } from './layers.js'
 import type { WeightReader } from './weights.js'
+
+export const traits: Traits = { residual: 'sequential', positions: 'learned', lmHeadBias: false, block: 'GPT2Block' }
+
+/** GPT2Block's weights, named as in modeling_gpt2.py (c_attn is split into q, k, v at load). */
+export interface Gpt2Layer {
+  ln1: Norm
+  attn: { q: Linear; k: Linear; v: Linear; cProj: Linear }
+  ln2: Norm
+  mlp: { cFc: Linear; cProj: Linear }
+}
+
+/** GPT2Block.forward (pre-LayerNorm, sequential residual). */
+export function block(f: Fwd, L: Gpt2Layer, l: number): void {
+  const { x, xn, attnOut, mlpOut } = f.s
+  // residual = hidden_states; hidden_states = self.ln_1(hidden_states)
+  layerNorm(f, xn, x, L.ln1, l, 'ln_1')
+  // attn_output = self.attn(hidden_states)   (GPT2Attention: c_attn -> q, k, v; scores / sqrt(head_dim); c_proj)
+  selfAttention(f, attnOut, xn, L.attn.q, L.attn.k, L.attn.v, L.attn.cProj, l)
+  // hidden_states = attn_output + residual
+  add(f, x, attnOut, x)
+  // residual = hidden_states; hidden_states = self.ln_2(hidden_states)
+  layerNorm(f, xn, x, L.ln2, l, 'ln_2')
+  // feed_forward_hidden_states = self.mlp(hidden_states)   (GPT2MLP: c_proj(act(c_fc(x))))
+  mlp(f, mlpOut, xn, L.mlp.cFc, L.mlp.cProj, l)
+  // hidden_states = residual + feed_forward_hidden_states
+  add(f, x, x, mlpOut)
+}
 
 /** GPT-2's Conv1D layers store [in, out]. */
 const conv1d = { conv1d: true }
@@ -31,18 +59,13 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
     nPositions: c.int('n_positions', 1024),
     eps: c.num('layer_norm_epsilon', 1e-5),
     act: c.activation('activation_function', 'gelu_new'),
-    residual: 'sequential',
-    positions: 'learned',
     rotaryDim: 0,
     layers: Array.from({ length: nLayer }, (_, l) => ({
       attention: 'global' as const,
       window: 0,
       scale: (scaleWeights ? 1 / Math.sqrt(headDim) : 1) / (byLayer ? l + 1 : 1),
     })),
-    qkvBias: true,
-    outBias: true,
     tiedLmHead: c.bool('tie_word_embeddings', true),
-    lmHeadBias: false,
     bosTokenId: c.tokenIds('bos_token_id', 50256) as number | null,
     eosTokenId: c.tokenIds('eos_token_id', 50256),
     padTokenId: c.tokenIds('pad_token_id', null) as number | null,
@@ -57,21 +80,20 @@ export function loadShared(r: WeightReader, a: Arch): SharedWeights {
     wte,
     wpe: r.tensor('wpe.weight', [a.nPositions, C]),
     lnF: r.norm('ln_f', C),
-    lmHead: a.tiedLmHead ? { w: wte, b: null } : r.lmHead(a),
+    lmHead: a.tiedLmHead ? { w: wte, b: null } : r.lmHead(a.nVocab, C, false),
   }
 }
 
 /** Block l. */
-export function loadLayer(r: WeightReader, a: Arch, l: number): LayerWeights {
+export function loadLayer(r: WeightReader, a: Arch, l: number): Gpt2Layer {
   const { nEmbd: C, nInner: F } = a
   const p = `h.${l}.`
+  const ln1 = r.norm(p + 'ln_1', C)
   const [q, k, v] = r.fusedQkv(p + 'attn.c_attn', C)
   return {
-    ln1: r.norm(p + 'ln_1', C),
+    ln1,
+    attn: { q, k, v, cProj: r.linear(p + 'attn.c_proj', C, C, true, conv1d) },
     ln2: r.norm(p + 'ln_2', C),
-    q, k, v,
-    o: r.linear(p + 'attn.c_proj', C, C, true, conv1d),
-    fcIn: r.linear(p + 'mlp.c_fc', C, F, true, conv1d),
-    fcOut: r.linear(p + 'mlp.c_proj', F, C, true, conv1d),
+    mlp: { cFc: r.linear(p + 'mlp.c_fc', C, F, true, conv1d), cProj: r.linear(p + 'mlp.c_proj', F, C, true, conv1d) },
   }
 }

@@ -10,8 +10,36 @@
 // ({"model": {"type": "gpt3"}}): config.json has no model_type. Loading is strict (every checkpoint
 // key must be used), after removing a `state_dict` wrapper and the `model.` of `model.language_model.*`.
 
-import { type Arch, ConfigReader, type LayerWeights, type Linear, type SharedWeights } from './arch.js'
+import { type Arch, ConfigReader, type Linear, type Norm, type SharedWeights, type Traits } from './arch.js'
+import { add, type Fwd, layerNorm, mlp, selfAttention } from './layers.js'
 import type { WeightReader } from './weights.js'
+
+export const traits: Traits = { residual: 'sequential', positions: 'learned', lmHeadBias: false, block: 'GPT3TransformerLayer' }
+
+/** GPT3TransformerLayer's weights, named as in backbone.py (query_key_value is split into q, k, v at load). */
+export interface Gpt3Layer {
+  inputLayernorm: Norm
+  attention: { query: Linear; key: Linear; value: Linear; dense: Linear }
+  postAttentionLayernorm: Norm
+  mlp: { denseHTo4h: Linear; dense4hToH: Linear }
+}
+
+/** GPT3TransformerLayer.forward (pre-LayerNorm, sequential residual; GELU erf; eps = layernorm_epsilon). */
+export function block(f: Fwd, L: Gpt3Layer, l: number): void {
+  const { x, xn, attnOut, mlpOut } = f.s
+  // layernorm_output = self.input_layernorm(hidden_states)
+  layerNorm(f, xn, x, L.inputLayernorm, l, 'ln_1')
+  // attention_output = self.attention(layernorm_output)   (GPT3SelfAttention: blocked query_key_value, / sqrt(d), dense)
+  selfAttention(f, attnOut, xn, L.attention.query, L.attention.key, L.attention.value, L.attention.dense, l)
+  // layernorm_input = hidden_states + attention_output
+  add(f, x, x, attnOut)
+  // layernorm_output = self.post_attention_layernorm(layernorm_input)
+  layerNorm(f, xn, x, L.postAttentionLayernorm, l, 'ln_2')
+  // mlp_output = self.mlp(layernorm_output)   (GPT3MLP: dense_4h_to_h(gelu(dense_h_to_4h(x))))
+  mlp(f, mlpOut, xn, L.mlp.denseHTo4h, L.mlp.dense4hToH, l)
+  // output = layernorm_input + mlp_output
+  add(f, x, x, mlpOut)
+}
 
 /** The model_type refgpt files this family under (configuration.json's model.type). */
 export const MODEL_TYPE = 'gpt3'
@@ -49,14 +77,9 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
     nPositions: c.int('max_position_embeddings', 2048),
     eps: c.num('layernorm_epsilon', 1e-12),
     act: 'gelu_erf', // F.gelu whatever hidden_act says
-    residual: 'sequential',
-    positions: 'learned',
     rotaryDim: 0,
     layers: Array.from({ length: nLayer }, () => ({ attention: 'global' as const, window: 0, scale: 1 / Math.fround(Math.sqrt(headDim)) })),
-    qkvBias: true,
-    outBias: true,
     tiedLmHead: true,
-    lmHeadBias: false,
     bosTokenId: null,
     eosTokenId: gen.eodId,
     padTokenId: null,
@@ -82,17 +105,16 @@ export function loadShared(r: WeightReader, a: Arch): SharedWeights {
 }
 
 /** Block l. */
-export function loadLayer(r: WeightReader, a: Arch, l: number): LayerWeights {
+export function loadLayer(r: WeightReader, a: Arch, l: number): Gpt3Layer {
   const { nEmbd: C, nInner: F } = a
   const p = `transformer.layers.${l}.`
-  const [q, k, v] = blockedQkv(r, p + 'attention.query_key_value', C)
+  const inputLayernorm = r.norm(p + 'input_layernorm', C)
+  const [query, key, value] = blockedQkv(r, p + 'attention.query_key_value', C)
   return {
-    ln1: r.norm(p + 'input_layernorm', C),
-    ln2: r.norm(p + 'post_attention_layernorm', C),
-    q, k, v,
-    o: r.linear(p + 'attention.dense', C, C, true),
-    fcIn: r.linear(p + 'mlp.dense_h_to_4h', C, F, true),
-    fcOut: r.linear(p + 'mlp.dense_4h_to_h', F, C, true),
+    inputLayernorm,
+    attention: { query, key, value, dense: r.linear(p + 'attention.dense', C, C, true) },
+    postAttentionLayernorm: r.norm(p + 'post_attention_layernorm', C),
+    mlp: { denseHTo4h: r.linear(p + 'mlp.dense_h_to_4h', C, F, true), dense4hToH: r.linear(p + 'mlp.dense_4h_to_h', F, C, true) },
   }
 }
 
@@ -103,9 +125,9 @@ function blockedQkv(r: WeightReader, name: string, C: number): [Linear, Linear, 
   const live = !(r.dryRun || r.recorder)
   const wData = live ? r.ckpt.readF32(w.name) : undefined
   const bData = live ? r.ckpt.readF32(b.name) : undefined
-  const part = (i: number): Linear => ({
-    w: r.place({ name: w.name, data: wData?.slice(i * C * C, (i + 1) * C * C), shape: [C, C], dtype: w.dtype }),
-    b: r.place({ name: b.name, data: bData?.slice(i * C, (i + 1) * C), shape: [C], dtype: b.dtype }),
-  })
+  const part = (i: number): Linear => {
+    const wi = r.place({ name: w.name, data: wData?.slice(i * C * C, (i + 1) * C * C), shape: [C, C], dtype: w.dtype })
+    return { w: wi, b: r.placeLike({ name: b.name, data: bData?.slice(i * C, (i + 1) * C), shape: [C], dtype: b.dtype }, wi) }
+  }
   return [part(0), part(1), part(2)]
 }

@@ -6,8 +6,36 @@
 //   - q/k/v projections have no bias; out_proj has one. Weights are nn.Linear ([out, in]).
 
 import { ConfigError, show } from '../errors.js'
-import { type Arch, ConfigReader, type LayerKind, type LayerWeights, type SharedWeights } from './arch.js'
+import { type Arch, ConfigReader, type LayerKind, type Linear, type Norm, type SharedWeights, type Traits } from './arch.js'
+import { add, type Fwd, layerNorm, mlp, selfAttention } from './layers.js'
 import type { WeightReader } from './weights.js'
+
+export const traits: Traits = { residual: 'sequential', positions: 'learned', lmHeadBias: false, block: 'GPTNeoBlock' }
+
+/** GPTNeoBlock's weights, named as in modeling_gpt_neo.py (attn.attention.* -> attn.*). */
+export interface GptNeoLayer {
+  ln1: Norm
+  attn: { qProj: Linear; kProj: Linear; vProj: Linear; outProj: Linear }
+  ln2: Norm
+  mlp: { cFc: Linear; cProj: Linear }
+}
+
+/** GPTNeoBlock.forward: GPT-2's block with GPTNeoSelfAttention (unscaled scores, global or local layers). */
+export function block(f: Fwd, L: GptNeoLayer, l: number): void {
+  const { x, xn, attnOut, mlpOut } = f.s
+  // residual = hidden_states; hidden_states = self.ln_1(hidden_states)
+  layerNorm(f, xn, x, L.ln1, l, 'ln_1')
+  // attn_output = self.attn(hidden_states)   (q·k NOT divided by sqrt(head_dim); a local layer sees window_size keys)
+  selfAttention(f, attnOut, xn, L.attn.qProj, L.attn.kProj, L.attn.vProj, L.attn.outProj, l)
+  // hidden_states = attn_output + residual
+  add(f, x, attnOut, x)
+  // residual = hidden_states; hidden_states = self.ln_2(hidden_states)
+  layerNorm(f, xn, x, L.ln2, l, 'ln_2')
+  // feed_forward_hidden_states = self.mlp(hidden_states)   (GPTNeoMLP: c_proj(act(c_fc(x))))
+  mlp(f, mlpOut, xn, L.mlp.cFc, L.mlp.cProj, l)
+  // hidden_states = residual + feed_forward_hidden_states
+  add(f, x, x, mlpOut)
+}
 
 /** config.json -> Arch, with GPTNeoConfig's defaults. */
 export function parseConfig(json: Record<string, unknown>, file: string): Arch {
@@ -35,14 +63,9 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
     nPositions: c.int('max_position_embeddings', 2048),
     eps: c.num('layer_norm_epsilon', 1e-5),
     act: c.activation('activation_function', 'gelu_new'),
-    residual: 'sequential',
-    positions: 'learned',
     rotaryDim: 0,
     layers: kinds.map((k): LayerKind => ({ attention: k, window: k === 'local' ? window : 0, scale: 1 })),
-    qkvBias: false,
-    outBias: true,
     tiedLmHead: c.bool('tie_word_embeddings', true),
-    lmHeadBias: false,
     bosTokenId: c.tokenIds('bos_token_id', 50256) as number | null,
     eosTokenId: c.tokenIds('eos_token_id', 50256),
     padTokenId: c.tokenIds('pad_token_id', null) as number | null,
@@ -79,22 +102,23 @@ export function loadShared(r: WeightReader, a: Arch): SharedWeights {
     wte,
     wpe: r.tensor('wpe.weight', [a.nPositions, C]),
     lnF: r.norm('ln_f', C),
-    lmHead: a.tiedLmHead ? { w: wte, b: null } : r.lmHead(a),
+    lmHead: a.tiedLmHead ? { w: wte, b: null } : r.lmHead(a.nVocab, C, false),
   }
 }
 
 /** Block l. */
-export function loadLayer(r: WeightReader, a: Arch, l: number): LayerWeights {
+export function loadLayer(r: WeightReader, a: Arch, l: number): GptNeoLayer {
   const { nEmbd: C, nInner: F } = a
   const p = `h.${l}.`
   return {
     ln1: r.norm(p + 'ln_1', C),
+    attn: {
+      qProj: r.linear(p + 'attn.attention.q_proj', C, C, false),
+      kProj: r.linear(p + 'attn.attention.k_proj', C, C, false),
+      vProj: r.linear(p + 'attn.attention.v_proj', C, C, false),
+      outProj: r.linear(p + 'attn.attention.out_proj', C, C, true),
+    },
     ln2: r.norm(p + 'ln_2', C),
-    q: r.linear(p + 'attn.attention.q_proj', C, C, false),
-    k: r.linear(p + 'attn.attention.k_proj', C, C, false),
-    v: r.linear(p + 'attn.attention.v_proj', C, C, false),
-    o: r.linear(p + 'attn.attention.out_proj', C, C, true),
-    fcIn: r.linear(p + 'mlp.c_fc', C, F, true),
-    fcOut: r.linear(p + 'mlp.c_proj', F, C, true),
+    mlp: { cFc: r.linear(p + 'mlp.c_fc', C, F, true), cProj: r.linear(p + 'mlp.c_proj', F, C, true) },
   }
 }

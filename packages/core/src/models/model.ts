@@ -1,44 +1,45 @@
-// loadModel(dir): a Hugging Face model folder -> a runnable model on a device.
+// loadModel(dir): a Hugging Face model folder -> the model's weights on a device.
 //   config.json -> model_type -> family file -> Arch
-//   checkpoint (safetensors / sharded / pytorch_model.bin) -> family.loadWeights -> device buffers
-//   + a RunState and a KV cache allocated once, here, before any token is run.
+//   checkpoint (safetensors / sharded / pytorch_model.bin) -> family.loadShared / loadLayer -> device buffers
+// A Model holds only immutable weights; model.createSession() makes the state that runs it
+// (activations, KV-cache slots: decoder.ts). Devices come by name from the device registry.
 
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createJsDevice } from '../device/js.js'
-import { createWasmDevice } from '../device/wasm.js'
-import { rotaryTable } from '../device/storage.js'
-import type { Device, Storage } from '../device/types.js'
+import { createDevice, deviceNames, type DeviceOptions } from '../device/registry.js'
+import { rotaryTable, storageBytes } from '../device/storage.js'
+import type { Buf, Device, Storage } from '../device/types.js'
 import { CheckpointError, ConfigError, UsageError, show } from '../errors.js'
 import { openCheckpoint, readJsonFile } from '../io/index.js'
 import type { LoadedCheckpoint } from '../io/index.js'
 import type { CheckpointFormat, DType } from '../io/types.js'
-import type { Arch, Family, LayerWeights } from './arch.js'
-import { createLayerCache, createRunState, forward, runtimeBytes, type Ctx, type ForwardOptions, type Group, type LayerCache } from './decoder.js'
+import type { Arch, Family, Traits, Weight } from './arch.js'
+import { Session, runtimeBytes, type SessionOptions, type Weights } from './decoder.js'
 import { FAMILIES, PREFIXES, type FamilyModule } from './registry.js'
 import { shapeConfig, randomCheckpoint } from './random.js'
 import { WeightReader } from './weights.js'
 
-export type DeviceName = 'wasm' | 'js'
-/** Device names, the default first. */
-export const DEVICES: readonly DeviceName[] = ['wasm', 'js']
+/** A registered device name ('wasm', 'js', ...). */
+export type DeviceName = string
 
-export interface LoadOptions {
-  /** 'wasm' (default: the WASM-SIMD kernels), 'js' (the readable reference) or a Device object. */
-  device?: DeviceName | Device
-  /** Threads for the wasm device (default: the number of cores). */
-  threads?: number
-  /** wasm: bytes per linear memory before layers spill into the next one (default ~4 GiB; tests set it small). */
-  memoryBytes?: number
+/** The built-in device names, the default first; deviceNames() also lists devices registered later. */
+export const DEVICES: readonly string[] = deviceNames()
+
+export interface LoadOptions extends DeviceOptions {
+  /** A registered device name ('wasm', the default: the WASM-SIMD kernels; 'js': the readable reference) or a Device object. */
+  device?: string | Device
   /** Weight storage; default: each tensor's dtype in the checkpoint. */
   dtype?: Storage
   /** HF variant: reads model.<variant>.safetensors (e.g. 'bf16', 'f16'). */
   variant?: string
-  /** KV-cache length in positions. Default: the model's maximum (n_positions). */
+  /** The longest sequence a session may run, in positions. Default: the model's maximum (n_positions). */
   maxContext?: number
-  /** Independent sequences (KV-cache slots). Default 1. */
+  /**
+   * Full-context sequences to plan memory for (default 1): devices made of several address spaces
+   * (wasm32 memories) keep this much KV-cache room beside each layer. Sessions may hold more slots.
+   */
   sequences?: number
-  /** Token rows per forward step during prefill (longer prompts run in chunks). Default 64. */
+  /** Token rows per forward step of a session that does not choose (longer prompts run in chunks). Default 64. */
   maxBatchTokens?: number
 }
 
@@ -55,10 +56,15 @@ export interface ModelInfo {
   /** Elements per storage type as placed on the device. */
   storageDtypes: Partial<Record<Storage, number>>
   parameters: number
+  /** Bytes of the weights as their storage types keep them. */
   weightBytes: number
+  /** Bytes of the KV cache of one sequence at the full context. */
   kvCacheBytes: number
+  /** Bytes of one session's activations (per placement group). */
   activationBytes: number
   maxContext: number
+  /** Device buffers the weights occupy (more than the tensors when big weights are split). */
+  weightBuffers: number
   /** Tensors in the checkpoint the model does not use (HF's non-persistent attn.bias buffers are not listed). */
   unusedTensors: string[]
   /** Placement groups (wasm32 memories) the layers were spread over. */
@@ -70,6 +76,8 @@ export interface ModelInfo {
 export interface Model {
   readonly family: Family
   readonly arch: Arch
+  /** The family in words (residual kind, positions, LM-head bias, block class). */
+  readonly traits: Traits
   /** config.json as read. */
   readonly config: Record<string, unknown>
   /** generation_config.json as read, or null when the folder has none. */
@@ -79,17 +87,10 @@ export interface Model {
   readonly device: Device
   readonly info: ModelInfo
   /**
-   * Runs token ids at positions pos, pos+1, ... of KV-cache slot opts.seq (default 0) and returns the
-   * next-token logits of the last row ([nVocab]; the buffer is reused by the next call) or of every row
-   * with allLogits ([T, nVocab]). Positions before `pos` must already be in the cache.
+   * A new session on this model: its own activations and KV-cache slots (slot 0 acquired). Any
+   * number of sessions share the weights; dispose() a session to free its memory.
    */
-  forward(ids: ArrayLike<number>, pos: number, opts?: ForwardOptions): Float32Array
-  /** KV-cache slots (independent sequences) available to forward(). */
-  readonly sequences: number
-  /** Makes at least n KV-cache slots available (allocates; call before a token loop, not in it). */
-  reserveSequences(n: number): void
-  /** Copies the first nPos cached positions of slot `from` to slot `to` (beam search reorders beams). */
-  copySequence(from: number, to: number, nPos: number): void
+  createSession(opts?: SessionOptions): Session
   /** Releases the device's threads (when loadModel created the device). */
   dispose(): Promise<void>
 }
@@ -205,7 +206,7 @@ export function countVocabLines(text: string): number {
 
 /** load_state_dict(strict=True): the checkpoint's keys (after the prefix) must be exactly the model's. */
 function checkKeysStrict(o: Omit<Opened, 'ckpt' | 'prefix' | 'modelscopeConfig'>, ckpt: LoadedCheckpoint, prefix: string): void {
-  const r = new WeightReader(null as unknown as LoadedCheckpoint, createJsDevice(), prefix, undefined, true)
+  const r = new WeightReader(null as unknown as LoadedCheckpoint, null, prefix, undefined, true)
   r.recorder = new Map()
   o.family.loadShared(r, o.arch)
   for (let l = 0; l < o.arch.nLayer; l++) o.family.loadLayer(r, o.arch, l)
@@ -236,20 +237,20 @@ export function randomWeights(shape: string | Record<string, unknown>, opts: { s
 /** A model of `config`'s shape with seeded random weights (no file), opened like a checkpoint. */
 function openRandom(config: Record<string, unknown>, seed: number): Opened {
   const parsed = parseModelConfig(config, '(config)')
-  const r = new WeightReader(null as unknown as LoadedCheckpoint, createJsDevice(), PREFIXES[0], undefined, true)
+  const r = new WeightReader(null as unknown as LoadedCheckpoint, null, PREFIXES[0], undefined, true)
   r.recorder = new Map()
   parsed.family.loadShared(r, parsed.arch)
   for (let l = 0; l < parsed.arch.nLayer; l++) parsed.family.loadLayer(r, parsed.arch, l)
   return { ...parsed, ckpt: randomCheckpoint(r.recorder, seed), prefix: PREFIXES[0], modelscopeConfig: null }
 }
 
-function describe(o: Opened, r: WeightReader, maxContext: number, sequences: number, maxT: number): ModelInfo {
+function describe(o: Opened, r: WeightReader, maxContext: number, maxT: number): ModelInfo {
   const checkpointDtypes: Partial<Record<DType, number>> = {}
   for (const name of r.used) {
     const t = o.ckpt.tensors.get(name)!
     checkpointDtypes[t.dtype] = (checkpointDtypes[t.dtype] ?? 0) + t.size
   }
-  const rt = runtimeBytes(o.arch, maxT, maxContext, sequences)
+  const rt = runtimeBytes(o.arch, maxT, maxContext)
   const ignorable = /(^|\.)attn\.(bias|masked_bias)$|^lm_head\.weight$/ // HF buffers; a tied head's alias
   return {
     dir: o.ckpt.dir,
@@ -265,6 +266,7 @@ function describe(o: Opened, r: WeightReader, maxContext: number, sequences: num
     kvCacheBytes: rt.kvPerLayer * o.arch.nLayer,
     activationBytes: rt.activations,
     maxContext,
+    weightBuffers: r.buffers,
     unusedTensors: [...o.ckpt.tensors.keys()].filter((n) => !r.used.has(n) && !ignorable.test(n)),
     groups: 1,
     decodeBytesPerToken: 0,
@@ -291,78 +293,65 @@ function sizes(arch: Arch, opts: LoadOptions): Sizes {
   return { maxContext, sequences, maxT }
 }
 
-/** A device by name (or the Device object given). */
-export async function createDevice(device: DeviceName | Device | undefined, opts: LoadOptions = {}): Promise<Device> {
-  if (device === undefined || device === 'wasm') {
-    const threads = opts.threads
-    if (threads !== undefined && (!Number.isInteger(threads) || threads < 1 || threads > 256))
-      throw new UsageError({ what: 'bad thread count', expected: 'an integer in 1 .. 256', found: show(threads) })
-    return createWasmDevice({ threads, memoryBytes: opts.memoryBytes })
-  }
-  if (device === 'js') return createJsDevice()
-  if (typeof device === 'object') return device
-  throw new UsageError({ what: 'unknown device', expected: `one of ${DEVICES.join(', ')}`, found: show(device) })
-}
-
 /**
- * Places the weights, activations and KV cache: the shared weights and group 0's buffers first, then
- * each layer with its KV cache, in the group the device reserves for it (devices with one address
- * space have one group).
+ * Places the weights: the shared weights first, then each layer, in the placement group the device
+ * reserves for it (devices with one address space have one group). Each group keeps room for one
+ * session's activations and `sequences` full-context KV caches of its layers.
  */
-function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes): { ctx: Ctx; reader: WeightReader; decodeBytes: number } {
+function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes): { weights: Weights; reader: WeightReader; decodeBytes: number } {
   const { arch: a, family } = o
   const r = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype)
-  const dry = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype, true) // sizes only, for reserve()
+  const dry = new WeightReader(o.ckpt, null, o.prefix, opts.dtype, true) // sizes only, for reserve()
   const rt = runtimeBytes(a, sz.maxT, sz.maxContext, sz.sequences)
-  const groups: Group[] = []
-  const newGroup = (): Group => ({
-    s: createRunState(dev, a, sz.maxT, sz.maxContext),
-    rotary: a.rotaryDim > 0 ? dev.weight(rotaryTable(a.nPositions, a.rotaryDim), [a.nPositions, a.rotaryDim]) : null,
-    probs: null,
-  })
+  const rotaryBytes = 4 * a.nPositions * a.rotaryDim
+  const slack = (tensors: number) => 128 * tensors // alignment of each buffer
+  const rotary: (Buf | null)[] = []
+  const newGroup = () => rotary.push(a.rotaryDim > 0 ? dev.weight(rotaryTable(a.nPositions, a.rotaryDim), [a.nPositions, a.rotaryDim]) : null)
+  // bytes promised to the current group but allocated later, by sessions: one session's
+  // activations, and `sequences` full-context KV caches of every layer placed there so far
+  let promised = rt.activations
   family.loadShared(dry, a)
-  dev.placement?.reserve(dry.bytes + rt.activations + 4 * a.nPositions * a.rotaryDim)
+  dev.placement?.reserve(dry.bytes + slack(dry.buffers) + promised + rotaryBytes)
   const shared = family.loadShared(r, a)
-  groups.push(newGroup())
-  const layers: LayerWeights[] = [], layerGroup: number[] = [], kv: LayerCache[] = []
-  // bytes a decoded token reads: the LM head and final norm now, the blocks below
-  const storage = (dtype: DType) => opts.dtype ?? dtype
-  const f32 = (shape: number[]) => dev.weightBytes(shape, 'F32')
-  let decodeBytes = dev.weightBytes([a.nVocab, a.nEmbd], storage(o.ckpt.tensors.get(o.prefix + (o.family.probeTensor ?? 'wte.weight'))?.dtype ?? 'F32'))
-    + 2 * f32([a.nEmbd]) + (a.lmHeadBias ? f32([a.nVocab]) : 0)
+  newGroup()
+  const layers: unknown[] = [], layerGroup: number[] = []
+  // weight bytes a decoded token reads: the LM head and final norm now, the blocks below
+  const headDtype = o.ckpt.tensors.get(a.tiedLmHead ? o.prefix + (o.family.probeTensor ?? 'wte.weight') : 'lm_head.weight')?.dtype ?? 'F32'
+  let decodeBytes = storageBytes([a.nVocab, a.nEmbd], opts.dtype ?? headDtype) + 2 * 4 * a.nEmbd + (family.traits.lmHeadBias ? 4 * a.nVocab : 0)
   for (let l = 0; l < a.nLayer; l++) {
-    const before = dry.bytes
+    const before = dry.bytes, beforeBuffers = dry.buffers
     family.loadLayer(dry, a, l)
-    const need = dry.bytes - before + rt.kvPerLayer
-    const g = dev.placement?.reserve(need + rt.activations + 4 * a.nPositions * a.rotaryDim) ?? 0
-    if (g === groups.length) groups.push(newGroup())
+    const need = dry.bytes - before + slack(dry.buffers - beforeBuffers) + rt.kvPerLayer
+    const g = dev.placement?.reserve(need + promised + rotaryBytes) ?? 0
+    if (g === rotary.length) {
+      newGroup()
+      promised = rt.activations
+    }
+    promised += rt.kvPerLayer
     decodeBytes += dry.bytes - before
     layers.push(family.loadLayer(r, a, l))
-    kv.push(createLayerCache(dev, a, sz.maxContext, sz.sequences))
     layerGroup.push(g)
   }
   dev.placement?.use(0)
-  const ctx: Ctx = {
-    dev, a, shared, layers, layerGroup, groups, kv,
-    nCtx: sz.maxContext, nSeq: sz.sequences,
-    ids: new Int32Array(sz.maxT), positions: new Int32Array(sz.maxT),
+  const maxPartRows = Math.max(0, ...allWeights(shared, layers).filter((w) => w.parts.length > 1).map((w) => Math.max(...w.rowStart.slice(1).map((e, i) => e - w.rowStart[i]))))
+  const weights: Weights = {
+    dev, a, family, shared, layers, layerGroup, nGroups: rotary.length, rotary,
+    nCtx: sz.maxContext, maxPartRows, maxT: sz.maxT,
   }
-  return { ctx, reader: r, decodeBytes }
+  return { weights, reader: r, decodeBytes }
 }
 
-/** Adds KV-cache slots, each in its layer's placement group. */
-function reserveSequences(ctx: Ctx, n: number): void {
-  if (!Number.isInteger(n) || n < 1 || n > 4096) throw new UsageError({ where: 'reserveSequences', what: 'bad sequence count', expected: '1 .. 4096', found: show(n) })
-  if (n <= ctx.nSeq) return
-  ctx.kv.forEach((layer, l) => {
-    ctx.dev.placement?.use(ctx.layerGroup[l])
-    for (let i = ctx.nSeq; i < n; i++) {
-      layer.k.push(ctx.dev.alloc(ctx.nCtx * ctx.a.nEmbd))
-      layer.v.push(ctx.dev.alloc(ctx.nCtx * ctx.a.nEmbd))
-    }
-  })
-  ctx.dev.placement?.use(0)
-  ctx.nSeq = n
+/** Every Weight in the shared weights and the layers (found by shape: objects with parts). */
+function allWeights(shared: object, layers: unknown[]): Weight[] {
+  const out: Weight[] = []
+  const walk = (v: unknown) => {
+    if (typeof v !== 'object' || v === null) return
+    if (Array.isArray((v as Weight).parts) && Array.isArray((v as Weight).rowStart)) out.push(v as Weight)
+    else for (const x of Object.values(v)) walk(x)
+  }
+  walk(shared)
+  layers.forEach(walk)
+  return out
 }
 
 /** Loads a Hugging Face model folder (GPT-2, GPT-Neo, GPT-J) onto a device. */
@@ -388,30 +377,21 @@ async function build(o: Opened, opts: LoadOptions, generationConfig: Record<stri
   try {
     const sz = sizes(o.arch, opts)
     dev = await createDevice(opts.device, opts)
-    const { ctx, reader, decodeBytes } = place(o, dev, opts, sz)
-    const info = { ...describe(o, reader, sz.maxContext, sz.sequences, sz.maxT), groups: ctx.groups.length, decodeBytesPerToken: decodeBytes }
+    const { weights, reader, decodeBytes } = place(o, dev, opts, sz)
+    const info = { ...describe(o, reader, sz.maxContext, sz.maxT), groups: weights.nGroups, decodeBytesPerToken: decodeBytes }
+    const device = dev
     return {
       family: o.arch.family,
       arch: o.arch,
+      traits: o.family.traits,
       config: o.config,
       generationConfig,
       modelscopeConfig: o.modelscopeConfig,
-      device: dev,
+      device,
       info,
-      forward: (ids, pos, fopts) => forward(ctx, ids, pos, fopts),
-      get sequences() {
-        return ctx.nSeq
-      },
-      reserveSequences: (n) => reserveSequences(ctx, n),
-      copySequence(from, to, nPos) {
-        const C = ctx.a.nEmbd
-        for (const layer of ctx.kv) {
-          ctx.dev.copy(layer.k[to], 0, layer.k[from], 0, nPos * C)
-          ctx.dev.copy(layer.v[to], 0, layer.v[from], 0, nPos * C)
-        }
-      },
+      createSession: (sopts) => new Session(weights, sopts),
       dispose: async () => {
-        if (owned) await dev?.dispose?.()
+        if (owned) await device.dispose?.()
       },
     }
   } catch (e) {
@@ -423,14 +403,14 @@ async function build(o: Opened, opts: LoadOptions, generationConfig: Record<stri
 }
 
 /** Reads config.json and the checkpoint headers, checks every tensor name and shape, reads no data. */
-export function inspectModel(dir: string, opts: LoadOptions = {}): ModelInfo & { arch: Arch; config: Record<string, unknown> } {
+export function inspectModel(dir: string, opts: LoadOptions = {}): ModelInfo & { arch: Arch; traits: Traits; config: Record<string, unknown> } {
   const o = open(dir, opts.variant)
   try {
-    const { maxContext, sequences, maxT } = sizes(o.arch, opts)
-    const r = new WeightReader(o.ckpt, createJsDevice(), o.prefix, opts.dtype, true)
+    const { maxContext, maxT } = sizes(o.arch, opts)
+    const r = new WeightReader(o.ckpt, null, o.prefix, opts.dtype, true)
     o.family.loadShared(r, o.arch)
     for (let l = 0; l < o.arch.nLayer; l++) o.family.loadLayer(r, o.arch, l)
-    return { ...describe(o, r, maxContext, sequences, maxT), arch: o.arch, config: o.config }
+    return { ...describe(o, r, maxContext, maxT), arch: o.arch, traits: o.family.traits, config: o.config }
   } finally {
     o.ckpt.close()
   }

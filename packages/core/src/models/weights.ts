@@ -1,11 +1,15 @@
 // Moves named checkpoint tensors onto a device, one at a time, with ggml's three checks:
 // the name exists, the shape is what config.json implies, and nothing the model needs is missing.
+// A weight bigger than one device buffer may hold (device.limits.maxBufferBytes) is placed as
+// several buffers of whole rows (a Weight's parts). Sizes come from the storage types alone, so a
+// dry run (inspect, memory planning) needs no device.
 
+import { storageBytes } from '../device/storage.js'
 import type { Buf, Device, Storage } from '../device/types.js'
 import { CheckpointError } from '../errors.js'
 import type { LoadedCheckpoint } from '../io/index.js'
 import type { DType } from '../io/types.js'
-import type { Arch, Linear, Norm } from './arch.js'
+import type { Linear, Norm, Weight } from './arch.js'
 
 export interface PlaceOptions {
   /** GPT-2's Conv1D stores [in, out]; transpose to the [out, in] layout every device expects. */
@@ -32,14 +36,17 @@ export class WeightReader {
   readonly used = new Set<string>()
   /** Elements placed, per storage type. */
   readonly counts: Partial<Record<Storage, number>> = {}
-  /** Device bytes of everything placed. */
+  /** Bytes of everything placed, as its storage type keeps it. */
   bytes = 0
+  /** Device buffers placed (a split weight counts each part). */
+  buffers = 0
   /** When set, read() only records each name and its shape (as stored) here: how random checkpoints get their table. */
   recorder: Map<string, number[]> | null = null
 
   constructor(
     readonly ckpt: LoadedCheckpoint,
-    readonly dev: Device,
+    /** null for dry runs and recorders. */
+    readonly dev: Device | null,
     /** Name prefix of this checkpoint: 'transformer.' for *LMHeadModel saves, '' for bare GPT2Model saves. */
     readonly prefix: string,
     /** Storage requested by the user; undefined keeps each tensor's own dtype. */
@@ -79,37 +86,82 @@ export class WeightReader {
   }
 
   /** Places a tensor on the device as the requested storage (or the dtype it had in the file). */
-  place(t: Read): Buf {
+  place(t: Read): Weight {
     const storage: Storage = this.storage ?? t.dtype
     const n = t.shape.reduce((p, d) => p * d, 1)
     this.counts[storage] = (this.counts[storage] ?? 0) + n
-    this.bytes += this.dev.weightBytes(t.shape, storage)
-    if (this.dryRun) return DRY
-    if (!t.data && storage === 'F32' && this.dev.weightF32) return this.dev.weightF32(t.shape, (dst) => this.ckpt.readF32(t.name, dst))
-    return this.dev.weight(t.data ?? this.ckpt.readF32(t.name), t.shape, storage)
+    this.bytes += storageBytes(t.shape, storage)
+    const rows = t.shape[0]
+    const max = this.dev?.limits.maxBufferBytes ?? Infinity
+    const rowBytes = storageBytes(t.shape.length === 2 ? [1, t.shape[1]] : [1], storage)
+    const perPart = storageBytes(t.shape, storage) > max ? Math.max(1, Math.floor(max / rowBytes)) : rows
+    const rowStart: number[] = []
+    for (let r = 0; r < rows; r += perPart) rowStart.push(r)
+    rowStart.push(rows)
+    return this.placeParts(t, storage, rowStart)
+  }
+
+  /** Places a tensor split into the given row ranges (a bias split like its weight). */
+  placeLike(t: Read, like: Weight): Weight {
+    const storage: Storage = this.storage ?? t.dtype
+    this.counts[storage] = (this.counts[storage] ?? 0) + t.shape.reduce((p, d) => p * d, 1)
+    this.bytes += storageBytes(t.shape, storage)
+    return this.placeParts(t, storage, like.rowStart)
+  }
+
+  private placeParts(t: Read, storage: Storage, rowStart: number[]): Weight {
+    const nParts = rowStart.length - 1
+    this.buffers += nParts
+    const dev = this.dev
+    if (this.dryRun || !dev) return { shape: t.shape, parts: new Array<Buf>(nParts).fill(DRY), rowStart }
+    if (nParts === 1) {
+      const buf = !t.data && storage === 'F32' && dev.weightF32
+        ? dev.weightF32(t.shape, (dst) => this.ckpt.readF32(t.name, dst))
+        : dev.weight(t.data ?? this.ckpt.readF32(t.name), t.shape, storage)
+      return { shape: t.shape, parts: [buf], rowStart }
+    }
+    const data = t.data ?? this.ckpt.readF32(t.name)
+    const cols = t.shape.length === 2 ? t.shape[1] : 1
+    const parts = rowStart.slice(0, -1).map((r0, i) => {
+      const r1 = rowStart[i + 1]
+      const shape = t.shape.length === 2 ? [r1 - r0, cols] : [r1 - r0]
+      return dev.weight(data.slice(r0 * cols, r1 * cols), shape, storage)
+    })
+    return { shape: t.shape, parts, rowStart }
   }
 
   /** Places the tensor `prefix + name`. */
-  tensor(name: string, shape: number[], opts: PlaceOptions = {}): Buf {
+  tensor(name: string, shape: number[], opts: PlaceOptions = {}): Weight {
     return this.place(this.read(this.prefix + name, shape, opts))
   }
 
   /** nn.Linear(inF, outF) stored [outF, inF] (or Conv1D stored [inF, outF]) under `name`.weight/.bias. */
   linear(name: string, inF: number, outF: number, bias: boolean, opts: PlaceOptions = {}): Linear {
     const w = this.tensor(`${name}.weight`, opts.conv1d ? [inF, outF] : [outF, inF], opts)
-    return { w, b: bias ? this.tensor(`${name}.bias`, [outF]) : null }
+    return { w, b: bias ? this.placeLike(this.read(`${this.prefix}${name}.bias`, [outF]), w) : null }
+  }
+
+  /** A 1-D tensor kept in one buffer (LayerNorm weights). */
+  vector(name: string, n: number): Buf {
+    const t = this.read(this.prefix + name, [n])
+    return this.placeParts(t, this.count(t), [0, n]).parts[0]
+  }
+
+  private count(t: Read): Storage {
+    const storage: Storage = this.storage ?? t.dtype
+    this.counts[storage] = (this.counts[storage] ?? 0) + t.shape[0]
+    this.bytes += storageBytes(t.shape, storage)
+    return storage
   }
 
   norm(name: string, C: number): Norm {
-    return { g: this.tensor(`${name}.weight`, [C]), b: this.tensor(`${name}.bias`, [C]) }
+    return { g: this.vector(`${name}.weight`, C), b: this.vector(`${name}.bias`, C) }
   }
 
   /** An untied LM head: `lm_head.weight` [nVocab, C] (+ `lm_head.bias`), outside the 'transformer.' prefix. */
-  lmHead(a: Arch): Linear {
-    return {
-      w: this.place(this.read('lm_head.weight', [a.nVocab, a.nEmbd])),
-      b: a.lmHeadBias ? this.place(this.read('lm_head.bias', [a.nVocab])) : null,
-    }
+  lmHead(nVocab: number, C: number, bias: boolean): Linear {
+    const w = this.place(this.read('lm_head.weight', [nVocab, C]))
+    return { w, b: bias ? this.placeLike(this.read('lm_head.bias', [nVocab]), w) : null }
   }
 
   /**
@@ -120,10 +172,10 @@ export class WeightReader {
     const w = this.read(`${this.prefix}${name}.weight`, [C, 3 * C], { conv1d: true }) // now [3C, C]
     const b = this.read(`${this.prefix}${name}.bias`, [3 * C])
     const bias = this.dryRun || this.recorder ? undefined : this.ckpt.readF32(b.name)
-    const part = (i: number): Linear => ({
-      w: this.place({ name: w.name, data: w.data?.slice(i * C * C, (i + 1) * C * C), shape: [C, C], dtype: w.dtype }),
-      b: this.place({ name: b.name, data: bias?.slice(i * C, (i + 1) * C), shape: [C], dtype: b.dtype }),
-    })
+    const part = (i: number): Linear => {
+      const wi = this.place({ name: w.name, data: w.data?.slice(i * C * C, (i + 1) * C * C), shape: [C, C], dtype: w.dtype })
+      return { w: wi, b: this.placeLike({ name: b.name, data: bias?.slice(i * C, (i + 1) * C), shape: [C], dtype: b.dtype }, wi) }
+    }
     return [part(0), part(1), part(2)]
   }
 }

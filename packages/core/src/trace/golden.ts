@@ -9,7 +9,7 @@ import { Packr, Unpackr } from 'msgpackr'
 import { CheckpointError, UsageError, show } from '../errors.js'
 import type { Model } from '../models/model.js'
 import type { Tokenizer } from '../tokenizers/index.js'
-import type { TraceEvent } from './tracer.js'
+import type { TraceEvent } from '../models/tracing.js'
 
 export const GOLDEN_FORMAT = 'refgpt-golden'
 export const GOLDEN_VERSION = 1
@@ -88,24 +88,26 @@ function refgptVersion(): string {
 const packr = new Packr({ useRecords: false, variableMapSize: true })
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
 
-/** Runs the forward over `ids` in one call and collects its tensors, [T, ...] each. */
-function traceForward(model: Model, ids: number[], keep: (name: string) => boolean): Map<string, { shape: number[]; data: Float32Array }> {
-  const out = new Map<string, { shape: number[]; data: Float32Array }>()
-  let chunked = false
-  model.forward(ids, 0, {
-    allLogits: true,
-    tracer: (e: TraceEvent) => {
-      if (e.pos0 !== 0) chunked = true
-      if (!keep(e.name)) return
-      out.set(e.name, { shape: [...e.shape], data: e.read() })
-    },
-  })
-  if (chunked)
-    throw new UsageError({
-      what: 'the forward pass ran in chunks',
-      expected: `one forward call over all ${ids.length} prompt tokens`,
-      hint: `load the model with maxBatchTokens >= ${ids.length}`,
+/**
+ * Runs the forward over `ids` in one step (a session whose step holds every row) and collects its
+ * tensors, [T, ...] each; the logits of every row come from the one [T, V] LM-head matmul.
+ */
+async function traceForward(model: Model, ids: number[], keep: (name: string) => boolean): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+  if (ids.length > 4096)
+    throw new UsageError({ what: 'prompt too long for one traced forward step', expected: 'at most 4096 token ids', found: String(ids.length) })
+  const pending: { name: string; shape: number[]; data: Promise<Float32Array> }[] = []
+  const session = model.createSession({ maxBatchTokens: ids.length })
+  try {
+    await session.logits(ids, 0, {
+      tracer: (e: TraceEvent) => {
+        if (keep(e.name)) pending.push({ name: e.name, shape: [...e.shape], data: e.read() })
+      },
     })
+  } finally {
+    session.dispose()
+  }
+  const out = new Map<string, { shape: number[]; data: Float32Array }>()
+  for (const p of pending) out.set(p.name, { shape: p.shape, data: await p.data })
   return out
 }
 
@@ -128,10 +130,10 @@ function f32Bytes(a: Float32Array): Uint8Array {
 const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 
 /** Golden file bytes (MessagePack) of one forward pass over `ids`. */
-export function exportGolden(model: Model, ids: ArrayLike<number>, opts: ExportGoldenOptions = {}): Uint8Array {
+export async function exportGolden(model: Model, ids: ArrayLike<number>, opts: ExportGoldenOptions = {}): Promise<Uint8Array> {
   const prompt = checkIds(model, ids, 'golden export')
   const keep = tensorFilter(opts.tensors)
-  const traced = traceForward(model, prompt, keep)
+  const traced = await traceForward(model, prompt, keep)
   if (traced.size === 0)
     throw new UsageError({ where: 'golden export', what: 'no tensor matches --tensors', found: show(opts.tensors), hint: 'stage names: embed, h.L.ln_1, h.L.attn.q/k/v/probs/out, h.L.ln_2, h.L.mlp.hidden/out, h.L.out, ln_f, logits' })
   const tensors: Record<string, GoldenTensor> = {}
@@ -249,13 +251,13 @@ export function defaultTolerance(name: string): { atol: number; rtol: number } {
 }
 
 /** Recomputes the forward of the golden prompt on `model` and compares every tensor of the file. */
-export function verifyGolden(golden: Golden, model: Model, opts: VerifyOptions = {}): VerifyRow[] {
+export async function verifyGolden(golden: Golden, model: Model, opts: VerifyOptions = {}): Promise<VerifyRow[]> {
   if (golden.family !== model.family)
     throw new UsageError({ where: 'golden verify', what: 'the model is not the family the golden file was made with', expected: golden.family, found: model.family })
   const ids = checkIds(model, golden.prompt.ids, 'golden verify')
   const names = Object.keys(golden.tensors)
   const wanted = new Set(names)
-  const traced = traceForward(model, ids, (n) => wanted.has(n))
+  const traced = await traceForward(model, ids, (n) => wanted.has(n))
   const rows: VerifyRow[] = []
   for (const name of names) {
     const ref = golden.tensors[name]

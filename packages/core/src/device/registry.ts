@@ -1,0 +1,54 @@
+// Devices by name. Model code never imports a device: it receives a Device object, made here from a
+// name ('wasm', 'js', or one a program registers, e.g. a WebGPU device in a browser build). The
+// built-in devices are imported only when first asked for, so a program that never uses the wasm
+// device never compiles its kernels.
+
+import { UsageError, show } from '../errors.js'
+import type { Device } from './types.js'
+
+export interface DeviceOptions {
+  /** wasm: threads including the calling one (default: the number of cores). */
+  threads?: number
+  /** wasm: bytes per linear memory before layers spill into the next one (default ~4 GiB; tests set it small). */
+  memoryBytes?: number
+  /** Bytes one buffer may hold (default: the device's own limit); tests set it small to split weights. */
+  maxBufferBytes?: number
+}
+
+export type DeviceFactory = (opts: DeviceOptions) => Promise<Device>
+
+const factories = new Map<string, DeviceFactory>()
+
+/** Makes `name` available to loadModel({ device: name }) and the CLI's --device. The first registered is the default. */
+export function registerDevice(name: string, factory: DeviceFactory): void {
+  if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new UsageError({ where: 'registerDevice', what: 'bad device name', expected: 'lower-case letters, digits, - or _', found: show(name) })
+  factories.set(name, factory)
+}
+
+/** Registered device names, the default first. */
+export function deviceNames(): string[] {
+  return [...factories.keys()]
+}
+
+/** A device by name (default: the first registered, wasm), or the Device object given. */
+export async function createDevice(device: string | Device | undefined, opts: DeviceOptions = {}): Promise<Device> {
+  if (typeof device === 'object' && device !== null) return device
+  const name = device ?? deviceNames()[0]
+  const factory = factories.get(name)
+  if (!factory) throw new UsageError({ what: 'unknown device', expected: `one of ${deviceNames().join(', ')}`, found: show(device) })
+  if (opts.maxBufferBytes !== undefined && !(opts.maxBufferBytes >= 1024))
+    throw new UsageError({ what: 'bad maxBufferBytes', expected: 'a number of bytes >= 1024', found: show(opts.maxBufferBytes) })
+  return factory(opts)
+}
+
+registerDevice('wasm', async (opts) => {
+  const threads = opts.threads
+  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1 || threads > 256))
+    throw new UsageError({ what: 'bad thread count', expected: 'an integer in 1 .. 256', found: show(threads) })
+  const { createWasmDevice } = await import('./wasm.js')
+  return createWasmDevice({ threads, memoryBytes: opts.memoryBytes, maxBufferBytes: opts.maxBufferBytes })
+})
+registerDevice('js', async (opts) => {
+  const { createJsDevice } = await import('./js.js')
+  return createJsDevice({ maxBufferBytes: opts.maxBufferBytes })
+})
