@@ -672,6 +672,9 @@ pool('the module exports exactly the kernels of the ABI (typed in KernelExports)
     'attention', 'attention_naive', 'rotary', 'rotary_naive',
     ...['gelu_tanh', 'gelu_erf', 'relu', 'silu', 'quick_gelu', 'add'].flatMap((f) => [f, `${f}_naive`]),
     'probe_stream_read', 'probe_madd', 'touch_pages', 'heap_base',
+    // training (kernels-train.test.ts)
+    ...['layernorm_forward', 'layernorm_backward', 'matmul_backward_dx', 'matmul_backward_dw', 'embed_backward', 'attention_backward',
+      'rotary_backward', 'crossentropy', ...['gelu_tanh', 'gelu_erf', 'relu', 'silu', 'quick_gelu'].map((f) => `${f}_backward`)].flatMap((f) => [f, `${f}_naive`]),
   ].sort()
   assert.equal(names, expected)
   assert.ok(core1.kernels(0).heap_base() <= core1.memories[0].base)

@@ -10,6 +10,7 @@ import * as golden from './commands/golden.js'
 import * as inspect from './commands/inspect.js'
 import * as step from './commands/step.js'
 import * as tokenize from './commands/tokenize.js'
+import * as train from './commands/train.js'
 
 interface Command {
   summary: string
@@ -17,7 +18,7 @@ interface Command {
   run(argv: string[]): Promise<void>
 }
 
-const COMMANDS: Record<string, Command> = { generate, chat, tokenize, inspect, step, golden, bench }
+const COMMANDS: Record<string, Command> = { generate, chat, tokenize, inspect, step, golden, bench, train }
 
 const HELP = `refgpt — GPT-2, GPT-Neo and GPT-J from Hugging Face folders (and ModelScope's Chinese GPT-3), in TypeScript
 

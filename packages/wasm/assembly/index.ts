@@ -18,3 +18,15 @@ export { logprobs, logprobs_naive } from './logprobs'
 export { attention, attention_naive } from './attention'
 export { rotary, rotary_naive } from './rope'
 export { probe_stream_read, probe_madd, touch_pages, heap_base } from './probe'
+// training (f32 only): see backward.ts, act_backward.ts, crossentropy.ts
+export {
+  layernorm_forward, layernorm_forward_naive, layernorm_backward, layernorm_backward_naive,
+  matmul_backward_dx, matmul_backward_dx_naive, matmul_backward_dw, matmul_backward_dw_naive,
+  embed_backward, embed_backward_naive, rotary_backward, rotary_backward_naive,
+  attention_backward, attention_backward_naive,
+} from './backward'
+export {
+  gelu_tanh_backward, gelu_erf_backward, relu_backward, silu_backward, quick_gelu_backward,
+  gelu_tanh_backward_naive, gelu_erf_backward_naive, relu_backward_naive, silu_backward_naive, quick_gelu_backward_naive,
+} from './act_backward'
+export { crossentropy, crossentropy_naive } from './crossentropy'

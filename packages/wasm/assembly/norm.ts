@@ -3,6 +3,9 @@
 // layernorm(out, x, g, b, T, C, eps): out, x: f32 [T, C]; g, b: f32 [C]; out may alias x.
 //   mean = sum(x) / C;  var = sum((x - mean)^2) / C  (biased);  out = (x - mean) * (1 / sqrt(var + eps)) * g + b
 // The SIMD version sums with 4 f32x4 accumulators (16 lanes) for accuracy and speed.
+// layernorm_stats / layernorm_stats_naive are the same arithmetic that also store mean[t] and
+// rstd[t] = 1 / sqrt(var + eps) when the pointers are not 0 (training: backward.ts's layernorm_forward),
+// so the training forward is bitwise the inference forward.
 
 // @ts-ignore: decorator
 @inline function hsum4(a: v128, b: v128, c: v128, d: v128): f32 {
@@ -11,6 +14,12 @@
 }
 
 export function layernorm(out: usize, x: usize, g: usize, b: usize, T: i32, C: i32, eps: f32): void {
+  layernorm_stats(out, 0, 0, x, g, b, T, C, eps)
+}
+
+/** layernorm, also storing mean[t] and rstd[t] where mean / rstd are not 0. */
+// @ts-ignore: decorator
+@inline export function layernorm_stats(out: usize, meanp: usize, rstdp: usize, x: usize, g: usize, b: usize, T: i32, C: i32, eps: f32): void {
   const C16 = C & ~15, C4 = C & ~3
   const fc = <f32>C
   for (let t = 0; t < T; t++) {
@@ -48,6 +57,8 @@ export function layernorm(out: usize, x: usize, g: usize, b: usize, T: i32, C: i
       ss += d * d
     }
     const inv: f32 = 1 / sqrt<f32>(ss / fc + eps)
+    if (meanp) store<f32>(meanp + (<usize>t << 2), mean)
+    if (rstdp) store<f32>(rstdp + (<usize>t << 2), inv)
     // normalize
     const iv = f32x4.splat(inv)
     for (c = 0; c < C4; c += 4) {
@@ -64,6 +75,12 @@ export function layernorm(out: usize, x: usize, g: usize, b: usize, T: i32, C: i
 
 /** layernorm with scalar loops (sequential f32 sums). */
 export function layernorm_naive(out: usize, x: usize, g: usize, b: usize, T: i32, C: i32, eps: f32): void {
+  layernorm_stats_naive(out, 0, 0, x, g, b, T, C, eps)
+}
+
+/** layernorm_naive, also storing mean[t] and rstd[t] where mean / rstd are not 0. */
+// @ts-ignore: decorator
+@inline export function layernorm_stats_naive(out: usize, meanp: usize, rstdp: usize, x: usize, g: usize, b: usize, T: i32, C: i32, eps: f32): void {
   for (let t = 0; t < T; t++) {
     const xp = x + ((<usize>t * <usize>C) << 2)
     const op = out + ((<usize>t * <usize>C) << 2)
@@ -76,6 +93,8 @@ export function layernorm_naive(out: usize, x: usize, g: usize, b: usize, T: i32
       ss += d * d
     }
     const inv: f32 = 1 / sqrt<f32>(ss / <f32>C + eps)
+    if (meanp) store<f32>(meanp + (<usize>t << 2), mean)
+    if (rstdp) store<f32>(rstdp + (<usize>t << 2), inv)
     for (let c = 0; c < C; c++) {
       const o = <usize>c << 2
       store<f32>(op + o, (load<f32>(xp + o) - mean) * inv * load<f32>(g + o) + load<f32>(b + o))

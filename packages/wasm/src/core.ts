@@ -89,6 +89,50 @@ export interface KernelExports {
   // rope.ts — table: f32 [nPos, R/2, 2] (cos, sin); positions: i32 [T]
   rotary(x: number, table: number, positions: number, T: number, H: number, D: number, R: number): void
   rotary_naive(x: number, table: number, positions: number, T: number, H: number, D: number, R: number): void
+  // --- training (f32 storage only; gradients ACCUMULATE unless marked "stores") -----------------
+  // norm.ts / backward.ts — layernorm (bitwise: the layernorm / layernorm_naive arithmetic) that also stores
+  // mean[t] and rstd[t] = 1 / sqrt(var + eps) (f32 [T])
+  layernorm_forward(out: number, mean: number, rstd: number, x: number, g: number, b: number, T: number, C: number, eps: number): void
+  layernorm_forward_naive(out: number, mean: number, rstd: number, x: number, g: number, b: number, T: number, C: number, eps: number): void
+  /** dx[T, C], dg[C], db[C] += the LayerNorm backward of dout (llm.c); serial over rows (dg, db are shared). */
+  layernorm_backward(dx: number, dg: number, db: number, dout: number, x: number, g: number, mean: number, rstd: number, T: number, C: number): void
+  layernorm_backward_naive(dx: number, dg: number, db: number, dout: number, x: number, g: number, mean: number, rstd: number, T: number, C: number): void
+  /** Rows t in [r0, r1) of dx[T, K] += dout[T, N] · W[N, K]. Bitwise independent of the split; _naive equal bitwise. */
+  matmul_backward_dx(r0: number, r1: number, dx: number, dout: number, w: number, T: number, K: number, N: number): void
+  matmul_backward_dx_naive(r0: number, r1: number, dx: number, dout: number, w: number, T: number, K: number, N: number): void
+  /** Rows n in [n0, n1) of dw[N, K] += dout^T · x[T, K] and db[n] += Σ_t dout[t, n] (db = 0: none). Bitwise independent of the split; _naive equal bitwise. */
+  matmul_backward_dw(n0: number, n1: number, dw: number, db: number, dout: number, x: number, T: number, K: number, N: number): void
+  matmul_backward_dw_naive(n0: number, n1: number, dw: number, db: number, dout: number, x: number, T: number, K: number, N: number): void
+  // act_backward.ts — dx[i] = dout[i] * act'(x[i]), x the activation's input (stores; dx may alias dout)
+  gelu_tanh_backward(dx: number, x: number, dout: number, n: number): void
+  gelu_erf_backward(dx: number, x: number, dout: number, n: number): void
+  relu_backward(dx: number, x: number, dout: number, n: number): void
+  silu_backward(dx: number, x: number, dout: number, n: number): void
+  quick_gelu_backward(dx: number, x: number, dout: number, n: number): void
+  gelu_tanh_backward_naive(dx: number, x: number, dout: number, n: number): void
+  gelu_erf_backward_naive(dx: number, x: number, dout: number, n: number): void
+  relu_backward_naive(dx: number, x: number, dout: number, n: number): void
+  silu_backward_naive(dx: number, x: number, dout: number, n: number): void
+  quick_gelu_backward_naive(dx: number, x: number, dout: number, n: number): void
+  /** dtable[ids[t], :] += dout[t, :] for t < T (serial; negative ids skipped). ids: i32 [T]. */
+  embed_backward(dtable: number, dout: number, ids: number, T: number, C: number): void
+  embed_backward_naive(dtable: number, dout: number, ids: number, T: number, C: number): void
+  /**
+   * Heads h in [h0, h1) of the attention backward over one sequence (pos0 = 0, keys = the T rows):
+   * dq, dk, dv [T, H*D] += ...; probs [H, T, T] as attention wrote them. 13 arguments after the split
+   * range: core.run passes up to 14.
+   */
+  attention_backward(h0: number, h1: number, dq: number, dk: number, dv: number, dout: number, q: number, k: number, v: number, probs: number,
+    T: number, H: number, D: number, scale: number, window: number): void
+  attention_backward_naive(h0: number, h1: number, dq: number, dk: number, dv: number, dout: number, q: number, k: number, v: number, probs: number,
+    T: number, H: number, D: number, scale: number, window: number): void
+  /** rotary's inverse rotation in place (x0' = x0 cos + x1 sin, x1' = x1 cos - x0 sin); SIMD and _naive equal bitwise. */
+  rotary_backward(x: number, table: number, positions: number, T: number, H: number, D: number, R: number): void
+  rotary_backward_naive(x: number, table: number, positions: number, T: number, H: number, D: number, R: number): void
+  // crossentropy.ts — rows t in [r0, r1): losses[t] = logsumexp - logits[t, target]; dlogits[t] = (softmax - onehot) * scale
+  // (stores; dlogits may alias logits); target < 0: loss 0 and a zero row; target >= V: NaN loss and row
+  crossentropy(r0: number, r1: number, dlogits: number, losses: number, logits: number, targets: number, T: number, V: number, scale: number): void
+  crossentropy_naive(r0: number, r1: number, dlogits: number, losses: number, logits: number, targets: number, T: number, V: number, scale: number): void
   // probe.ts
   /** Sums 16-byte chunks [r0, r1) of the buffer (bytes / 16 chunks). */
   probe_stream_read(r0: number, r1: number, ptr: number, bytes: number): number
@@ -107,6 +151,8 @@ export const SPLIT_KERNELS = [
   'attention', 'attention_naive',
   'probe_stream_read', 'probe_madd', 'touch_pages',
   'logprobs', 'logprobs_naive',
+  'matmul_backward_dx', 'matmul_backward_dx_naive', 'matmul_backward_dw', 'matmul_backward_dw_naive',
+  'attention_backward', 'attention_backward_naive', 'crossentropy', 'crossentropy_naive',
 ] as const satisfies readonly (keyof KernelExports)[]
 export type SplitKernelName = (typeof SPLIT_KERNELS)[number]
 

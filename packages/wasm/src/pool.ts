@@ -36,7 +36,7 @@ export interface WasmCore {
   addMemory(): number
   /** The main-thread instance for memory m (every export, including the _naive kernels). */
   kernels(m: number): KernelExports
-  /** Kernel arguments for run(), after the split range: the caller fills args[0 .. nArgs) (up to 16). */
+  /** Kernel arguments for run(), after the split range: the caller fills args[0 .. nArgs) (up to 14). */
   readonly args: Float64Array
   /** Runs kernel `name` on memory m with args[0 .. nArgs) split over [0, rows) across all threads. */
   run(m: number, name: SplitKernelName, nArgs: number, rows: number): void
@@ -114,7 +114,7 @@ export async function createWasmCore(opts: WasmCoreOptions = {}): Promise<WasmCo
       const r1 = Math.floor(rows / threads)
       const a = args
       try {
-        if (r1 > 0) main(0, r1, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11])
+        if (r1 > 0) main(0, r1, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13])
       } catch (e) {
         error = e
       }
@@ -156,10 +156,10 @@ export async function createWasmCore(opts: WasmCoreOptions = {}): Promise<WasmCo
     run(m, name, nArgs, rows) {
       const f = fns[m]?.[KERNEL_ID[name]]
       if (!f || closed) throw new Error(closed ? 'refgpt wasm: the core is closed' : `refgpt wasm: run(${m}, ${name}): unknown memory or kernel`)
-      if (nArgs > CTL.ARGS_LEN - 4) throw new Error(`refgpt wasm: run(${name}): at most ${CTL.ARGS_LEN - 4} arguments after the split range`)
+      if (nArgs > CTL.ARGS_LEN - 2) throw new Error(`refgpt wasm: run(${name}): at most ${CTL.ARGS_LEN - 2} arguments after the split range`)
       if (workers.length === 0 || rows < 2) {
         const a = args
-        if (rows > 0) f(0, rows, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11])
+        if (rows > 0) f(0, rows, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13])
         return
       }
       dispatch(KERNEL_ID[name], m, rows, f)

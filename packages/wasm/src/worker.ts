@@ -49,7 +49,7 @@ function main(init: WorkerInit): void {
       } else {
         const rows = ctl[CTL.ROWS]
         const r0 = Math.floor((rows * index) / threads), r1 = Math.floor((rows * (index + 1)) / threads)
-        if (r1 > r0) fns[ctl[CTL.MEM]][op](r0, r1, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11])
+        if (r1 > r0) fns[ctl[CTL.MEM]][op](r0, r1, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13])
       }
     } catch (e) {
       if (Atomics.compareExchange(ctl, CTL.ERR, 0, index + 1) === 0) {

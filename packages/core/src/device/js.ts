@@ -4,7 +4,7 @@
 // Buffers are Float32Arrays; sums accumulate in JS numbers (f64) and are rounded to f32 on store.
 
 import { storedValues } from './storage.js'
-import type { Activation, AttentionOptions, Buf, Device } from './types.js'
+import type { Activation, AttentionOptions, Buf, Device, TrainOps } from './types.js'
 
 const f32 = (b: Buf) => b as unknown as Float32Array
 const buf = (a: Float32Array) => a as unknown as Buf
@@ -40,6 +40,51 @@ export function activate(x: number, act: Activation): number {
   }
 }
 
+/** d act(x) / dx: the derivative of each activation at x (float64). */
+export function activateGrad(x: number, act: Activation): number {
+  switch (act) {
+    case 'gelu_tanh': {
+      // y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
+      const th = Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+      return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+    }
+    case 'gelu_erf': // 0.5 (1 + erf(x / sqrt 2)) + x N(x), N the standard normal density
+      return 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI)
+    case 'relu':
+      return x > 0 ? 1 : 0
+    case 'silu': {
+      const sg = 1 / (1 + Math.exp(-x))
+      return sg * (1 + x * (1 - sg))
+    }
+    case 'quick_gelu': {
+      const sg = 1 / (1 + Math.exp(-1.702 * x))
+      return sg * (1 + 1.702 * x * (1 - sg))
+    }
+  }
+}
+
+/**
+ * o[t] = (x[t] - mean) / sqrt(var + eps) * g + b over rows of C (biased variance, eps inside the root);
+ * also stores mean[t] and rstd[t] = 1 / sqrt(var + eps) when asked (training).
+ */
+function layerNormRows(o: Float32Array, xs: Float32Array, gs: Float32Array, bs: Float32Array, T: number, C: number, eps: number,
+  ms: Float32Array | null, rs: Float32Array | null): void {
+  for (let t = 0; t < T; t++) {
+    let mean = 0
+    for (let c = 0; c < C; c++) mean += xs[t * C + c]
+    mean /= C
+    let variance = 0
+    for (let c = 0; c < C; c++) variance += (xs[t * C + c] - mean) ** 2
+    variance /= C
+    const inv = 1 / Math.sqrt(variance + eps)
+    for (let c = 0; c < C; c++) o[t * C + c] = (xs[t * C + c] - mean) * inv * gs[c] + bs[c]
+    if (ms && rs) {
+      ms[t] = mean
+      rs[t] = inv
+    }
+  }
+}
+
 /** scale * (q · k) for one head: q = qs[qOff .. qOff+D), k = ks[kOff .. kOff+D), rounded like f32 math. */
 function score(qs: Float32Array, qOff: number, ks: Float32Array, kOff: number, D: number, scale: number): number {
   let dot = 0
@@ -54,6 +99,7 @@ export interface JsDeviceOptions {
 
 export function createJsDevice(opts: JsDeviceOptions = {}): Device {
   return {
+    train: jsTrainOps,
     name: 'js',
     limits: { maxBufferBytes: opts.maxBufferBytes ?? Infinity },
 
@@ -97,17 +143,7 @@ export function createJsDevice(opts: JsDeviceOptions = {}): Device {
 
     // out[t] = (x[t] - mean) / sqrt(var + eps) * g + b   (biased variance, eps inside the root)
     layerNorm(out, x, g, b, T, C, eps) {
-      const o = f32(out), xs = f32(x), gs = f32(g), bs = f32(b)
-      for (let t = 0; t < T; t++) {
-        let mean = 0
-        for (let c = 0; c < C; c++) mean += xs[t * C + c]
-        mean /= C
-        let variance = 0
-        for (let c = 0; c < C; c++) variance += (xs[t * C + c] - mean) ** 2
-        variance /= C
-        const inv = 1 / Math.sqrt(variance + eps)
-        for (let c = 0; c < C; c++) o[t * C + c] = (xs[t * C + c] - mean) * inv * gs[c] + bs[c]
-      }
+      layerNormRows(f32(out), f32(x), f32(g), f32(b), T, C, eps, null, null)
     },
 
     activation(out, x, n, act) {
@@ -182,4 +218,154 @@ export function createJsDevice(opts: JsDeviceOptions = {}): Device {
       }
     },
   }
+}
+
+/**
+ * The backward ops, as plain loops (llm.c's *_backward): the textbook every other device's training
+ * kernels are tested against. Sums in float64, stored as f32; gradients accumulate (+=) unless noted.
+ */
+export const jsTrainOps: TrainOps = {
+  // the forward's arithmetic (see layerNorm above), keeping mean and rstd = 1 / sqrt(var + eps)
+  layerNormForward(out, mean, rstd, x, g, b, T, C, eps) {
+    layerNormRows(f32(out), f32(x), f32(g), f32(b), T, C, eps, f32(mean), f32(rstd))
+  },
+
+  // y = norm * g + b, norm = (x - mean) * rstd:
+  //   db += dy;  dg += dy * norm;  dx += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = dy * g
+  layerNormBackward(dx, dg, db, dout, x, g, mean, rstd, T, C) {
+    const dxs = f32(dx), dgs = f32(dg), dbs = f32(db), dy = f32(dout), xs = f32(x), gs = f32(g), ms = f32(mean), rs = f32(rstd)
+    for (let t = 0; t < T; t++) {
+      const m = ms[t], r = rs[t]
+      let dnormMean = 0, dnormNormMean = 0
+      for (let c = 0; c < C; c++) {
+        const norm = (xs[t * C + c] - m) * r
+        const dnorm = gs[c] * dy[t * C + c]
+        dnormMean += dnorm
+        dnormNormMean += dnorm * norm
+      }
+      dnormMean /= C
+      dnormNormMean /= C
+      for (let c = 0; c < C; c++) {
+        const norm = (xs[t * C + c] - m) * r
+        const dnorm = gs[c] * dy[t * C + c]
+        dbs[c] += dy[t * C + c]
+        dgs[c] += norm * dy[t * C + c]
+        dxs[t * C + c] += (dnorm - dnormMean - norm * dnormNormMean) * r
+      }
+    }
+  },
+
+  // out = x W^T + b:  dx += dout W;  dW += dout^T x;  db += column sums of dout
+  matmulBackward(dx, dw, db, dout, x, w, T, K, N) {
+    const dy = f32(dout), xs = f32(x), ws = f32(w)
+    if (dx) {
+      const d = f32(dx)
+      for (let t = 0; t < T; t++) {
+        for (let k = 0; k < K; k++) {
+          let sum = 0
+          for (let n = 0; n < N; n++) sum += dy[t * N + n] * ws[n * K + k]
+          d[t * K + k] += sum
+        }
+      }
+    }
+    if (dw) {
+      const d = f32(dw)
+      for (let n = 0; n < N; n++) {
+        for (let k = 0; k < K; k++) {
+          let sum = 0
+          for (let t = 0; t < T; t++) sum += dy[t * N + n] * xs[t * K + k]
+          d[n * K + k] += sum
+        }
+      }
+    }
+    if (db) {
+      const d = f32(db)
+      for (let n = 0; n < N; n++) {
+        let sum = 0
+        for (let t = 0; t < T; t++) sum += dy[t * N + n]
+        d[n] += sum
+      }
+    }
+  },
+
+  activationBackward(dx, x, dout, n, act) {
+    const d = f32(dx), xs = f32(x), dy = f32(dout)
+    for (let i = 0; i < n; i++) d[i] = dy[i] * activateGrad(xs[i], act)
+  },
+
+  embedBackward(dtable, dout, ids, T, C) {
+    const d = f32(dtable), dy = f32(dout)
+    for (let t = 0; t < T; t++) {
+      if (ids[t] < 0) continue
+      for (let c = 0; c < C; c++) d[ids[t] * C + c] += dy[t * C + c]
+    }
+  },
+
+  // per head and query row i, over its keys j (p = probs, 0 where masked):
+  //   dv[j] += p_j dout_i;  dp_j = dout_i · v_j;  ds_j = p_j (dp_j - Σ_j' p_j' dp_j')
+  //   dq_i += scale Σ_j ds_j k_j;  dk_j += scale ds_j q_i
+  attentionBackward(dq, dk, dv, dout, q, k, v, probs, o) {
+    const { T, nHead: H, headDim: D, scale, window } = o
+    const dqs = f32(dq), dks = f32(dk), dvs = f32(dv), dy = f32(dout), qs = f32(q), ks = f32(k), vs = f32(v), ps = f32(probs)
+    const C = H * D
+    const dp = new Float64Array(T)
+    for (let h = 0; h < H; h++) {
+      for (let i = 0; i < T; i++) {
+        const first = window > 0 ? Math.max(0, i - window + 1) : 0
+        const row = (h * T + i) * T, qi = i * C + h * D
+        let sum = 0
+        for (let j = first; j <= i; j++) {
+          let dot = 0
+          for (let d = 0; d < D; d++) dot += dy[qi + d] * vs[j * C + h * D + d]
+          dp[j] = dot
+          sum += ps[row + j] * dot
+        }
+        for (let j = first; j <= i; j++) {
+          const p = ps[row + j], ds = p * (dp[j] - sum) * scale
+          for (let d = 0; d < D; d++) {
+            dvs[j * C + h * D + d] += p * dy[qi + d]
+            dqs[qi + d] += ds * ks[j * C + h * D + d]
+            dks[j * C + h * D + d] += ds * qs[qi + d]
+          }
+        }
+      }
+    }
+  },
+
+  // the rotation by -angle: x0' = x0 cos + x1 sin,  x1' = x1 cos - x0 sin
+  rotaryBackward(dx, table, positions, T, nHead, headDim, rotaryDim) {
+    const xs = f32(dx), tab = f32(table)
+    const C = nHead * headDim, half = rotaryDim / 2
+    for (let t = 0; t < T; t++) {
+      for (let i = 0; i < half; i++) {
+        const cos = tab[(positions[t] * half + i) * 2], sin = tab[(positions[t] * half + i) * 2 + 1]
+        for (let h = 0; h < nHead; h++) {
+          const p = t * C + h * headDim + 2 * i
+          const x0 = xs[p], x1 = xs[p + 1]
+          xs[p] = x0 * cos + x1 * sin
+          xs[p + 1] = x1 * cos - x0 * sin
+        }
+      }
+    }
+  },
+
+  // loss = logsumexp(x) - x[target];  dx = (softmax(x) - onehot(target)) * scale
+  crossEntropy(dlogits, losses, logits, targets, T, V, scale) {
+    const d = f32(dlogits), ls = f32(losses), x = f32(logits)
+    for (let t = 0; t < T; t++) {
+      const target = targets[t]
+      if (target < 0) {
+        ls[t] = 0
+        for (let j = 0; j < V; j++) d[t * V + j] = 0
+        continue
+      }
+      let max = -Infinity
+      for (let j = 0; j < V; j++) max = Math.max(max, x[t * V + j])
+      let sum = 0
+      for (let j = 0; j < V; j++) sum += Math.exp(x[t * V + j] - max)
+      const lse = max + Math.log(sum)
+      ls[t] = lse - x[t * V + target]
+      for (let j = 0; j < V; j++) d[t * V + j] = (Math.exp(x[t * V + j] - lse) - (j === target ? 1 : 0)) * scale
+    }
+  },
 }

@@ -143,4 +143,41 @@ export interface Device {
 
   /** Optional: releases threads / GPU resources. The device is unusable afterwards. */
   dispose?(): Promise<void>
+
+  /** The backward ops (training), when the device has them (js, wasm). */
+  readonly train?: TrainOps
+}
+
+/**
+ * The ops a training step adds (llm.c's *_backward). Gradients named d<x>; every gradient output
+ * ACCUMULATES (+=) unless the op says "stores", so a tensor read by several ops (the residual stream,
+ * a tied embedding) collects all its contributions. Training arithmetic is f32 on F32 weights.
+ */
+export interface TrainOps {
+  /** layerNorm, also storing mean[t] and rstd[t] = 1 / sqrt(var + eps) for the backward. */
+  layerNormForward(out: Buf, mean: Buf, rstd: Buf, x: Buf, g: Buf, b: Buf, T: number, C: number, eps: number): void
+  /** dx, dg, db += the LayerNorm backward of dout (x, mean, rstd from layerNormForward). */
+  layerNormBackward(dx: Buf, dg: Buf, db: Buf, dout: Buf, x: Buf, g: Buf, mean: Buf, rstd: Buf, T: number, C: number): void
+  /**
+   * Backward of out[T, N] = x[T, K] · W[N, K]^T + b:  dx[T, K] += dout · W;  dw[N, K] += dout^T · x;
+   * db[N] += Σ_t dout[t, :]. Any of dx / dw / db may be null (not wanted).
+   */
+  matmulBackward(dx: Buf | null, dw: Buf | null, db: Buf | null, dout: Buf, x: Buf, w: Buf, T: number, K: number, N: number): void
+  /** dx[i] = dout[i] · act'(x[i]) for i < n, x the activation's INPUT (stores; dx may be dout). */
+  activationBackward(dx: Buf, x: Buf, dout: Buf, n: number, act: Activation): void
+  /** dtable[ids[t], :] += dout[t, :] for t < T (negative ids are skipped). */
+  embedBackward(dtable: Buf, dout: Buf, ids: Int32Array, T: number, C: number): void
+  /**
+   * Backward of attention(out, q, k, v, o) over one sequence with o.pos0 = 0 (keys = the T rows of k
+   * and v), given its probabilities probs [nHead, T, T]: dq[T, C], dk[T, C], dv[T, C] += ...
+   */
+  attentionBackward(dq: Buf, dk: Buf, dv: Buf, dout: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, o: AttentionOptions): void
+  /** The inverse rotation of rotary() (the backward of a rotation is the rotation by -angle), in place. */
+  rotaryBackward(dx: Buf, table: Buf, positions: Int32Array, T: number, nHead: number, headDim: number, rotaryDim: number): void
+  /**
+   * Softmax cross-entropy of T rows: losses[t] = logsumexp(logits[t, :]) - logits[t, targets[t]] and
+   * dlogits[t, :] = (softmax(logits[t, :]) - onehot(targets[t])) · scale (stores; dlogits may be logits).
+   * A negative target (ignore_index) gives loss 0 and a zero gradient row.
+   */
+  crossEntropy(dlogits: Buf, losses: Buf, logits: Buf, targets: Int32Array, T: number, V: number, scale: number): void
 }

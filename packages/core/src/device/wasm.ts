@@ -15,7 +15,7 @@
 import { createWasmCore, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
 import { f32ToBf16Array, f32ToF16Array } from '../io/dtype.js'
 import { Q8_BLOCK, q8Cols, storedValues } from './storage.js'
-import type { Activation, AttentionOptions, Buf, Device, Storage } from './types.js'
+import type { Activation, AttentionOptions, Buf, Device, Storage, TrainOps } from './types.js'
 
 const GROUP = 2 ** 32
 const group = (b: Buf) => Math.floor((b as unknown as number) / GROUP)
@@ -111,15 +111,66 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     if (work >= PARALLEL_MIN_MACS) return core.run(g, name, nArgs, rows)
     const a = core.args
     const f = (mems[g].k as unknown as Record<string, (...args: number[]) => void>)[name]
-    f(0, rows, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11])
+    f(0, rows, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13])
   }
 
   const ACT = Object.fromEntries(
     (['gelu_tanh', 'gelu_erf', 'relu', 'silu', 'quick_gelu'] as const).map((a) => [a, opts.naive ? `${a}_naive` : a]),
   ) as Record<Activation, string>
 
+  // --- training: the backward kernels (f32 weights only) ---
+  const N = opts.naive ? '_naive' : ''
+  const kf = (g: number) => mems[g].k as unknown as Record<string, (...args: number[]) => void>
+  const f32Only = (w: Buf, what: string) => {
+    if (stored.has(w as unknown as number)) throw new RangeError(`wasm device: ${what} needs an F32 weight (training is f32)`)
+  }
+  const train: TrainOps = {
+    layerNormForward(out, mean, rstd, x, gw, bw, T, C, eps) {
+      kf(group(out))[`layernorm_forward${N}`](ptr(out), ptr(mean), ptr(rstd), ptr(x), ptr(gw), ptr(bw), T, C, eps)
+    },
+    layerNormBackward(dx, dg, db, dout, x, gw, mean, rstd, T, C) {
+      kf(group(dx))[`layernorm_backward${N}`](ptr(dx), ptr(dg), ptr(db), ptr(dout), ptr(x), ptr(gw), ptr(mean), ptr(rstd), T, C)
+    },
+    matmulBackward(dx, dw, db, dout, x, w, T, K, Nn) {
+      f32Only(w, 'matmulBackward')
+      const g = group(dout), a = core.args
+      if (dx) {
+        a[0] = ptr(dx); a[1] = ptr(dout); a[2] = ptr(w); a[3] = T; a[4] = K; a[5] = Nn
+        split(g, (opts.naive ? 'matmul_backward_dx_naive' : 'matmul_backward_dx'), 6, T, T * K * Nn)
+      }
+      if (dw || db) {
+        if (!dw) throw new RangeError('wasm device: matmulBackward with db but no dw')
+        a[0] = ptr(dw); a[1] = db ? ptr(db) : 0; a[2] = ptr(dout); a[3] = ptr(x); a[4] = T; a[5] = K; a[6] = Nn
+        split(g, (opts.naive ? 'matmul_backward_dw_naive' : 'matmul_backward_dw'), 7, Nn, T * K * Nn)
+      }
+    },
+    activationBackward(dx, x, dout, n, act) {
+      kf(group(dx))[`${act}_backward${N}`](ptr(dx), ptr(x), ptr(dout), n)
+    },
+    embedBackward(dtable, dout, ids, T, C) {
+      const g = group(dtable)
+      kf(g)[`embed_backward${N}`](ptr(dtable), ptr(dout), stage(g, ids, T), T, C)
+    },
+    attentionBackward(dq, dk, dv, dout, q, k, v, probs, o) {
+      const g = group(dq), a = core.args
+      a[0] = ptr(dq); a[1] = ptr(dk); a[2] = ptr(dv); a[3] = ptr(dout); a[4] = ptr(q); a[5] = ptr(k); a[6] = ptr(v); a[7] = ptr(probs)
+      a[8] = o.T; a[9] = o.nHead; a[10] = o.headDim; a[11] = o.scale; a[12] = o.window
+      split(g, (opts.naive ? 'attention_backward_naive' : 'attention_backward'), 13, o.nHead, 2 * o.nHead * o.T * o.T * o.headDim)
+    },
+    rotaryBackward(dx, table, positions, T, H, D, R) {
+      const g = group(dx)
+      kf(g)[`rotary_backward${N}`](ptr(dx), ptr(table), stage(g, positions, T), T, H, D, R)
+    },
+    crossEntropy(dlogits, losses, logits, targets, T, V, scale) {
+      const g = group(logits), a = core.args
+      a[0] = ptr(dlogits); a[1] = ptr(losses); a[2] = ptr(logits); a[3] = stage(g, targets, T); a[4] = T; a[5] = V; a[6] = scale
+      split(g, (opts.naive ? 'crossentropy_naive' : 'crossentropy'), 7, T, T * V * 8)
+    },
+  }
+
   const dev: WasmDevice = {
     name: 'wasm',
+    train,
     limits: { maxBufferBytes: opts.maxBufferBytes ?? Infinity },
     core,
     threads: core.threads,

@@ -12,6 +12,7 @@ import type { Arch, SharedWeights } from './arch.js'
 import { embedding, layerNorm, linear, trace, type Fwd, type LayerKV, type RunState } from './layers.js'
 import type { FamilyModule } from './registry.js'
 import type { Tracer } from './tracing.js'
+import type { Placement } from './weights.js'
 
 /** A loaded model's weights and their layout on the device: immutable, shared by every session. */
 export interface Weights {
@@ -32,6 +33,8 @@ export interface Weights {
   maxPartRows: number
   /** Rows per forward step of a session that does not choose (LoadOptions.maxBatchTokens). */
   maxT: number
+  /** Where each checkpoint tensor went (training reads gradients and writes checkpoints through these). */
+  placements: Placement[]
 }
 
 export interface SessionOptions {

@@ -6,7 +6,8 @@
 // Weights are Conv1D ([in, out], applied as x @ W + b): transposed once at load; c_attn is split into q, k, v.
 
 import { type Arch, ConfigReader, type Linear, type Norm, type SharedWeights, type Traits } from './arch.js'
-import { add, type Fwd, layerNorm, mlp, selfAttention } from './layers.js'
+import type { Buf } from '../device/types.js'
+import { add, type Bwd, type Fwd, type GradOf, layerNorm, layerNormBackward, mlp, mlpBackward, selfAttention, selfAttentionBackward } from './layers.js'
 import type { WeightReader } from './weights.js'
 
 export const traits: Traits = { residual: 'sequential', positions: 'learned', lmHeadBias: false, block: 'GPT2Block' }
@@ -38,6 +39,21 @@ export function block(f: Fwd, L: Gpt2Layer, l: number): void {
 
 /** GPT-2's Conv1D layers store [in, out]. */
 const conv1d = { conv1d: true }
+
+/** The backward of block(): its lines in reverse. dx, the gradient of the block's output, becomes that of its input. */
+export function blockBackward(b: Bwd, L: Gpt2Layer, G: GradOf<Gpt2Layer>, l: number, dx: Buf): void {
+  const n = b.T * b.a.nEmbd
+  // hidden_states = residual + feed_forward_hidden_states   (dx flows to both)
+  b.zero(b.dxn, n)
+  mlpBackward(b, b.dxn, dx, L.mlp.cFc, L.mlp.cProj, G.mlp.cFc, G.mlp.cProj, l)
+  // hidden_states = self.ln_2(residual)
+  layerNormBackward(b, dx, b.dxn, L.ln2, G.ln2, l, 'ln_2')
+  // hidden_states = attn_output + residual
+  b.zero(b.dxn, n)
+  selfAttentionBackward(b, b.dxn, dx, L.attn.q, L.attn.k, L.attn.v, L.attn.cProj, G.attn.q, G.attn.k, G.attn.v, G.attn.cProj, l)
+  // hidden_states = self.ln_1(residual)
+  layerNormBackward(b, dx, b.dxn, L.ln1, G.ln1, l, 'ln_1')
+}
 
 /** config.json -> Arch, with GPT2Config's defaults. */
 export function parseConfig(json: Record<string, unknown>, file: string): Arch {

@@ -11,7 +11,8 @@
 // key must be used), after removing a `state_dict` wrapper and the `model.` of `model.language_model.*`.
 
 import { type Arch, ConfigReader, type Linear, type Norm, type SharedWeights, type Traits } from './arch.js'
-import { add, type Fwd, layerNorm, mlp, selfAttention } from './layers.js'
+import type { Buf } from '../device/types.js'
+import { add, type Bwd, type Fwd, type GradOf, layerNorm, layerNormBackward, mlp, mlpBackward, selfAttention, selfAttentionBackward } from './layers.js'
 import type { WeightReader } from './weights.js'
 
 export const traits: Traits = { residual: 'sequential', positions: 'learned', lmHeadBias: false, block: 'GPT3TransformerLayer' }
@@ -56,6 +57,22 @@ export interface Gpt3Generation {
   eodId: number
   topK: number
   topP: number
+}
+
+/** The backward of block(): its lines in reverse. dx, the gradient of the layer's output, becomes that of its input. */
+export function blockBackward(b: Bwd, L: Gpt3Layer, G: GradOf<Gpt3Layer>, l: number, dx: Buf): void {
+  const n = b.T * b.a.nEmbd
+  // output = layernorm_input + mlp_output   (dx flows to both)
+  b.zero(b.dxn, n)
+  mlpBackward(b, b.dxn, dx, L.mlp.denseHTo4h, L.mlp.dense4hToH, G.mlp.denseHTo4h, G.mlp.dense4hToH, l)
+  // layernorm_output = self.post_attention_layernorm(layernorm_input)
+  layerNormBackward(b, dx, b.dxn, L.postAttentionLayernorm, G.postAttentionLayernorm, l, 'ln_2')
+  // layernorm_input = hidden_states + attention_output
+  b.zero(b.dxn, n)
+  selfAttentionBackward(b, b.dxn, dx, L.attention.query, L.attention.key, L.attention.value, L.attention.dense,
+    G.attention.query, G.attention.key, G.attention.value, G.attention.dense, l)
+  // layernorm_output = self.input_layernorm(hidden_states)
+  layerNormBackward(b, dx, b.dxn, L.inputLayernorm, G.inputLayernorm, l, 'ln_1')
 }
 
 /** config.json -> Arch, with GPT3Config's defaults (configuration.py). */
@@ -126,8 +143,8 @@ function blockedQkv(r: WeightReader, name: string, C: number): [Linear, Linear, 
   const wData = live ? r.ckpt.readF32(w.name) : undefined
   const bData = live ? r.ckpt.readF32(b.name) : undefined
   const part = (i: number): Linear => {
-    const wi = r.place({ name: w.name, data: wData?.slice(i * C * C, (i + 1) * C * C), shape: [C, C], dtype: w.dtype })
-    return { w: wi, b: r.placeLike({ name: b.name, data: bData?.slice(i * C, (i + 1) * C), shape: [C], dtype: b.dtype }, wi) }
+    const wi = r.place({ name: w.name, data: wData?.slice(i * C * C, (i + 1) * C * C), shape: [C, C], dtype: w.dtype, row0: i * C, stored: [3 * C, C] })
+    return { w: wi, b: r.placeLike({ name: b.name, data: bData?.slice(i * C, (i + 1) * C), shape: [C], dtype: b.dtype, row0: i * C, stored: [3 * C] }, wi) }
   }
   return [part(0), part(1), part(2)]
 }

@@ -7,7 +7,8 @@
 
 import { ConfigError, show } from '../errors.js'
 import { type Arch, ConfigReader, type LayerKind, type Linear, type Norm, type SharedWeights, type Traits } from './arch.js'
-import { add, type Fwd, layerNorm, mlp, selfAttention } from './layers.js'
+import type { Buf } from '../device/types.js'
+import { add, type Bwd, type Fwd, type GradOf, layerNorm, layerNormBackward, mlp, mlpBackward, selfAttention, selfAttentionBackward } from './layers.js'
 import type { WeightReader } from './weights.js'
 
 export const traits: Traits = { residual: 'sequential', positions: 'learned', lmHeadBias: false, block: 'GPTNeoBlock' }
@@ -35,6 +36,21 @@ export function block(f: Fwd, L: GptNeoLayer, l: number): void {
   mlp(f, mlpOut, xn, L.mlp.cFc, L.mlp.cProj, l)
   // hidden_states = residual + feed_forward_hidden_states
   add(f, x, x, mlpOut)
+}
+
+/** The backward of block(): its lines in reverse. dx, the gradient of the block's output, becomes that of its input. */
+export function blockBackward(b: Bwd, L: GptNeoLayer, G: GradOf<GptNeoLayer>, l: number, dx: Buf): void {
+  const n = b.T * b.a.nEmbd
+  // hidden_states = residual + feed_forward_hidden_states   (dx flows to both)
+  b.zero(b.dxn, n)
+  mlpBackward(b, b.dxn, dx, L.mlp.cFc, L.mlp.cProj, G.mlp.cFc, G.mlp.cProj, l)
+  // hidden_states = self.ln_2(residual)
+  layerNormBackward(b, dx, b.dxn, L.ln2, G.ln2, l, 'ln_2')
+  // hidden_states = attn_output + residual
+  b.zero(b.dxn, n)
+  selfAttentionBackward(b, b.dxn, dx, L.attn.qProj, L.attn.kProj, L.attn.vProj, L.attn.outProj, G.attn.qProj, G.attn.kProj, G.attn.vProj, G.attn.outProj, l)
+  // hidden_states = self.ln_1(residual)
+  layerNormBackward(b, dx, b.dxn, L.ln1, G.ln1, l, 'ln_1')
 }
 
 /** config.json -> Arch, with GPTNeoConfig's defaults. */

@@ -7,7 +7,8 @@
 
 import { ConfigError } from '../errors.js'
 import { type Arch, ConfigReader, type Linear, type Norm, type SharedWeights, type Traits } from './arch.js'
-import { add, type Fwd, layerNorm, mlp, selfAttention } from './layers.js'
+import type { Buf } from '../device/types.js'
+import { add, type Bwd, type Fwd, type GradOf, layerNorm, layerNormBackward, mlp, mlpBackward, selfAttention, selfAttentionBackward } from './layers.js'
 import type { WeightReader } from './weights.js'
 
 export const traits: Traits = { residual: 'parallel', positions: 'rotary', lmHeadBias: true, block: 'GPTJBlock' }
@@ -31,6 +32,18 @@ export function block(f: Fwd, L: GptjLayer, l: number): void {
   // hidden_states = attn_output + feed_forward_hidden_states + residual   (in this order)
   add(f, attnOut, attnOut, mlpOut)
   add(f, x, attnOut, x)
+}
+
+/** The backward of block(): dx, the gradient of the block's output, becomes that of its input. */
+export function blockBackward(b: Bwd, L: GptjLayer, G: GradOf<GptjLayer>, l: number, dx: Buf): void {
+  const n = b.T * b.a.nEmbd
+  // hidden_states = attn_output + feed_forward_hidden_states + residual   (dx flows to all three)
+  b.zero(b.dxn, n)
+  // feed_forward_hidden_states = self.mlp(hidden_states); attn_outputs = self.attn(hidden_states): both read ln_1's output
+  mlpBackward(b, b.dxn, dx, L.mlp.fcIn, L.mlp.fcOut, G.mlp.fcIn, G.mlp.fcOut, l)
+  selfAttentionBackward(b, b.dxn, dx, L.attn.qProj, L.attn.kProj, L.attn.vProj, L.attn.outProj, G.attn.qProj, G.attn.kProj, G.attn.vProj, G.attn.outProj, l, b.a.rotaryDim)
+  // hidden_states = self.ln_1(residual)
+  layerNormBackward(b, dx, b.dxn, L.ln1, G.ln1, l, 'ln_1')
 }
 
 /** config.json -> Arch, with GPTJConfig's defaults. */

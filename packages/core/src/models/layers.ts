@@ -6,9 +6,22 @@
 // Notation (llm.c): T = token rows in flight, C = hidden size, F = MLP inner size, H = heads,
 // D = head size. Nothing here allocates: buffers belong to the session, the Fwd object is reused.
 
-import type { AttentionOptions, Buf, Device } from '../device/types.js'
+import type { AttentionOptions, Buf, Device, TrainOps } from '../device/types.js'
 import type { Arch, Linear, Norm, Weight } from './arch.js'
 import type { Tracer } from './tracing.js'
+
+/**
+ * What a training forward keeps for the backward (llm.c's activations): the same block functions run,
+ * and when f.tape is set each piece stores its inputs and statistics here, by layer and name.
+ */
+export interface Tape {
+  /** A buffer of n f32 for (layer, name), the same one at every step (allocated on first use). */
+  buffer(layer: number, name: string, n: number): Buf
+  /** Copies buf[0 .. n) into the (layer, name) buffer and returns it. */
+  keep(layer: number, name: string, buf: Buf, n: number): Buf
+  /** The (layer, name) buffer a previous keep/buffer made (the backward's read). */
+  get(layer: number, name: string): Buf
+}
 
 /** The activation buffers of one placement group, owned by a session (llama2.c's RunState). */
 export interface RunState {
@@ -55,6 +68,8 @@ export interface Fwd {
   /** The group's rotary sin/cos table (GPT-J), or null. */
   rotary: Buf | null
   trace: Tracer | undefined
+  /** Set by a training forward: the pieces keep what the backward needs. */
+  tape?: Tape | null
 }
 
 /** Emits a trace event for buf[0 .. rows * cols) (builds nothing when no tracer is attached). */
@@ -73,8 +88,13 @@ export function trace(f: Fwd, layer: number | null, stage: string, buf: Buf, row
 
 /** out = LayerNorm(x) over the T rows (nn.LayerNorm: biased variance, eps inside the root). */
 export function layerNorm(f: Fwd, out: Buf, x: Buf, n: Norm, layer: number | null, stage: string): void {
-  f.dev.layerNorm(out, x, n.g, n.b, f.T, f.a.nEmbd, f.a.eps)
-  trace(f, layer, stage, out, f.T, f.a.nEmbd)
+  const { T, a, tape } = f
+  if (tape && layer !== null) {
+    const C = a.nEmbd
+    const xs = tape.keep(layer, stage + '.x', x, T * C)
+    f.dev.train!.layerNormForward(out, tape.buffer(layer, stage + '.mean', T), tape.buffer(layer, stage + '.rstd', T), xs, n.g, n.b, T, C, a.eps)
+  } else f.dev.layerNorm(out, x, n.g, n.b, T, a.nEmbd, a.eps)
+  trace(f, layer, stage, out, T, a.nEmbd)
 }
 
 /** out = a + b over the T rows of C (the residual connection). */
@@ -119,8 +139,9 @@ export function embedding(f: Fwd, out: Buf, table: Weight, ids: Int32Array, accu
  * with the layer's scale and window from config.json (a.layers[l]).
  */
 export function selfAttention(f: Fwd, out: Buf, xn: Buf, q: Linear, k: Linear, v: Linear, o: Linear, layer: number, rotaryDim = 0): void {
-  const { dev, a, s, T, pos0 } = f
+  const { dev, a, s, T, pos0, tape } = f
   const C = a.nEmbd
+  if (tape) tape.keep(layer, 'attn.xn', xn, T * C)
   linear(f, s.q, xn, q, T, C)
   linear(f, s.k, xn, k, T, C)
   linear(f, s.v, xn, v, T, C)
@@ -140,10 +161,16 @@ export function selfAttention(f: Fwd, out: Buf, xn: Buf, q: Linear, k: Linear, v
   opts.pos0 = pos0
   opts.scale = kind.scale
   opts.window = kind.window
-  opts.probs = f.trace ? s.probs : null
+  opts.probs = tape ? tape.buffer(layer, 'attn.probs', a.nHead * T * T) : f.trace ? s.probs : null
+  if (tape) {
+    tape.keep(layer, 'attn.q', s.q, T * C)
+    tape.keep(layer, 'attn.k', s.k, T * C)
+    tape.keep(layer, 'attn.v', s.v, T * C)
+  }
   dev.attention(s.att, s.q, f.kv.k, f.kv.v, opts)
-  if (f.trace && s.probs) {
-    const probs = s.probs, n = a.nHead * T * (pos0 + T)
+  if (tape) tape.keep(layer, 'attn.att', s.att, T * C)
+  if (f.trace && opts.probs) {
+    const probs = opts.probs, n = a.nHead * T * (pos0 + T)
     f.trace({ name: `h.${layer}.attn.probs`, layer, shape: [a.nHead, T, pos0 + T], pos0, read: () => dev.snapshot(probs, 0, n) })
   }
   linear(f, out, s.att, o, T, C)
@@ -152,11 +179,99 @@ export function selfAttention(f: Fwd, out: Buf, xn: Buf, q: Linear, k: Linear, v
 
 /** The MLP of the T rows of xn into out: fcOut(act(fcIn(xn))). */
 export function mlp(f: Fwd, out: Buf, xn: Buf, fcIn: Linear, fcOut: Linear, layer: number): void {
-  const { dev, a, s, T } = f
+  const { dev, a, s, T, tape } = f
   const C = a.nEmbd, F = a.nInner
+  if (tape) tape.keep(layer, 'mlp.xn', xn, T * C)
   linear(f, s.h, xn, fcIn, T, C)
+  if (tape) tape.keep(layer, 'mlp.pre', s.h, T * F)
   dev.activation(s.h, s.h, T * F, a.act)
+  if (tape) tape.keep(layer, 'mlp.h', s.h, T * F)
   trace(f, layer, 'mlp.hidden', s.h, T, F)
   linear(f, out, s.h, fcOut, T, F)
   trace(f, layer, 'mlp.out', out, T, C)
+}
+
+// --- backward (training) ----------------------------------------------------------------------------
+// Each piece's backward mirrors its forward above, reading what the forward kept on the tape.
+// Gradients accumulate (+=): a block's backward adds into the residual-stream gradient it is given.
+
+/** A Linear's gradient: [out, in] (+ [out]). */
+export interface LinearGrad {
+  w: Buf
+  b: Buf | null
+}
+/** A LayerNorm's gradient. */
+export interface NormGrad {
+  g: Buf
+  b: Buf
+}
+
+/** The gradients of a family's layer weights: the same tree with every Linear and Norm replaced by its gradient. */
+export type GradOf<T> = T extends Linear ? LinearGrad : T extends Norm ? NormGrad : { [K in keyof T]: GradOf<T[K]> }
+
+/** What a block's backward runs with (one object per trainer, filled per layer). */
+export interface Bwd {
+  dev: Device
+  train: TrainOps
+  a: Arch
+  tape: Tape
+  T: number
+  positions: Int32Array
+  rotary: Buf | null
+  /** Scratch gradients of the block's intermediates: (maxT, C) x4 and (maxT, F). */
+  dxn: Buf
+  dq: Buf
+  dk: Buf
+  dv: Buf
+  datt: Buf
+  dh: Buf
+  /** Zeroes buf[0 .. n). */
+  zero(buf: Buf, n: number): void
+}
+
+/** dx += LayerNorm backward of dout (the norm's input, mean and rstd from the tape). */
+export function layerNormBackward(b: Bwd, dx: Buf, dout: Buf, n: Norm, g: NormGrad, layer: number, stage: string): void {
+  const { tape, T, a } = b
+  b.train.layerNormBackward(dx, g.g, g.b, dout, tape.get(layer, stage + '.x'), n.g, tape.get(layer, stage + '.mean'), tape.get(layer, stage + '.rstd'), T, a.nEmbd)
+}
+
+/** dx += dout · W; dW += doutᵀ · x; db += Σ dout (dx null: not wanted). Training weights are one buffer each. */
+export function linearBackward(b: Bwd, dx: Buf | null, dout: Buf, x: Buf, lin: Linear, g: LinearGrad, K: number): void {
+  b.train.matmulBackward(dx, g.w, g.b, dout, x, lin.w.parts[0], b.T, K, lin.w.shape[0])
+}
+
+/** Backward of selfAttention: dxn += the gradient of its input, given dout (the gradient of out). */
+export function selfAttentionBackward(b: Bwd, dxn: Buf, dout: Buf, q: Linear, k: Linear, v: Linear, o: Linear,
+  gq: LinearGrad, gk: LinearGrad, gv: LinearGrad, go: LinearGrad, layer: number, rotaryDim = 0): void {
+  const { tape, T, a, train } = b
+  const C = a.nEmbd, n = T * C
+  // out = att · Wo
+  b.zero(b.datt, n)
+  linearBackward(b, b.datt, dout, tape.get(layer, 'attn.att'), o, go, C)
+  // att = softmax(scale q kᵀ) v
+  b.zero(b.dq, n)
+  b.zero(b.dk, n)
+  b.zero(b.dv, n)
+  const kind = a.layers[layer]
+  const opts: AttentionOptions = { T, pos0: 0, nHead: a.nHead, headDim: a.headDim, scale: kind.scale, window: kind.window }
+  train.attentionBackward(b.dq, b.dk, b.dv, b.datt, tape.get(layer, 'attn.q'), tape.get(layer, 'attn.k'), tape.get(layer, 'attn.v'), tape.get(layer, 'attn.probs'), opts)
+  if (rotaryDim > 0) {
+    train.rotaryBackward(b.dq, b.rotary!, b.positions, T, a.nHead, a.headDim, rotaryDim)
+    train.rotaryBackward(b.dk, b.rotary!, b.positions, T, a.nHead, a.headDim, rotaryDim)
+  }
+  // q, k, v = xn · Wq, xn · Wk, xn · Wv
+  const xn = tape.get(layer, 'attn.xn')
+  linearBackward(b, dxn, b.dq, xn, q, gq, C)
+  linearBackward(b, dxn, b.dk, xn, k, gk, C)
+  linearBackward(b, dxn, b.dv, xn, v, gv, C)
+}
+
+/** Backward of mlp: dxn += the gradient of its input, given dout. */
+export function mlpBackward(b: Bwd, dxn: Buf, dout: Buf, fcIn: Linear, fcOut: Linear, gIn: LinearGrad, gOut: LinearGrad, layer: number): void {
+  const { tape, T, a, train } = b
+  const F = a.nInner
+  b.zero(b.dh, T * F)
+  linearBackward(b, b.dh, dout, tape.get(layer, 'mlp.h'), fcOut, gOut, F)
+  train.activationBackward(b.dh, tape.get(layer, 'mlp.pre'), b.dh, T * F, a.act)
+  linearBackward(b, dxn, b.dh, tape.get(layer, 'mlp.xn'), fcIn, gIn, a.nEmbd)
 }

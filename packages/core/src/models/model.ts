@@ -91,6 +91,8 @@ export interface Model {
    * number of sessions share the weights; dispose() a session to free its memory.
    */
   createSession(opts?: SessionOptions): Session
+  /** The placed weights (for training and checkpoint writers; read-only for everything else). */
+  readonly weights: Weights
   /** Releases the device's threads (when loadModel created the device). */
   dispose(): Promise<void>
 }
@@ -336,7 +338,7 @@ function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes): { weights:
   const maxPartRows = Math.max(0, ...allWeights(shared, layers).filter((w) => w.parts.length > 1).map((w) => Math.max(...w.rowStart.slice(1).map((e, i) => e - w.rowStart[i]))))
   const weights: Weights = {
     dev, a, family, shared, layers, layerGroup, nGroups: rotary.length, rotary,
-    nCtx: sz.maxContext, maxPartRows, maxT: sz.maxT,
+    nCtx: sz.maxContext, maxPartRows, maxT: sz.maxT, placements: r.placements,
   }
   return { weights, reader: r, decodeBytes }
 }
@@ -390,6 +392,7 @@ async function build(o: Opened, opts: LoadOptions, generationConfig: Record<stri
       device,
       info,
       createSession: (sopts) => new Session(weights, sopts),
+      weights,
       dispose: async () => {
         if (owned) await device.dispose?.()
       },

@@ -5,7 +5,8 @@ import * as gpt2 from './gpt2.js'
 import * as gptNeo from './gpt_neo.js'
 import * as gptj from './gptj.js'
 import * as gpt3 from './gpt3_modelscope.js'
-import type { Fwd } from './layers.js'
+import type { Buf } from '../device/types.js'
+import type { Bwd, Fwd, GradOf } from './layers.js'
 import type { WeightReader } from './weights.js'
 
 /** A family file: config parsing, weight names, and its block's forward. L is its layer-weights type. */
@@ -17,6 +18,8 @@ export interface FamilyModule<L = unknown> {
   loadLayer(r: WeightReader, a: Arch, l: number): L
   /** Block l's forward on the rows in f.s.x (the residual stream, updated in place). */
   block(f: Fwd, weights: L, l: number): void
+  /** Block l's backward (training): dx, the gradient of its output, becomes the gradient of its input. */
+  blockBackward(b: Bwd, weights: L, grads: GradOf<L>, l: number, dx: Buf): void
   /** The family in words (inspect, step). */
   traits: Traits
   /** Tensor-name prefixes this family's checkpoints use, tried in order (default PREFIXES). */

@@ -21,11 +21,30 @@ export interface PlaceOptions {
  * when it had to be transformed (transposed, split); otherwise the data is read at placement, straight
  * into device memory where the device allows it.
  */
-interface Read {
+export interface Read {
   name: string
   shape: number[]
   dtype: DType
   data?: Float32Array
+  /** The tensor was stored transposed (GPT-2's Conv1D [in, out]). */
+  conv1d?: boolean
+  /** A row slice of the checkpoint tensor (a split fused QKV): its first row there, and the full shape as stored. */
+  row0?: number
+  stored?: number[]
+}
+
+/**
+ * Where a checkpoint tensor went: its name, the device Weight holding it (or the rows of it from
+ * row0), and whether it was transposed. Training reads gradients and writes checkpoints through these.
+ */
+export interface Placement {
+  name: string
+  weight: Weight
+  /** The checkpoint tensor's shape as stored. */
+  stored: number[]
+  /** First row of the checkpoint tensor (in the device layout) this Weight holds (fused QKV parts). */
+  row0: number
+  conv1d: boolean
 }
 
 /** The handle a dry run returns: never handed to a device. */
@@ -40,6 +59,8 @@ export class WeightReader {
   bytes = 0
   /** Device buffers placed (a split weight counts each part). */
   buffers = 0
+  /** Every tensor placed, in order (not for dry runs). */
+  readonly placements: Placement[] = []
   /** When set, read() only records each name and its shape (as stored) here: how random checkpoints get their table. */
   recorder: Map<string, number[]> | null = null
 
@@ -82,7 +103,7 @@ export class WeightReader {
       })
     this.used.add(name)
     if (this.dryRun || !opts.conv1d) return { name, shape: layout, dtype: info.dtype }
-    return { name, shape: layout, dtype: info.dtype, data: transpose(this.ckpt.readF32(name), shape[0], shape[1]) }
+    return { name, shape: layout, dtype: info.dtype, data: transpose(this.ckpt.readF32(name), shape[0], shape[1]), conv1d: true }
   }
 
   /** Places a tensor on the device as the requested storage (or the dtype it had in the file). */
@@ -110,6 +131,13 @@ export class WeightReader {
   }
 
   private placeParts(t: Read, storage: Storage, rowStart: number[]): Weight {
+    const w = this.placeBuffers(t, storage, rowStart)
+    if (!this.dryRun && this.dev)
+      this.placements.push({ name: t.name, weight: w, stored: t.stored ?? (t.conv1d ? [t.shape[1], t.shape[0]] : t.shape), row0: t.row0 ?? 0, conv1d: t.conv1d === true })
+    return w
+  }
+
+  private placeBuffers(t: Read, storage: Storage, rowStart: number[]): Weight {
     const nParts = rowStart.length - 1
     this.buffers += nParts
     const dev = this.dev
@@ -173,8 +201,8 @@ export class WeightReader {
     const b = this.read(`${this.prefix}${name}.bias`, [3 * C])
     const bias = this.dryRun || this.recorder ? undefined : this.ckpt.readF32(b.name)
     const part = (i: number): Linear => {
-      const wi = this.place({ name: w.name, data: w.data?.slice(i * C * C, (i + 1) * C * C), shape: [C, C], dtype: w.dtype })
-      return { w: wi, b: this.placeLike({ name: b.name, data: bias?.slice(i * C, (i + 1) * C), shape: [C], dtype: b.dtype }, wi) }
+      const wi = this.place({ name: w.name, data: w.data?.slice(i * C * C, (i + 1) * C * C), shape: [C, C], dtype: w.dtype, conv1d: true, row0: i * C, stored: [C, 3 * C] })
+      return { w: wi, b: this.placeLike({ name: b.name, data: bias?.slice(i * C, (i + 1) * C), shape: [C], dtype: b.dtype, row0: i * C, stored: [3 * C] }, wi) }
     }
     return [part(0), part(1), part(2)]
   }

@@ -1,0 +1,371 @@
+// refgpt train: fine-tune a model folder on a text dataset — the kuakua recipe (AdamW, noam warm-up,
+// batch 16, ModelScope framing) or HF's causal-LM recipe — and save a folder that refgpt and the
+// model's own tool load, with checkpoints that resume bit for bit.
+//
+// One optimizer step: zero_grad -> grad-accum micro-batches of forward + backward (loss / accum) ->
+// clip_grad_norm_ -> AdamW.step(lr of the schedule at this step) -> next step, as PyTorch's loop.
+
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { freemem, totalmem } from 'node:os'
+import { basename, join } from 'node:path'
+import {
+  AdamW, Batcher, SCHEDULES, Trainer, UsageError, clipGradNorm, createSchedule, inspectModel, loadExamples, loadModel,
+  openSafetensors, writeFileAtomic, writeSafetensors, writeTorchZip,
+  type BatcherState, type Dataset, type Model, type ScheduleName, type Tokenizer,
+} from '@refgpt/core'
+import { intOption, parse } from '../args.js'
+import { isModelscopeDir, wordpieceTokenizer } from './chat.js'
+import { MODEL_HELP, MODEL_OPTIONS, modelOptions, requireTokenizer } from './common.js'
+
+export const summary = 'fine-tune a model (AdamW, noam/linear/cosine/constant schedules, clipping) and save a loadable folder'
+
+export const help = `Usage: refgpt train --model DIR --data FILE --out DIR [options]
+
+Fine-tunes the model on FILE and saves the result in OUT as a folder refgpt loads and the model's
+own tool loads too (Hugging Face: model.safetensors + config.json + tokenizer files; ModelScope GPT-3:
+pytorch_model.bin + configuration.json + config.json + vocab.txt). Loss = mean token cross-entropy over
+the predicted positions of a batch; AdamW with torch's arithmetic; f32 training on js or wasm.
+
+Data: .jsonl with a text field (--text-field, default src_txt) or pre-tokenized "input_ids" rows, or
+.txt (one example per line; --pack concatenates documents into blocks of --max-length). ModelScope
+folders frame each text as [CLS] text [SEP] padded to --max-length, as ModelScope's trainer does
+(padding targets count, as there); Hugging Face folders use the causal-LM recipe (labels = ids).
+
+Options:
+      --data FILE               training data (.jsonl or .txt)
+      --out DIR                 output folder (checkpoints in OUT/checkpoint-STEP)
+      --eval-data FILE          evaluation data: loss and perplexity after every epoch
+      --text-field NAME         jsonl text field (default src_txt)
+      --epochs N                (default 1)
+      --batch-size N            examples per micro-batch (default 16)
+      --grad-accum N            micro-batches per optimizer step (default 1)
+      --lr X                    peak learning rate (default 3e-4)
+      --scheduler NAME          ${SCHEDULES.join(' | ')} (default noam)
+      --warmup-steps N          (default 100)
+      --weight-decay X          AdamW decoupled weight decay (default 0.01, on every parameter)
+      --no-decay-bias-norm      no decay for biases and LayerNorm weights (HF Trainer's groups)
+      --max-grad-norm X         clip_grad_norm_ (default 1.0; 0 disables)
+      --max-length N            tokens per example (default: ModelScope sequence_length or 128)
+      --pack                    .txt: pack the corpus into blocks of --max-length
+      --seed N                  data order seed (default 42)
+      --no-shuffle              file order every epoch
+      --save-steps N            save a checkpoint every N steps (default 0: only at the end)
+      --max-steps N             stop after N optimizer steps (the schedule's length)
+      --resume DIR              continue from a checkpoint folder (weights, moments, step, data order)
+${MODEL_HELP}`
+
+interface TrainArgs {
+  data: string
+  out: string
+  evalData: string | null
+  textField: string
+  epochs: number
+  batchSize: number
+  gradAccum: number
+  lr: number
+  scheduler: ScheduleName
+  warmupSteps: number
+  weightDecay: number
+  noDecayBiasNorm: boolean
+  maxGradNorm: number
+  maxLength: number | null
+  pack: boolean
+  seed: number
+  shuffle: boolean
+  saveSteps: number
+  maxSteps: number
+  resume: string | null
+}
+
+/** What a checkpoint folder records beside the weights to continue exactly. */
+interface TrainerState {
+  format: 'refgpt-trainer-state'
+  version: 1
+  step: number
+  totalSteps: number
+  batcher: BatcherState
+  args: Omit<TrainArgs, 'out' | 'resume'>
+}
+
+function num(name: string, s: string | undefined, def: number, min: number): number {
+  if (s === undefined) return def
+  const n = Number(s)
+  if (s.trim() === '' || !Number.isFinite(n) || n < min)
+    throw new UsageError({ where: 'refgpt train', what: `bad --${name}`, expected: `a number >= ${min}`, found: JSON.stringify(s) })
+  return n
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const { values: v, positionals } = parse('train', argv, {
+    ...MODEL_OPTIONS,
+    data: { type: 'string' }, out: { type: 'string' }, 'eval-data': { type: 'string' }, 'text-field': { type: 'string' },
+    epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'grad-accum': { type: 'string' }, lr: { type: 'string' },
+    scheduler: { type: 'string' }, 'warmup-steps': { type: 'string' }, 'weight-decay': { type: 'string' },
+    'no-decay-bias-norm': { type: 'boolean' }, 'max-grad-norm': { type: 'string' }, 'max-length': { type: 'string' },
+    pack: { type: 'boolean' }, seed: { type: 'string' }, 'no-shuffle': { type: 'boolean' }, 'save-steps': { type: 'string' },
+    'max-steps': { type: 'string' }, resume: { type: 'string' },
+  })
+  // --- every option checked before anything is printed or loaded ---
+  const where = 'refgpt train'
+  if (positionals.length) throw new UsageError({ where, what: 'unexpected argument', found: JSON.stringify(positionals[0]), hint: 'see `refgpt train --help`' })
+  const o = modelOptions('train', v)
+  if (o.dtype && o.dtype !== 'F32') throw new UsageError({ where, what: `--dtype ${String(v.dtype)} cannot be trained`, hint: 'training is f32: f16 / bf16 checkpoints are widened; q8 is refused' })
+  if (v.model === undefined && v.resume === undefined) throw new UsageError({ where, what: 'no --model', expected: 'a model folder to fine-tune (or --resume DIR)' })
+  for (const k of ['data', 'out'] as const) if (typeof v[k] !== 'string' || v[k] === '') throw new UsageError({ where, what: `no --${k}`, hint: 'see `refgpt train --help`' })
+  const scheduler = (v.scheduler as string | undefined) ?? 'noam'
+  if (!(SCHEDULES as readonly string[]).includes(scheduler)) throw new UsageError({ where, what: 'unknown --scheduler', expected: `one of ${SCHEDULES.join(', ')}`, found: JSON.stringify(scheduler) })
+  const args: TrainArgs = {
+    data: v.data as string,
+    out: v.out as string,
+    evalData: (v['eval-data'] as string | undefined) ?? null,
+    textField: (v['text-field'] as string | undefined) ?? 'src_txt',
+    epochs: intOption('train', 'epochs', v.epochs as string | undefined, 1, 1),
+    batchSize: intOption('train', 'batch-size', v['batch-size'] as string | undefined, 16, 1),
+    gradAccum: intOption('train', 'grad-accum', v['grad-accum'] as string | undefined, 1, 1),
+    lr: num('lr', v.lr as string | undefined, 3e-4, Number.MIN_VALUE),
+    scheduler: scheduler as ScheduleName,
+    warmupSteps: intOption('train', 'warmup-steps', v['warmup-steps'] as string | undefined, 100, 0),
+    weightDecay: num('weight-decay', v['weight-decay'] as string | undefined, 0.01, 0),
+    noDecayBiasNorm: v['no-decay-bias-norm'] === true,
+    maxGradNorm: num('max-grad-norm', v['max-grad-norm'] as string | undefined, 1, 0),
+    maxLength: v['max-length'] === undefined ? null : intOption('train', 'max-length', v['max-length'] as string, 0, 2),
+    pack: v.pack === true,
+    seed: intOption('train', 'seed', v.seed as string | undefined, 42, 0),
+    shuffle: v['no-shuffle'] !== true,
+    saveSteps: intOption('train', 'save-steps', v['save-steps'] as string | undefined, 0, 0),
+    maxSteps: intOption('train', 'max-steps', v['max-steps'] as string | undefined, 0, 0),
+    resume: (v.resume as string | undefined) ?? null,
+  }
+  if (args.scheduler === 'noam' && args.warmupSteps < 1) throw new UsageError({ where, what: 'the noam schedule needs --warmup-steps >= 1' })
+  for (const [flag, file] of [['data', args.data], ['eval-data', args.evalData]] as const)
+    if (file !== null && !(existsSync(file) && statSync(file).isFile())) throw new UsageError({ where, what: `--${flag} file not found`, found: JSON.stringify(file) })
+  if (existsSync(args.out) && !statSync(args.out).isDirectory()) throw new UsageError({ where, what: '--out exists and is not a folder', found: JSON.stringify(args.out) })
+  let resumed: TrainerState | null = null
+  if (args.resume !== null) resumed = readTrainerState(args.resume)
+  const dir = args.resume ?? o.dir
+  const modelscope = isModelscopeDir(dir)
+
+  // --- data, then a memory check, then the model ---
+  const tok: Tokenizer = modelscope ? wordpieceTokenizer(dir, 'train') : requireTokenizer(dir, 'train')
+  const info = inspectModel(dir)
+  const maxLength = args.maxLength ?? Math.min(info.arch.nPositions, modelscope ? sequenceLength(dir) : 128)
+  if (maxLength > info.arch.nPositions) throw new UsageError({ where, what: '--max-length exceeds the model context', expected: `at most ${info.arch.nPositions}`, found: String(maxLength) })
+  const framing = modelscope ? 'modelscope' : args.pack ? 'pack' : 'hf'
+  const dataOpts = { tokenizer: tok, framing, maxLength, textField: args.textField, vocabSize: info.arch.nVocab, padTargets: modelscope ? 'count' : 'ignore' } as const
+  const train = await loadExamples(args.data, dataOpts)
+  const evalSet = args.evalData ? await loadExamples(args.evalData, dataOpts) : null
+  checkMemory(info.parameters, info.arch, maxLength, o.device)
+
+  const model = await loadModel(dir, { device: o.device, threads: o.threads, dtype: 'F32' })
+  try {
+    await trainLoop(model, args, train, evalSet, maxLength, resumed, dir, modelscope)
+  } finally {
+    await model.dispose()
+  }
+}
+
+async function trainLoop(model: Model, args: TrainArgs, train: Dataset, evalSet: Dataset | null, maxLength: number,
+  resumed: TrainerState | null, dir: string, modelscope: boolean): Promise<void> {
+  const trainer = new Trainer(model, { maxLength })
+  const host = await trainer.hostParams()
+  const opt = new AdamW(host, { lr: args.lr, weightDecay: args.weightDecay, groups: args.noDecayBiasNorm ? 'no-decay-bias-norm' : 'all' })
+  const batcher = new Batcher(train.examples, { batchSize: args.batchSize, seed: args.seed, shuffle: args.shuffle, padId: train.padId })
+  const stepsPerEpoch = Math.ceil(batcher.batchesPerEpoch / args.gradAccum)
+  const totalSteps = resumed?.totalSteps ?? (args.maxSteps > 0 ? args.maxSteps : args.epochs * stepsPerEpoch)
+  const schedule = createSchedule({ name: args.scheduler, baseLr: args.lr, warmupSteps: args.warmupSteps, totalSteps })
+  let step = 0
+  if (resumed) {
+    batcher.restore(resumed.batcher)
+    const st = readOptimizerState(args.resume!, host.map((h) => h.name))
+    opt.loadState({ ...opt.state(), step: resumed.step, m: st.m, v: st.v })
+    step = resumed.step
+  }
+  mkdirSync(args.out, { recursive: true })
+  const logFile = join(args.out, 'train_log.jsonl')
+  if (!resumed) writeFileSync(logFile, '')
+  const log = (row: Record<string, unknown>) => writeFileSync(logFile, JSON.stringify(row) + '\n', { flag: 'a' })
+  const curve: { step: number; loss: number }[] = [], evals: { step: number; loss: number }[] = []
+  const tty = process.stderr.isTTY === true
+  const t0 = performance.now()
+  let tokensSeen = 0
+  process.stderr.write(`training ${basename(dir)}: ${train.examples.length} examples, ${totalSteps} steps of ${args.batchSize * args.gradAccum} examples, ${args.scheduler} lr ${args.lr}, on ${model.device.name}\n`)
+
+  while (step < totalSteps) {
+    trainer.zeroGrad()
+    let loss = 0, tokens = 0, epochEnded = false, epoch = 0
+    for (let k = 0; k < args.gradAccum; k++) {
+      const b = batcher.next()
+      const r = await trainer.forwardBackward(b.examples, { lossScale: 1 / args.gradAccum })
+      loss += r.loss / args.gradAccum
+      tokens += b.tokens
+      epoch = b.epoch
+      if (b.lastInEpoch) epochEnded = true
+    }
+    await trainer.readGradients(host)
+    const norm = args.maxGradNorm > 0 ? clipGradNorm(host.map((h) => h.grad), args.maxGradNorm) : null
+    const lr = schedule.lrAt(step)
+    opt.step(lr)
+    trainer.writeParameters(host)
+    step++
+    tokensSeen += tokens
+    const elapsed = (performance.now() - t0) / 1000
+    const row = { step, epoch, loss, lr, grad_norm: norm, tokens_per_s: tokensSeen / elapsed, elapsed_s: elapsed }
+    log(row)
+    curve.push({ step, loss })
+    const eta = (elapsed / (step - (resumed?.step ?? 0))) * (totalSteps - step)
+    const line = `step ${step}/${totalSteps}  loss ${loss.toFixed(4)}  lr ${lr.toExponential(3)}  ${Math.round(row.tokens_per_s)} tok/s  ETA ${fmtTime(eta)}`
+    if (tty) process.stderr.write(`\r${bar(step / totalSteps)} ${line}\x1b[K`)
+    else process.stderr.write(line + '\n')
+    if (epochEnded && evalSet) {
+      const e = await evaluate(model, evalSet, maxLength)
+      log({ step, epoch, eval_loss: e, eval_ppl: Math.exp(e) })
+      evals.push({ step, loss: e })
+      process.stderr.write(`${tty ? '\n' : ''}epoch ${epoch + 1}: eval loss ${e.toFixed(4)}, perplexity ${Math.exp(e).toFixed(3)}\n`)
+    }
+    if (args.saveSteps > 0 && step % args.saveSteps === 0 && step < totalSteps) {
+      await save(join(args.out, `checkpoint-${step}`), trainer, dir, modelscope, { step, totalSteps, batcher: batcher.state(), args }, opt)
+    }
+  }
+  if (tty) process.stderr.write('\n')
+  if (evalSet && !evals.some((e) => e.step === step)) {
+    const e = await evaluate(model, evalSet, maxLength)
+    log({ step, eval_loss: e, eval_ppl: Math.exp(e) })
+    evals.push({ step, loss: e })
+    process.stderr.write(`eval loss ${e.toFixed(4)}, perplexity ${Math.exp(e).toFixed(3)}\n`)
+  }
+  await save(args.out, trainer, dir, modelscope, { step, totalSteps, batcher: batcher.state(), args }, opt)
+  writeFileAtomic(join(args.out, 'loss_curve.svg'), lossCurveSvg(curve, evals))
+  process.stdout.write(`saved ${args.out} (step ${step}); log ${logFile}\n`)
+}
+
+/** Mean token loss of a dataset on the inference path (session.logProbs: log-softmax on the device, no backward). */
+async function evaluate(model: Model, data: Dataset, maxLength: number): Promise<number> {
+  const session = model.createSession({ maxBatchTokens: maxLength })
+  try {
+    let sum = 0, count = 0
+    for (const e of data.examples) {
+      const lp = await session.logProbs(e.inputIds, { targets: Array.from(e.targets, (t) => (t < 0 ? -1 : t)) })
+      for (let t = 0; t < lp.length; t++) if (e.targets[t] >= 0) (sum -= lp[t]), count++
+    }
+    return sum / count
+  } finally {
+    session.dispose()
+  }
+}
+
+/** Saves the model folder (+ trainer state and optimizer moments) atomically: a temp folder renamed into place for checkpoints. */
+async function save(out: string, trainer: Trainer, src: string, modelscope: boolean, state: Omit<TrainerState, 'format' | 'version' | 'args'> & { args: TrainArgs }, opt: AdamW): Promise<void> {
+  const isCheckpoint = basename(out).startsWith('checkpoint-')
+  const target = isCheckpoint ? `${out}.tmp-${process.pid}` : out
+  mkdirSync(target, { recursive: true })
+  const params = await trainer.parameters()
+  const shapes = new Map(trainer.placements.map((p) => [p.name, p.stored]))
+  const tensors = [...params].map(([name, data]) => ({ name, shape: shapes.get(name)!, data }))
+  if (modelscope) {
+    writeTorchZip(join(target, 'pytorch_model.bin'), tensors)
+    for (const f of ['configuration.json', 'config.json', 'vocab.txt']) copyIfExists(src, target, f)
+  } else {
+    writeSafetensors(join(target, 'model.safetensors'), tensors, { format: 'pt' })
+    for (const f of ['config.json', 'generation_config.json', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'])
+      copyIfExists(src, target, f)
+  }
+  const { out: _o, resume: _r, ...args } = state.args
+  const ts: TrainerState = { format: 'refgpt-trainer-state', version: 1, step: state.step, totalSteps: state.totalSteps, batcher: state.batcher, args }
+  writeFileAtomic(join(target, 'trainer_state.json'), JSON.stringify(ts, null, 1) + '\n')
+  const os = opt.state()
+  writeSafetensors(join(target, 'optimizer.safetensors'), os.names.flatMap((name, i) => [
+    { name: `m.${i}`, shape: [os.m[i].length], data: os.m[i] },
+    { name: `v.${i}`, shape: [os.v[i].length], data: os.v[i] },
+  ]), { format: 'refgpt-adamw', step: String(os.step), names: JSON.stringify(os.names) })
+  if (isCheckpoint) {
+    rmSync(out, { recursive: true, force: true })
+    renameSync(target, out)
+  }
+}
+
+function copyIfExists(src: string, dst: string, file: string): void {
+  if (existsSync(join(src, file)) && src !== dst) copyFileSync(join(src, file), join(dst, file))
+}
+
+function readTrainerState(dir: string): TrainerState {
+  const file = join(dir, 'trainer_state.json')
+  if (!existsSync(file)) throw new UsageError({ where: file, what: 'not a refgpt training checkpoint', expected: 'trainer_state.json and optimizer.safetensors beside the weights', hint: 'pass a folder written by refgpt train (OUT or OUT/checkpoint-STEP)' })
+  let s: TrainerState
+  try {
+    s = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (e) {
+    throw new UsageError({ where: file, what: 'unreadable trainer state', found: String((e as Error).message).split('\n')[0] })
+  }
+  if (s?.format !== 'refgpt-trainer-state' || s.version !== 1 || !Number.isInteger(s.step)) throw new UsageError({ where: file, what: 'not a refgpt trainer state (format / version / step)' })
+  return s
+}
+
+function readOptimizerState(dir: string, names: string[]): { m: Float32Array[]; v: Float32Array[] } {
+  const ck = openSafetensors(join(dir, 'optimizer.safetensors'))
+  try {
+    const saved = JSON.parse(ck.metadata.names ?? '[]') as string[]
+    if (saved.length !== names.length || saved.some((n, i) => n !== names[i]))
+      throw new UsageError({ where: join(dir, 'optimizer.safetensors'), what: 'the optimizer state is for other parameters', expected: `${names.length} parameters of this model`, found: `${saved.length}` })
+    return { m: names.map((_, i) => ck.readF32(`m.${i}`)), v: names.map((_, i) => ck.readF32(`v.${i}`)) }
+  } finally {
+    ck.close()
+  }
+}
+
+function sequenceLength(dir: string): number {
+  try {
+    const c = JSON.parse(readFileSync(join(dir, 'configuration.json'), 'utf8'))
+    const S = c?.preprocessor?.sequence_length
+    return Number.isInteger(S) && S >= 2 ? S : 128
+  } catch {
+    return 128
+  }
+}
+
+/**
+ * Refuses a run that cannot fit, before loading: weights + gradients on the device, host copies of
+ * weights and gradients and AdamW's two moments, and the activations one example keeps per layer.
+ */
+function checkMemory(params: number, a: { nLayer: number; nEmbd: number; nInner: number; nHead: number; nVocab: number }, T: number, device: string): void {
+  const C = a.nEmbd, F = a.nInner
+  const perLayer = 4 * (T * (10 * C + 2 * F) + a.nHead * T * T + 4 * T)
+  const activations = a.nLayer * perLayer + 4 * T * (2 * a.nVocab + 8 * C + 2 * F)
+  const deviceBytes = 8 * params + activations
+  const hostBytes = 16 * params
+  const need = deviceBytes + hostBytes
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`
+  if (device === 'wasm' && deviceBytes > 4 * 2 ** 30 - (64 << 20))
+    throw new UsageError({ where: 'refgpt train', what: 'the model does not fit one 4 GiB wasm memory for training', expected: 'weights + gradients + activations under 4 GiB', found: `${gib(deviceBytes)} (${(params / 1e6).toFixed(1)} M parameters)`, hint: 'lower --max-length or use a smaller model' })
+  const avail = Math.max(freemem(), totalmem() * 0.8)
+  if (need > avail)
+    throw new UsageError({ where: 'refgpt train', what: 'not enough memory for this training run', expected: `${gib(need)} (weights, gradients, 2 AdamW moments, host copies, activations of one example of ${T} tokens)`, found: `${gib(avail)} available`, hint: 'lower --max-length or use a smaller model' })
+}
+
+const fmtTime = (s: number) => (!Number.isFinite(s) ? '?' : s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`)
+const bar = (f: number) => {
+  const n = Math.round(Math.min(1, Math.max(0, f)) * 20)
+  return `[${'#'.repeat(n)}${'.'.repeat(20 - n)}]`
+}
+
+/** A self-contained SVG of the training loss per step (and eval loss points). */
+export function lossCurveSvg(train: { step: number; loss: number }[], evals: { step: number; loss: number }[]): string {
+  const W = 640, H = 360, P = 48
+  const all = [...train, ...evals]
+  const maxStep = Math.max(1, ...all.map((p) => p.step))
+  const lo = Math.min(...all.map((p) => p.loss)), hi = Math.max(...all.map((p) => p.loss))
+  const span = hi > lo ? hi - lo : 1
+  const x = (s: number) => P + ((W - 2 * P) * s) / maxStep
+  const y = (l: number) => H - P - ((H - 2 * P) * (l - lo)) / span
+  const path = train.map((p, i) => `${i ? 'L' : 'M'}${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' ')
+  const dots = evals.map((p) => `<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.loss).toFixed(1)}" r="4" fill="#d33"/>`).join('')
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="#fff"/>
+<text x="${W / 2}" y="20" text-anchor="middle">training loss (line) and eval loss (dots) per optimizer step</text>
+<line x1="${P}" y1="${H - P}" x2="${W - P}" y2="${H - P}" stroke="#888"/><line x1="${P}" y1="${P}" x2="${P}" y2="${H - P}" stroke="#888"/>
+<text x="${P}" y="${H - P + 16}">0</text><text x="${W - P}" y="${H - P + 16}" text-anchor="end">${maxStep}</text>
+<text x="${P - 4}" y="${y(hi) + 4}" text-anchor="end">${hi.toFixed(2)}</text><text x="${P - 4}" y="${y(lo) + 4}" text-anchor="end">${lo.toFixed(2)}</text>
+<path d="${path}" fill="none" stroke="#36c" stroke-width="1.5"/>${dots}
+</svg>
+`
+}
+
