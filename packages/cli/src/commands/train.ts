@@ -7,19 +7,20 @@
 
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { freemem, totalmem } from 'node:os'
-import { basename, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import {
-  AdamW, Batcher, SCHEDULES, Trainer, UsageError, clipGradNorm, createSchedule, inspectModel, loadExamples, loadModel,
-  openSafetensors, writeFileAtomic, writeSafetensors, writeTorchZip,
+  AdamW, Batcher, SCHEDULES, TokenizerError, Trainer, UsageError, clipGradNorm, countTargets, createSchedule, inspectModel,
+  loadExamples, loadModel, openSafetensors, writeFileAtomic, writeSafetensors, writeTorchZip,
   type BatcherState, type Dataset, type Model, type ScheduleName, type Tokenizer,
 } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
 import { isModelscopeDir, wordpieceTokenizer } from './chat.js'
-import { MODEL_HELP, MODEL_OPTIONS, modelOptions, requireTokenizer } from './common.js'
+import { MODEL_HELP, MODEL_OPTIONS, maybeTokenizer, modelOptions } from './common.js'
 
 export const summary = 'fine-tune a model (AdamW, noam/linear/cosine/constant schedules, clipping) and save a loadable folder'
 
 export const help = `Usage: refgpt train --model DIR --data FILE --out DIR [options]
+       refgpt train --resume OUT/checkpoint-STEP --out DIR [options]
 
 Fine-tunes the model on FILE and saves the result in OUT as a folder refgpt loads and the model's
 own tool loads too (Hugging Face: model.safetensors + config.json + tokenizer files; ModelScope GPT-3:
@@ -29,7 +30,9 @@ the predicted positions of a batch; AdamW with torch's arithmetic; f32 training 
 Data: .jsonl with a text field (--text-field, default src_txt) or pre-tokenized "input_ids" rows, or
 .txt (one example per line; --pack concatenates documents into blocks of --max-length). ModelScope
 folders frame each text as [CLS] text [SEP] padded to --max-length, as ModelScope's trainer does
-(padding targets count, as there); Hugging Face folders use the causal-LM recipe (labels = ids).
+(padding targets count, as there); Hugging Face folders use the causal-LM recipe (labels = ids; EOS
+after each packed document). A folder without tokenizer files trains on "input_ids" rows only.
+Examples of one token (nothing to predict) are skipped.
 
 Options:
       --data FILE               training data (.jsonl or .txt)
@@ -38,7 +41,8 @@ Options:
       --text-field NAME         jsonl text field (default src_txt)
       --epochs N                (default 1)
       --batch-size N            examples per micro-batch (default 16)
-      --grad-accum N            micro-batches per optimizer step (default 1)
+      --grad-accum N            micro-batches per optimizer step (default 1; a step never spans two epochs:
+                                an epoch's last step averages the micro-batches left)
       --lr X                    peak learning rate (default 3e-4)
       --scheduler NAME          ${SCHEDULES.join(' | ')} (default noam)
       --warmup-steps N          (default 100)
@@ -51,7 +55,8 @@ Options:
       --no-shuffle              file order every epoch
       --save-steps N            save a checkpoint every N steps (default 0: only at the end)
       --max-steps N             stop after N optimizer steps (the schedule's length)
-      --resume DIR              continue from a checkpoint folder (weights, moments, step, data order)
+      --resume DIR              continue from a checkpoint folder (weights, moments, step, data order, log);
+                                options left out are the checkpoint's, options that change the run must match
 ${MODEL_HELP}`
 
 interface TrainArgs {
@@ -95,6 +100,14 @@ function num(name: string, s: string | undefined, def: number, min: number): num
   return n
 }
 
+/** Options that change what a run computes: a resumed run takes them from its checkpoint and refuses different ones. */
+const RESUMED: readonly (readonly [keyof TrainArgs, string])[] = [
+  ['textField', 'text-field'], ['epochs', 'epochs'], ['batchSize', 'batch-size'], ['gradAccum', 'grad-accum'], ['lr', 'lr'],
+  ['scheduler', 'scheduler'], ['warmupSteps', 'warmup-steps'], ['weightDecay', 'weight-decay'], ['noDecayBiasNorm', 'no-decay-bias-norm'],
+  ['maxGradNorm', 'max-grad-norm'], ['maxLength', 'max-length'], ['pack', 'pack'], ['seed', 'seed'], ['shuffle', 'no-shuffle'],
+  ['maxSteps', 'max-steps'],
+]
+
 export async function run(argv: string[]): Promise<void> {
   const { values: v, positionals } = parse('train', argv, {
     ...MODEL_OPTIONS,
@@ -105,17 +118,20 @@ export async function run(argv: string[]): Promise<void> {
     pack: { type: 'boolean' }, seed: { type: 'string' }, 'no-shuffle': { type: 'boolean' }, 'save-steps': { type: 'string' },
     'max-steps': { type: 'string' }, resume: { type: 'string' },
   })
-  // --- every option checked before anything is printed or loaded ---
+  // --- every option checked before anything is printed, loaded or written ---
   const where = 'refgpt train'
   if (positionals.length) throw new UsageError({ where, what: 'unexpected argument', found: JSON.stringify(positionals[0]), hint: 'see `refgpt train --help`' })
   const o = modelOptions('train', v)
   if (o.dtype && o.dtype !== 'F32') throw new UsageError({ where, what: `--dtype ${String(v.dtype)} cannot be trained`, hint: 'training is f32: f16 / bf16 checkpoints are widened; q8 is refused' })
   if (v.model === undefined && v.resume === undefined) throw new UsageError({ where, what: 'no --model', expected: 'a model folder to fine-tune (or --resume DIR)' })
-  for (const k of ['data', 'out'] as const) if (typeof v[k] !== 'string' || v[k] === '') throw new UsageError({ where, what: `no --${k}`, hint: 'see `refgpt train --help`' })
+  if (v.resume === '') throw new UsageError({ where, what: 'empty --resume', expected: 'a checkpoint folder (OUT or OUT/checkpoint-STEP)' })
+  // a resumed run may leave out --data: the checkpoint names its file
+  for (const k of ['data', 'out'] as const)
+    if (v[k] === '' || (v[k] === undefined && !(k === 'data' && v.resume !== undefined))) throw new UsageError({ where, what: `no --${k}`, hint: 'see `refgpt train --help`' })
   const scheduler = (v.scheduler as string | undefined) ?? 'noam'
   if (!(SCHEDULES as readonly string[]).includes(scheduler)) throw new UsageError({ where, what: 'unknown --scheduler', expected: `one of ${SCHEDULES.join(', ')}`, found: JSON.stringify(scheduler) })
-  const args: TrainArgs = {
-    data: v.data as string,
+  let args: TrainArgs = {
+    data: (v.data as string | undefined) ?? '',
     out: v.out as string,
     evalData: (v['eval-data'] as string | undefined) ?? null,
     textField: (v['text-field'] as string | undefined) ?? 'src_txt',
@@ -136,32 +152,100 @@ export async function run(argv: string[]): Promise<void> {
     maxSteps: intOption('train', 'max-steps', v['max-steps'] as string | undefined, 0, 0),
     resume: (v.resume as string | undefined) ?? null,
   }
+  if (args.textField === '') throw new UsageError({ where, what: 'empty --text-field', expected: 'a jsonl field name' })
+  let resumed: TrainerState | null = null
+  if (args.resume !== null) {
+    if (!(existsSync(args.resume) && statSync(args.resume).isDirectory())) throw new UsageError({ where, what: '--resume folder not found', found: JSON.stringify(args.resume) })
+    resumed = readTrainerState(args.resume)
+    args = resumedArgs(args, resumed, v)
+  }
   if (args.scheduler === 'noam' && args.warmupSteps < 1) throw new UsageError({ where, what: 'the noam schedule needs --warmup-steps >= 1' })
   for (const [flag, file] of [['data', args.data], ['eval-data', args.evalData]] as const)
     if (file !== null && !(existsSync(file) && statSync(file).isFile())) throw new UsageError({ where, what: `--${flag} file not found`, found: JSON.stringify(file) })
   if (existsSync(args.out) && !statSync(args.out).isDirectory()) throw new UsageError({ where, what: '--out exists and is not a folder', found: JSON.stringify(args.out) })
-  let resumed: TrainerState | null = null
-  if (args.resume !== null) resumed = readTrainerState(args.resume)
   const dir = args.resume ?? o.dir
+  if (!(existsSync(dir) && statSync(dir).isDirectory())) throw new UsageError({ where, what: '--model folder not found', found: JSON.stringify(dir) })
   const modelscope = isModelscopeDir(dir)
+  if (modelscope && args.pack) throw new UsageError({ where, what: '--pack is for Hugging Face folders', hint: 'ModelScope GPT-3 frames every text as [CLS] text [SEP] padded to --max-length' })
 
   // --- data, then a memory check, then the model ---
-  const tok: Tokenizer = modelscope ? wordpieceTokenizer(dir, 'train') : requireTokenizer(dir, 'train')
-  const info = inspectModel(dir)
+  // (a variant is read from the input folder only: a checkpoint holds model.safetensors)
+  const info = inspectModel(dir, { variant: args.resume === null ? o.variant : undefined })
+  const tok: Tokenizer = modelscope ? wordpieceTokenizer(dir, 'train') : maybeTokenizer(dir) ?? idsOnlyTokenizer(dir)
   const maxLength = args.maxLength ?? Math.min(info.arch.nPositions, modelscope ? sequenceLength(dir) : 128)
   if (maxLength > info.arch.nPositions) throw new UsageError({ where, what: '--max-length exceeds the model context', expected: `at most ${info.arch.nPositions}`, found: String(maxLength) })
   const framing = modelscope ? 'modelscope' : args.pack ? 'pack' : 'hf'
-  const dataOpts = { tokenizer: tok, framing, maxLength, textField: args.textField, vocabSize: info.arch.nVocab, padTargets: modelscope ? 'count' : 'ignore' } as const
-  const train = await loadExamples(args.data, dataOpts)
-  const evalSet = args.evalData ? await loadExamples(args.evalData, dataOpts) : null
+  const eos = info.arch.eosTokenId, eosId = Array.isArray(eos) ? eos[0] : eos
+  const dataOpts = {
+    tokenizer: tok, framing, maxLength, textField: args.textField, vocabSize: info.arch.nVocab, padTargets: modelscope ? 'count' : 'ignore',
+    // config.json's end-of-text id (packing, padding) where it is a valid id; else the tokenizer's
+    ...(!modelscope && Number.isInteger(eosId) && eosId! >= 0 && eosId! < info.arch.nVocab ? { eosId: eosId! } : {}),
+  } as const
+  const train = predicting(await loadExamples(args.data, dataOpts))
+  const evalSet = args.evalData ? predicting(await loadExamples(args.evalData, dataOpts)) : null
   checkMemory(info.parameters, info.arch, maxLength, o.device)
 
-  const model = await loadModel(dir, { device: o.device, threads: o.threads, dtype: 'F32' })
+  const model = await loadModel(dir, { device: o.device, threads: o.threads, dtype: 'F32', variant: args.resume === null ? o.variant : undefined })
   try {
     await trainLoop(model, args, train, evalSet, maxLength, resumed, dir, modelscope)
   } finally {
     await model.dispose()
   }
+}
+
+/**
+ * A resumed run's arguments: the options that change the computation come from the checkpoint when not
+ * given, and must equal it when given (else the run would not continue the one it resumes); --data,
+ * --eval-data and --save-steps come from the checkpoint when not given.
+ */
+function resumedArgs(args: TrainArgs, st: TrainerState, v: Record<string, unknown>): TrainArgs {
+  const saved = st.args as Partial<TrainArgs>
+  const out: TrainArgs = { ...args }
+  const set = out as unknown as Record<string, unknown>
+  for (const [key, flag] of RESUMED) {
+    if (!(key in saved)) continue
+    const given = v[flag] !== undefined
+    const mine = args[key], theirs = saved[key]
+    if (!given) set[key] = theirs
+    else if (mine !== theirs)
+      throw new UsageError({
+        where: 'refgpt train --resume', what: `--${flag} differs from the run being resumed`,
+        expected: typeof theirs === 'boolean' ? `${theirs === (flag !== 'no-shuffle') ? '' : 'no '}--${flag}` : theirs === null || theirs === 0 ? `no --${flag} (the default)` : JSON.stringify(theirs),
+        found: typeof mine === 'boolean' ? `--${flag}` : JSON.stringify(mine), hint: 'leave the option out (the checkpoint has it) or start a new run with --model',
+      })
+  }
+  // the data file (checked against the checkpoint's fingerprint), the eval file and the checkpoint interval may change
+  if (v.data === undefined) {
+    if (typeof saved.data !== 'string') throw new UsageError({ where: 'refgpt train --resume', what: 'no --data', hint: 'the checkpoint does not name its data file' })
+    out.data = saved.data
+  }
+  if (v['eval-data'] === undefined && typeof saved.evalData === 'string') out.evalData = saved.evalData
+  if (v['save-steps'] === undefined && Number.isInteger(saved.saveSteps)) out.saveSteps = saved.saveSteps!
+  return out
+}
+
+/** For a folder without tokenizer files: pre-tokenized rows ({"input_ids": [...]}) still train; a text row is refused. */
+function idsOnlyTokenizer(dir: string): Tokenizer {
+  return {
+    kind: 'none', vocabSize: 0, specialTokens: new Map(),
+    encode: () => {
+      throw new TokenizerError({
+        where: dir, what: 'the model folder has no tokenizer, so text rows cannot be tokenized',
+        expected: 'tokenizer.json or vocab.json + merges.txt in the folder',
+        hint: 'train on pre-tokenized .jsonl rows {"input_ids": [...]} or copy the tokenizer files into the folder',
+      })
+    },
+    decode: () => '', tokenBytes: () => undefined, idToToken: () => undefined,
+  }
+}
+
+/** Drops examples with nothing to predict (a one-token text): a batch of only those would have no loss. */
+function predicting(d: Dataset): Dataset {
+  const examples = d.examples.filter((e) => countTargets(e.targets) > 0)
+  if (examples.length === 0)
+    throw new UsageError({ where: d.file, what: 'no example has a token to predict', expected: 'examples of at least 2 tokens', found: `${d.examples.length} examples of 1 token` })
+  if (examples.length < d.examples.length) process.stderr.write(`${d.file}: skipped ${d.examples.length - examples.length} example(s) of one token (nothing to predict)\n`)
+  return examples.length === d.examples.length ? d : { ...d, examples }
 }
 
 async function trainLoop(model: Model, args: TrainArgs, train: Dataset, evalSet: Dataset | null, maxLength: number,
@@ -170,36 +254,48 @@ async function trainLoop(model: Model, args: TrainArgs, train: Dataset, evalSet:
   const host = await trainer.hostParams()
   const opt = new AdamW(host, { lr: args.lr, weightDecay: args.weightDecay, groups: args.noDecayBiasNorm ? 'no-decay-bias-norm' : 'all' })
   const batcher = new Batcher(train.examples, { batchSize: args.batchSize, seed: args.seed, shuffle: args.shuffle, padId: train.padId })
+  // An optimizer step never spans two epochs: the last one of an epoch takes the batches left (fewer than --grad-accum).
   const stepsPerEpoch = Math.ceil(batcher.batchesPerEpoch / args.gradAccum)
-  const totalSteps = resumed?.totalSteps ?? (args.maxSteps > 0 ? args.maxSteps : args.epochs * stepsPerEpoch)
+  const totalSteps = args.maxSteps > 0 ? args.maxSteps : args.epochs * stepsPerEpoch
   const schedule = createSchedule({ name: args.scheduler, baseLr: args.lr, warmupSteps: args.warmupSteps, totalSteps })
   let step = 0
+  let history: Record<string, unknown>[] = []
   if (resumed) {
+    if (resumed.totalSteps !== totalSteps)
+      throw new UsageError({ where: 'refgpt train --resume', what: 'the run has another length than the one being resumed', expected: `${resumed.totalSteps} steps`, found: `${totalSteps} steps`, hint: 'resume with the same data and options' })
+    if (resumed.step > totalSteps) throw new UsageError({ where: 'refgpt train --resume', what: 'the checkpoint is past the end of the run', expected: `step <= ${totalSteps}`, found: String(resumed.step) })
     batcher.restore(resumed.batcher)
     const st = readOptimizerState(args.resume!, host.map((h) => h.name))
     opt.loadState({ ...opt.state(), step: resumed.step, m: st.m, v: st.v })
     step = resumed.step
+    history = readLog(join(args.resume!, 'train_log.jsonl'), step)
   }
+  // --- from here on the output folder is written ---
   mkdirSync(args.out, { recursive: true })
   const logFile = join(args.out, 'train_log.jsonl')
-  if (!resumed) writeFileSync(logFile, '')
+  writeFileSync(logFile, history.map((r) => JSON.stringify(r) + '\n').join(''))
   const log = (row: Record<string, unknown>) => writeFileSync(logFile, JSON.stringify(row) + '\n', { flag: 'a' })
   const curve: { step: number; loss: number }[] = [], evals: { step: number; loss: number }[] = []
+  for (const r of history) {
+    if (typeof r.loss === 'number') curve.push({ step: r.step as number, loss: r.loss })
+    if (typeof r.eval_loss === 'number') evals.push({ step: r.step as number, loss: r.eval_loss })
+  }
   const tty = process.stderr.isTTY === true
   const t0 = performance.now()
   let tokensSeen = 0
-  process.stderr.write(`training ${basename(dir)}: ${train.examples.length} examples, ${totalSteps} steps of ${args.batchSize * args.gradAccum} examples, ${args.scheduler} lr ${args.lr}, on ${model.device.name}\n`)
+  process.stderr.write(`training ${basename(dir)}: ${train.examples.length} examples, ${totalSteps} steps of ${args.batchSize * args.gradAccum} examples, ${args.scheduler} lr ${args.lr}, on ${model.device.name}${resumed ? `, resumed at step ${step}` : ''}\n`)
 
   while (step < totalSteps) {
     trainer.zeroGrad()
+    const k = Math.min(args.gradAccum, batchesLeftInEpoch(batcher))
     let loss = 0, tokens = 0, epochEnded = false, epoch = 0
-    for (let k = 0; k < args.gradAccum; k++) {
+    for (let i = 0; i < k; i++) {
       const b = batcher.next()
-      const r = await trainer.forwardBackward(b.examples, { lossScale: 1 / args.gradAccum })
-      loss += r.loss / args.gradAccum
+      const r = await trainer.forwardBackward(b.examples, { lossScale: 1 / k })
+      loss += r.loss / k
       tokens += b.tokens
       epoch = b.epoch
-      if (b.lastInEpoch) epochEnded = true
+      epochEnded = b.lastInEpoch
     }
     await trainer.readGradients(host)
     const norm = args.maxGradNorm > 0 ? clipGradNorm(host.map((h) => h.grad), args.maxGradNorm) : null
@@ -236,6 +332,28 @@ async function trainLoop(model: Model, args: TrainArgs, train: Dataset, evalSet:
   await save(args.out, trainer, dir, modelscope, { step, totalSteps, batcher: batcher.state(), args }, opt)
   writeFileAtomic(join(args.out, 'loss_curve.svg'), lossCurveSvg(curve, evals))
   process.stdout.write(`saved ${args.out} (step ${step}); log ${logFile}\n`)
+}
+
+/** Micro-batches left in the current epoch (a whole epoch when the last one has ended). */
+function batchesLeftInEpoch(b: Batcher): number {
+  const n = b.examples.length
+  return b.position >= n ? b.batchesPerEpoch : b.batchesPerEpoch - Math.ceil(b.position / b.batchSize)
+}
+
+/** The rows of a checkpoint's train_log.jsonl up to its step (a resumed run's log continues them). */
+function readLog(file: string, upTo: number): Record<string, unknown>[] {
+  if (!existsSync(file)) return []
+  const rows: Record<string, unknown>[] = []
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (line.trim() === '') continue
+    try {
+      const r = JSON.parse(line)
+      if (typeof r === 'object' && r !== null && Number.isInteger(r.step) && r.step <= upTo) rows.push(r)
+    } catch {
+      // a torn last line of a killed run: ignored
+    }
+  }
+  return rows
 }
 
 /** Mean token loss of a dataset on the inference path (session.logProbs: log-softmax on the device, no backward). */
@@ -278,6 +396,9 @@ async function save(out: string, trainer: Trainer, src: string, modelscope: bool
     { name: `v.${i}`, shape: [os.v[i].length], data: os.v[i] },
   ]), { format: 'refgpt-adamw', step: String(os.step), names: JSON.stringify(os.names) })
   if (isCheckpoint) {
+    // the log so far, so that a run resumed from here (into any --out) has the whole history
+    const log = join(dirname(out), 'train_log.jsonl')
+    if (existsSync(log)) copyFileSync(log, join(target, 'train_log.jsonl'))
     rmSync(out, { recursive: true, force: true })
     renameSync(target, out)
   }
@@ -325,8 +446,10 @@ function sequenceLength(dir: string): number {
 /**
  * Refuses a run that cannot fit, before loading: weights + gradients on the device, host copies of
  * weights and gradients and AdamW's two moments, and the activations one example keeps per layer.
+ * `available` (bytes of host memory) defaults to what the machine has.
  */
-function checkMemory(params: number, a: { nLayer: number; nEmbd: number; nInner: number; nHead: number; nVocab: number }, T: number, device: string): void {
+export function checkMemory(params: number, a: { nLayer: number; nEmbd: number; nInner: number; nHead: number; nVocab: number }, T: number, device: string,
+  available = Math.max(freemem(), totalmem() * 0.8)): { deviceBytes: number; hostBytes: number } {
   const C = a.nEmbd, F = a.nInner
   const perLayer = 4 * (T * (10 * C + 2 * F) + a.nHead * T * T + 4 * T)
   const activations = a.nLayer * perLayer + 4 * T * (2 * a.nVocab + 8 * C + 2 * F)
@@ -336,9 +459,9 @@ function checkMemory(params: number, a: { nLayer: number; nEmbd: number; nInner:
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`
   if (device === 'wasm' && deviceBytes > 4 * 2 ** 30 - (64 << 20))
     throw new UsageError({ where: 'refgpt train', what: 'the model does not fit one 4 GiB wasm memory for training', expected: 'weights + gradients + activations under 4 GiB', found: `${gib(deviceBytes)} (${(params / 1e6).toFixed(1)} M parameters)`, hint: 'lower --max-length or use a smaller model' })
-  const avail = Math.max(freemem(), totalmem() * 0.8)
-  if (need > avail)
-    throw new UsageError({ where: 'refgpt train', what: 'not enough memory for this training run', expected: `${gib(need)} (weights, gradients, 2 AdamW moments, host copies, activations of one example of ${T} tokens)`, found: `${gib(avail)} available`, hint: 'lower --max-length or use a smaller model' })
+  if (need > available)
+    throw new UsageError({ where: 'refgpt train', what: 'not enough memory for this training run', expected: `${gib(need)} (weights, gradients, 2 AdamW moments, host copies, activations of one example of ${T} tokens)`, found: `${gib(available)} available`, hint: 'lower --max-length or use a smaller model' })
+  return { deviceBytes, hostBytes }
 }
 
 const fmtTime = (s: number) => (!Number.isFinite(s) ? '?' : s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`)
