@@ -479,7 +479,7 @@ rows('logprobs (and _naive) against float64: masked -inf entries, huge values, n
     const outs: Float32Array[] = []
     for (const fn of ['logprobs', 'logprobs_naive'] as const) {
       mem.f32(op, T).fill(NaN)
-      k[fn](0, T, op, xp, tp, T, V)
+      k[fn](0, T, op, 0, xp, tp, T, V)
       const got = getF32(mem, op, T)
       outs.push(got)
       for (let t = 0; t < T; t++) {
@@ -490,7 +490,7 @@ rows('logprobs (and _naive) against float64: masked -inf entries, huge values, n
       assertBitwise(getF32(mem, xp, T * V), x, `${fn} V=${V}: logits unchanged`)
       // one row at a time (any split) gives the same values
       mem.f32(op, T).fill(NaN)
-      for (let t = T - 1; t >= 0; t--) k[fn](t, t + 1, op, xp, tp, T, V)
+      for (let t = T - 1; t >= 0; t--) k[fn](t, t + 1, op, 0, xp, tp, T, V)
       assertBitwise(getF32(mem, op, T), got, `${fn} V=${V}: row by row`)
     }
     // the SIMD and scalar versions differ at most in the order of an f64 sum
@@ -502,11 +502,81 @@ rows('logprobs (and _naive) against float64: masked -inf entries, huge values, n
   const xp = putF32(mem, x), tp = putI32(mem, Int32Array.from([3, V])), op = mem.alloc(4 * 3)
   for (const fn of ['logprobs', 'logprobs_naive'] as const) {
     mem.f32(op, 3).fill(7)
-    k[fn](0, 3, op, xp, tp, 2, V)
+    k[fn](0, 3, op, 0, xp, tp, 2, V)
     const got = getF32(mem, op, 3)
     assert.is(got[0], -Infinity, `${fn}: masked target`)
     assert.ok(Number.isNaN(got[1]), `${fn}: target >= V gives NaN`)
     assert.is(got[2], 7, `${fn}: rows past T are not written`)
+  }
+  mem.release(mark)
+})
+
+/** float64 reference of the greedy flag: 1 when targets[t] is the first index of the row's maximum (torch.argmax). */
+function greedyRef(x: Float32Array, targets: Int32Array, T: number, V: number): number[] {
+  const out: number[] = []
+  for (let t = 0; t < T; t++) {
+    const tg = targets[t]
+    if (tg < 0 || tg >= V) { out.push(0); continue }
+    let best = 0, nan = false
+    for (let j = 0; j < V; j++) {
+      const v = x[t * V + j]
+      if (Number.isNaN(v)) nan = true
+      if (v > x[t * V + best]) best = j
+    }
+    out.push(!nan && best === tg ? 1 : 0)
+  }
+  return out
+}
+
+rows('logprobs (and _naive) greedy output: 1 exactly where the target is the first argmax (ties, NaN, no target); same log-probs; 0 = not written', () => {
+  const mem = core1.memories[0], k = core1.kernels(0), mark = mem.mark()
+  for (const V of [1, 3, 5, 8, 9, 50257]) {
+    const r = rng(77 + V), T = 12
+    const x = randn(r, T * V, 5)
+    const targets = new Int32Array(T)
+    for (let t = 0; t < T; t++) {
+      let best = 0
+      for (let j = 1; j < V; j++) if (x[t * V + j] > x[t * V + best]) best = j
+      targets[t] = best // the argmax by default: greedy
+    }
+    if (V >= 3) {
+      targets[1] = (targets[1] + 1) % V // not the argmax
+      x[2 * V + V - 1] = x[2 * V + targets[2]]; if (targets[2] === V - 1) targets[2] = 0 // a later tie: still greedy iff target comes first
+      const a = 0, b = V - 1; x[3 * V + a] = 100; x[3 * V + b] = 100; targets[3] = b // a tie, target second: not greedy
+      x[4 * V + a] = 100; x[4 * V + b] = 100; targets[4] = a // a tie, target first: greedy
+      x[5 * V + 1] = NaN // a NaN in the row: not greedy
+      targets[6] = -1 // no target
+      targets[7] = V // out of range
+      for (let j = 0; j < V; j++) x[8 * V + j] = 2.5 // a constant row: only index 0 is greedy
+      targets[8] = 0
+      for (let j = 0; j < V; j++) x[9 * V + j] = 2.5
+      targets[9] = V - 1
+      x[10 * V + targets[10]] = Infinity // +inf target (the log-prob is NaN, the argmax is still the target)
+    }
+    const want = greedyRef(x, targets, T, V)
+    if (V >= 3) assert.equal(want.slice(3, 10), [0, 1, 0, 0, 0, 1, 0], `V=${V}: the reference agrees with the cases`)
+    const xp = putF32(mem, x), tp = putI32(mem, targets), op = mem.alloc(4 * T), gp = mem.alloc(4 * T), op0 = mem.alloc(4 * T)
+    for (const fn of ['logprobs', 'logprobs_naive'] as const) {
+      mem.f32(gp, T).fill(7)
+      k[fn](0, T, op, gp, xp, tp, T, V)
+      assert.equal(Array.from(getF32(mem, gp, T)), want, `${fn} V=${V}: greedy flags`)
+      k[fn](0, T, op0, 0, xp, tp, T, V)
+      assertBitwise(getF32(mem, op, T), getF32(mem, op0, T), `${fn} V=${V}: log-probs do not depend on the greedy output`)
+      mem.f32(gp, T).fill(7)
+      for (let t = T - 1; t >= 0; t--) k[fn](t, t + 1, op, gp, xp, tp, T, V)
+      assert.equal(Array.from(getF32(mem, gp, T)), want, `${fn} V=${V}: greedy row by row`)
+    }
+    // through the pool: every thread count writes the same flags
+    for (const core of [core1, core2, core3]) for (const fn of ['logprobs', 'logprobs_naive'] as const) {
+      const m2 = core.memories[0], mk = m2.mark()
+      const xq = putF32(m2, x), tq = putI32(m2, targets), oq = m2.alloc(4 * T), gq = m2.alloc(4 * T)
+      m2.f32(gq, T).fill(7)
+      const a = core.args
+      a[0] = oq; a[1] = gq; a[2] = xq; a[3] = tq; a[4] = T; a[5] = V
+      core.run(0, fn, 6, T)
+      assert.equal(Array.from(getF32(m2, gq, T)), want, `${fn} V=${V} threads=${core.threads}: greedy through the pool`)
+      m2.release(mk)
+    }
   }
   mem.release(mark)
 })
@@ -640,7 +710,7 @@ lpPool('logprobs (and _naive) through the pool (threads 1, 2, 3) equal the singl
     for (const fn of ['logprobs', 'logprobs_naive'] as const) {
       const mem1 = core1.memories[0], mark1 = mem1.mark()
       const xp1 = putF32(mem1, x), tp1 = putI32(mem1, targets), op1 = mem1.alloc(4 * T)
-      core1.kernels(0)[fn](0, T, op1, xp1, tp1, T, V)
+      core1.kernels(0)[fn](0, T, op1, 0, xp1, tp1, T, V)
       const single = getF32(mem1, op1, T)
       mem1.release(mark1)
       for (const core of [core1, core2, core3]) {
@@ -648,8 +718,8 @@ lpPool('logprobs (and _naive) through the pool (threads 1, 2, 3) equal the singl
         const xp = putF32(mem, x), tp = putI32(mem, targets), op = mem.alloc(4 * T)
         mem.f32(op, T).fill(NaN)
         const a = core.args
-        a[0] = op; a[1] = xp; a[2] = tp; a[3] = T; a[4] = V
-        core.run(0, fn, 5, T)
+        a[0] = op; a[1] = 0; a[2] = xp; a[3] = tp; a[4] = T; a[5] = V
+        core.run(0, fn, 6, T)
         assertBitwise(getF32(mem, op, T), single, `${fn} V=${V} threads=${core.threads}`)
         assertBitwise(getF32(mem, xp, T * V), x, `${fn} V=${V} threads=${core.threads}: logits unchanged`)
         mem.release(mark)

@@ -22,7 +22,7 @@ export { loadModel, loadRandomModel, randomWeights, inspectModel, DEVICES } from
 export { SHAPES, shapeConfig } from './models/random.js'
 export type { DeviceName, LoadOptions, Model, ModelInfo } from './models/model.js'
 export { Session } from './models/decoder.js'
-export type { ForwardOptions, LogProbsOptions, SessionOptions } from './models/decoder.js'
+export type { ForwardOptions, LogProbsOptions, ScoredTokens, SessionOptions } from './models/decoder.js'
 export { generate, generateStream, Generation, defaultEos } from './generation/generate.js'
 export type { GenerateOptions, GenerateResult, GeneratedSequence } from './generation/generate.js'
 export { argmax, softmax, logSoftmax, logSumExp, topK, rankDescending } from './generation/logits.js'
@@ -59,3 +59,4 @@ export { Batcher, Packer, collate, countTargets, frameIds, frameText, loadExampl
 export type { Batch, BatcherOptions, BatcherState, DataRow, DataStats, Dataset, Framing, FramingOptions, ResolvedFraming, TokenCounts, Example as DataExample, LoadOptions as DataLoadOptions } from './training/data.js'
 export { writeSafetensors, writeTorchZip, writeFileAtomic } from './io/write.js'
 export type { TensorToWrite, WrittenFile, WriteDType } from './io/write.js'
+export * from './eval/index.js'

@@ -78,9 +78,10 @@ export interface KernelExports {
   softmax(x: number, n: number): void
   softmax_naive(x: number, n: number): void
   // logprobs.ts — out[t] = logits[t, targets[t]] - logsumexp(logits[t, :]) for rows t in [r0, r1); logits f32 [T, V]
-  // (not modified), targets i32 [T], out f32 [T]; targets[t] < 0: no target, out[t] = 0; targets[t] >= V: NaN
-  logprobs(r0: number, r1: number, out: number, logits: number, targets: number, T: number, V: number): void
-  logprobs_naive(r0: number, r1: number, out: number, logits: number, targets: number, T: number, V: number): void
+  // (not modified), targets i32 [T], out f32 [T]; targets[t] < 0: no target, out[t] = 0; targets[t] >= V: NaN.
+  // greedy f32 [T] (0: not written): 1 where targets[t] is the row's first argmax, else 0 (lm-eval's is_greedy)
+  logprobs(r0: number, r1: number, out: number, greedy: number, logits: number, targets: number, T: number, V: number): void
+  logprobs_naive(r0: number, r1: number, out: number, greedy: number, logits: number, targets: number, T: number, V: number): void
   // attention.ts — heads h in [h0, h1); probs = 0: not written; scratch: f32 [H, pos0+T]
   attention(h0: number, h1: number, out: number, q: number, kc: number, vc: number, probs: number, scratch: number,
     T: number, pos0: number, H: number, D: number, scale: number, window: number): void

@@ -1,7 +1,9 @@
 // refgpt bench: load time, prefill and decode speed, memory — on a checkpoint or on random weights of a
-// real model's shape (no file needed).
+// real model's shape (no file needed). With --train: the speed of a training step (forward + backward
+// through the Trainer, then the host-side AdamW), against the multiply-add peak of the same process.
 
-import { SHAPES, UsageError, argmax, loadModel, loadRandomModel, type Model } from '@refgpt/core'
+import { readFileSync } from 'node:fs'
+import { AdamW, SHAPES, Trainer, UsageError, argmax, loadModel, loadRandomModel, type Example, type Model, type WasmDevice } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
 import { MODEL_HELP, MODEL_OPTIONS, modelOptions } from './common.js'
 
@@ -24,6 +26,20 @@ Options:
       --seed N              PRNG seed for the random weights and prompt (default 1234)
       --no-rows             skip the logProbs / every-row logits measurements
       --json                print one JSON object
+
+Training step (--train): F32 weights (random or --model, widened), a batch of --batch-size
+examples of --max-length random ids (targets: the next id, -100 at the end), one warm-up step,
+then --steps timed steps, each: zeroGrad, forwardBackward (the device's backward kernels, one
+example at a time), then the optimizer on the host (readGradients + AdamW + writeParameters).
+It prints per step and as medians: forward+backward seconds, optimizer seconds, training
+tokens/s, GFLOP/s of forward+backward counted as 6 x parameters x tokens (and with the attention
+score/value products added: 12 x layers x n_embd x visible keys per sequence), the multiply-add
+peak of the wasm device measured in the same process before and after the steps (probe_madd on
+its thread pool, as benchmarks/probes.bench.mjs), their ratio, and peak RSS.
+      --train               measure a training step instead of inference
+      --batch-size N        examples per step (default 8)
+      --max-length N        tokens per example (default 128)
+      --steps N             timed steps after the warm-up step (default 3)
 ${MODEL_HELP}`
 
 export async function run(argv: string[]): Promise<void> {
@@ -36,10 +52,20 @@ export async function run(argv: string[]): Promise<void> {
     seed: { type: 'string' },
     json: { type: 'boolean' },
     'no-rows': { type: 'boolean' },
+    train: { type: 'boolean' },
+    'batch-size': { type: 'string' },
+    'max-length': { type: 'string' },
+    steps: { type: 'string' },
   })
   if ((v.shape === undefined) === (v.model === undefined))
     throw new UsageError({ where: 'refgpt bench', what: 'give exactly one of --shape and --model', hint: `shapes: ${Object.keys(SHAPES).join(', ')}` })
   const o = modelOptions('bench', v)
+  const trainOnly = ['batch-size', 'max-length', 'steps'], inferOnly = ['prompt-tokens', 'new-tokens', 'no-rows']
+  for (const name of v.train ? inferOnly : trainOnly) {
+    if (v[name] !== undefined)
+      throw new UsageError({ where: 'refgpt bench', what: `--${name} ${v.train ? 'does not apply to --train' : 'needs --train'}`, hint: 'see `refgpt bench --help`' })
+  }
+  if (v.train) return runTrain(v, o)
   const promptTokens = intOption('bench', 'prompt-tokens', v['prompt-tokens'] as string | undefined, 128, 1)
   const newTokens = intOption('bench', 'new-tokens', v['new-tokens'] as string | undefined, 64, 0)
   const seed = intOption('bench', 'seed', v.seed as string | undefined, 1234)
@@ -134,3 +160,177 @@ export async function run(argv: string[]): Promise<void> {
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000
+
+// --- training step ----------------------------------------------------------------------------------
+
+/** probe_madd (benchmarks/probes.bench.mjs): 64 units of 100 000 iterations of 12 f32x4 mul + add chains. */
+const MADD_UNITS = 64, MADD_ITERS = 100_000, MADD_FLOPS = MADD_UNITS * MADD_ITERS * 96
+
+/**
+ * The multiply-add peak of the wasm device's own pool, GFLOP/s: the median of `calls` timed calls of
+ * probe_madd split over every thread (after 3 untimed ones). null on devices without a wasm core.
+ */
+function maddPeak(model: Model, calls = 60): number | null {
+  const core = (model.device as Partial<WasmDevice>).core
+  if (!core) return null
+  const once = () => {
+    core.args[0] = MADD_ITERS
+    core.run(0, 'probe_madd', 1, MADD_UNITS)
+  }
+  for (let i = 0; i < 3; i++) once()
+  const ms: number[] = []
+  for (let i = 0; i < calls; i++) {
+    const t = performance.now()
+    once()
+    ms.push(performance.now() - t)
+  }
+  return MADD_FLOPS / (median(ms) * 1e6)
+}
+
+const median = (xs: number[]) => {
+  const a = [...xs].sort((p, q) => p - q), m = a.length >> 1
+  return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2
+}
+
+/** Share of the CPU (all cores) other processes used since a mark (Linux /proc/stat; null elsewhere). */
+function cpuMark() {
+  let stat: { idle: number; total: number } | null = null
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number)
+    stat = { idle: f[3] + f[4], total: f.reduce((x, y) => x + y, 0) }
+  } catch {}
+  return { stat, self: process.cpuUsage() }
+}
+function othersShare(m: ReturnType<typeof cpuMark>): number | null {
+  const n = cpuMark()
+  if (!m.stat || !n.stat || n.stat.total <= m.stat.total) return null
+  const total = n.stat.total - m.stat.total
+  const busy = total - (n.stat.idle - m.stat.idle)
+  const self = (n.self.user - m.self.user + n.self.system - m.self.system) / 1e4 // µs -> jiffies (USER_HZ 100)
+  return Math.min(1, Math.max(0, (busy - self) / total))
+}
+
+async function runTrain(v: Record<string, unknown>, o: ReturnType<typeof modelOptions>): Promise<void> {
+  const where = 'refgpt bench --train'
+  const batchSize = intOption('bench', 'batch-size', v['batch-size'] as string | undefined, 8, 1)
+  const maxLength = intOption('bench', 'max-length', v['max-length'] as string | undefined, 128, 2)
+  const steps = intOption('bench', 'steps', v.steps as string | undefined, 3, 1)
+  const seed = intOption('bench', 'seed', v.seed as string | undefined, 1234)
+  const layers = v.layers === undefined ? undefined : intOption('bench', 'layers', v.layers as string, 0, 1)
+  if (o.dtype && o.dtype !== 'F32')
+    throw new UsageError({ where, what: `--dtype ${String(v.dtype)} cannot be trained`, hint: 'training is f32: leave --dtype out (f16 / bf16 checkpoints are widened)' })
+  const load = { device: o.device, threads: o.threads, dtype: 'F32' as const, maxContext: maxLength, maxBatchTokens: maxLength }
+
+  const t0 = performance.now()
+  const model: Model = v.shape !== undefined
+    ? await loadRandomModel(v.shape as string, { ...load, seed, layers })
+    : await loadModel(o.dir, { ...load, variant: o.variant })
+  const loadMs = performance.now() - t0
+  try {
+    const a = model.arch
+    if (maxLength > a.nPositions)
+      throw new UsageError({ where, what: '--max-length exceeds the model context', expected: `at most ${a.nPositions}`, found: String(maxLength) })
+    const trainer = new Trainer(model, { maxLength })
+    const host = await trainer.hostParams()
+    const opt = new AdamW(host, { lr: 1e-5 })
+
+    // a batch of seeded random ids below the tokenizer's range; targets = the next id, -100 at the end
+    let s = seed >>> 0
+    const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % 50000) % a.nVocab
+    const batch: Example[] = Array.from({ length: batchSize }, () => {
+      const ids = Int32Array.from({ length: maxLength }, next)
+      const targets = Int32Array.from(ids, (_, t) => (t + 1 < maxLength ? ids[t + 1] : -100))
+      return { inputIds: ids, targets }
+    })
+    const tokens = batchSize * maxLength
+
+    const peakBefore = maddPeak(model)
+    const rows: { zero_s: number; fwd_bwd_s: number; optimizer_s: number; loss: number; other_cpu: number | null }[] = []
+    for (let i = 0; i <= steps; i++) {
+      const mark = cpuMark()
+      const ta = performance.now()
+      trainer.zeroGrad()
+      const tb = performance.now()
+      const r = await trainer.forwardBackward(batch)
+      const tc = performance.now()
+      await trainer.readGradients(host)
+      opt.step()
+      trainer.writeParameters(host)
+      const td = performance.now()
+      if (i > 0) rows.push({ zero_s: (tb - ta) / 1000, fwd_bwd_s: (tc - tb) / 1000, optimizer_s: (td - tc) / 1000, loss: r.loss, other_cpu: othersShare(mark) })
+    }
+    const peakAfter = maddPeak(model)
+    const peaks = [peakBefore, peakAfter].filter((p): p is number => p !== null)
+    const peak = peaks.length ? Math.max(...peaks) : null
+
+    // FLOPs of forward + backward: 6 per parameter per token (2 forward, 4 backward: dx and dW), and the
+    // attention products q·kᵀ and p·v (2 multiply-adds per visible key per channel forward, twice that backward)
+    const params = model.info.parameters
+    let keyPairs = 0 // Σ over layers of Σ_t visible keys of position t
+    for (let l = 0; l < a.nLayer; l++) {
+      const w = a.layers[l].window
+      for (let t = 0; t < maxLength; t++) keyPairs += w > 0 ? Math.min(t + 1, w) : t + 1
+    }
+    const flopsDense = 6 * params * tokens
+    const flopsAttn = 12 * a.nEmbd * keyPairs * batchSize
+    const fb = median(rows.map((r) => r.fwd_bwd_s)), op = median(rows.map((r) => r.optimizer_s)), zs = median(rows.map((r) => r.zero_s))
+    const gflops = flopsDense / (fb * 1e9), gflopsAttn = (flopsDense + flopsAttn) / (fb * 1e9)
+    const result = {
+      mode: 'train',
+      model: v.shape !== undefined ? `${v.shape}${layers ? ` (${layers} layers)` : ''}` : o.dir,
+      device: model.device.name,
+      threads: (model.device as { threads?: number }).threads ?? 1,
+      dtype: 'F32',
+      parameters: params,
+      load_s: round(loadMs / 1000),
+      batch_size: batchSize,
+      max_length: maxLength,
+      tokens_per_step: tokens,
+      steps,
+      loss: round(rows[rows.length - 1].loss),
+      zero_grad_s: round(zs),
+      fwd_bwd_s: round(fb),
+      optimizer_s: round(op),
+      step_s: round(zs + fb + op),
+      train_tokens_per_s: round(tokens / (zs + fb + op)),
+      fwd_bwd_tokens_per_s: round(tokens / fb),
+      fwd_bwd_gflops: round(gflops),
+      fwd_bwd_gflops_with_attention: round(gflopsAttn),
+      flops_per_step: flopsDense,
+      attention_flops_per_step: flopsAttn,
+      madd_peak_gflops: peak === null ? null : round(peak),
+      madd_peak_before_gflops: peakBefore === null ? null : round(peakBefore),
+      madd_peak_after_gflops: peakAfter === null ? null : round(peakAfter),
+      of_peak: peak === null ? null : round(gflops / peak),
+      of_peak_with_attention: peak === null ? null : round(gflopsAttn / peak),
+      per_step: rows.map((r) => ({
+        zero_s: round(r.zero_s), fwd_bwd_s: round(r.fwd_bwd_s), optimizer_s: round(r.optimizer_s),
+        tokens_per_s: round(tokens / (r.zero_s + r.fwd_bwd_s + r.optimizer_s)), fwd_bwd_gflops: round(flopsDense / (r.fwd_bwd_s * 1e9)),
+        loss: round(r.loss), other_cpu: r.other_cpu === null ? null : round(r.other_cpu),
+      })),
+      peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+    }
+    if (v.json) {
+      process.stdout.write(JSON.stringify(result) + '\n')
+      return
+    }
+    const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(1)} %`)
+    const cpu = (x: number | null) => (x === null ? '?' : `${Math.round(100 * x)} %`)
+    process.stdout.write(
+      [
+        `model       ${result.model} on ${result.device} (${result.threads} threads), F32, ${(params / 1e6).toFixed(1)} M parameters; load ${result.load_s} s`,
+        `batch       ${batchSize} x ${maxLength} tokens = ${tokens} tokens per step; 1 warm-up step, ${steps} timed`,
+        ...result.per_step.map((r, i) => `step ${String(i + 1).padEnd(6)} fwd+bwd ${r.fwd_bwd_s.toFixed(3)} s (${r.fwd_bwd_gflops.toFixed(1)} GFLOP/s), optimizer ${r.optimizer_s.toFixed(3)} s, zero_grad ${r.zero_s.toFixed(3)} s: ${r.tokens_per_s.toFixed(1)} tokens/s, loss ${r.loss.toFixed(4)} (other processes ${cpu(r.other_cpu)} of the CPU)`),
+        `median      fwd+bwd ${result.fwd_bwd_s} s, optimizer ${result.optimizer_s} s (readGradients + AdamW + writeParameters), zero_grad ${result.zero_grad_s} s`,
+        `tokens/s    ${result.train_tokens_per_s} (whole step), ${result.fwd_bwd_tokens_per_s} (forward+backward)`,
+        `GFLOP/s     ${result.fwd_bwd_gflops} (6 x params x tokens / fwd+bwd), ${result.fwd_bwd_gflops_with_attention} with attention`,
+        peak === null
+          ? 'madd peak   - (no wasm core on this device)'
+          : `madd peak   ${result.madd_peak_gflops} GFLOP/s (before ${result.madd_peak_before_gflops}, after ${result.madd_peak_after_gflops}); fwd+bwd at ${pct(result.of_peak)} of it (${pct(result.of_peak_with_attention)} with attention)`,
+        `peak RSS    ${(result.peak_rss_bytes / 2 ** 30).toFixed(2)} GiB`,
+      ].join('\n') + '\n',
+    )
+  } finally {
+    await model.dispose()
+  }
+}

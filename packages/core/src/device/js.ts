@@ -202,10 +202,12 @@ export function createJsDevice(opts: JsDeviceOptions = {}): Device {
       }
     },
 
-    // out[t] = logits[t, target] - log(sum_j exp(logits[t, j])), shifted by the row max for range
-    logProbs(out, logits, targets, T, V) {
-      const o = f32(out), x = f32(logits)
+    // out[t] = logits[t, target] - log(sum_j exp(logits[t, j])), shifted by the row max for range;
+    // greedy[t] = 1 when the target is the row's first argmax (every earlier logit smaller, no later one larger)
+    logProbs(out, logits, targets, T, V, greedy) {
+      const o = f32(out), x = f32(logits), g = greedy ? f32(greedy) : null
       for (let t = 0; t < T; t++) {
+        if (g) g[t] = targets[t] >= 0 && targets[t] < V ? firstArgmax(x, t * V, V, targets[t]) : 0
         if (targets[t] < 0) {
           o[t] = 0
           continue
@@ -218,6 +220,16 @@ export function createJsDevice(opts: JsDeviceOptions = {}): Device {
       }
     },
   }
+}
+
+/** 1 when x[row + target] is the first maximum of x[row .. row + V) (NaN anywhere: 0), else 0. */
+function firstArgmax(x: Float32Array, row: number, V: number, target: number): number {
+  const xt = x[row + target]
+  for (let j = 0; j < V; j++) {
+    const v = x[row + j]
+    if (j < target ? !(v < xt) : !(v <= xt)) return 0
+  }
+  return xt === xt ? 1 : 0
 }
 
 /**

@@ -138,8 +138,10 @@ export interface Device {
   /**
    * out[t] = logits[t, targets[t]] - logsumexp(logits[t, :]) for t < T (logits [T, V], left
    * unchanged): the log-probability of each row's target token. A negative target gives 0.
+   * greedy (optional, [T]): 1 where targets[t] is the row's first argmax (torch.argmax == target,
+   * lm-eval's is_greedy), else 0; a row with a NaN, or without a target, gives 0.
    */
-  logProbs(out: Buf, logits: Buf, targets: Int32Array, T: number, V: number): void
+  logProbs(out: Buf, logits: Buf, targets: Int32Array, T: number, V: number, greedy?: Buf | null): void
 
   /** Optional: releases threads / GPU resources. The device is unusable afterwards. */
   dispose?(): Promise<void>

@@ -323,14 +323,15 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       split(g, ATTENTION, 12, o.nHead, o.nHead * o.T * (o.pos0 + o.T) * o.headDim)
     },
 
-    logProbs(out, logits, targets, T, V) {
+    logProbs(out, logits, targets, T, V, greedy) {
       const g = group(out), a = core.args
       a[0] = ptr(out)
-      a[1] = ptr(logits)
-      a[2] = stage(g, targets, T)
-      a[3] = T
-      a[4] = V
-      split(g, LOGPROBS, 5, T, T * V * 8)
+      a[1] = greedy ? ptr(greedy) : 0
+      a[2] = ptr(logits)
+      a[3] = stage(g, targets, T)
+      a[4] = T
+      a[5] = V
+      split(g, LOGPROBS, 6, T, T * V * 8)
     },
   }
   return dev

@@ -64,7 +64,18 @@ export interface LogProbsOptions {
    * Default: the next id, ids[t + 1] — the result then has ids.length - 1 entries.
    */
   targets?: ArrayLike<number>
+  /**
+   * Also tell, per row, whether the target is the row's first argmax (lm-eval's is_greedy; computed on
+   * the device beside the log-softmax): logProbs then resolves to `{ logprobs, greedy }`.
+   */
+  greedy?: boolean
   tracer?: Tracer
+}
+
+/** session.logProbs(ids, { greedy: true }): the log-probabilities and, per row, 1 if the target is the row's first argmax (else 0). */
+export interface ScoredTokens {
+  logprobs: Float32Array
+  greedy: Uint8Array
 }
 
 /** Bytes of one placement group's activations (createRunState) and of one layer's KV cache for `sequences` full-context slots. */
@@ -105,6 +116,7 @@ export class Session {
   private readonly logits1: Buf
   private logitsT: Buf | null = null
   private lp: Buf | null = null
+  private greedyBuf: Buf | null = null
   private lensBufs: { x: Buf; logits: Buf } | null = null
   private readonly kvCapacity: number
   private disposed = false
@@ -273,13 +285,19 @@ export class Session {
    * log p(target_t | ids[0 .. t]) for every row: log-softmax and the gather run on the device, only
    * these floats come back. With the default targets (the next id) the result has ids.length - 1
    * entries: the log-likelihood of ids[1 ..] given ids[0] and what came before in the slot.
+   * With `greedy: true` it resolves to `{ logprobs, greedy }`: greedy[t] = 1 when the target is row t's
+   * first argmax (lm-eval's is_greedy, decided on the device from the same logits), else 0.
    */
-  async logProbs(ids: ArrayLike<number>, opts: LogProbsOptions = {}): Promise<Float32Array> {
+  logProbs(ids: ArrayLike<number>, opts?: LogProbsOptions & { greedy?: false }): Promise<Float32Array>
+  logProbs(ids: ArrayLike<number>, opts: LogProbsOptions & { greedy: true }): Promise<ScoredTokens>
+  logProbs(ids: ArrayLike<number>, opts?: LogProbsOptions): Promise<Float32Array | ScoredTokens>
+  async logProbs(ids: ArrayLike<number>, opts: LogProbsOptions = {}): Promise<Float32Array | ScoredTokens> {
     const sl = this.slot(opts.slot ?? 0, 'logProbs')
     const pos = opts.pos ?? 0
+    const greedy = opts.greedy === true
     let run = ids, targets = opts.targets
     if (targets === undefined) {
-      if (ids.length < 2) return new Float32Array(0)
+      if (ids.length < 2) return greedy ? { logprobs: new Float32Array(0), greedy: new Uint8Array(0) } : new Float32Array(0)
       run = Array.prototype.slice.call(ids, 0, ids.length - 1) as number[]
       targets = Array.prototype.slice.call(ids, 1) as number[]
     } else if (targets.length !== ids.length) {
@@ -292,8 +310,9 @@ export class Session {
     }
     this.reserve(sl, pos + run.length)
     const out = new Float32Array(run.length)
-    await this.pass(run, pos, sl, LOGPROBS, opts.tracer, false, out, targets)
-    return out
+    const g = greedy ? new Float32Array(run.length) : null
+    await this.pass(run, pos, sl, LOGPROBS, opts.tracer, false, out, targets, g)
+    return g ? { logprobs: out, greedy: Uint8Array.from(g) } : out
   }
 
   /** Frees the session's buffers and slots. */
@@ -314,7 +333,7 @@ export class Session {
    * Every op is issued before this returns; the readbacks of ALL / LOGPROBS are returned to await.
    */
   private pass(ids: ArrayLike<number>, pos: number, sl: Slot, head: Head, tracer: Tracer | undefined, lens: boolean,
-    out: Float32Array | null, targets: ArrayLike<number> | null): Promise<unknown> | null {
+    out: Float32Array | null, targets: ArrayLike<number> | null, greedy: Float32Array | null = null): Promise<unknown> | null {
     const w = this.w, { dev, a, shared, family, layers, layerGroup } = w
     const f = this.f, groups = this.groups, g0 = groups[0]
     const C = a.nEmbd, V = a.nVocab, n = ids.length
@@ -372,8 +391,9 @@ export class Session {
         if (head === ALL) reads.push(dev.read(logitsT, out!.subarray(done * V, (done + T) * V)))
         else {
           for (let t = 0; t < T; t++) this.targets[t] = targets![done + t]
-          dev.logProbs(this.lp!, logitsT, this.targets, T, V)
+          dev.logProbs(this.lp!, logitsT, this.targets, T, V, greedy ? this.greedyBuf : null)
           reads.push(dev.read(this.lp!, out!.subarray(done, done + T)))
+          if (greedy) reads.push(dev.read(this.greedyBuf!, greedy.subarray(done, done + T)))
         }
       }
       done += T
@@ -419,11 +439,12 @@ export class Session {
     if (lens && !this.lensBufs) this.lensBufs = { x: this.alloc(a.nEmbd), logits: this.alloc(a.nVocab) }
   }
 
-  /** Buffers of the every-row heads: [maxT, V] logits and [maxT] log-probabilities (first use only). */
+  /** Buffers of the every-row heads: [maxT, V] logits, [maxT] log-probabilities and greedy flags (first use only). */
   private prepareRows(): void {
     if (this.logitsT) return
     this.logitsT = this.alloc(this.maxBatchTokens * this.w.a.nVocab)
     this.lp = this.alloc(this.maxBatchTokens)
+    this.greedyBuf = this.alloc(this.maxBatchTokens)
   }
 
   /** Validates a call before touching any buffer: ids in range, positions inside the context. */
