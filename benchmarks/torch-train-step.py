@@ -25,9 +25,10 @@ Before and after the steps it times a 2048 x 2048 x 2048 torch.mm ("mm_peak_gflo
 what this BLAS reaches on a large matmul with these threads, the native counterpart of refgpt's madd probe.
 
 The BLAS matters: Debian's python3-torch calls the system libblas.so.3 for fp32 matmuls. With only the
-reference BLAS (libblas3) installed, run it with OpenBLAS's library first on the loader path instead, e.g.
-(no system change):  apt-get download libopenblas0-pthread && dpkg -x libopenblas0-pthread_*.deb /tmp/ob
-    LD_LIBRARY_PATH=/tmp/ob/usr/lib/x86_64-linux-gnu/openblas-pthread OPENBLAS_NUM_THREADS=2 /usr/bin/python3 ...
+reference BLAS (libblas3) installed (about 2 GFLOP/s), run it with OpenBLAS's library first on the loader path
+instead (no system change; the OpenMP build, as torch's own threads are OpenMP):
+    apt-get download libopenblas0-openmp && dpkg -x libopenblas0-openmp_*.deb /tmp/ob
+    LD_LIBRARY_PATH=/tmp/ob/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 benchmarks/torch-train-step.py
 The JSON says which BLAS library the process loaded ("blas_library").
 """
 import argparse
