@@ -11,7 +11,7 @@
 //   lambada      requests of ~W/8 context tokens + 2 target tokens: input tok/s (vs prefill of that length)
 //   choice       questions of W/16 context tokens x 4 endings of W/64 tokens (the context runs once):
 //                input tok/s counts every choice's full input, as a per-request implementation runs it
-// Ratios are taken against the prefill of the same run at the same length.
+// Ratios are taken per pair: a prefill of the same length, then the scoring work, back to back.
 import { Scorer, loadRandomModel, rollingRequests } from '@refgpt/core'
 
 const argv = process.argv.slice(2)
@@ -31,16 +31,16 @@ const rand = (n) => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) % 50
 const ids = (n) => Array.from({ length: n }, () => rand())
 
 const t0 = performance.now()
-const model = await loadRandomModel(shape, { maxContext: W, threads, maxBatchTokens: Math.min(W, 512) })
+const model = await loadRandomModel(shape, { maxContext: W, threads, maxBatchTokens: Math.min(W, 512), sequences: 2 })
 const loadS = (performance.now() - t0) / 1000
 const say = (s) => (json ? process.stderr : process.stdout).write(s + '\n')
 say(`${shape}: ${(model.info.parameters / 1e6).toFixed(1)} M parameters, window ${W}, ${model.device.name} ${model.device.threads ?? 1} threads, load ${loadS.toFixed(1)} s`)
 
 /** tokens/s of session.forward over n ids from position 0: a warm session (its buffers touched), best of `reps`. */
-async function prefill(session, n, reps = 2) {
-  await session.forward(ids(n), 0) // warm-up at this length (pages of the cache and buffers touched)
+async function prefill(session, n, reps = 2, warm = true) {
+  if (warm) await session.forward(ids(n), 0) // warm-up at this length (pages of the cache and buffers touched)
   let best = 0
-  for (let r = 0; r < reps; r++) {
+  for (let r = 0; r < reps; r++) { // best of reps (0: only the warm-up)
     const x = ids(n)
     const t = performance.now()
     await session.forward(x, 0)
@@ -49,42 +49,44 @@ async function prefill(session, n, reps = 2) {
   return best
 }
 
-async function timed(fn) {
-  const t = performance.now()
-  const stats = await fn()
-  return { sec: (performance.now() - t) / 1000, ...stats }
-}
-
 const lamLen = Math.round(W / 8) + 2 // lambada-like: context + 2 target tokens
 const ctxLen = Math.round(W / 16), endLen = Math.round(W / 64) // choice: 4 endings per context
+// one session: prefill on its slot 0, the scorer on a slot of its own (same buffers, same chunk size)
+const session = model.createSession({ maxBatchTokens: Math.min(W, 512) })
+const scorer = new Scorer(model, { maxLength: W, session })
+await scorer.score({ context: ids(1), continuation: ids(W) }) // warm-up: the [W, V] head buffers, the caches
+await prefill(session, W, 0)
+
+/** Scores fn's requests; tokens/s of what it reports. */
+async function scored(fn) {
+  const before = { ...scorer.stats }
+  const t = performance.now()
+  await fn()
+  const sec = (performance.now() - t) / 1000
+  const d = (k) => scorer.stats[k] - before[k]
+  return { sec, scored: d('scoredTokens'), input: d('inputTokens'), computed: d('computedTokens') }
+}
+
+// Each measurement is a pair run back to back (prefill, then the same amount of scoring work), so that
+// the load of a shared machine moves both; the ratios are per pair, the summary takes their medians.
 const rows = []
 for (let run = 0; run < runs; run++) {
-  // the prefills first, then the scorer: one session at a time (a big model's memory plans for one)
-  const ps = model.createSession({ maxBatchTokens: Math.min(W, 512) })
-  const prefW = await prefill(ps, W, 1), prefLam = await prefill(ps, lamLen - 1), prefMc = await prefill(ps, ctxLen + endLen - 1)
-  ps.dispose()
-  const scorer = new Scorer(model, { maxLength: W })
-  await scorer.score({ context: ids(1), continuation: ids(W) }) // warm-up: the [W, V] head buffers, the cache
-  // rolling perplexity: documents of 2 W tokens, prefix token 50256
-  const roll = await timed(async () => {
-    const before = { ...scorer.stats }
+  const prefW = await prefill(session, W, 1, false) // warmed once above
+  // rolling perplexity: documents of 2 W tokens = two full windows each, prefix token 50256
+  const roll = await scored(async () => {
     for (let d = 0; d < docs; d++) for (const req of rollingRequests(ids(2 * W), 50256, W)) await scorer.score(req)
-    return { scored: scorer.stats.scoredTokens - before.scoredTokens, input: scorer.stats.inputTokens - before.inputTokens }
   })
-  const lam = await timed(async () => {
-    const before = { ...scorer.stats }
-    for (let i = 0; i < 16; i++) await scorer.score({ context: ids(lamLen - 2), continuation: ids(2) })
-    return { scored: scorer.stats.scoredTokens - before.scoredTokens, input: scorer.stats.inputTokens - before.inputTokens, computed: scorer.stats.computedTokens - before.computedTokens }
+  const prefLam = await prefill(session, lamLen - 1)
+  const lam = await scored(async () => {
+    for (let i = 0; i < 8; i++) await scorer.score({ context: ids(lamLen - 2), continuation: ids(2) })
   })
-  const mc = await timed(async () => {
-    const before = { ...scorer.stats }
-    for (let q = 0; q < 8; q++) {
+  const prefMc = await prefill(session, ctxLen + endLen - 1)
+  const mc = await scored(async () => {
+    for (let q = 0; q < 4; q++) {
       const ctx = ids(ctxLen)
       for (let c = 0; c < 4; c++) await scorer.score({ context: ctx, continuation: ids(endLen) })
     }
-    return { scored: scorer.stats.scoredTokens - before.scoredTokens, input: scorer.stats.inputTokens - before.inputTokens, computed: scorer.stats.computedTokens - before.computedTokens }
   })
-  scorer.dispose()
   const row = {
     run,
     prefill_tok_s: prefW,
@@ -105,6 +107,8 @@ for (let run = 0; run < runs; run++) {
     `lambada (${row.lambada_len}) ${row.lambada_input_tok_s.toFixed(1)} vs prefill ${prefLam.toFixed(1)} tok/s = ${row.lambada_vs_prefill.toFixed(3)} | ` +
     `choice (${row.choice_len}, ${(100 * row.choice_run_share).toFixed(0)} % of the input run) ${row.choice_input_tok_s.toFixed(1)} vs ${prefMc.toFixed(1)} tok/s = ${row.choice_vs_prefill.toFixed(3)}`)
 }
+scorer.dispose()
+session.dispose()
 const med = (k) => {
   const v = rows.map((r) => r[k]).sort((a, b) => a - b)
   return v[Math.floor(v.length / 2)]

@@ -421,7 +421,7 @@ for (const device of TEST_DEVICES) {
     assert.ok(seen - ran >= shared, `shared ${seen - ran} tokens, expected at least ${shared}`)
   })
 
-  gold('rolling perplexity, winogrande partial scoring and truncated requests equal an independent every-row computation', async () => {
+  gold('rolling perplexity, winogrande partial scoring and truncated requests equal an independent every-row computation; wikitext counts; a scorer on a shared session', async () => {
     const small = new Scorer(model, { maxLength: 32 })
     const ids = G.perplexity.ids.slice(0, 150) as number[]
     const reqs = rollingRequests(ids, prefixToken, 32)
@@ -444,6 +444,21 @@ for (const device of TEST_DEVICES) {
     const r = (await scoreItem(small, task, { index: 0, text: doc }, { tokenizer: tok, prefixToken })) as PerplexityItemResult
     assert.is(r.tokens, tok.encode(doc).length)
     small.dispose()
+    // wikitext: the detokenized text is scored, words and bytes are counted on the original page
+    const page = ' = Robert Boulter = \n \n Robert Boulter is an English film , television and theatre actor . He had a guest @-@ starring role . \n'
+    const wt: EvalTask = { kind: 'perplexity', name: 'wikitext', mode: 'rolling', detokenize: 'wikitext' }
+    const w = (await scoreItem(scorer, wt, { index: 0, text: page }, { tokenizer: tok, prefixToken })) as PerplexityItemResult
+    assert.equal([w.tokens, w.words, w.bytes], [tok.encode(wikitextDetokenizer(page)).length, countWords(page), countBytes(page)])
+    // a scorer on a slot of the caller's session: the same numbers; dispose() returns the slot only
+    const session = model.createSession({ maxBatchTokens: 32 })
+    const shared = new Scorer(model, { maxLength: 32, session }), own = new Scorer(model, { maxLength: 32, maxBatchTokens: 32 })
+    await session.forward(ids.slice(0, 20), 0) // the caller's slot 0 in use meanwhile
+    for (const req of reqs.slice(0, 2)) assert.is((await shared.score(req)).loglikelihood, (await own.score(req)).loglikelihood)
+    assert.is(session.slotsInUse, 2)
+    shared.dispose()
+    own.dispose()
+    assert.is(session.slotsInUse, 1)
+    session.dispose()
   })
 
   gold.run()
