@@ -11,10 +11,10 @@
 // +inf maps to +inf (x - inf * 0 would be NaN). Scalar (_naive) and SIMD versions run the same operations.
 import { expf1, expf4 } from './softmax'
 
-const GT_A: f32 = 1.5957691216057308 // 2 sqrt(2/pi)
-const GT_B: f32 = 0.07135481627159153 // 2 sqrt(2/pi) * 0.044715
-const QG_A: f32 = 1.702
-const INV_SQRT2: f32 = 0.7071067811865476
+export const GT_A: f32 = 1.5957691216057308 // 2 sqrt(2/pi)
+export const GT_B: f32 = 0.07135481627159153 // 2 sqrt(2/pi) * 0.044715
+export const QG_A: f32 = 1.702
+export const INV_SQRT2: f32 = 0.7071067811865476
 const E0: f32 = -1.26551223
 const E1: f32 = 1.00002368
 const E2: f32 = 0.37409196
@@ -25,6 +25,37 @@ const E6: f32 = -1.13520398
 const E7: f32 = 1.48851587
 const E8: f32 = -0.82215223
 const E9: f32 = 0.17087277
+
+/** erfc(z) for z >= 0 (Numerical Recipes' Chebyshev fit; gelu_erf and its backward share it). */
+// @ts-ignore: decorator
+@inline export function erfc1(z: f32): f32 {
+  const t: f32 = 1 / (1 + 0.5 * z)
+  let p = E8 + t * E9
+  p = E7 + t * p
+  p = E6 + t * p
+  p = E5 + t * p
+  p = E4 + t * p
+  p = E3 + t * p
+  p = E2 + t * p
+  p = E1 + t * p
+  return t * expf1((-(z * z) + E0) + t * p)
+}
+
+/** erfc1 lane-wise, the same operations. */
+// @ts-ignore: decorator
+@inline export function erfc4(z: v128): v128 {
+  const t = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), z)))
+  let p = f32x4.add(f32x4.splat(E8), f32x4.mul(t, f32x4.splat(E9)))
+  p = f32x4.add(f32x4.splat(E7), f32x4.mul(t, p))
+  p = f32x4.add(f32x4.splat(E6), f32x4.mul(t, p))
+  p = f32x4.add(f32x4.splat(E5), f32x4.mul(t, p))
+  p = f32x4.add(f32x4.splat(E4), f32x4.mul(t, p))
+  p = f32x4.add(f32x4.splat(E3), f32x4.mul(t, p))
+  p = f32x4.add(f32x4.splat(E2), f32x4.mul(t, p))
+  p = f32x4.add(f32x4.splat(E1), f32x4.mul(t, p))
+  const arg = f32x4.add(f32x4.add(f32x4.neg(f32x4.mul(z, z)), f32x4.splat(E0)), f32x4.mul(t, p))
+  return f32x4.mul(t, expf4(arg))
+}
 
 // --- scalar ------------------------------------------------------------------------------------
 
@@ -52,18 +83,7 @@ const E9: f32 = 0.17087277
 @inline function quick_gelu1(x: f32): f32 { return xsel1(x, signeg1(QG_A * x)) }
 // @ts-ignore: decorator
 @inline function gelu_erf1(x: f32): f32 {
-  const z = abs<f32>(x) * INV_SQRT2
-  const t: f32 = 1 / (1 + 0.5 * z)
-  let p = E8 + t * E9
-  p = E7 + t * p
-  p = E6 + t * p
-  p = E5 + t * p
-  p = E4 + t * p
-  p = E3 + t * p
-  p = E2 + t * p
-  p = E1 + t * p
-  const r = t * expf1((-(z * z) + E0) + t * p) // erfc(z)
-  return xsel1(x, 0.5 * r)
+  return xsel1(x, 0.5 * erfc1(abs<f32>(x) * INV_SQRT2))
 }
 // @ts-ignore: decorator
 @inline function relu1(x: f32): f32 { return x > 0 ? x : 0 }
@@ -94,19 +114,7 @@ const E9: f32 = 0.17087277
 @inline function quick_gelu4(x: v128): v128 { return xsel4(x, signeg4(f32x4.mul(f32x4.splat(QG_A), x))) }
 // @ts-ignore: decorator
 @inline function gelu_erf4(x: v128): v128 {
-  const z = f32x4.mul(f32x4.abs(x), f32x4.splat(INV_SQRT2))
-  const t = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), z)))
-  let p = f32x4.add(f32x4.splat(E8), f32x4.mul(t, f32x4.splat(E9)))
-  p = f32x4.add(f32x4.splat(E7), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E6), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E5), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E4), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E3), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E2), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E1), f32x4.mul(t, p))
-  const arg = f32x4.add(f32x4.add(f32x4.neg(f32x4.mul(z, z)), f32x4.splat(E0)), f32x4.mul(t, p))
-  const r = f32x4.mul(t, expf4(arg))
-  return xsel4(x, f32x4.mul(f32x4.splat(0.5), r))
+  return xsel4(x, f32x4.mul(f32x4.splat(0.5), erfc4(f32x4.mul(f32x4.abs(x), f32x4.splat(INV_SQRT2)))))
 }
 // @ts-ignore: decorator
 @inline function relu4(x: v128): v128 { return f32x4.pmax(f32x4.splat(0), x) } // 0 < x ? x : 0 (NaN, -0 -> 0)

@@ -12,34 +12,20 @@
 // The second term is dropped where |a| >= 88 (below 1e-36 there): so +-inf and huge x give exactly
 // sigmoid(a) (1 or 0) instead of inf * 0.
 // gelu_erf (HF gelu): f = x Phi(x), f' = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi);
-//   Phi from the forward's erfc (act.ts: Numerical Recipes' Chebyshev erfc, r = erfc(|x| / sqrt 2)):
+//   Phi from the forward's erfc (act.ts erfc1 / erfc4, r = erfc(|x| / sqrt 2)):
 //   Phi = x < 0 ? r / 2 : 1 - r / 2; the x phi(x) term is dropped where |x| >= 13 (below 1e-36).
 //   (Phi is the approximation's, phi the exact density: not the derivative of the approximation
 //   itself, which differs from phi by about 1e-7.)
 // relu: f' = x > 0 ? 1 : 0, dx = dout * f' (so a NaN / inf dout still gives NaN at x <= 0, as the js device).
 // NaN x gives NaN (relu: 0). The scalar (_naive, and the SIMD tails) and f32x4 versions run the
 // same operations, so they agree bitwise.
+import { GT_A, GT_B, INV_SQRT2, QG_A, erfc1, erfc4 } from './act'
 import { expf1, expf4 } from './softmax'
 
-const GT_A: f32 = 1.5957691216057308 // 2 sqrt(2/pi)
-const GT_B: f32 = 0.07135481627159153 // 2 sqrt(2/pi) * 0.044715
 const GT_B3: f32 = 0.21406444881477459 // 3 * GT_B
-const QG_A: f32 = 1.702
 const A_MAX: f32 = 88
 const X_MAX_ERF: f32 = 13
-const INV_SQRT2: f32 = 0.7071067811865476
 const INV_SQRT_2PI: f32 = 0.3989422804014327
-// act.ts's erfc coefficients
-const E0: f32 = -1.26551223
-const E1: f32 = 1.00002368
-const E2: f32 = 0.37409196
-const E3: f32 = 0.09678418
-const E4: f32 = -0.18628806
-const E5: f32 = 0.27886807
-const E6: f32 = -1.13520398
-const E7: f32 = 1.48851587
-const E8: f32 = -0.82215223
-const E9: f32 = 0.17087277
 
 // --- scalar ------------------------------------------------------------------------------------
 
@@ -65,18 +51,7 @@ const E9: f32 = 0.17087277
 @inline function dquick_gelu1(x: f32): f32 { return dxsig1(x, QG_A * x, QG_A) }
 // @ts-ignore: decorator
 @inline function dgelu_erf1(x: f32): f32 {
-  const z = abs<f32>(x) * INV_SQRT2
-  const t: f32 = 1 / (1 + 0.5 * z)
-  let p = E8 + t * E9
-  p = E7 + t * p
-  p = E6 + t * p
-  p = E5 + t * p
-  p = E4 + t * p
-  p = E3 + t * p
-  p = E2 + t * p
-  p = E1 + t * p
-  const r = t * expf1((-(z * z) + E0) + t * p) // erfc(z), as act.ts
-  const h: f32 = 0.5 * r
+  const h: f32 = 0.5 * erfc1(abs<f32>(x) * INV_SQRT2) // the forward's erfc
   const phi = x < 0 ? h : 1 - h
   const term = abs<f32>(x) < X_MAX_ERF ? (x * INV_SQRT_2PI) * expf1(-0.5 * (x * x)) : <f32>0
   return phi + term
@@ -110,18 +85,7 @@ const E9: f32 = 0.17087277
 // @ts-ignore: decorator
 @inline function dgelu_erf4(x: v128): v128 {
   const ax = f32x4.abs(x)
-  const z = f32x4.mul(ax, f32x4.splat(INV_SQRT2))
-  const t = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), z)))
-  let p = f32x4.add(f32x4.splat(E8), f32x4.mul(t, f32x4.splat(E9)))
-  p = f32x4.add(f32x4.splat(E7), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E6), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E5), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E4), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E3), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E2), f32x4.mul(t, p))
-  p = f32x4.add(f32x4.splat(E1), f32x4.mul(t, p))
-  const arg = f32x4.add(f32x4.add(f32x4.neg(f32x4.mul(z, z)), f32x4.splat(E0)), f32x4.mul(t, p))
-  const h = f32x4.mul(f32x4.splat(0.5), f32x4.mul(t, expf4(arg)))
+  const h = f32x4.mul(f32x4.splat(0.5), erfc4(f32x4.mul(ax, f32x4.splat(INV_SQRT2))))
   const phi = v128.bitselect(h, f32x4.sub(f32x4.splat(1), h), f32x4.lt(x, f32x4.splat(0)))
   const g = expf4(f32x4.mul(f32x4.splat(-0.5), f32x4.mul(x, x)))
   const term = v128.and(f32x4.mul(f32x4.mul(x, f32x4.splat(INV_SQRT_2PI)), g), f32x4.lt(ax, f32x4.splat(X_MAX_ERF)))

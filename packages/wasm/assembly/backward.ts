@@ -357,59 +357,6 @@ export function embed_backward_naive(dtable: usize, dout: usize, ids: usize, T: 
   }
 }
 
-// --- rotary --------------------------------------------------------------------------------------
-
-/** Two pairs rotated by -angle: x = (x0, x1, x2, x3), cs = (c0, s0, c1, s1). */
-// @ts-ignore: decorator
-@inline function rot2_inv(x: v128, cs: v128): v128 {
-  const c = v128.shuffle<f32>(cs, cs, 0, 0, 2, 2)
-  const s = f32x4.mul(v128.shuffle<f32>(cs, cs, 1, 1, 3, 3), f32x4(1, -1, 1, -1))
-  const xsw = v128.shuffle<f32>(x, x, 1, 0, 3, 2)
-  // lane 0: x0*c0 + x1*s0; lane 1: x1*c0 + x0*(-s0) == x1*c0 - x0*s0 (negation is exact)
-  return f32x4.add(f32x4.mul(x, c), f32x4.mul(xsw, s))
-}
-
-export function rotary_backward(x: usize, table: usize, positions: usize, T: i32, H: i32, D: i32, R: i32): void {
-  const half = R >> 1
-  const cs = (<usize>H * <usize>D) << 2
-  for (let t = 0; t < T; t++) {
-    const tab = table + ((<usize>load<i32>(positions + (<usize>t << 2)) * <usize>R) << 2)
-    const row = x + <usize>t * cs
-    for (let h = 0; h < H; h++) {
-      const p = row + ((<usize>h * <usize>D) << 2)
-      let i = 0
-      for (; i + 2 <= half; i += 2) {
-        const o = <usize>i << 3
-        v128.store(p + o, rot2_inv(v128.load(p + o), v128.load(tab + o)))
-      }
-      for (; i < half; i++) {
-        const o = <usize>i << 3
-        const c = load<f32>(tab + o), s = load<f32>(tab + o, 4)
-        const x0 = load<f32>(p + o), x1 = load<f32>(p + o, 4)
-        store<f32>(p + o, x0 * c + x1 * s)
-        store<f32>(p + o, x1 * c - x0 * s, 4)
-      }
-    }
-  }
-}
-
-export function rotary_backward_naive(x: usize, table: usize, positions: usize, T: i32, H: i32, D: i32, R: i32): void {
-  const half = R >> 1
-  for (let t = 0; t < T; t++) {
-    const pos = load<i32>(positions + (<usize>t << 2))
-    for (let h = 0; h < H; h++) {
-      for (let i = 0; i < half; i++) {
-        const c = load<f32>(table + ((<usize>(pos * half + i) * 2) << 2))
-        const s = load<f32>(table + ((<usize>(pos * half + i) * 2 + 1) << 2))
-        const p = x + ((<usize>t * <usize>(H * D) + <usize>(h * D + 2 * i)) << 2)
-        const x0 = load<f32>(p), x1 = load<f32>(p + 4)
-        store<f32>(p, x0 * c + x1 * s)
-        store<f32>(p + 4, x1 * c - x0 * s)
-      }
-    }
-  }
-}
-
 // --- attention -----------------------------------------------------------------------------------
 
 /** a . b over D f32 (f32x4 lanes, (l0 + l1) + (l2 + l3), then the scalar tail). */

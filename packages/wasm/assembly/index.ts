@@ -16,13 +16,13 @@ export {
 export { softmax, softmax_naive } from './softmax'
 export { logprobs, logprobs_naive } from './logprobs'
 export { attention, attention_naive } from './attention'
-export { rotary, rotary_naive } from './rope'
+export { rotary, rotary_naive, rotary_backward, rotary_backward_naive } from './rope'
 export { probe_stream_read, probe_madd, touch_pages, heap_base } from './probe'
 // training (f32 only): see backward.ts, act_backward.ts, crossentropy.ts
 export {
   layernorm_forward, layernorm_forward_naive, layernorm_backward, layernorm_backward_naive,
   matmul_backward_dx, matmul_backward_dx_naive, matmul_backward_dw, matmul_backward_dw_naive,
-  embed_backward, embed_backward_naive, rotary_backward, rotary_backward_naive,
+  embed_backward, embed_backward_naive,
   attention_backward, attention_backward_naive,
 } from './backward'
 export {

@@ -107,6 +107,7 @@ export function createJsDevice(opts: JsDeviceOptions = {}): Device {
     free: () => {}, // the garbage collector frees a Float32Array nobody references
     // keeps the values the storage type represents (rounded / quantized) as f32
     weight: (data, shape, storage) => buf(storedValues(data, shape, storage)),
+    zero: (b, n) => f32(b).fill(0, 0, n),
     write: (b, src, offset = 0) => f32(b).set(src, offset),
     // ops run at once, so the data is there now; the Promise is the interface's contract
     read: (b, dst, offset = 0) => {

@@ -91,6 +91,8 @@ export interface Device {
     reserve(bytes: number): number
     use(group: number): void
   }
+  /** buf[0 .. n) = 0 (training's gradient and scratch buffers; never in the token loop). */
+  zero(buf: Buf, n: number): void
   /** Copies src into buf[offset ...]. */
   write(buf: Buf, src: Float32Array, offset?: number): void
   /**

@@ -236,6 +236,10 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       fill(new Float32Array(mems[current].mem.buffer, ptr(b), n))
       return b
     },
+    zero(b, n) {
+      const at = ptr(b) / 4
+      f32(group(b)).fill(0, at, at + n)
+    },
     write(b, src, offset = 0) {
       f32(group(b)).set(src, ptr(b) / 4 + offset)
     },

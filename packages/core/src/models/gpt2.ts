@@ -44,12 +44,12 @@ const conv1d = { conv1d: true }
 export function blockBackward(b: Bwd, L: Gpt2Layer, G: GradOf<Gpt2Layer>, l: number, dx: Buf): void {
   const n = b.T * b.a.nEmbd
   // hidden_states = residual + feed_forward_hidden_states   (dx flows to both)
-  b.zero(b.dxn, n)
+  b.dev.zero(b.dxn, n)
   mlpBackward(b, b.dxn, dx, L.mlp.cFc, L.mlp.cProj, G.mlp.cFc, G.mlp.cProj, l)
   // hidden_states = self.ln_2(residual)
   layerNormBackward(b, dx, b.dxn, L.ln2, G.ln2, l, 'ln_2')
   // hidden_states = attn_output + residual
-  b.zero(b.dxn, n)
+  b.dev.zero(b.dxn, n)
   selfAttentionBackward(b, b.dxn, dx, L.attn.q, L.attn.k, L.attn.v, L.attn.cProj, G.attn.q, G.attn.k, G.attn.v, G.attn.cProj, l)
   // hidden_states = self.ln_1(residual)
   layerNormBackward(b, dx, b.dxn, L.ln1, G.ln1, l, 'ln_1')

@@ -63,12 +63,12 @@ export interface Gpt3Generation {
 export function blockBackward(b: Bwd, L: Gpt3Layer, G: GradOf<Gpt3Layer>, l: number, dx: Buf): void {
   const n = b.T * b.a.nEmbd
   // output = layernorm_input + mlp_output   (dx flows to both)
-  b.zero(b.dxn, n)
+  b.dev.zero(b.dxn, n)
   mlpBackward(b, b.dxn, dx, L.mlp.denseHTo4h, L.mlp.dense4hToH, G.mlp.denseHTo4h, G.mlp.dense4hToH, l)
   // layernorm_output = self.post_attention_layernorm(layernorm_input)
   layerNormBackward(b, dx, b.dxn, L.postAttentionLayernorm, G.postAttentionLayernorm, l, 'ln_2')
   // layernorm_input = hidden_states + attention_output
-  b.zero(b.dxn, n)
+  b.dev.zero(b.dxn, n)
   selfAttentionBackward(b, b.dxn, dx, L.attention.query, L.attention.key, L.attention.value, L.attention.dense,
     G.attention.query, G.attention.key, G.attention.value, G.attention.dense, l)
   // layernorm_output = self.input_layernorm(hidden_states)

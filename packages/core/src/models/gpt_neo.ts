@@ -42,12 +42,12 @@ export function block(f: Fwd, L: GptNeoLayer, l: number): void {
 export function blockBackward(b: Bwd, L: GptNeoLayer, G: GradOf<GptNeoLayer>, l: number, dx: Buf): void {
   const n = b.T * b.a.nEmbd
   // hidden_states = residual + feed_forward_hidden_states   (dx flows to both)
-  b.zero(b.dxn, n)
+  b.dev.zero(b.dxn, n)
   mlpBackward(b, b.dxn, dx, L.mlp.cFc, L.mlp.cProj, G.mlp.cFc, G.mlp.cProj, l)
   // hidden_states = self.ln_2(residual)
   layerNormBackward(b, dx, b.dxn, L.ln2, G.ln2, l, 'ln_2')
   // hidden_states = attn_output + residual
-  b.zero(b.dxn, n)
+  b.dev.zero(b.dxn, n)
   selfAttentionBackward(b, b.dxn, dx, L.attn.qProj, L.attn.kProj, L.attn.vProj, L.attn.outProj, G.attn.qProj, G.attn.kProj, G.attn.vProj, G.attn.outProj, l)
   // hidden_states = self.ln_1(residual)
   layerNormBackward(b, dx, b.dxn, L.ln1, G.ln1, l, 'ln_1')

@@ -38,7 +38,7 @@ export function block(f: Fwd, L: GptjLayer, l: number): void {
 export function blockBackward(b: Bwd, L: GptjLayer, G: GradOf<GptjLayer>, l: number, dx: Buf): void {
   const n = b.T * b.a.nEmbd
   // hidden_states = attn_output + feed_forward_hidden_states + residual   (dx flows to all three)
-  b.zero(b.dxn, n)
+  b.dev.zero(b.dxn, n)
   // feed_forward_hidden_states = self.mlp(hidden_states); attn_outputs = self.attn(hidden_states): both read ln_1's output
   mlpBackward(b, b.dxn, dx, L.mlp.fcIn, L.mlp.fcOut, G.mlp.fcIn, G.mlp.fcOut, l)
   selfAttentionBackward(b, b.dxn, dx, L.attn.qProj, L.attn.kProj, L.attn.vProj, L.attn.outProj, G.attn.qProj, G.attn.kProj, G.attn.vProj, G.attn.outProj, l, b.a.rotaryDim)

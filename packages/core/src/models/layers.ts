@@ -225,8 +225,6 @@ export interface Bwd {
   dv: Buf
   datt: Buf
   dh: Buf
-  /** Zeroes buf[0 .. n). */
-  zero(buf: Buf, n: number): void
 }
 
 /** dx += LayerNorm backward of dout (the norm's input, mean and rstd from the tape). */
@@ -246,12 +244,12 @@ export function selfAttentionBackward(b: Bwd, dxn: Buf, dout: Buf, q: Linear, k:
   const { tape, T, a, train } = b
   const C = a.nEmbd, n = T * C
   // out = att · Wo
-  b.zero(b.datt, n)
+  b.dev.zero(b.datt, n)
   linearBackward(b, b.datt, dout, tape.get(layer, 'attn.att'), o, go, C)
   // att = softmax(scale q kᵀ) v
-  b.zero(b.dq, n)
-  b.zero(b.dk, n)
-  b.zero(b.dv, n)
+  b.dev.zero(b.dq, n)
+  b.dev.zero(b.dk, n)
+  b.dev.zero(b.dv, n)
   const kind = a.layers[layer]
   const opts: AttentionOptions = { T, pos0: 0, nHead: a.nHead, headDim: a.headDim, scale: kind.scale, window: kind.window }
   train.attentionBackward(b.dq, b.dk, b.dv, b.datt, tape.get(layer, 'attn.q'), tape.get(layer, 'attn.k'), tape.get(layer, 'attn.v'), tape.get(layer, 'attn.probs'), opts)
@@ -270,7 +268,7 @@ export function selfAttentionBackward(b: Bwd, dxn: Buf, dout: Buf, q: Linear, k:
 export function mlpBackward(b: Bwd, dxn: Buf, dout: Buf, fcIn: Linear, fcOut: Linear, gIn: LinearGrad, gOut: LinearGrad, layer: number): void {
   const { tape, T, a, train } = b
   const F = a.nInner
-  b.zero(b.dh, T * F)
+  b.dev.zero(b.dh, T * F)
   linearBackward(b, b.dh, dout, tape.get(layer, 'mlp.h'), fcOut, gOut, F)
   train.activationBackward(b.dh, tape.get(layer, 'mlp.pre'), b.dh, T * F, a.act)
   linearBackward(b, dxn, b.dh, tape.get(layer, 'mlp.xn'), fcIn, gIn, a.nEmbd)

@@ -108,10 +108,7 @@ export class WeightReader {
 
   /** Places a tensor on the device as the requested storage (or the dtype it had in the file). */
   place(t: Read): Weight {
-    const storage: Storage = this.storage ?? t.dtype
-    const n = t.shape.reduce((p, d) => p * d, 1)
-    this.counts[storage] = (this.counts[storage] ?? 0) + n
-    this.bytes += storageBytes(t.shape, storage)
+    const storage = this.account(t)
     const rows = t.shape[0]
     const max = this.dev?.limits.maxBufferBytes ?? Infinity
     const rowBytes = storageBytes(t.shape.length === 2 ? [1, t.shape[1]] : [1], storage)
@@ -124,10 +121,15 @@ export class WeightReader {
 
   /** Places a tensor split into the given row ranges (a bias split like its weight). */
   placeLike(t: Read, like: Weight): Weight {
+    return this.placeParts(t, this.account(t), like.rowStart)
+  }
+
+  /** The storage a tensor is placed as; counts its elements and bytes. */
+  private account(t: Read): Storage {
     const storage: Storage = this.storage ?? t.dtype
     this.counts[storage] = (this.counts[storage] ?? 0) + t.shape.reduce((p, d) => p * d, 1)
     this.bytes += storageBytes(t.shape, storage)
-    return this.placeParts(t, storage, like.rowStart)
+    return storage
   }
 
   private placeParts(t: Read, storage: Storage, rowStart: number[]): Weight {
@@ -172,14 +174,7 @@ export class WeightReader {
   /** A 1-D tensor kept in one buffer (LayerNorm weights). */
   vector(name: string, n: number): Buf {
     const t = this.read(this.prefix + name, [n])
-    return this.placeParts(t, this.count(t), [0, n]).parts[0]
-  }
-
-  private count(t: Read): Storage {
-    const storage: Storage = this.storage ?? t.dtype
-    this.counts[storage] = (this.counts[storage] ?? 0) + t.shape[0]
-    this.bytes += storageBytes(t.shape, storage)
-    return storage
+    return this.placeParts(t, this.account(t), [0, n]).parts[0]
   }
 
   norm(name: string, C: number): Norm {

@@ -62,7 +62,6 @@ export class Trainer {
   private readonly lossHost: Float32Array
   private readonly dx: Buf
   private readonly dxf: Buf
-  private readonly zeros: Float32Array
 
   constructor(model: Model, opts: TrainerOptions) {
     const w = (this.w = model.weights)
@@ -125,11 +124,9 @@ export class Trainer {
       dev, a, s: state, T: 0, pos0: 0, positions: new Int32Array(T), partIds: new Int32Array(T),
       kv: { k: alloc(T * C), v: alloc(T * C) }, rotary: w.rotary[0], trace: undefined, tape: this.tape,
     }
-    this.zeros = new Float32Array(Math.max(T * F, T * C, ...this.params.map((p) => p.n)))
     this.b = {
       dev, train: this.train, a, tape: this.tape, T: 0, positions: this.f.positions, rotary: w.rotary[0],
       dxn: alloc(T * C), dq: alloc(T * C), dk: alloc(T * C), dv: alloc(T * C), datt: alloc(T * C), dh: alloc(T * F),
-      zero: (buf, n) => this.zero(buf, n),
     }
     this.ids = new Int32Array(T)
     this.targets = new Int32Array(T)
@@ -140,14 +137,9 @@ export class Trainer {
     this.dxf = alloc(T * C)
   }
 
-  /** Zeroes buf[0 .. n) from a host array of zeros (as big as the largest parameter or activation). */
-  private zero(buf: Buf, n: number): void {
-    this.dev.write(buf, n === this.zeros.length ? this.zeros : this.zeros.subarray(0, n))
-  }
-
   /** Sets every gradient to 0 (optimizer.zero_grad()). */
   zeroGrad(): void {
-    for (const p of this.params) this.zero(p.grad, p.n)
+    for (const p of this.params) this.dev.zero(p.grad, p.n)
   }
 
   /**
@@ -202,9 +194,9 @@ export class Trainer {
 
     // backward
     const dx = this.dx
-    this.zero(f.s.xn, T * C)
+    dev.zero(f.s.xn, T * C)
     train.matmulBackward(f.s.xn, this.shared.lmHead.w, this.shared.lmHead.b, this.logits, xf, shared.lmHead.w.parts[0], T, C, V)
-    this.zero(dx, T * C)
+    dev.zero(dx, T * C)
     b.train.layerNormBackward(dx, this.shared.lnF.g, this.shared.lnF.b, f.s.xn, this.tape.get(a.nLayer, 'ln_f.x'), shared.lnF.g,
       this.tape.get(a.nLayer, 'ln_f.mean'), this.tape.get(a.nLayer, 'ln_f.rstd'), T, C)
     for (let l = a.nLayer - 1; l >= 0; l--) family.blockBackward(b, layers[l], this.layerGrads[l] as GradOf<unknown>, l, dx)
