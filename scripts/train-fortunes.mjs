@@ -30,16 +30,14 @@
 // Budgets: quick ~1-2 minutes per model (CI size), full ~10 minutes per model, on 2 cores with --device wasm
 // (--threads defaults to 1 here: see below). Results and the recorded curves: docs/training.md.
 
-import { spawn, spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { basename, dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { basename, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const CLI = join(ROOT, 'packages/cli/dist/main.js')
-const FORTUNE_DIR = '/usr/share/games/fortunes'
+import {
+  CLI, ROOT, dpkgVersion, ensurePackages as ensure, evenly, f2, fatal as fail, fortuneFiles as files0, fppl, loadCore, ngramBaselines as ngram0,
+  collectRecords, readTrainLog, runTrain,
+} from './lib/fortunes.mjs'
 
 // ---------------------------------------------------------------------------------------------------
 // options
@@ -121,10 +119,7 @@ const RUNS = [
   },
 ].filter((r) => opts.only === undefined || r.key === opts.only)
 
-function fatal(msg, code = 1) {
-  console.error(`train-fortunes: ${msg}`)
-  process.exit(code)
-}
+const fatal = (msg, code = 1) => fail('train-fortunes', msg, code)
 
 function log(msg) {
   console.log(`[train-fortunes] ${msg}`)
@@ -133,100 +128,18 @@ function log(msg) {
 // ---------------------------------------------------------------------------------------------------
 // 1. Debian packages
 
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
-
-/** Installed version of a Debian package, or null. */
-function dpkgVersion(pkg) {
-  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}\t${Version}', pkg], { encoding: 'utf8' })
-  if (r.status !== 0) return null
-  const [status, version] = r.stdout.split('\t')
-  return status.endsWith(' installed') ? version : null
-}
-
-function ensurePackages(pkgs) {
-  if (!has('dpkg-query') || !has('apt-get')) {
-    fatal(
-      `this script installs the Debian packages ${pkgs.join(', ')} with apt-get, and apt-get / dpkg are not available here.\n` +
-        '  Run it on a Debian or Ubuntu machine (as root), or install those packages by other means and rerun.',
-      2,
-    )
-  }
-  const missing = pkgs.filter((p) => dpkgVersion(p) === null)
-  if (missing.length === 0) return
-  if (opts['no-install']) fatal(`missing Debian packages ${missing.join(', ')} (and --no-install was given)`, 2)
-  const asRoot = typeof process.getuid !== 'function' || process.getuid() === 0
-  const sudo = !asRoot && has('sudo') ? ['sudo'] : []
-  if (!asRoot && sudo.length === 0) fatal(`installing ${missing.join(', ')} needs root (or sudo)`, 2)
-  log(`installing ${missing.join(' ')} with apt-get`)
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  const run = (args) => {
-    const cmd = [...sudo, 'apt-get', ...args]
-    const r = spawnSync(cmd[0], cmd.slice(1), { stdio: 'inherit', env })
-    if (r.status !== 0) fatal(`\`${cmd.join(' ')}\` failed (exit ${r.status})`, 2)
-  }
-  run(['update'])
-  run(['install', '-y', '--no-install-recommends', ...missing])
-  const still = missing.filter((p) => dpkgVersion(p) === null)
-  if (still.length) fatal(`apt-get did not install ${still.join(', ')}`, 2)
-}
-
-/** The fortune text files of a package (dpkg -L): regular files under /usr/share/games/fortunes, no .dat/.u8. */
-function fortuneFiles(pkg) {
-  const r = spawnSync('dpkg', ['-L', pkg], { encoding: 'utf8' })
-  if (r.status !== 0) fatal(`dpkg -L ${pkg} failed`)
-  return r.stdout
-    .split('\n')
-    .filter((f) => f.startsWith(FORTUNE_DIR + '/') && !/\.(dat|u8)$/.test(f))
-    .filter((f) => {
-      try {
-        return lstatSync(f).isFile()
-      } catch {
-        return false
-      }
-    })
-    .sort()
-}
+const ensurePackages = (pkgs) => ensure('train-fortunes', pkgs, { install: !opts['no-install'], log })
+const fortuneFiles = (pkg) => files0('train-fortunes', pkg)
 
 // ---------------------------------------------------------------------------------------------------
 // 2. data
 
-/** Records of a fortune file: split at lines holding a single '%', colour escapes removed, whitespace collapsed. */
-function readFortunes(file) {
-  return readFileSync(file, 'utf8')
-    .split(/^%[ \t\r]*$/m)
-    .map((s) => s.replace(/\x1b\[[0-9;]*m/g, '').replace(/\s+/g, ' ').trim())
-    .filter((s) => s.length > 0)
-}
-
-/** `n` evenly spaced items of `a` (all of them when n >= a.length), in order. */
-function evenly(a, n) {
-  if (n >= a.length) return a.slice()
-  const out = []
-  for (let k = 0; k < n; k++) out.push(a[Math.floor((k * a.length) / n)])
-  return out
-}
-
 function buildData(run, b, dataDir) {
   const files = run.packages.flatMap(fortuneFiles).filter((f) => !(run.skipFiles ?? []).includes(basename(f)))
   if (files.length === 0) fatal(`no fortune files found in ${run.packages.join(', ')}`)
-  const seen = new Set()
-  const records = []
-  let total = 0, tooLong = 0, dup = 0
-  for (const f of files) {
-    for (const t of readFortunes(f)) {
-      total++
-      if (t.length > run.capChars) {
-        tooLong++
-        continue
-      }
-      if (seen.has(t)) {
-        dup++
-        continue
-      }
-      seen.add(t)
-      records.push(t)
-    }
-  }
+  // records as one line each (whitespace collapsed); the cap counts UTF-16 code units, as recorded in docs/training.md
+  const clean = (raw) => raw.replace(/\s+/g, ' ').trim()
+  const { records, total, tooLong, dup } = collectRecords(files, { clean, capChars: run.capChars, count: (t) => t.length })
   const evalPool = records.filter((_, i) => i % 10 === 9)
   const trainPool = records.filter((_, i) => i % 10 !== 9)
   const train = evenly(trainPool, b.train)
@@ -255,15 +168,6 @@ function buildData(run, b, dataDir) {
 
 // ---------------------------------------------------------------------------------------------------
 // refgpt core (the built dist, as the CLI uses it)
-
-async function loadCore() {
-  if (!existsSync(CLI) || !existsSync(join(ROOT, 'packages/core/dist/index.js'))) {
-    log('building the workspace (node scripts/build.mjs)')
-    const r = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs')], { stdio: 'inherit', cwd: ROOT })
-    if (r.status !== 0) fatal('the build failed', 1)
-  }
-  return import('@refgpt/core')
-}
 
 /** The data options `refgpt train` uses for a folder (train.ts: framing, pad targets, vocab size). */
 function dataOptions(core, run, maxLength) {
@@ -337,35 +241,13 @@ function wordpieceCoverage(core, run, texts) {
 function ngramBaselines(core, run, trainTexts, evalTexts, maxLength) {
   const o = dataOptions(core, run, maxLength)
   const f = core.resolveFraming({ ...o, padTargets: 'ignore' })
-  const V = o.vocabSize
-  const pairs = (texts, fn) => {
+  const pairs = (texts) => (fn) => {
     texts.forEach((t, i) => {
       const { example: e } = core.frameText(t, f, `text ${i + 1}`)
       for (let k = 0; k < e.targets.length; k++) if (e.targets[k] >= 0) fn(e.inputIds[k], e.targets[k])
     })
   }
-  const uni = new Float64Array(V)
-  const big = new Map() // prev -> Map(next -> count)
-  let N = 0
-  pairs(trainTexts, (prev, next) => {
-    uni[next]++
-    N++
-    let m = big.get(prev)
-    if (!m) big.set(prev, (m = new Map()))
-    m.set(next, (m.get(next) ?? 0) + 1)
-  })
-  const pUni = (w) => (uni[w] + 1) / (N + V)
-  const ctx = new Map([...big].map(([h, m]) => [h, { total: [...m.values()].reduce((a, b) => a + b, 0), types: m.size, m }]))
-  let nllUni = 0, nllBi = 0, n = 0
-  pairs(evalTexts, (prev, next) => {
-    const pu = pUni(next)
-    const c = ctx.get(prev)
-    const pb = c ? ((c.m.get(next) ?? 0) + c.types * pu) / (c.total + c.types) : pu
-    nllUni -= Math.log(pu)
-    nllBi -= Math.log(pb)
-    n++
-  })
-  return { unigramLoss: nllUni / n, bigramLoss: nllBi / n, targets: n }
+  return ngram0(o.vocabSize, pairs(trainTexts), pairs(evalTexts))
 }
 
 /** Dataset statistics as `refgpt train` sees them (the same loader and options). */
@@ -416,70 +298,8 @@ function trainArgs(run, b, files, outDir) {
   ]
 }
 
-/** Runs refgpt train; the full output goes to OUT/<run>.train.log, every eval line and ~20 step lines to the console. */
-function runTrain(args, logFile) {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-    const chunks = []
-    let pending = ''
-    const onData = (d) => {
-      chunks.push(d)
-      pending += d.toString()
-      let nl
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl)
-        pending = pending.slice(nl + 1)
-        const m = /^step (\d+)\/(\d+)/.exec(line)
-        if (m) {
-          const s = Number(m[1]), n = Number(m[2])
-          if (s === 1 || s === n || s % Math.max(1, Math.round(n / 20)) === 0) console.log(`  ${line}`)
-        } else if (line.trim()) console.log(`  ${line}`)
-      }
-    }
-    child.stdout.on('data', onData)
-    child.stderr.on('data', onData)
-    child.on('error', reject)
-    child.on('close', (code) => {
-      writeFileSync(logFile, Buffer.concat(chunks))
-      if (code !== 0) reject(new Error(`refgpt train exited with ${code} (log: ${logFile})`))
-      else resolvePromise()
-    })
-  })
-}
-
 // ---------------------------------------------------------------------------------------------------
 // 4. summary
-
-function readTrainLog(file) {
-  const rows = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
-  const steps = rows.filter((r) => r.eval_loss === undefined)
-  const evals = rows.filter((r) => r.eval_loss !== undefined)
-  // tokens seen so far = tokens_per_s * elapsed_s (the trainer logs the running average); the training-only
-  // rate leaves out the steps whose interval holds an eval (the first step after each epoch's eval).
-  const evalSteps = new Set(evals.map((e) => e.step))
-  let tok = 0, sec = 0, prevTok = 0, prevT = 0, prevStep = 0
-  for (const r of steps) {
-    const seen = r.tokens_per_s * r.elapsed_s
-    if (!evalSteps.has(prevStep)) (tok += seen - prevTok), (sec += r.elapsed_s - prevT)
-    prevTok = seen
-    prevT = r.elapsed_s
-    prevStep = r.step
-  }
-  const last = steps[steps.length - 1]
-  return {
-    steps: last?.step ?? 0,
-    tokens: last ? Math.round(last.tokens_per_s * last.elapsed_s) : 0,
-    elapsed: last?.elapsed_s ?? 0,
-    tokensPerS: last?.tokens_per_s ?? 0,
-    trainTokensPerS: sec > 0 ? tok / sec : 0,
-    firstLoss: steps[0]?.loss,
-    lastLoss: last?.loss,
-    evals: evals.map((e, i) => ({ epoch: e.epoch !== undefined ? e.epoch + 1 : i + 1, step: e.step, loss: e.eval_loss, ppl: e.eval_ppl })),
-  }
-}
-
-const f2 = (x, d = 2) => (x === undefined || x === null || !Number.isFinite(x) ? '—' : x.toFixed(d))
-const fppl = (x) => (x >= 1000 ? x.toFixed(0) : x >= 100 ? x.toFixed(1) : x.toFixed(2))
 
 function markdown(results) {
   const lines = []
@@ -509,7 +329,7 @@ async function main() {
   ensurePackages(pkgs)
   const versions = Object.fromEntries(pkgs.map((p) => [p, dpkgVersion(p)]))
   log(`packages: ${pkgs.map((p) => `${p} ${versions[p]}`).join(', ')}`)
-  const core = await loadCore()
+  const core = await loadCore(log)
 
   const dataDir = join(OUT, 'data')
   mkdirSync(dataDir, { recursive: true })

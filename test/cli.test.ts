@@ -7,9 +7,11 @@ import { loadGolden, modelDir, refgpt } from './helpers.js'
 
 const test = suite('cli')
 const gpt2 = loadGolden('gpt2-tiny').json
+/** The golden tiny GPT-2 (the default model is a trained one now: test/default-models.test.ts). */
+const TINY = ['--model', modelDir('gpt2-tiny')]
 
-test('generate --json on the default model equals transformers greedy ids', () => {
-  const r = refgpt(['generate', "Hello, I'm a language model", '--max-new-tokens', '20', '--json'])
+test('generate --json equals transformers greedy ids', () => {
+  const r = refgpt(['generate', ...TINY, "Hello, I'm a language model", '--max-new-tokens', '20', '--json'])
   assert.is(r.code, 0, r.stderr)
   const lines = r.stdout.trim().split('\n')
   assert.is(lines.length, 1, 'one JSON object and nothing else on stdout')
@@ -20,7 +22,7 @@ test('generate --json on the default model equals transformers greedy ids', () =
 })
 
 test('generate streams the same text it reports in --json', () => {
-  const args = ['generate', "Hello, I'm a language model", '-n', '20']
+  const args = ['generate', ...TINY, "Hello, I'm a language model", '-n', '20']
   const plain = refgpt(args)
   const json = JSON.parse(refgpt([...args, '--json']).stdout)
   assert.is(plain.code, 0, plain.stderr)
@@ -104,7 +106,7 @@ test.run()
 const gen = suite('cli generate options')
 gen('--num-beams with --json gives transformers beam sequences and scores', () => {
   const want = gpt2.beam['p1.num_beams3.return3']
-  const r = refgpt(['generate', '--prompt-ids', gpt2.prompts.p1.ids.join(','), '--num-beams', '3', '--num-return-sequences', '3', '-n', '12', '--early-stopping', 'true', '--json'])
+  const r = refgpt(['generate', ...TINY, '--prompt-ids', gpt2.prompts.p1.ids.join(','), '--num-beams', '3', '--num-return-sequences', '3', '-n', '12', '--early-stopping', 'true', '--json'])
   assert.is(r.code, 0, r.stderr)
   const out = JSON.parse(r.stdout)
   assert.equal(out.sequences.map((s: any) => s.ids), want.sequences)
@@ -112,13 +114,13 @@ gen('--num-beams with --json gives transformers beam sequences and scores', () =
 })
 gen('repeated --prompt-ids run as one left-padded batch equal to transformers', () => {
   const b = gpt2.batched
-  const args = ['generate', '-n', '10', '--json', ...b.rows.flatMap((p: string) => ['--prompt-ids', gpt2.prompts[p].ids.join(',')])]
+  const args = ['generate', ...TINY, '-n', '10', '--json', ...b.rows.flatMap((p: string) => ['--prompt-ids', gpt2.prompts[p].ids.join(',')])]
   const r = refgpt(args)
   assert.is(r.code, 0, r.stderr)
   assert.equal(JSON.parse(r.stdout).sequences.map((s: any) => s.ids), b.greedy.sequences)
 })
 gen('--do-sample with --seed is reproducible and reports the seed; without --seed a seed is reported', () => {
-  const args = ['generate', 'Hello', '--do-sample', '--top-k', '20', '--temperature', '0.8', '-n', '12', '--json']
+  const args = ['generate', ...TINY, 'Hello', '--do-sample', '--top-k', '20', '--temperature', '0.8', '-n', '12', '--json']
   const a = JSON.parse(refgpt([...args, '--seed', '5']).stdout), b = JSON.parse(refgpt([...args, '--seed', '5']).stdout)
   assert.equal(a.sequences, b.sequences)
   assert.is(a.seed, 5)

@@ -313,9 +313,35 @@ mm('matmul_backward_dx / _dw (and _naive) accumulate: against float64 and finite
   }
 })
 
+mm('matmul_backward_dx / _dw on shapes past the kernels\' blocks (N > 128 rows of W, T > 64 tokens): vs float64; SIMD == naive bitwise', () => {
+  const mem = core1.memories[0], k = core1.kernels(0)
+  // dx sums n in blocks of 128 (each block's partial sum added to dx) and tokens in blocks of 64; dW rows in blocks of 32
+  for (const c of [{ T: 130, K: 37, N: 300 }, { T: 66, K: 16, N: 257 }, { T: 3, K: 5, N: 129 }]) {
+    const mark = mem.mark()
+    const { T, K, N } = c
+    const d = mmData(c, 5)
+    const ref = mmBackward64(d, c, false)
+    const xp = put(mem, d.x), wp = put(mem, d.w), dyp = put(mem, d.dout)
+    const got: Float32Array[][] = []
+    for (const sfx of ['', '_naive']) {
+      const dxp = put(mem, d.dx0), dwp = put(mem, d.dw0), dbp = put(mem, d.db0)
+      k[`matmul_backward_dx${sfx}` as 'matmul_backward_dx'](0, T, dxp, dyp, wp, T, K, N)
+      k[`matmul_backward_dw${sfx}` as 'matmul_backward_dw'](0, N, dwp, dbp, dyp, xp, T, K, N)
+      const g = [get(mem, dxp, T * K), get(mem, dwp, N * K), get(mem, dbp, N)]
+      const label = `matmul_backward${sfx} T=${T} K=${K} N=${N}`
+      check(`matmul_backward_dx${sfx} vs f64`, `${label} dx`, g[0], ref.dx, (i) => ref.mdx[i] + 1e-30, TOL_REF)
+      check(`matmul_backward_dw${sfx} vs f64`, `${label} dw`, g[1], ref.dw, (i) => ref.mdw[i] + 1e-30, TOL_REF)
+      check(`matmul_backward_dw${sfx} vs f64`, `${label} db`, g[2], ref.db, (i) => ref.mdb[i] + 1e-30, TOL_REF)
+      got.push(g)
+    }
+    for (let i = 0; i < 3; i++) assertBitwise(got[0][i], got[1][i], `matmul_backward T=${T} K=${K} N=${N}: SIMD vs naive [${i}]`)
+    mem.release(mark)
+  }
+})
+
 mm('matmul_backward_dx / _dw: any row split on one thread gives the same bits; r1 / n1 are clamped', () => {
   const mem = core1.memories[0], k = core1.kernels(0)
-  for (const c of [{ T: 37, K: 45, N: 23 }, { T: 70, K: 21, N: 66 }, { T: 3, K: 16, N: 5 }]) {
+  for (const c of [{ T: 37, K: 45, N: 23 }, { T: 70, K: 21, N: 66 }, { T: 3, K: 16, N: 5 }, { T: 131, K: 20, N: 140 }]) {
     const mark = mem.mark()
     const { T, K, N } = c
     const d = mmData(c, 77)

@@ -131,4 +131,43 @@ test('refgpt bench runs a random-weight model of a real shape', () => {
   for (const k of ['load_s', 'prefill_tokens_per_s', 'decode_tokens_per_s', 'decode_gb_per_s', 'peak_rss_bytes']) assert.ok(b[k] > 0, k)
 })
 
+test('refgpt bench --train: a training step of a real shape (1 layer), its FLOP count and its share of the madd peak', () => {
+  const r = refgpt(['bench', '--train', '--shape', 'gpt-neo-125M', '--layers', '1', '--batch-size', '2', '--max-length', '8', '--steps', '2', '--json', '--threads', '2'])
+  assert.is(r.code, 0, r.stderr)
+  const b = JSON.parse(r.stdout)
+  assert.is(b.mode, 'train')
+  assert.is(b.device, 'wasm')
+  assert.is(b.threads, 2)
+  const C = 768
+  assert.is(b.parameters, 50257 * C + 2048 * C + (12 * C * C + 10 * C) + 2 * C)
+  assert.is(b.tokens_per_step, 16)
+  assert.is(b.flops_per_step, 6 * b.parameters * 16)
+  // one global layer at T = 8: 12 C x (1 + 2 + ... + 8) visible (query, key) pairs, per sequence
+  assert.is(b.attention_flops_per_step, 12 * C * 36 * 2)
+  assert.is(b.per_step.length, 2)
+  const near = (x: number, y: number, what: string) => assert.ok(Math.abs(x - y) <= 2e-3 * Math.abs(y) + 2e-3, `${what}: ${x} vs ${y}`)
+  near(b.fwd_bwd_gflops, b.flops_per_step / (b.fwd_bwd_s * 1e9), 'GFLOP/s = 6 N tokens / fwd+bwd seconds')
+  near(b.train_tokens_per_s, 16 / b.step_s, 'tokens/s = tokens / step seconds')
+  assert.ok(b.madd_peak_gflops > 0 && b.madd_peak_gflops >= b.madd_peak_before_gflops - 1e-3 && b.madd_peak_gflops >= b.madd_peak_after_gflops - 1e-3, 'peak = the higher probe')
+  near(b.of_peak, b.fwd_bwd_gflops / b.madd_peak_gflops, 'of_peak = GFLOP/s / peak')
+  // random weights (std 0.02): the loss starts near ln(V) = 10.8
+  for (const s of b.per_step) assert.ok(Number.isFinite(s.loss) && Math.abs(s.loss - Math.log(50257)) < 1, `loss ${s.loss}`)
+})
+
+test('refgpt bench --train refuses inference-only options and dtypes that cannot be trained', () => {
+  for (const [args, msg] of [
+    [['--prompt-tokens', '8'], /--prompt-tokens does not apply to --train/],
+    [['--dtype', 'q8'], /cannot be trained/],
+    [['--max-length', '4096'], /--max-length exceeds the model context/],
+  ] as const) {
+    const r = refgpt(['bench', '--train', '--shape', 'gpt-neo-125M', '--layers', '1', ...args])
+    assert.is(r.code, 2, `${args.join(' ')}: exit code`)
+    assert.match(r.stderr, msg)
+    assert.is(r.stdout, '')
+  }
+  const r = refgpt(['bench', '--shape', 'gpt-neo-125M', '--batch-size', '2'])
+  assert.is(r.code, 2)
+  assert.match(r.stderr, /--batch-size needs --train/)
+})
+
 test.run()

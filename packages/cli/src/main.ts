@@ -12,6 +12,7 @@ import * as inspect from './commands/inspect.js'
 import * as step from './commands/step.js'
 import * as tokenize from './commands/tokenize.js'
 import * as train from './commands/train.js'
+import * as worker from './commands/worker.js'
 
 interface Command {
   summary: string
@@ -19,7 +20,7 @@ interface Command {
   run(argv: string[]): Promise<void>
 }
 
-const COMMANDS: Record<string, Command> = { generate, chat, tokenize, inspect, step, golden, bench, train, eval: evaluate }
+const COMMANDS: Record<string, Command> = { generate, chat, tokenize, inspect, step, golden, bench, train, eval: evaluate, worker }
 
 const HELP = `refgpt — GPT-2, GPT-Neo and GPT-J from Hugging Face folders (and ModelScope's Chinese GPT-3), in TypeScript
 

@@ -1,6 +1,6 @@
 // pipeline('text-generation', model, options): the calling convention people know from transformers.
 //
-//   const generator = await pipeline('text-generation', 'path/to/gpt2')
+//   const generator = await pipeline('text-generation', 'path/to/gpt2')   // no model: the default English one
 //   await generator("Hello, I'm a language model,", { max_length: 30, num_return_sequences: 5, do_sample: true })
 //   // -> [{ generated_text: "Hello, I'm a language model, ..." }, ...]
 //   await generator(['a', 'b'])  // -> [[{ generated_text }], [{ generated_text }]]
@@ -11,6 +11,7 @@
 
 import { UsageError, show } from './errors.js'
 import { generate } from './generation/generate.js'
+import { defaultModelDir } from './models/defaults.js'
 import { loadModel, type LoadOptions, type Model } from './models/model.js'
 import { loadTokenizer } from './tokenizers/index.js'
 import type { Tokenizer } from './tokenizers/types.js'
@@ -31,9 +32,10 @@ export interface TextGenerationPipeline {
 /** Pipeline-only keys (the rest goes to generate()). */
 const PIPELINE_KEYS = ['return_full_text', 'return_text', 'return_tensors', 'clean_up_tokenization_spaces', 'prefix', 'handle_long_generation']
 
+/** `model`: a folder, a loaded Model, or left out for the default English model (defaultModelDir('en')). */
 export async function pipeline(
   task: 'text-generation',
-  model: string | Model,
+  model: string | Model = defaultModelDir('en'),
   options: LoadOptions & { tokenizer?: Tokenizer | string } = {},
 ): Promise<TextGenerationPipeline> {
   if (task !== 'text-generation')

@@ -16,9 +16,11 @@
 // matmul_backward_dw(n0, n1, dw, db, dout, x, T, K, N)                     split over rows n of dw
 //   dw[n, k] += sum_t dout[t, n] x[t, k];  db[n] += sum_t dout[t, n]  (db = 0: no bias)
 //   Both matmul kernels compute every output element by ONE sequence, whatever tile, split, thread
-//   count or block it falls in (and the _naive twins run the same sequence, so they agree bitwise):
-//     acc = 0;  for each term in order (n ascending, resp. t ascending): acc = acc + a * b  (mul, add; no FMA)
-//     out = out + acc
+//   count or token block it falls in (and the _naive twins run the same sequence, so they agree bitwise):
+//     dW: acc = 0;  for t ascending: acc = acc + dout * x  (mul, add; no FMA);  out = out + acc
+//     dx: for each block of DX_NB = 128 terms (n in [0, 128), [128, 256), ...), ascending:
+//           acc = 0;  for n in the block, ascending: acc = acc + dout * w;  out = out + acc
+//   (dx adds a partial sum per block of W rows so that a block of W stays in L1 while the tokens pass.)
 // embed_backward(dtable, dout, ids, T, C)                                   serial (ids may repeat)
 //   dtable[ids[t], :] += dout[t, :] for t < T, in t order; negative ids are skipped.
 // rotary_backward(x, table, positions, T, H, D, R)                          in place, as rope.ts's rotary
@@ -156,77 +158,88 @@ export function layernorm_backward_naive(dx: usize, dg: usize, db: usize, dout: 
 
 // --- matmul backward -----------------------------------------------------------------------------
 
-/** Tokens per block of matmul_backward_dx (dout rows of the block stay in cache while W streams). */
-const DX_TB: i32 = 32
+/** Tokens per block of matmul_backward_dx (the block's dout and dx rows stay in L2). */
+const DX_TB: i32 = 64
+/**
+ * Rows of W per block of matmul_backward_dx: a 16-column strip of DX_NB rows (DX_NB cache lines, 8 KiB)
+ * stays in L1 while every token of the block passes over it. Without it, each token pair streamed the
+ * whole N-row strip (3.2 MB and ~38,000 pages for a 50257-row LM head) out of L3.
+ */
+const DX_NB: i32 = 128
 /** Rows of W per block of matmul_backward_dw (dout columns of the block stay in cache while x streams). */
 const DW_NB: i32 = 32
 
 /**
  * Rows t in [r0, r1) of dx[T, K] += dout[T, N] · w[N, K].
- * Blocks of DX_TB tokens; in a block, k chunks of 16 (then 4, then 1); in a chunk, token pairs
- * (then one token); the n loop innermost, accumulating in registers.
+ * Blocks of DX_TB tokens; in a block, blocks of DX_NB rows of w (each adds its partial sum to dx); in
+ * those, k chunks of 16 (then 4, then 1); in a chunk, token pairs (then one token); the n loop innermost,
+ * accumulating in registers.
  */
 export function matmul_backward_dx(r0: i32, r1: i32, dx: usize, dout: usize, w: usize, T: i32, K: i32, N: i32): void {
   if (r1 > T) r1 = T
   const ws = <usize>K << 2, ds = <usize>N << 2
   for (let tb = r0; tb < r1; tb += DX_TB) {
     const te = min(tb + DX_TB, r1)
-    let k = 0
-    for (; k + 16 <= K; k += 16) {
-      const wk = w + (<usize>k << 2)
-      let t = tb
-      for (; t + 2 <= te; t += 2) {
-        let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0
-        const d0p = dout + <usize>t * ds, d1p = d0p + ds
-        let wp = wk
-        for (let n = 0; n < N; n++) {
-          const o = <usize>n << 2
-          const d0 = v128.load32_splat(d0p + o), d1 = v128.load32_splat(d1p + o)
-          const w0 = v128.load(wp), w1 = v128.load(wp, 16), w2 = v128.load(wp, 32), w3 = v128.load(wp, 48)
-          a0 = mac(a0, d0, w0); a1 = mac(a1, d0, w1); a2 = mac(a2, d0, w2); a3 = mac(a3, d0, w3)
-          b0 = mac(b0, d1, w0); b1 = mac(b1, d1, w1); b2 = mac(b2, d1, w2); b3 = mac(b3, d1, w3)
-          wp += ws
+    for (let nb = 0; nb < N; nb += DX_NB) {
+      const nn = min(DX_NB, N - nb)
+      const wb = w + <usize>nb * ws, db = dout + (<usize>nb << 2)
+      let k = 0
+      for (; k + 16 <= K; k += 16) {
+        const wk = wb + (<usize>k << 2)
+        let t = tb
+        for (; t + 2 <= te; t += 2) {
+          let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0
+          const d0p = db + <usize>t * ds, d1p = d0p + ds
+          let wp = wk
+          for (let n = 0; n < nn; n++) {
+            const o = <usize>n << 2
+            const d0 = v128.load32_splat(d0p + o), d1 = v128.load32_splat(d1p + o)
+            const w0 = v128.load(wp), w1 = v128.load(wp, 16), w2 = v128.load(wp, 32), w3 = v128.load(wp, 48)
+            a0 = mac(a0, d0, w0); a1 = mac(a1, d0, w1); a2 = mac(a2, d0, w2); a3 = mac(a3, d0, w3)
+            b0 = mac(b0, d1, w0); b1 = mac(b1, d1, w1); b2 = mac(b2, d1, w2); b3 = mac(b3, d1, w3)
+            wp += ws
+          }
+          const x0 = dx + <usize>t * ws + (<usize>k << 2), x1 = x0 + ws
+          addstore(x0, a0); addstore(x0 + 16, a1); addstore(x0 + 32, a2); addstore(x0 + 48, a3)
+          addstore(x1, b0); addstore(x1 + 16, b1); addstore(x1 + 32, b2); addstore(x1 + 48, b3)
         }
-        const x0 = dx + <usize>t * ws + (<usize>k << 2), x1 = x0 + ws
-        addstore(x0, a0); addstore(x0 + 16, a1); addstore(x0 + 32, a2); addstore(x0 + 48, a3)
-        addstore(x1, b0); addstore(x1 + 16, b1); addstore(x1 + 32, b2); addstore(x1 + 48, b3)
+        for (; t < te; t++) {
+          let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0
+          const d0p = db + <usize>t * ds
+          let wp = wk
+          for (let n = 0; n < nn; n++) {
+            const d0 = v128.load32_splat(d0p + (<usize>n << 2))
+            a0 = mac(a0, d0, v128.load(wp)); a1 = mac(a1, d0, v128.load(wp, 16))
+            a2 = mac(a2, d0, v128.load(wp, 32)); a3 = mac(a3, d0, v128.load(wp, 48))
+            wp += ws
+          }
+          const x0 = dx + <usize>t * ws + (<usize>k << 2)
+          addstore(x0, a0); addstore(x0 + 16, a1); addstore(x0 + 32, a2); addstore(x0 + 48, a3)
+        }
       }
-      for (; t < te; t++) {
-        let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0
-        const d0p = dout + <usize>t * ds
-        let wp = wk
-        for (let n = 0; n < N; n++) {
-          const d0 = v128.load32_splat(d0p + (<usize>n << 2))
-          a0 = mac(a0, d0, v128.load(wp)); a1 = mac(a1, d0, v128.load(wp, 16))
-          a2 = mac(a2, d0, v128.load(wp, 32)); a3 = mac(a3, d0, v128.load(wp, 48))
-          wp += ws
+      for (; k + 4 <= K; k += 4) {
+        for (let t = tb; t < te; t++) {
+          let a0 = f32x4.splat(0)
+          const d0p = db + <usize>t * ds
+          let wp = wb + (<usize>k << 2)
+          for (let n = 0; n < nn; n++) {
+            a0 = mac(a0, v128.load32_splat(d0p + (<usize>n << 2)), v128.load(wp))
+            wp += ws
+          }
+          addstore(dx + <usize>t * ws + (<usize>k << 2), a0)
         }
-        const x0 = dx + <usize>t * ws + (<usize>k << 2)
-        addstore(x0, a0); addstore(x0 + 16, a1); addstore(x0 + 32, a2); addstore(x0 + 48, a3)
       }
-    }
-    for (; k + 4 <= K; k += 4) {
-      for (let t = tb; t < te; t++) {
-        let a0 = f32x4.splat(0)
-        const d0p = dout + <usize>t * ds
-        let wp = w + (<usize>k << 2)
-        for (let n = 0; n < N; n++) {
-          a0 = mac(a0, v128.load32_splat(d0p + (<usize>n << 2)), v128.load(wp))
-          wp += ws
+      for (; k < K; k++) {
+        for (let t = tb; t < te; t++) {
+          let s: f32 = 0
+          const d0p = db + <usize>t * ds
+          let wp = wb + (<usize>k << 2)
+          for (let n = 0; n < nn; n++) {
+            s += load<f32>(d0p + (<usize>n << 2)) * load<f32>(wp)
+            wp += ws
+          }
+          addstore1(dx + <usize>t * ws + (<usize>k << 2), s)
         }
-        addstore(dx + <usize>t * ws + (<usize>k << 2), a0)
-      }
-    }
-    for (; k < K; k++) {
-      for (let t = tb; t < te; t++) {
-        let s: f32 = 0
-        const d0p = dout + <usize>t * ds
-        let wp = w + (<usize>k << 2)
-        for (let n = 0; n < N; n++) {
-          s += load<f32>(d0p + (<usize>n << 2)) * load<f32>(wp)
-          wp += ws
-        }
-        addstore1(dx + <usize>t * ws + (<usize>k << 2), s)
       }
     }
   }
@@ -237,9 +250,12 @@ export function matmul_backward_dx_naive(r0: i32, r1: i32, dx: usize, dout: usiz
   if (r1 > T) r1 = T
   for (let t = r0; t < r1; t++) {
     for (let k = 0; k < K; k++) {
-      let s: f32 = 0
-      for (let n = 0; n < N; n++) s += load<f32>(dout + ((<usize>t * <usize>N + <usize>n) << 2)) * load<f32>(w + ((<usize>n * <usize>K + <usize>k) << 2))
-      addstore1(dx + ((<usize>t * <usize>K + <usize>k) << 2), s)
+      for (let nb = 0; nb < N; nb += DX_NB) {
+        const ne = min(nb + DX_NB, N)
+        let s: f32 = 0
+        for (let n = nb; n < ne; n++) s += load<f32>(dout + ((<usize>t * <usize>N + <usize>n) << 2)) * load<f32>(w + ((<usize>n * <usize>K + <usize>k) << 2))
+        addstore1(dx + ((<usize>t * <usize>K + <usize>k) << 2), s)
+      }
     }
   }
 }

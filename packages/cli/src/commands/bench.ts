@@ -3,7 +3,7 @@
 // through the Trainer, then the host-side AdamW), against the multiply-add peak of the same process.
 
 import { readFileSync } from 'node:fs'
-import { AdamW, SHAPES, Trainer, UsageError, argmax, loadModel, loadRandomModel, type Example, type Model, type WasmDevice } from '@refgpt/core'
+import { AdamW, SHAPES, Trainer, UsageError, argmax, inspectModel, loadModel, loadRandomModel, shapeConfig, type Example, type Model, type WasmDevice } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
 import { MODEL_HELP, MODEL_OPTIONS, modelOptions } from './common.js'
 
@@ -220,6 +220,11 @@ async function runTrain(v: Record<string, unknown>, o: ReturnType<typeof modelOp
   if (o.dtype && o.dtype !== 'F32')
     throw new UsageError({ where, what: `--dtype ${String(v.dtype)} cannot be trained`, hint: 'training is f32: leave --dtype out (f16 / bf16 checkpoints are widened)' })
   const load = { device: o.device, threads: o.threads, dtype: 'F32' as const, maxContext: maxLength, maxBatchTokens: maxLength }
+  // the context, before any weight is made or read
+  const cfg = v.shape !== undefined ? shapeConfig(v.shape as string, layers) : null
+  const positions = cfg ? Number(cfg.n_positions ?? cfg.max_position_embeddings) : inspectModel(o.dir, { variant: o.variant }).arch.nPositions
+  if (maxLength > positions)
+    throw new UsageError({ where, what: '--max-length exceeds the model context', expected: `at most ${positions}`, found: String(maxLength) })
 
   const t0 = performance.now()
   const model: Model = v.shape !== undefined
@@ -228,8 +233,6 @@ async function runTrain(v: Record<string, unknown>, o: ReturnType<typeof modelOp
   const loadMs = performance.now() - t0
   try {
     const a = model.arch
-    if (maxLength > a.nPositions)
-      throw new UsageError({ where, what: '--max-length exceeds the model context', expected: `at most ${a.nPositions}`, found: String(maxLength) })
     const trainer = new Trainer(model, { maxLength })
     const host = await trainer.hostParams()
     const opt = new AdamW(host, { lr: 1e-5 })

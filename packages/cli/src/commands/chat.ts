@@ -19,7 +19,10 @@ import { MODEL_HELP, MODEL_OPTIONS, load, modelOptions, requireTokenizer } from 
 
 export const summary = 'chat with a ModelScope GPT-3 folder (e.g. the kuakua praise robot): a line in, a reply out'
 
-export const help = `Usage: refgpt chat --model DIR [options]
+export const help = `Usage: refgpt chat [--model DIR] [options]
+
+Without --model: the Chinese default model (a small ModelScope GPT-3 refgpt trained on Debian's
+fortunes-zh poems and proverbs; it continues text, it was not trained to praise).
 
 Reads one line at a time (typed, or from stdin when it is not a terminal) and prints one reply line,
 as ModelScope's kuakua robot is used: the prompt is LINE + "|" (unless the line already ends with the
@@ -102,7 +105,6 @@ export function replyOf(tok: WordPieceTokenizer, r: ModelscopeResult): string {
 export async function run(argv: string[]): Promise<void> {
   const { values: v, positionals } = parse('chat', argv, { ...MODEL_OPTIONS, ...MS_OPTIONS, separator: { type: 'string' } })
   if (positionals.length) throw new UsageError({ where: 'refgpt chat', what: 'unexpected arguments', found: JSON.stringify(positionals.join(' ')), hint: 'type the lines after starting, or pipe them on stdin' })
-  if (v.model === undefined) throw new UsageError({ where: 'refgpt chat', what: '--model is required', hint: 'pass a ModelScope GPT-3 folder, e.g. the kuakua robot' })
   const { dir } = modelOptions('chat', v)
   const sep = (v.separator as string | undefined) ?? '|'
   const opts = modelscopeOptions('chat', v)

@@ -1,14 +1,20 @@
 // refgpt eval: the tables of the model cards (perplexity, bits per byte, LAMBADA, multiple choice),
 // computed with lm-evaluation-harness's definitions (packages/core/src/eval). Every option and every data
 // line is checked before anything is printed; then a progress bar on stderr, the table on stdout.
+// Beyond one process: --shard I/N --out FILE + `refgpt eval merge FILE...` (packages/core/src/eval/shard.ts),
+// and --queue redis://... with `refgpt worker` (../eval/queue.ts); both give exactly the numbers of one run.
 
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import {
-  BOOTSTRAP_ITERS, CHOICE_FORMATS, Scorer, UsageError, aggregate, defaultPrefixToken, inspectModel, lambadaSplit, loadModel, parseEvalData, perplexityRequests, runTask,
-  type ChoiceDoc, type ChoiceFormat, type EvalDoc, type EvalTask, type ItemResult, type ScorerStats, type TaskResult, type TextDoc,
+  BOOTSTRAP_ITERS, CHOICE_FORMATS, UsageError, defaultPrefixToken, inspectModel, mergeShards, modelFingerprint, parseEvalData, parseShardSpec,
+  perplexityRequests, readShardFile, sha256, shardItems, writeShardFile,
+  type ChoiceFormat, type EvalDoc, type EvalRunConfig, type EvalTask, type TextDoc,
 } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
+import { DEFAULT_QUEUE, parseQueueName, parseRedisUrl, probeRedis, scoreOnQueue } from '../eval/queue.js'
+import { Progress, report, writeSamples, type TaskRun } from '../eval/report.js'
+import { evalScorer, loadForEval, scoreDocs } from '../eval/score.js'
 import { MODEL_HELP, MODEL_OPTIONS, modelOptions, requireTokenizer } from './common.js'
 
 export const summary = 'evaluate: perplexity / bits per byte, LAMBADA, multiple choice (lm-eval definitions)'
@@ -17,6 +23,9 @@ export const help = `Usage: refgpt eval perplexity --model DIR --data FILE [--ro
        refgpt eval lambada    --model DIR --data FILE.jsonl [options]
        refgpt eval choice     --model DIR --data FILE.jsonl [--format FORMAT] [options]
        refgpt eval --tasks NAME=FILE[,NAME=FILE ...] --model DIR [options]
+       refgpt eval ... --shard I/N --out FILE        score shard I of N (0-based) and write its results
+       refgpt eval merge FILE... [--json]            the table of all the shards: the numbers of one run
+       refgpt eval ... --queue redis://HOST[:PORT]   chunks on a Redis queue, scored by \`refgpt worker\`s
 
 Scores a model on a task's data with EleutherAI lm-evaluation-harness's definitions and prints a table
 (task, metric, value, ± stderr where the harness reports one) and the speed.
@@ -44,6 +53,22 @@ Tasks:
                (rolling perplexity, wikitext detokenizer), perplexity (pile, text: rolling perplexity),
                hellaswag, piqa, winogrande, arc (arc_easy, arc_challenge), choice (generic).
 
+Beyond one machine (every way gives exactly, bit for bit, the numbers of one process):
+  --shard I/N --out FILE   score only shard I of N (0-based: 0/N .. N-1/N) of every task's items and write
+                           them to FILE (JSON: the options, the model's fingerprint, the data's SHA-256, the
+                           per-item results; written whole or not at all). Items are dealt longest first to
+                           the shard with the least text so far, so shards take about the same time. Run all
+                           N with the same options, on any machines.
+  merge FILE...            check that the files are the N shards of one run (same options, model and data;
+                           every shard and every item once), then print the table (or --json) of all items.
+  --queue URL              put the items on a BullMQ queue in Redis (redis://HOST[:PORT][/DB], rediss:// for
+                           TLS) in chunks, wait while \`refgpt worker --queue URL\` processes on any machines
+                           score them, print the table. A worker that dies loses its chunk to another one
+                           (after its --lock-duration); no item is counted twice. Jobs carry the items: the
+                           workers need the model folder, not the data.
+  --chunk-size K           items per queue chunk (default: 1 document for perplexity, 64 items otherwise)
+  --queue-name NAME        the queue (default ${DEFAULT_QUEUE}; the workers' --queue-name)
+
 Options:
       --data FILE             the task's data
       --max-length N          tokens the model sees at once (default: the model's context, n_positions)
@@ -60,6 +85,9 @@ Examples:
   refgpt eval lambada --model ./gpt-neo-1.3B --data lambada_openai.jsonl
   refgpt eval perplexity --model ./gpt2 --data wiki.test.raw.txt --stride 512 --max-length 1024
   refgpt eval --model ./gpt-neo-1.3B --tasks lambada=lambada.jsonl,wikitext=wikitext.jsonl,hellaswag=hellaswag.jsonl --json
+  refgpt eval --model ./gpt-j-6B --tasks lambada=lambada.jsonl,wikitext=wikitext.jsonl --shard 0/3 --out s0.json   (and 1/3, 2/3)
+  refgpt eval merge s0.json s1.json s2.json
+  refgpt eval lambada --model ./gpt-j-6B --data lambada_openai.jsonl --queue redis://10.0.0.5:6379   (refgpt worker --queue ... on each machine)
 `
 
 const WHERE = 'refgpt eval'
@@ -82,13 +110,24 @@ function namedTask(name: string): EvalTask | null {
 }
 const TASK_NAMES = 'lambada, lambada_openai, wikitext, perplexity, pile, text, hellaswag, piqa, winogrande, arc, arc_easy, arc_challenge, choice, generic'
 
+
 interface Planned {
   task: EvalTask
   file: string
   docs: EvalDoc[]
+  /** SHA-256 of the data file (shards and queue chunks of one run must read the same data). */
+  dataSha256: string
+}
+
+/** An output file's folder must exist before anything runs. */
+function checkFolder(option: string, file: string | undefined): void {
+  if (file === undefined) return
+  const dir = dirname(resolve(file))
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) fail(`--${option}: no such folder`, 'an existing folder for the file', JSON.stringify(dirname(file)))
 }
 
 export async function run(argv: string[]): Promise<void> {
+  if (argv[0] === 'merge') return merge(argv.slice(1))
   const { values: v, positionals } = parse('eval', argv, {
     ...MODEL_OPTIONS,
     data: { type: 'string' },
@@ -105,12 +144,17 @@ export async function run(argv: string[]): Promise<void> {
     'prefix-token': { type: 'string' },
     'batch-tokens': { type: 'string' },
     'no-progress': { type: 'boolean' },
+    shard: { type: 'string' },
+    out: { type: 'string' },
+    queue: { type: 'string' },
+    'queue-name': { type: 'string' },
+    'chunk-size': { type: 'string' },
   })
 
   // --- options (nothing is printed before all of them are checked) ---------------------------------
   if (positionals.length > 1) fail('too many arguments', 'one task: perplexity, lambada or choice', JSON.stringify(positionals.join(' ')))
   const kind = positionals[0]
-  if (kind !== undefined && !['perplexity', 'lambada', 'choice'].includes(kind)) fail(`unknown task ${JSON.stringify(kind)}`, 'perplexity, lambada or choice (or --tasks NAME=FILE,...)')
+  if (kind !== undefined && !['perplexity', 'lambada', 'choice'].includes(kind)) fail(`unknown task ${JSON.stringify(kind)}`, 'perplexity, lambada or choice (or --tasks NAME=FILE,..., or merge FILE...)')
   if ((kind === undefined) === (v.tasks === undefined)) fail(kind === undefined ? 'no task' : 'a task and --tasks together', 'either `refgpt eval perplexity|lambada|choice --data FILE` or `refgpt eval --tasks NAME=FILE,...`')
   const only = (name: string, allowed: boolean, why: string) => {
     if (v[name] !== undefined && !allowed) fail(`--${name} ${why}`)
@@ -136,6 +180,23 @@ export async function run(argv: string[]): Promise<void> {
   if (!(CHOICE_FORMATS as readonly string[]).includes(format)) fail('unknown --format', CHOICE_FORMATS.join(', '), JSON.stringify(format))
   const o = modelOptions('eval', v)
 
+  // --- beyond one process: a shard, or a queue ------------------------------------------------------
+  const shard = v.shard === undefined ? undefined : parseShardSpec(v.shard as string, WHERE)
+  const out = v.out as string | undefined
+  only('out', shard !== undefined, 'goes with --shard I/N (the shard\'s result file)')
+  if (shard && out === undefined) fail('--shard without --out', 'the shard\'s result file: --shard I/N --out FILE')
+  if (shard && v.queue !== undefined) fail('--shard and --queue together', 'one of them')
+  if (shard && v.json) fail('--json with --shard', undefined, undefined, 'a shard writes --out FILE; `refgpt eval merge FILE...` prints the metrics of all shards')
+  only('queue-name', v.queue !== undefined, 'goes with --queue')
+  only('chunk-size', v.queue !== undefined, 'goes with --queue')
+  only('threads', v.queue === undefined, 'does not go with --queue (workers choose theirs: `refgpt worker --threads N`)')
+  const queue = v.queue === undefined ? undefined : parseRedisUrl(v.queue as string, WHERE)
+  const queueName = parseQueueName(v['queue-name'] as string | undefined, WHERE)
+  const chunkSize = v['chunk-size'] === undefined ? undefined : intOption('eval', 'chunk-size', v['chunk-size'] as string, 0, 1)
+  checkFolder('out', out)
+  const logSamples = v['log-samples'] as string | undefined
+  checkFolder('log-samples', logSamples)
+
   const tasks: { task: EvalTask; file: string }[] = []
   if (kind !== undefined) {
     const file = v.data as string
@@ -156,18 +217,14 @@ export async function run(argv: string[]): Promise<void> {
       tasks.push({ task: task!, file })
     }
   }
-  const logSamples = v['log-samples'] as string | undefined
-  if (logSamples !== undefined) {
-    const dir = dirname(resolve(logSamples))
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) fail('--log-samples: no such folder', 'an existing folder for the file', JSON.stringify(dirname(logSamples)))
-  }
 
   // --- data: every line parsed now (errors name FILE:LINE) -----------------------------------------
   const planned: Planned[] = tasks.map(({ task, file }) => {
     if (!existsSync(file) || !statSync(file).isFile()) throw new UsageError({ where: file, what: 'data file not found', hint: `the data of task ${task.name}` })
-    let docs = parseEvalData(readFileSync(file, 'utf8'), file, task)
+    const content = readFileSync(file, 'utf8')
+    let docs = parseEvalData(content, file, task)
     if (limit !== undefined) docs = docs.slice(0, limit)
-    return { task, file, docs }
+    return { task, file, docs, dataSha256: sha256(content) }
   })
 
   const tok = requireTokenizer(o.dir, 'eval')
@@ -179,191 +236,78 @@ export async function run(argv: string[]): Promise<void> {
   const prefixToken = prefixOpt ?? defaultPrefixToken(arch, tok)
   if (prefixToken >= arch.nVocab) fail('bad --prefix-token', `an id below ${arch.nVocab}`, String(prefixToken))
   const chunk = batchTokens ?? Math.min(maxLength, 512)
-  const model = await loadModel(o.dir, { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, maxContext: maxLength, maxBatchTokens: chunk })
-  try {
-    const scorer = new Scorer(model, { maxLength, maxBatchTokens: chunk })
-    const progress = v['no-progress'] ? null : new Progress(process.stderr.isTTY === true)
+  // everything that affects the numbers: what shards compare and queue chunks carry
+  const config = (): EvalRunConfig => ({
+    model: { path: resolve(o.dir), fingerprint: modelFingerprint(o.dir, { variant: o.variant }), device: o.device, dtype: o.dtype ?? null, variant: o.variant ?? null },
+    maxLength, prefixToken, batchTokens: chunk, bootstrapIters, limit: limit ?? null,
+    tasks: planned.map((p) => ({ task: p.task, file: p.file, dataSha256: p.dataSha256, items: p.docs.length })),
+  })
+  const progress = v['no-progress'] ? null : new Progress(process.stderr.isTTY === true)
+  const header = { model: o.dir, device: o.device, maxLength, prefixToken, bootstrapIters, limit: limit ?? null }
 
-    // --- run ---------------------------------------------------------------------------------------
-    const done: { p: Planned; items: ItemResult[]; agg: TaskResult; seconds: number; stats: ScorerStats }[] = []
+  // --- a queue: the workers score -------------------------------------------------------------------
+  if (queue) {
+    await probeRedis(queue, WHERE)
+    const q = await scoreOnQueue(queue, queueName, config(), planned, chunkSize, progress)
+    const runs: TaskRun[] = planned.map((p, i) => ({ task: p.task, file: p.file, ...q.parts[i] }))
+    if (logSamples !== undefined) writeSamples(logSamples, planned.map((p, i) => ({ task: p.task, docs: p.docs, items: q.parts[i].items })))
+    report({
+      ...header, threads: null, how: `${q.chunks} chunk${q.chunks === 1 ? '' : 's'} on ${q.workers} worker${q.workers === 1 ? '' : 's'}`,
+      extra: { queue: { url: queue.display, name: queueName, chunks: q.chunks, workers: q.workers, retried_chunks: q.retried, wall_seconds: Math.round(q.wallSeconds * 1000) / 1000 } },
+    }, runs, v.json === true)
+    return
+  }
+
+  // --- this process scores (all items, or its shard's) ----------------------------------------------
+  const shardConfig = shard ? config() : null
+  const model = await loadForEval(o.dir, { device: o.device, dtype: o.dtype ?? null, variant: o.variant ?? null }, o.threads, maxLength, chunk)
+  try {
+    const scorer = evalScorer(model, maxLength, chunk)
+    const runs: (TaskRun & { docs: EvalDoc[]; total: number })[] = []
     try {
       for (const p of planned) {
+        const docs = shard ? shardItems(p.docs, shard.index, shard.count) : p.docs
         // progress in items, or in windows for perplexity (one long document is one item)
         const pt = p.task
         const windows = pt.kind === 'perplexity' && progress
-          ? p.docs.reduce((n, d) => n + perplexityRequests(pt, (d as TextDoc).text, tok, prefixToken, maxLength).length, 0) : 0
-        const before = { ...scorer.stats }
-        const t0 = performance.now()
-        progress?.start(p.task.name, windows || p.docs.length, windows ? 'windows' : 'items')
+          ? docs.reduce((n, d) => n + perplexityRequests(pt, (d as TextDoc).text, tok, prefixToken, maxLength).length, 0) : 0
+        progress?.start(shard ? `${p.task.name} (shard ${shard.index}/${shard.count})` : p.task.name, windows || docs.length, windows ? 'windows' : 'items')
         let scored = 0
-        const items = await runTask(scorer, p.task, p.docs, {
+        const part = await scoreDocs(scorer, p.task, docs, {
           tokenizer: tok, prefixToken,
           onItem: (_r, n) => void (windows ? 0 : progress?.update(n)),
           onRequest: () => void (windows ? progress?.update(++scored) : 0),
         })
-        const seconds = (performance.now() - t0) / 1000
         progress?.end()
-        const s = scorer.stats
-        const stats: ScorerStats = { requests: s.requests - before.requests, inputTokens: s.inputTokens - before.inputTokens, computedTokens: s.computedTokens - before.computedTokens, scoredTokens: s.scoredTokens - before.scoredTokens }
-        done.push({ p, items, agg: aggregate(p.task, items, { bootstrapIters }), seconds, stats })
+        runs.push({ task: p.task, file: p.file, docs, total: p.docs.length, ...part })
       }
     } finally {
       scorer.dispose()
     }
 
     // --- output --------------------------------------------------------------------------------------
-    if (logSamples !== undefined) {
-      const lines: string[] = []
-      for (const d of done) {
-        const byIndex = new Map(d.p.docs.map((doc) => [doc.index, doc]))
-        for (const r of d.items) lines.push(JSON.stringify(sampleRow(d.p.task, byIndex.get(r.index)!, r)))
-      }
-      writeFileSync(logSamples, lines.join('\n') + (lines.length ? '\n' : ''))
-    }
-    const speed = (x: { seconds: number; stats: ScorerStats; n: number }) => ({
-      items: x.n,
-      seconds: round(x.seconds, 3),
-      items_per_s: round(x.n / x.seconds, 3),
-      requests: x.stats.requests,
-      input_tokens: x.stats.inputTokens,
-      computed_tokens: x.stats.computedTokens,
-      scored_tokens: x.stats.scoredTokens,
-      input_tokens_per_s: round(x.stats.inputTokens / x.seconds, 1),
-      scored_tokens_per_s: round(x.stats.scoredTokens / x.seconds, 1),
-    })
-    const total = done.reduce((a, d) => ({
-      seconds: a.seconds + d.seconds, n: a.n + d.agg.n,
-      stats: { requests: a.stats.requests + d.stats.requests, inputTokens: a.stats.inputTokens + d.stats.inputTokens, computedTokens: a.stats.computedTokens + d.stats.computedTokens, scoredTokens: a.stats.scoredTokens + d.stats.scoredTokens },
-    }), { seconds: 0, n: 0, stats: { requests: 0, inputTokens: 0, computedTokens: 0, scoredTokens: 0 } })
+    if (logSamples !== undefined) writeSamples(logSamples, runs)
     const threads = (model.device as { threads?: number }).threads ?? 1
-    if (v.json) {
-      const out = {
-        model: o.dir,
-        device: model.device.name,
-        threads,
-        max_length: maxLength,
-        prefix_token: prefixToken,
-        bootstrap_iters: bootstrapIters,
-        limit: limit ?? null,
-        tasks: Object.fromEntries(done.map((d) => [d.agg.task, {
-          kind: d.agg.kind,
-          ...taskConfig(d.p.task),
-          file: d.p.file,
-          n: d.agg.n,
-          metrics: Object.fromEntries(Object.entries(d.agg.metrics).map(([k, m]) => [k, { value: m.value, stderr: m.stderr }])),
-          totals: d.agg.totals,
-          speed: speed({ seconds: d.seconds, stats: d.stats, n: d.agg.n }),
-        }])),
-        speed: speed(total),
-      }
-      process.stdout.write(JSON.stringify(out) + '\n')
+    if (shard && shardConfig) {
+      writeShardFile(out!, { shard, config: shardConfig, threads, results: runs.map((r) => ({ task: r.task.name, items: r.items, seconds: r.seconds, stats: r.stats })) })
+      const seconds = runs.reduce((s, r) => s + r.seconds, 0)
+      process.stdout.write(`shard ${shard.index}/${shard.count}: ${runs.map((r) => `${r.task.name} ${r.items.length} of ${r.total} items`).join(', ')} in ${seconds.toFixed(3)} s -> ${out}\n`)
       return
     }
-    const rows: string[][] = [['Task', 'Metric', '', 'Value', '', 'Stderr', 'n']]
-    for (const d of done) {
-      for (const [name, m] of Object.entries(d.agg.metrics)) {
-        rows.push([d.agg.task, name, m.higherIsBetter ? '↑' : '↓', m.value.toFixed(4), '±', m.stderr === null ? 'N/A' : m.stderr.toFixed(4), String(d.agg.n)])
-      }
-    }
-    process.stdout.write(table(rows, [false, false, false, true, false, true, true]))
-    const t = speed(total)
-    process.stdout.write(
-      `\n${model.device.name}, ${threads} thread${threads === 1 ? '' : 's'}, max length ${maxLength}: ${t.items} item${t.items === 1 ? '' : 's'} in ${t.seconds} s (${t.items_per_s} items/s); ` +
-      `${t.input_tokens} input tokens (${t.computed_tokens} run, the rest shared prefixes) at ${t.input_tokens_per_s} tok/s, ${t.scored_tokens} scored at ${t.scored_tokens_per_s} tok/s\n`,
-    )
+    report({ ...header, device: model.device.name, threads, how: `${threads} thread${threads === 1 ? '' : 's'}` }, runs, v.json === true)
   } finally {
     await model.dispose()
   }
 }
 
-function taskConfig(task: EvalTask): Record<string, unknown> {
-  if (task.kind === 'perplexity') return { mode: task.mode, ...(task.stride !== undefined ? { stride: task.stride } : {}), detokenize: task.detokenize ?? null }
-  if (task.kind === 'choice') return { format: task.format }
-  return {}
-}
-
-/** A --log-samples row: the task, the item's place in its file, what was asked, and the item's result. */
-function sampleRow(task: EvalTask, doc: EvalDoc, r: ItemResult): Record<string, unknown> {
-  const head: Record<string, unknown> = { task: task.name, index: r.index, ...(doc.line !== undefined ? { line: doc.line } : {}) }
-  if (task.kind === 'lambada') {
-    Object.assign(head, lambadaSplit((doc as TextDoc).text))
-  } else if (task.kind === 'choice') {
-    Object.assign(head, { requests: (doc as ChoiceDoc).requests })
-  }
-  const { kind: _kind, index: _index, ...rest } = r
-  return { ...head, ...rest }
-}
-
-function round(x: number, digits: number): number {
-  const f = 10 ** digits
-  return Number.isFinite(x) ? Math.round(x * f) / f : x
-}
-
-/** A Markdown table, columns padded (what lm-eval and the model cards print). */
-function table(rows: string[][], right: boolean[]): string {
-  const w = rows[0].map((_, c) => Math.max(...rows.map((r) => [...r[c]].length)))
-  const cell = (s: string, c: number) => (right[c] ? s.padStart(w[c]) : s.padEnd(w[c]))
-  const line = (r: string[]) => `|${r.map((s, c) => cell(s, c)).join('|')}|`
-  const rule = `|${w.map((n, c) => (right[c] ? '-'.repeat(Math.max(1, n - 1)) + ':' : '-'.repeat(n))).join('|')}|`
-  return [line(rows[0]), rule, ...rows.slice(1).map(line)].join('\n') + '\n'
-}
-
-/** Items (perplexity: windows) done, per second, and ETA on stderr: a bar redrawn in place on a terminal, a line per 10 % otherwise. */
-class Progress {
-  private name = ''
-  private unit = 'items'
-  private total = 0
-  private t0 = 0
-  private last = 0
-  private shown = 0
-
-  constructor(private readonly tty: boolean) {}
-
-  start(name: string, total: number, unit: string): void {
-    this.name = name
-    this.unit = unit
-    this.total = total
-    this.t0 = performance.now()
-    this.last = this.t0
-    this.shown = 0
-    if (this.tty) this.draw(0)
-  }
-
-  update(done: number): void {
-    const now = performance.now()
-    if (this.tty) {
-      if (now - this.last >= 100 || done === this.total) this.draw(done)
-      return
-    }
-    // plain lines (a log file): at most one per 10 % and per 2 s, and the last one
-    const decile = Math.floor((10 * done) / this.total)
-    if ((decile > this.shown && now - this.last >= 2000) || done === this.total) {
-      this.shown = decile
-      this.last = now
-      process.stderr.write(`${this.status(done)}\n`)
-    }
-  }
-
-  end(): void {
-    if (this.tty) process.stderr.write('\r\x1b[K')
-  }
-
-  private status(done: number): string {
-    const s = (performance.now() - this.t0) / 1000
-    const rate = done / Math.max(s, 1e-9)
-    const eta = done > 0 ? (this.total - done) / rate : NaN
-    const unit = this.total === 1 ? this.unit.replace(/s$/, '') : this.unit
-    return `${this.name}: ${done}/${this.total} ${unit}, ${done > 0 ? rate.toFixed(rate < 10 ? 2 : 1) : '-'} ${this.unit}/s, ETA ${Number.isFinite(eta) ? clock(eta) : '-'}`
-  }
-
-  private draw(done: number): void {
-    this.last = performance.now()
-    const width = 24, full = Math.round((width * done) / Math.max(1, this.total))
-    process.stderr.write(`\r[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${this.status(done)}\x1b[K`)
-  }
-}
-
-function clock(s: number): string {
-  const t = Math.round(s), h = Math.floor(t / 3600), m = Math.floor((t % 3600) / 60), sec = t % 60
-  return `${h > 0 ? `${h}:${String(m).padStart(2, '0')}` : m}:${String(sec).padStart(2, '0')}`
+/** refgpt eval merge FILE...: the shards of one run -> its table (or --json), exactly one process's numbers. */
+async function merge(argv: string[]): Promise<void> {
+  const { values: v, positionals: files } = parse('eval merge', argv, { json: { type: 'boolean' } })
+  if (files.length === 0) throw new UsageError({ where: 'refgpt eval merge', what: 'no shard files', expected: 'refgpt eval merge FILE... (the --out files of `refgpt eval --shard I/N`)', hint: 'see `refgpt eval --help`' })
+  const m = mergeShards(files.map((file) => ({ file, shard: readShardFile(file) })))
+  const c = m.config
+  report({
+    model: c.model.path, device: c.model.device, threads: null, maxLength: c.maxLength, prefixToken: c.prefixToken, bootstrapIters: c.bootstrapIters, limit: c.limit,
+    how: `${m.count} shard${m.count === 1 ? '' : 's'}`, extra: { shards: m.count },
+  }, m.tasks.map((t) => ({ task: t.run.task, file: t.run.file, items: t.items, seconds: t.seconds, stats: t.stats })), v.json === true)
 }

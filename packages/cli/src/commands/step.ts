@@ -23,8 +23,10 @@ When stdout is not a terminal, or with --all, every stage is printed and refgpt 
 
 Options:
       --all                     print every stage and exit
-      --html FILE               write one self-contained HTML page (attention heatmaps, logit-lens
-                                table, probability bars) and exit
+      --html FILE               write one self-contained HTML page and exit: attention heatmaps with
+                                token labels on both axes and a legend, probabilities on one absolute
+                                colour scale, a logit-lens grid (top token per layer and position),
+                                probability bars
 ${MODEL_HELP}
 Examples:
   refgpt step "Hello, I'm a language model"
@@ -46,7 +48,8 @@ export async function run(argv: string[]): Promise<void> {
   const ids = tok.encode(prompt)
   const model = await loadModel(o.dir, { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, maxBatchTokens: MAX_TOKENS })
   try {
-    let current: StepRun = await runStages(model, tok, ids)
+    // the per-position logit-lens grid is drawn only by the HTML page: the terminal needs the last position's
+    let current: StepRun = await runStages(model, tok, ids, { lensPositions: typeof v.html === 'string' ? undefined : 1 })
     if (typeof v.html === 'string') {
       writeHtml(v.html, renderHtml(current, model, current.ids.map((id) => pieceText(tok, id)), prompt))
       process.stderr.write(`wrote ${v.html}\n`)
@@ -58,7 +61,7 @@ export async function run(argv: string[]): Promise<void> {
     }
     await runTui({
       current: () => current,
-      nextToken: async () => (current = await runStages(model, tok, [...current.ids, current.next])),
+      nextToken: async () => (current = await runStages(model, tok, [...current.ids, current.next], { lensPositions: 1 })),
     })
   } finally {
     await model.dispose()

@@ -3,9 +3,28 @@
 // every number shown comes from the model's own tracer on its device — the logit lens too (the
 // forward's logitLens option runs the model's final norm and LM head after every layer).
 
-import { UsageError, collectTrace, softmax, topK as topIndices, type Model, type Tokenizer, type TraceEvent } from '@refgpt/core'
+import { UsageError, collectTrace, softmax, topK as topIndices, type Model, type Tokenizer, type TraceEvent, type Tracer } from '@refgpt/core'
 
 export const MAX_TOKENS = 256
+/**
+ * The most positions (the last ones of the prompt) that get a logit lens of their own, for the HTML
+ * page's layer × position view. Each but the last costs one more one-token forward with the final norm
+ * and LM head after every layer: nLayer × nEmbd × nVocab multiply-adds in the heads alone.
+ */
+export const LENS_POSITIONS = 64
+/** Multiply-adds the default spends on those extra lens heads (about a second or two on the wasm device). */
+export const LENS_BUDGET = 4e9
+
+/**
+ * The default number of positions with a logit lens: the last one (free: the main pass has it) and as many
+ * earlier ones as LENS_BUDGET pays for, at most LENS_POSITIONS. The tiny and default models get 64;
+ * GPT-2 small (12 × 768 × 50257 per position) 9; GPT-J 6B 1.
+ */
+export function defaultLensPositions(a: { nLayer: number; nEmbd: number; nVocab: number }): number {
+  return Math.max(1, Math.min(LENS_POSITIONS, 1 + Math.floor(LENS_BUDGET / (a.nLayer * a.nEmbd * a.nVocab))))
+}
+/** Tokens kept per cell of that view (the first is shown, the rest go into the cell's title). */
+export const LENS_TOP = 3
 
 export interface Guess {
   id: number
@@ -105,17 +124,65 @@ function lastRow(e: Traced): Float32Array {
   return e.data.subarray((T - 1) * w, T * w)
 }
 
+/** The logit lens at several positions: what each layer's residual stream predicts at each position. */
+export interface LensGrid {
+  /** Prompt positions with a lens, ascending: the last min(T, lensPositions) of the prompt. */
+  positions: number[]
+  /**
+   * top[l][i]: the LENS_TOP most likely next tokens after layer l at positions[i], softmax
+   * probabilities over the whole vocabulary. The last position's come from the main pass (the same
+   * numbers as the stages' top-5), the others from a second pass that feeds the prompt one token at a
+   * time so that every position is the last row of a forward, where the model's logit lens reads.
+   */
+  top: Guess[][][]
+}
+
 export interface StepRun {
   ids: number[]
   stages: Stage[]
   /** Greedy next token (argmax of the final logits). */
   next: number
+  /** The per-position logit lens (absent when the model emitted none). */
+  lens?: LensGrid
+}
+
+export interface StepOptions {
+  /** How many of the last positions get a logit lens of their own (default defaultLensPositions(arch); 1 = the last only). */
+  lensPositions?: number
+}
+
+/**
+ * The logit lens at positions start .. end-1, [nLayer][end - start]: a fresh session runs ids[0 .. start)
+ * as one chunk, then one token per forward with the logit lens on (the model's lens reads the last row of
+ * a forward). Only the h.L.lens events are read; the tracer reads nothing else.
+ */
+async function lensAt(model: Model, tok: Tokenizer, ids: number[], start: number, end: number): Promise<Guess[][][]> {
+  const n = model.arch.nLayer
+  const out: Guess[][][] = Array.from({ length: n }, () => new Array<Guess[]>(end - start))
+  if (end <= start) return out
+  const session = model.createSession({ maxBatchTokens: Math.max(1, start) })
+  const reads: Promise<void>[] = []
+  try {
+    if (start > 0) await session.forward(ids.slice(0, start), 0)
+    const tracer: Tracer = (e) => {
+      if (e.layer === null || e.name !== `h.${e.layer}.lens`) return
+      const l = e.layer, i = e.pos0 - start
+      const r = e.read().then((d) => void (out[l][i] = topK(d, LENS_TOP, tok)))
+      r.catch(() => {})
+      reads.push(r)
+    }
+    for (let t = start; t < end; t++) await session.forward([ids[t]], t, { tracer, logitLens: true })
+    await Promise.all(reads)
+  } finally {
+    session.dispose()
+  }
+  return out
 }
 
 const FAMILY_NAMES: Record<string, string> = { gpt2: 'GPT-2', gpt_neo: 'GPT-Neo', gptj: 'GPT-J', gpt3: 'ModelScope GPT-3' }
 
 /** Runs the model on ids (from position 0) with a tracer (and the logit lens) and builds the stages. */
-export async function runStages(model: Model, tok: Tokenizer, ids: number[]): Promise<StepRun> {
+export async function runStages(model: Model, tok: Tokenizer, ids: number[], opts: StepOptions = {}): Promise<StepRun> {
   if (ids.length === 0) throw new UsageError({ where: 'refgpt step', what: 'the prompt has no tokens', expected: 'a non-empty PROMPT' })
   if (ids.length > Math.min(MAX_TOKENS, model.arch.nPositions))
     throw new UsageError({ where: 'refgpt step', what: 'too many tokens to step through', expected: `at most ${Math.min(MAX_TOKENS, model.arch.nPositions)}`, found: String(ids.length) })
@@ -310,7 +377,20 @@ export async function runStages(model: Model, tok: Tokenizer, ids: number[]): Pr
     lines: ['top-5 next tokens:', ...fmtTop(top)],
     top,
   })
-  return { ids, stages, next: top[0].id }
+
+  // The logit lens at every position of the last lensPositions: this pass's lens for the last one,
+  // a second pass for the earlier ones.
+  let lens: LensGrid | undefined
+  const lastLens = Array.from({ length: a.nLayer }, (_, l) => get(`h.${l}.lens`))
+  if (lastLens.every((e) => e !== undefined)) {
+    const asked = opts.lensPositions ?? defaultLensPositions(a)
+    const want = Math.max(1, Math.min(T, Number.isFinite(asked) ? Math.floor(asked) : defaultLensPositions(a)))
+    const start = T - want
+    const grid = await lensAt(model, tok, ids, start, T - 1)
+    lastLens.forEach((e, l) => (grid[l][T - 1 - start] = topK(e!.data, LENS_TOP, tok)))
+    lens = { positions: Array.from({ length: want }, (_, i) => start + i), top: grid }
+  }
+  return { ids, stages, next: top[0].id, lens }
 }
 
 /** One text block for a stage (the TUI and --all print the same). */

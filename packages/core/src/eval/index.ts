@@ -11,3 +11,5 @@ export { aggregate, choiceResult, defaultPrefixToken, encodeRequest, perplexityR
 export type { AggregateOptions, ChoiceItemResult, ItemResult, LambadaItemResult, MetricValue, PerplexityItemResult, PerplexityWindowResult, RunOptions, TaskResult } from './evaluate.js'
 export { BOOTSTRAP_ITERS, bitsPerByte, bootstrapStderrOfMean, mean, meanStderr, perplexity, sampleStddev, weightedMean, weightedPerplexity } from './metrics.js'
 export { PyRandom } from './pyrandom.js'
+export { SHARD_FORMAT, SHARD_VERSION, configDifference, decodeItems, encodeItems, itemWeight, mergeShards, modelFingerprint, parseShardSpec, readShardFile, sha256, shardItems, writeFileAtomic, writeShardFile } from './shard.js'
+export type { EvalModelSpec, EvalPart, EvalRunConfig, EvalRunTask, ShardFile } from './shard.js'
