@@ -4,6 +4,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import * as assert from 'uvu/assert'
 import { fixture, modelDir } from './helpers.js'
 
 export const G = JSON.parse(readFileSync(fixture('eval/golden.json'), 'utf8'))
@@ -18,4 +19,22 @@ export function evalFiles(prefix: string) {
   writeFileSync(docsFile, readFileSync(fixture('eval/text.txt'), 'utf8').split('\n\n').map((p) => JSON.stringify({ text: p })).join('\n') + '\n')
   const TASKS = ['eval', '--model', MODEL, '--tasks', `lambada=${lambadaFile},choice=${mcFile},text=${docsFile}`, '--no-progress']
   return { tmp, at, lambadaFile, mcFile, docsFile, TASKS }
+}
+
+/** The numbers of a --json run: per task n, every metric's value and stderr, the totals. */
+export const numbers = (j: any) => Object.fromEntries(Object.entries(j.tasks).map(([name, t]: [string, any]) => [name, { n: t.n, metrics: t.metrics, totals: t.totals }]))
+
+/** Every number equal with === (Object.is), not within a tolerance. */
+export function bitwiseEqual(actual: any, expected: any, label: string) {
+  assert.equal(Object.keys(actual), Object.keys(expected), `${label}: tasks`)
+  for (const [task, e] of Object.entries<any>(expected)) {
+    const a = actual[task]
+    assert.is(a.n, e.n, `${label}: ${task} n`)
+    assert.equal(Object.keys(a.metrics), Object.keys(e.metrics), `${label}: ${task} metrics`)
+    for (const [m, v] of Object.entries<any>(e.metrics)) {
+      assert.ok(Object.is(a.metrics[m].value, v.value), `${label}: ${task} ${m} ${a.metrics[m].value} !== ${v.value}`)
+      assert.ok(Object.is(a.metrics[m].stderr, v.stderr), `${label}: ${task} ${m} stderr ${a.metrics[m].stderr} !== ${v.stderr}`)
+    }
+    assert.equal(a.totals, e.totals, `${label}: ${task} totals`)
+  }
 }

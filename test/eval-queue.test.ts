@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { evalFiles, MODEL } from './eval-files.js'
+import { bitwiseEqual, evalFiles, MODEL, numbers } from './eval-files.js'
 import { modelDir, refgpt } from './helpers.js'
 
 const hasRedis = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0
@@ -83,23 +83,6 @@ async function stop(workers: Proc[]) {
   const codes = await within(Promise.all(workers.map((w) => w.exit)), 15000, 'workers stopping on SIGTERM')
   assert.equal(codes, workers.map(() => 0), 'workers exit 0 on SIGTERM')
   workers.forEach((w) => assert.match(w.stderr, /SIGTERM: stopping after the chunk in progress[^]*stopped\n$/))
-}
-
-/** The numbers of a --json run: per task n, every metric's value and stderr, the totals. */
-const numbers = (j: any) => Object.fromEntries(Object.entries(j.tasks).map(([name, t]: [string, any]) => [name, { n: t.n, metrics: t.metrics, totals: t.totals }]))
-
-function bitwiseEqual(actual: any, expected: any, label: string) {
-  assert.equal(Object.keys(actual), Object.keys(expected), `${label}: tasks`)
-  for (const [task, e] of Object.entries<any>(expected)) {
-    const a = actual[task]
-    assert.is(a.n, e.n, `${label}: ${task} n`)
-    for (const [m, v] of Object.entries<any>(e.metrics)) {
-      assert.ok(Object.is(a.metrics[m].value, v.value), `${label}: ${task} ${m} ${a.metrics[m].value} !== ${v.value}`)
-      assert.ok(Object.is(a.metrics[m].stderr, v.stderr), `${label}: ${task} ${m} stderr`)
-    }
-    assert.equal(Object.keys(a.metrics), Object.keys(e.metrics), `${label}: ${task} metrics`)
-    assert.equal(a.totals, e.totals, `${label}: ${task} totals`)
-  }
 }
 
 const samples = (f: string) => readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l))

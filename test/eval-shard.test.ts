@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { decodeItems, encodeItems, itemWeight, parseShardSpec, readShardFile, shardItems, type ChoiceDoc, type ItemResult, type TextDoc } from '@refgpt/core'
-import { evalFiles, MODEL } from './eval-files.js'
+import { bitwiseEqual, evalFiles, MODEL, numbers } from './eval-files.js'
 import { refgpt } from './helpers.js'
 
 const { tmp, at, lambadaFile, mcFile, docsFile, TASKS } = evalFiles('refgpt-eval-shard-')
@@ -28,24 +28,6 @@ function refused(args: string[], re: RegExp) {
   assert.is(lines.length, 1, `${label}: one line, got ${JSON.stringify(r.stderr)}`)
   assert.match(lines[0], /^refgpt: error: /)
   assert.match(lines[0], re, label)
-}
-
-/** The numbers of a --json run: per task n, every metric's value and stderr, the totals. */
-const numbers = (j: any) => Object.fromEntries(Object.entries(j.tasks).map(([name, t]: [string, any]) => [name, { n: t.n, metrics: t.metrics, totals: t.totals }]))
-
-/** Every number equal with === (Object.is), not within a tolerance. */
-function bitwiseEqual(actual: any, expected: any, label: string) {
-  assert.equal(Object.keys(actual), Object.keys(expected), `${label}: tasks`)
-  for (const [task, e] of Object.entries<any>(expected)) {
-    const a = actual[task]
-    assert.is(a.n, e.n, `${label}: ${task} n`)
-    assert.equal(Object.keys(a.metrics), Object.keys(e.metrics), `${label}: ${task} metrics`)
-    for (const [m, v] of Object.entries<any>(e.metrics)) {
-      assert.ok(Object.is(a.metrics[m].value, v.value), `${label}: ${task} ${m} ${a.metrics[m].value} !== ${v.value}`)
-      assert.ok(Object.is(a.metrics[m].stderr, v.stderr), `${label}: ${task} ${m} stderr ${a.metrics[m].stderr} !== ${v.stderr}`)
-    }
-    assert.equal(a.totals, e.totals, `${label}: ${task} totals`)
-  }
 }
 
 // --- 1. the split ------------------------------------------------------------------------------------------

@@ -11,10 +11,8 @@
 // - Other values (the vector strips: embeddings, residual stream, MLP activations): diverging around 0
 //   and scaled PER MAP to ±max |x| of that vector (valueRgb); their legends say so, with that bound.
 
-import { renameSync, unlinkSync, writeFileSync } from 'node:fs'
-import { dirname, basename, join } from 'node:path'
 import { deflateSync } from 'node:zlib'
-import { crc32, type Model } from '@refgpt/core'
+import { crc32, writeFileAtomic, type Model } from '@refgpt/core'
 import { showPiece, type Guess, type LensGrid, type Stage, type StepRun } from './model.js'
 
 export type Rgb = [number, number, number]
@@ -364,14 +362,5 @@ ${parts.join('\n')}
 
 /** Writes the file atomically: a temp file beside it, then rename. */
 export function writeHtml(file: string, html: string): void {
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`)
-  try {
-    writeFileSync(tmp, html)
-    renameSync(tmp, file)
-  } catch (e) {
-    try {
-      unlinkSync(tmp)
-    } catch {}
-    throw e
-  }
+  writeFileAtomic(file, html)
 }
