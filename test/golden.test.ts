@@ -38,7 +38,7 @@ for (const name of ['gpt2-tiny', 'gpt-j-tiny']) {
     assert.ok('h.1.attn.probs' in g.tensors && 'logits' in g.tensors)
     assert.equal(g.tensors['h.0.attn.probs'].shape.slice(1), [T, T])
 
-    const ve = refgpt(['golden', 'verify', file, '--device', 'wasm']) // the model folder recorded in the file
+    const ve = refgpt(['golden', 'verify', file, '--model', modelDir(name), '--device', 'wasm'])
     assert.is(ve.code, 0, ve.stdout + ve.stderr)
     assert.match(ve.stdout, /on wasm/)
     assert.match(ve.stdout, /^logits\s+\[\d+, \d+\].*PASS$/m)
@@ -86,7 +86,14 @@ test('truncated, random, empty and missing files: one-line errors, non-zero exit
   }
   const missing = refgpt(['golden', 'verify', join(dir, 'nope.golden')])
   assert.is(missing.code, 1)
-  assert.match(missing.stderr, /golden file not found/)
+  assert.match(missing.stderr, /golden file does not exist/)
+  // the model folder a file names is never opened on its own: --model is required, the error shows it
+  const named = refgpt(['golden', 'verify', join(dir, 'gpt2-tiny.golden')])
+  assert.is(named.code, 2, named.stderr)
+  assert.match(named.stderr, /^refgpt: error: refgpt golden verify: missing --model \(found the file was made from ".*gpt2-tiny"\); hint: pass --model /)
+  const asDir = refgpt(['golden', 'verify', dir, '--model', modelDir('gpt2-tiny')])
+  assert.is(asDir.code, 1)
+  assert.match(asDir.stderr, /golden file is not a regular file \(found a directory\)/)
 })
 
 test('readGolden validates fields, dtype, shape and data length', () => {
@@ -115,6 +122,28 @@ test('readGolden validates fields, dtype, shape and data length', () => {
   expectError((g) => (g.tensors.ln_f.data = g.tensors.ln_f.data.subarray(4)), /tensor "ln_f": data length/)
   expectError((g) => (g.tensors.ln_f.shape = [-1]), /tensor "ln_f": bad shape/)
   expectError((g) => (g.tensors = {}), /tensors/)
+  // from the fuzzer's reproducers: prompt.ids nested 3,500 (and 100,000) deep used to overflow the
+  // error formatter; 200,000 empty tensors used to overflow the verify table's Math.max(...rows)
+  // msgpackr's packer recurses too, so the nesting is spliced into the bytes by hand: 0x91 = a 1-element array
+  const nested = (depth: number): Uint8Array => {
+    const g: any = fresh()
+    g.prompt.ids = 'IDS-PLACEHOLDER'
+    const bytes = Buffer.from(repack(g))
+    const mark = Buffer.from([0xaf, ...Buffer.from('IDS-PLACEHOLDER')]) // fixstr of 15 bytes
+    const at = bytes.indexOf(mark)
+    assert.ok(at > 0)
+    return Buffer.concat([bytes.subarray(0, at), Buffer.alloc(depth, 0x91), Buffer.from([0x01]), bytes.subarray(at + mark.length)])
+  }
+  assert.throws(() => readGolden(nested(3500), 'x.golden'), (e: Error) => e instanceof CheckpointError && /^x\.golden: field "prompt\.ids" .*found \[\[\[/.test(e.message))
+  assert.throws(() => readGolden(nested(100_000), 'x.golden'), (e: Error) => e instanceof CheckpointError && /^x\.golden: (field "prompt\.ids"|not a readable MessagePack)/.test(e.message))
+  // 100,000 nested one-element arrays, written by hand (msgpackr's own packer recurses)
+  const deep = Buffer.concat([Buffer.alloc(100_000, 0x91), Buffer.from([0x01])])
+  assert.throws(() => readGolden(deep, 'deep.golden'), (e: Error) => e instanceof CheckpointError && /^deep\.golden: (not a readable MessagePack|not a refgpt golden file)/.test(e.message))
+  expectError((g) => {
+    const empty = { dtype: 'f32', shape: [0], data: new Uint8Array(0) }
+    g.tensors = {}
+    for (let i = 0; i < 200_000; i++) g.tensors[`t${i}`] = empty
+  }, /too many tensors \(expected at most 65536, found 200000\)/)
 })
 
 test('--tensors keeps only the matching tensors; atomic write', () => {

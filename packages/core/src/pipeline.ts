@@ -43,7 +43,7 @@ export async function pipeline(
   const { tokenizer: tokOpt, ...load } = options
   const m = typeof model === 'string' ? await loadModel(model, load) : model
   const dir = typeof model === 'string' ? model : m.info.dir
-  const tok = typeof tokOpt === 'object' ? tokOpt : loadTokenizer(tokOpt ?? dir)
+  const tok = typeof tokOpt === 'object' && tokOpt !== null ? tokOpt : loadTokenizer(tokOpt ?? dir, { followSymlinks: load.followSymlinks })
 
   async function run(input: string | string[], kwargs: Record<string, unknown> = {}): Promise<TextGenerationOutput[] | TextGenerationOutput[][]> {
     const { return_full_text = true, return_tensors = false, clean_up_tokenization_spaces = true, prefix = '', ...gen } = kwargs as Record<string, any>

@@ -71,7 +71,7 @@ export async function run(argv: string[]): Promise<void> {
   const seed = intOption('bench', 'seed', v.seed as string | undefined, 1234)
   const layers = v.layers === undefined ? undefined : intOption('bench', 'layers', v.layers as string, 0, 1)
   const ctx = promptTokens + newTokens
-  const load = { device: o.device, threads: o.threads, dtype: o.dtype, maxContext: ctx, maxBatchTokens: Math.min(promptTokens, 512) }
+  const load = { device: o.device, threads: o.threads, dtype: o.dtype, maxContext: ctx, maxBatchTokens: Math.min(promptTokens, 512), maxMemory: o.maxMemory, followSymlinks: o.followSymlinks }
 
   const t0 = performance.now()
   const model: Model = v.shape !== undefined
@@ -219,10 +219,10 @@ async function runTrain(v: Record<string, unknown>, o: ReturnType<typeof modelOp
   const layers = v.layers === undefined ? undefined : intOption('bench', 'layers', v.layers as string, 0, 1)
   if (o.dtype && o.dtype !== 'F32')
     throw new UsageError({ where, what: `--dtype ${String(v.dtype)} cannot be trained`, hint: 'training is f32: leave --dtype out (f16 / bf16 checkpoints are widened)' })
-  const load = { device: o.device, threads: o.threads, dtype: 'F32' as const, maxContext: maxLength, maxBatchTokens: maxLength }
+  const load = { device: o.device, threads: o.threads, dtype: 'F32' as const, maxContext: maxLength, maxBatchTokens: maxLength, maxMemory: o.maxMemory, followSymlinks: o.followSymlinks }
   // the context, before any weight is made or read
   const cfg = v.shape !== undefined ? shapeConfig(v.shape as string, layers) : null
-  const positions = cfg ? Number(cfg.n_positions ?? cfg.max_position_embeddings) : inspectModel(o.dir, { variant: o.variant }).arch.nPositions
+  const positions = cfg ? Number(cfg.n_positions ?? cfg.max_position_embeddings) : inspectModel(o.dir, { variant: o.variant, followSymlinks: o.followSymlinks }).arch.nPositions
   if (maxLength > positions)
     throw new UsageError({ where, what: '--max-length exceeds the model context', expected: `at most ${positions}`, found: String(maxLength) })
 

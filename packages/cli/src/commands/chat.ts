@@ -15,7 +15,7 @@ import {
   type Tokenizer,
 } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
-import { MODEL_HELP, MODEL_OPTIONS, load, modelOptions, requireTokenizer } from './common.js'
+import { CONTEXT_HELP, CONTEXT_OPTIONS, MODEL_HELP, MODEL_OPTIONS, load, modelOptions, requireTokenizer } from './common.js'
 
 export const summary = 'chat with a ModelScope GPT-3 folder (e.g. the kuakua praise robot): a line in, a reply out'
 
@@ -36,7 +36,7 @@ Options:
       --max-length N            total length cap incl. the padded prompt (ModelScope's max_length)
       --seed N                  sampling seed (default: random), the same for every line
       --separator S             appended to each line (default "|")
-${MODEL_HELP}
+${CONTEXT_HELP}${MODEL_HELP}
 Example:
   echo "今天终于拿到驾照了,求夸" | refgpt chat --model ./nlp_gpt3_kuakua-robot_chinese-large
 `
@@ -74,8 +74,8 @@ export function modelscopeOptions(command: string, v: Record<string, unknown>): 
 }
 
 /** The folder's tokenizer, which must be WordPiece (vocab.txt) for this mode. */
-export function wordpieceTokenizer(dir: string, command: string): WordPieceTokenizer {
-  const tok: Tokenizer = requireTokenizer(dir, command)
+export function wordpieceTokenizer(dir: string, command: string, opts: { followSymlinks?: boolean } = {}): WordPieceTokenizer {
+  const tok: Tokenizer = requireTokenizer(dir, command, opts)
   if (!(tok instanceof WordPieceTokenizer))
     throw new UsageError({
       where: dir,
@@ -103,12 +103,13 @@ export function replyOf(tok: WordPieceTokenizer, r: ModelscopeResult): string {
 }
 
 export async function run(argv: string[]): Promise<void> {
-  const { values: v, positionals } = parse('chat', argv, { ...MODEL_OPTIONS, ...MS_OPTIONS, separator: { type: 'string' } })
+  const { values: v, positionals } = parse('chat', argv, { ...MODEL_OPTIONS, ...CONTEXT_OPTIONS, ...MS_OPTIONS, separator: { type: 'string' } })
   if (positionals.length) throw new UsageError({ where: 'refgpt chat', what: 'unexpected arguments', found: JSON.stringify(positionals.join(' ')), hint: 'type the lines after starting, or pipe them on stdin' })
-  const { dir } = modelOptions('chat', v)
+  const mo = modelOptions('chat', v)
+  const { dir } = mo
   const sep = (v.separator as string | undefined) ?? '|'
   const opts = modelscopeOptions('chat', v)
-  const tok = wordpieceTokenizer(dir, 'chat')
+  const tok = wordpieceTokenizer(dir, 'chat', mo)
   const model = await load('chat', v)
   try {
     checkModelscopeModel(model, dir)

@@ -1,6 +1,6 @@
 // Pieces several commands share: the default model, model/device options, loading with a tokenizer.
 
-import { existsSync, readdirSync } from 'node:fs'
+import { readdirSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { DEFAULT_MODEL_NAMES, DEVICES, TokenizerError, UsageError, defaultModelDir, loadModel, loadTokenizer, type Storage, type Model, type Tokenizer } from '@refgpt/core'
 import { intOption, type Options } from '../args.js'
@@ -17,6 +17,8 @@ export const MODEL_OPTIONS: Options = {
   threads: { type: 'string', short: 't' },
   dtype: { type: 'string' },
   variant: { type: 'string' },
+  'max-memory': { type: 'string' },
+  'follow-symlinks': { type: 'boolean' },
 }
 
 export const MODEL_HELP = `  -m, --model DIR        Hugging Face or ModelScope model folder (default: a model refgpt trained on
@@ -26,8 +28,17 @@ export const MODEL_HELP = `  -m, --model DIR        Hugging Face or ModelScope m
   -t, --threads N        threads for the wasm device (default: the number of cores)
       --dtype TYPE       weight storage: f32 | f16 | bf16 | q8 (default: as stored in the checkpoint)
       --variant NAME     read model.<NAME>.safetensors (Hugging Face variants, e.g. bf16)
+      --max-memory SIZE  memory the model may use, e.g. 512M, 8G, 1.5GiB or bytes (default: the free
+                         memory); a model that needs more is refused before anything is allocated
+      --follow-symlinks  follow links that lead out of the model folder (default: refused)
       --verbose          show stack traces on errors
   -h, --help             this help
+`
+
+/** --max-context, for the commands whose context is not set by another option (generate, chat, step, inspect). */
+export const CONTEXT_OPTIONS: Options = { 'max-context': { type: 'string' } }
+export const CONTEXT_HELP = `      --max-context N    positions a sequence may use (default: the model's n_positions); the KV cache,
+                         and the memory loading checks, are sized for it
 `
 
 const DTYPES: Record<string, Storage> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8: 'Q8' }
@@ -48,25 +59,55 @@ export function modelOptions(command: string, v: Record<string, unknown>) {
   if (dtypeName !== undefined && !DTYPES[dtypeName])
     throw new UsageError({ where: `refgpt ${command}`, what: 'unknown --dtype', expected: `one of ${Object.keys(DTYPES).join(', ')}`, found: JSON.stringify(dtypeName) })
   const threads = v.threads === undefined ? undefined : intOption(command, 'threads', v.threads as string, 1, 1)
+  const maxMemory = v['max-memory'] === undefined ? undefined : sizeOption(command, 'max-memory', v['max-memory'] as string)
+  const maxContext = v['max-context'] === undefined ? undefined : intOption(command, 'max-context', v['max-context'] as string, 1, 1)
   return {
     dir: (v.model as string | undefined) ?? defaultModelDir(lang ?? DEFAULT_LANG[command] ?? 'en'),
     device,
     threads,
     dtype: dtypeName ? DTYPES[dtypeName] : undefined,
     variant: v.variant as string | undefined,
+    maxMemory,
+    followSymlinks: v['follow-symlinks'] === true,
+    /** --max-context (commands with CONTEXT_OPTIONS), else undefined: the model's positions. */
+    maxContext,
   }
 }
 
-/** The folder's tokenizer, or null when it has no tokenizer files (then ids are in and out). */
-export function maybeTokenizer(dir: string): Tokenizer | null {
-  const files = existsSync(dir) ? readdirSync(dir) : []
-  const has = ['tokenizer.json', 'vocab.json', 'vocab.txt'].some((f) => files.includes(f))
-  if (!has) return null
-  return loadTokenizer(dir)
+/** Model options as loadModel takes them (device, threads, dtype, variant, maxMemory, followSymlinks, maxContext). */
+export function loadOptions(o: ReturnType<typeof modelOptions>) {
+  return { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, maxMemory: o.maxMemory, followSymlinks: o.followSymlinks, maxContext: o.maxContext }
 }
 
-export function requireTokenizer(dir: string, command: string): Tokenizer {
-  const tok = maybeTokenizer(dir)
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }
+
+/**
+ * A byte count: a whole number of bytes, or a number with a unit K, M, G or T (powers of 1024, with
+ * or without "i" and "B": 512M = 512MiB = 512MB = 536870912 bytes; 1.5GiB).
+ */
+export function sizeOption(command: string, name: string, value: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|b)?\s*$/i.exec(value)
+  const bytes = m ? Math.floor(Number(m[1]) * SIZE_UNITS[(m[2] ?? '').toLowerCase()]) : NaN
+  if (!m || !Number.isSafeInteger(bytes) || bytes < 1)
+    throw new UsageError({ where: `refgpt ${command}`, what: `bad --${name}`, expected: 'a size such as 512M, 8G, 1.5GiB or a number of bytes', found: JSON.stringify(value) })
+  return bytes
+}
+
+/** The folder's tokenizer, or null when it has no tokenizer files (then ids are in and out). */
+export function maybeTokenizer(dir: string, opts: { followSymlinks?: boolean } = {}): Tokenizer | null {
+  let files: string[] = []
+  try {
+    if (statSync(dir).isDirectory()) files = readdirSync(dir)
+  } catch {
+    // a missing or unreadable folder: no tokenizer here (loading the model reports the folder)
+  }
+  const has = ['tokenizer.json', 'vocab.json', 'vocab.txt'].some((f) => files.includes(f))
+  if (!has) return null
+  return loadTokenizer(dir, { followSymlinks: opts.followSymlinks })
+}
+
+export function requireTokenizer(dir: string, command: string, opts: { followSymlinks?: boolean } = {}): Tokenizer {
+  const tok = maybeTokenizer(dir, opts)
   if (!tok)
     throw new TokenizerError({
       where: dir,
@@ -79,5 +120,5 @@ export function requireTokenizer(dir: string, command: string): Tokenizer {
 
 export async function load(command: string, v: Record<string, unknown>, extra: { maxContext?: number } = {}): Promise<Model> {
   const o = modelOptions(command, v)
-  return loadModel(o.dir, { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, ...extra })
+  return loadModel(o.dir, { ...loadOptions(o), ...extra })
 }

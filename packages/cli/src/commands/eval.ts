@@ -227,9 +227,9 @@ export async function run(argv: string[]): Promise<void> {
     return { task, file, docs, dataSha256: sha256(content) }
   })
 
-  const tok = requireTokenizer(o.dir, 'eval')
+  const tok = requireTokenizer(o.dir, 'eval', o)
   // lm-eval's max_length: the model's context unless --max-length; memory is planned for it and the chunk size
-  const { arch } = inspectModel(o.dir, { variant: o.variant })
+  const { arch } = inspectModel(o.dir, { variant: o.variant, followSymlinks: o.followSymlinks, maxMemory: o.maxMemory })
   const maxLength = maxLengthOpt ?? arch.nPositions
   if (maxLength > arch.nPositions) fail('--max-length longer than the model context', `at most ${arch.nPositions}`, String(maxLength))
   if (stride !== undefined && stride > maxLength) fail('--stride larger than the max length', `at most ${maxLength}`, String(stride))
@@ -260,7 +260,7 @@ export async function run(argv: string[]): Promise<void> {
 
   // --- this process scores (all items, or its shard's) ----------------------------------------------
   const shardConfig = shard ? config() : null
-  const model = await loadForEval(o.dir, { device: o.device, dtype: o.dtype ?? null, variant: o.variant ?? null }, o.threads, maxLength, chunk)
+  const model = await loadForEval(o.dir, { device: o.device, dtype: o.dtype ?? null, variant: o.variant ?? null }, o.threads, maxLength, chunk, o)
   try {
     const scorer = evalScorer(model, maxLength, chunk)
     const runs: (TaskRun & { docs: EvalDoc[]; total: number })[] = []

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { ConfigError, StreamDecoder, UsageError, generate, modelscopeGenerate, type GenerateResult, type Tokenizer } from '@refgpt/core'
 import { idList, intOption, parse } from '../args.js'
 import { checkModelscopeModel, isModelscopeDir, modelscopeOptions, wordpieceTokenizer } from './chat.js'
-import { MODEL_HELP, MODEL_OPTIONS, load, maybeTokenizer, modelOptions, requireTokenizer } from './common.js'
+import { CONTEXT_HELP, CONTEXT_OPTIONS, MODEL_HELP, MODEL_OPTIONS, load, maybeTokenizer, modelOptions, requireTokenizer } from './common.js'
 
 export const summary = 'generate text (greedy, sampling or beam search), streaming it as it is made'
 
@@ -42,7 +42,7 @@ Search and sampling:
                                 prints the whole text (prompt included) without spaces between Chinese chars
 Output:
       --json                    print one JSON object {"sequences":[{"ids","text"(,"score")}],"seed","timings"}
-${MODEL_HELP}
+${CONTEXT_HELP}${MODEL_HELP}
 Examples:
   refgpt generate "Hello, I'm a language model,"
   refgpt generate --model ./gpt-neo-125M --do-sample --top-p 0.9 --seed 42 -n 40 "EleutherAI has"
@@ -55,6 +55,7 @@ const INTS = ['top-k', 'no-repeat-ngram-size', 'num-beams', 'num-return-sequence
 export async function run(argv: string[]): Promise<void> {
   const { values: v, positionals } = parse('generate', argv, {
     ...MODEL_OPTIONS,
+    ...CONTEXT_OPTIONS,
     prompt: { type: 'string', multiple: true },
     'prompt-ids': { type: 'string', multiple: true },
     'prompts-file': { type: 'string' },
@@ -69,7 +70,8 @@ export async function run(argv: string[]): Promise<void> {
     ...Object.fromEntries([...FLOATS, ...INTS].map((k) => [k, { type: 'string' as const }])),
   })
   const json = v.json === true
-  const { dir } = modelOptions('generate', v)
+  const mo = modelOptions('generate', v)
+  const { dir } = mo
   // the folder itself first: the tokenizer check below would only say "no tokenizer"
   if (!existsSync(dir)) throw new ConfigError({ where: dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
   if (!existsSync(join(dir, 'config.json')))
@@ -77,8 +79,8 @@ export async function run(argv: string[]): Promise<void> {
   const mode = (v.generation as string | undefined) ?? (isModelscopeDir(dir) ? 'modelscope' : 'hf')
   if (mode !== 'hf' && mode !== 'modelscope')
     throw new UsageError({ where: 'refgpt generate', what: 'bad --generation', expected: 'hf or modelscope', found: JSON.stringify(mode) })
-  if (mode === 'modelscope') return runModelscope(v, positionals, dir, json)
-  const tok = maybeTokenizer(dir)
+  if (mode === 'modelscope') return runModelscope(v, positionals, dir, json, mo)
+  const tok = maybeTokenizer(dir, mo)
 
   // --- the generation config, in transformers' snake_case ----------------------------------------
   const cfg: Record<string, unknown> = {}
@@ -96,9 +98,9 @@ export async function run(argv: string[]): Promise<void> {
   // --- prompts ---------------------------------------------------------------------------------
   const texts: string[] = [...((v.prompt as string[] | undefined) ?? [])]
   if (positionals.length) texts.push(positionals.join(' '))
-  if (v['prompts-file'] !== undefined) texts.push(...readPromptsFile(v['prompts-file'] as string))
+  if (v['prompts-file'] !== undefined) for (const t of readPromptsFile(v['prompts-file'] as string)) texts.push(t)
   const idPrompts = ((v['prompt-ids'] as string[] | undefined) ?? []).map((s) => idList('generate', 'prompt-ids', s))
-  if ((texts.length > 0 || stops?.length) && !tok) requireTokenizer(dir, 'generate') // throws the clear error
+  if ((texts.length > 0 || stops?.length) && !tok) requireTokenizer(dir, 'generate', mo) // throws the clear error
 
   const t0 = performance.now()
   const model = await load('generate', v)
@@ -195,7 +197,7 @@ const HF_ONLY = ['prompt-ids', 'prompts-file', 'eos-token-id', 'stop', 'do-sampl
   'min-length', 'min-new-tokens']
 
 /** ModelScope's pipeline(text, top_k=, top_p=, temperature=, max_length=) on one prompt. */
-async function runModelscope(v: Record<string, unknown>, positionals: string[], dir: string, json: boolean): Promise<void> {
+async function runModelscope(v: Record<string, unknown>, positionals: string[], dir: string, json: boolean, mo: { followSymlinks?: boolean }): Promise<void> {
   for (const k of HF_ONLY)
     if (v[k] !== undefined)
       throw new UsageError({ where: 'refgpt generate', what: `--${k} is not available with --generation modelscope`, hint: 'use --generation hf for transformers-style generation' })
@@ -204,7 +206,7 @@ async function runModelscope(v: Record<string, unknown>, positionals: string[], 
   if (texts.length !== 1)
     throw new UsageError({ where: 'refgpt generate', what: 'ModelScope generation takes exactly one prompt', found: `${texts.length}` })
   const opts = modelscopeOptions('generate', v)
-  const tok = wordpieceTokenizer(dir, 'generate')
+  const tok = wordpieceTokenizer(dir, 'generate', mo)
   const t0 = performance.now()
   const model = await load('generate', v)
   const loadMs = performance.now() - t0

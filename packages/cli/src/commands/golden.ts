@@ -1,10 +1,10 @@
 // refgpt golden: export every traced tensor of one forward pass to a file, or verify a model against one.
 
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
-import { basename, dirname, join, resolve } from 'node:path'
-import { CheckpointError, RefgptError, UsageError, exportGolden, loadModel, readGolden, verifyGolden, type Golden, type VerifyRow } from '@refgpt/core'
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { CheckpointError, MAX_GOLDEN_BYTES, RefgptError, UsageError, exportGolden, loadModel, readFileCapped, readGolden, show, verifyGolden, writeFileAtomic, type Golden, type VerifyRow } from '@refgpt/core'
 import { idList, parse } from '../args.js'
-import { MODEL_HELP, MODEL_OPTIONS, maybeTokenizer, modelOptions, requireTokenizer } from './common.js'
+import { MODEL_HELP, MODEL_OPTIONS, loadOptions, maybeTokenizer, modelOptions, requireTokenizer } from './common.js'
 
 export const summary = 'export a golden file (every tensor of one forward pass) or verify a model against one'
 
@@ -23,10 +23,10 @@ Options:
                          e.g. 'h.0.*', '*.attn.probs', 'embed,ln_f,logits'; or /REGEX/ (searched)
 ${MODEL_HELP}`
 
-const VERIFY_HELP = `Usage: refgpt golden verify FILE [--model DIR] [options]
+const VERIFY_HELP = `Usage: refgpt golden verify FILE --model DIR [options]
 
-Recomputes the golden file's prompt on the model (default: the model folder recorded in the file, when it
-exists) and compares every tensor: max |Δ| and max |Δ|/max(|ref|,1). Prints one row per tensor with
+Recomputes the golden file's prompt on the model given by --model (required: the folder recorded in the
+file is shown in the error, never opened on its own) and compares every tensor: max |Δ| and max |Δ|/max(|ref|,1). Prints one row per tensor with
 PASS/FAIL and exits 1 when any tensor is off. Default tolerances (the golden README's): atol 1e-4 and
 rtol 1e-4 for activations and logits; atol 1e-5 (no relative bound) for attention probabilities.
 
@@ -60,7 +60,7 @@ export async function run(argv: string[]): Promise<void> {
 /** Loads with room for the whole prompt in one forward call. */
 function loadFor(command: string, v: Record<string, unknown>, T: number) {
   const o = modelOptions(command, v)
-  return loadModel(o.dir, { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, maxContext: T, maxBatchTokens: Math.min(Math.max(T, 1), 4096) })
+  return loadModel(o.dir, { ...loadOptions(o), maxContext: T, maxBatchTokens: Math.min(Math.max(T, 1), 4096) })
 }
 
 async function runExport(argv: string[]): Promise<void> {
@@ -80,7 +80,7 @@ async function runExport(argv: string[]): Promise<void> {
   const idsArg = v['prompt-ids'] as string | undefined
   if ((text === undefined) === (idsArg === undefined))
     throw new UsageError({ where: `refgpt ${cmd}`, what: text === undefined ? 'missing prompt' : 'both PROMPT and --prompt-ids given', expected: 'a PROMPT or --prompt-ids 1,2,3' })
-  const tok = text === undefined ? maybeTokenizer(o.dir) : requireTokenizer(o.dir, cmd)
+  const tok = text === undefined ? maybeTokenizer(o.dir, o) : requireTokenizer(o.dir, cmd, o)
   const ids = text === undefined ? idList(cmd, 'prompt-ids', idsArg!) : tok!.encode(text)
   if (ids.length === 0) throw new UsageError({ where: `refgpt ${cmd}`, what: 'the prompt encodes to no tokens', found: JSON.stringify(text) })
   const model = await loadFor(cmd, v, ids.length)
@@ -90,16 +90,7 @@ async function runExport(argv: string[]): Promise<void> {
   } finally {
     await model.dispose()
   }
-  // atomically: a temp file beside the target, then rename (a failure never leaves a partial FILE)
-  const tmp = join(dirname(resolve(out)), `.${basename(out)}.${process.pid}.${Date.now()}.tmp`)
-  try {
-    writeFileSync(tmp, bytes)
-    renameSync(tmp, out)
-  } catch (e) {
-    rmSync(tmp, { force: true })
-    const err = e as NodeJS.ErrnoException
-    throw new UsageError({ where: out, what: `cannot write the golden file (${err.code ?? String(err.message).split('\n')[0]})` })
-  }
+  writeFileAtomic(out, bytes) // a failure never leaves a partial FILE
   const golden = readGolden(bytes, out)
   const n = Object.keys(golden.tensors).length
   process.stdout.write(`wrote ${out}: ${n} tensors, ${ids.length} tokens, ${(bytes.length / 1024 / 1024).toFixed(2)} MiB (${golden.family} "${golden.model_type}" on ${golden.device})\n`)
@@ -120,19 +111,16 @@ async function runVerify(argv: string[]): Promise<void> {
     throw new UsageError({ where: `refgpt ${cmd}`, what: positionals.length ? 'more than one FILE' : 'missing FILE', expected: 'one golden file', hint: 'see `refgpt golden verify --help`' })
   const file = positionals[0]
   const atol = tolOption(cmd, 'atol', v.atol), rtol = tolOption(cmd, 'rtol', v.rtol)
-  if (!existsSync(file)) throw new CheckpointError({ where: file, what: 'golden file not found' })
-  const golden = readGolden(readFileSync(file), file)
-  let dir = v.model as string | undefined
-  if (dir === undefined) {
-    if (golden.model_dir && existsSync(golden.model_dir)) dir = golden.model_dir
-    else
-      throw new UsageError({
-        where: `refgpt ${cmd}`,
-        what: 'missing --model',
-        found: golden.model_dir ? `the recorded folder ${JSON.stringify(golden.model_dir)} does not exist` : 'no model folder recorded in the file',
-        hint: 'pass --model DIR',
-      })
-  }
+  const golden = readGolden(readFileCapped(file, 'golden file', MAX_GOLDEN_BYTES, CheckpointError), file)
+  // a golden file may come from anyone: the folder it names is a suggestion, never opened on its own
+  const dir = v.model as string | undefined
+  if (dir === undefined)
+    throw new UsageError({
+      where: `refgpt ${cmd}`,
+      what: 'missing --model',
+      found: golden.model_dir ? `the file was made from ${show(golden.model_dir, 200)}` : 'no model folder recorded in the file',
+      hint: golden.model_dir ? `pass --model ${show(golden.model_dir, 200)} to verify that folder (refgpt does not open a folder a file names on its own)` : 'pass --model DIR',
+    })
   const model = await loadFor(cmd, { ...v, model: dir }, golden.prompt.ids.length)
   let rows: VerifyRow[]
   try {
@@ -157,8 +145,11 @@ function table(g: Golden, file: string, dir: string, device: string, rows: Verif
     `model   ${dir} on ${device}`,
     '',
   ]
-  const w = Math.max(6, ...rows.map((r) => r.name.length))
-  const sw = Math.max(5, ...rows.map((r) => `[${r.shape.join(', ')}]`.length))
+  let w = 6, sw = 5
+  for (const r of rows) {
+    w = Math.max(w, r.name.length)
+    sw = Math.max(sw, `[${r.shape.join(', ')}]`.length)
+  }
   const lines = [`${'tensor'.padEnd(w)}  ${'shape'.padEnd(sw)}  ${'max abs'.padStart(9)}  ${'max rel'.padStart(9)}  ${'atol/rtol'.padEnd(13)}  result`]
   for (const r of rows) {
     const tol = `${r.atol}/${r.rtol === Infinity ? '-' : r.rtol}`

@@ -1,8 +1,8 @@
 // refgpt inspect: what a model folder holds and what it needs, without reading the weights.
 
-import { inspectModel } from '@refgpt/core'
+import { UsageError, inspectModel } from '@refgpt/core'
 import { parse } from '../args.js'
-import { MODEL_HELP, MODEL_OPTIONS, modelOptions } from './common.js'
+import { CONTEXT_HELP, CONTEXT_OPTIONS, MODEL_HELP, MODEL_OPTIONS, loadOptions, modelOptions } from './common.js'
 
 export const summary = 'describe a model folder: family, config, parameters, dtypes, format, memory'
 
@@ -10,24 +10,26 @@ export const help = `Usage: refgpt inspect [DIR] [options]
 
 Reads config.json and the checkpoint headers (no tensor data), checks every tensor name and shape the
 family needs, and prints the family, the key config values, the parameter count, the dtypes, the file
-format and the memory the model needs (weights, KV cache at full context, activations).
+format and the memory the model needs on the device (weights, KV cache at the context, activations),
+with the memory available (--max-memory, or the free memory): the same estimate loading checks.
 
 Options:
       --json             print one JSON object
-${MODEL_HELP}`
+${CONTEXT_HELP}${MODEL_HELP}`
 
 const MiB = 1024 * 1024
-const fmtBytes = (b: number) => (b >= 1024 * MiB ? `${(b / 1024 / MiB).toFixed(2)} GiB` : `${(b / MiB).toFixed(1)} MiB`)
+const fmtBytes = (b: number) => (b >= 1024 * MiB ? `${(b / 1024 / MiB).toFixed(2)} GiB` : b >= MiB ? `${(b / MiB).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`)
 
 export async function run(argv: string[]): Promise<void> {
-  const { values: v, positionals } = parse('inspect', argv, { ...MODEL_OPTIONS, json: { type: 'boolean' } })
+  const { values: v, positionals } = parse('inspect', argv, { ...MODEL_OPTIONS, ...CONTEXT_OPTIONS, json: { type: 'boolean' } })
+  if (positionals.length > 1) throw new UsageError({ where: 'refgpt inspect', what: 'more than one folder', found: JSON.stringify(positionals.join(' ')), hint: 'see `refgpt inspect --help`' })
   const o = modelOptions('inspect', { ...v, model: positionals[0] ?? v.model })
-  const info = inspectModel(o.dir, { dtype: o.dtype, variant: o.variant })
+  const info = inspectModel(o.dir, loadOptions(o))
   const a = info.arch, traits = info.traits
-  const total = info.weightBytes + info.kvCacheBytes + info.activationBytes
+  const m = info.memory
   if (v.json) {
     const { arch, config, ...rest } = info
-    process.stdout.write(JSON.stringify({ ...rest, arch, memory: { weights: info.weightBytes, kvCache: info.kvCacheBytes, activations: info.activationBytes, total } }) + '\n')
+    process.stdout.write(JSON.stringify({ ...rest, arch }) + '\n')
     return
   }
   const lines = [
@@ -41,7 +43,8 @@ export async function run(argv: string[]): Promise<void> {
     `tokens        bos ${a.bosTokenId}, eos ${JSON.stringify(a.eosTokenId)}`,
     `parameters    ${info.parameters.toLocaleString('en-US')} (${(info.parameters / 1e6).toFixed(2)} M)`,
     `dtypes        checkpoint ${dtypes(info.checkpointDtypes)}; stored as ${dtypes(info.storageDtypes)}`,
-    `memory        weights ${fmtBytes(info.weightBytes)} + KV cache ${fmtBytes(info.kvCacheBytes)} (${info.maxContext} positions) + activations ${fmtBytes(info.activationBytes)} = ${fmtBytes(total)}`,
+    `memory        weights ${fmtBytes(m.weights)} + KV cache ${fmtBytes(m.kvCache)} (${m.maxContext} positions) + activations ${fmtBytes(m.activations)} = ${fmtBytes(m.total)} on ${m.device}`,
+    `available     ${fmtBytes(m.available)} (${m.availableFrom === 'maxMemory' ? '--max-memory' : 'free memory'})${m.fits ? '' : m.tooBigForGroup ? `: does not fit: ${m.tooBigForGroup.part} needs ${fmtBytes(m.tooBigForGroup.bytes)} of a 4 GiB wasm32 memory` : ': does not fit'}`,
   ]
   if (info.unusedTensors.length) lines.push(`unused        ${info.unusedTensors.length} tensors: ${info.unusedTensors.slice(0, 5).join(', ')}${info.unusedTensors.length > 5 ? ', …' : ''}`)
   process.stdout.write(lines.join('\n') + '\n')

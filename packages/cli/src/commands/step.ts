@@ -6,7 +6,7 @@ import { parse } from '../args.js'
 import { renderHtml, writeHtml } from '../step/html.js'
 import { MAX_TOKENS, pieceText, runStages, type StepRun } from '../step/model.js'
 import { printAll, runTui } from '../step/tui.js'
-import { MODEL_HELP, MODEL_OPTIONS, modelOptions, requireTokenizer } from './common.js'
+import { CONTEXT_HELP, CONTEXT_OPTIONS, MODEL_HELP, MODEL_OPTIONS, loadOptions, modelOptions, requireTokenizer } from './common.js'
 
 export const summary = 'step through a real forward pass: tokens, embeddings, attention, MLP, logit lens, logits'
 
@@ -27,7 +27,7 @@ Options:
                                 token labels on both axes and a legend, probabilities on one absolute
                                 colour scale, a logit-lens grid (top token per layer and position),
                                 probability bars
-${MODEL_HELP}
+${CONTEXT_HELP}${MODEL_HELP}
 Examples:
   refgpt step "Hello, I'm a language model"
   refgpt step --all --model ./gpt-neo-125M "EleutherAI has"
@@ -37,6 +37,7 @@ Examples:
 export async function run(argv: string[]): Promise<void> {
   const { values: v, positionals } = parse('step', argv, {
     ...MODEL_OPTIONS,
+    ...CONTEXT_OPTIONS,
     all: { type: 'boolean' },
     html: { type: 'string' },
   })
@@ -44,9 +45,9 @@ export async function run(argv: string[]): Promise<void> {
   const prompt = positionals.join(' ')
   if (prompt === '') throw new UsageError({ where: 'refgpt step', what: 'no PROMPT', expected: 'a prompt, e.g. refgpt step "Hello"', hint: 'see `refgpt step --help`' })
   if (!existsSync(o.dir)) throw new ConfigError({ where: o.dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
-  const tok = requireTokenizer(o.dir, 'step')
+  const tok = requireTokenizer(o.dir, 'step', o)
   const ids = tok.encode(prompt)
-  const model = await loadModel(o.dir, { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, maxBatchTokens: MAX_TOKENS })
+  const model = await loadModel(o.dir, { ...loadOptions(o), maxBatchTokens: MAX_TOKENS })
   try {
     // the per-position logit-lens grid is drawn only by the HTML page: the terminal needs the last position's
     let current: StepRun = await runStages(model, tok, ids, { lensPositions: typeof v.html === 'string' ? undefined : 1 })

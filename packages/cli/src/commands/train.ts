@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, 
 import { freemem, totalmem } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import {
-  AdamW, Batcher, SCHEDULES, TokenizerError, Trainer, UsageError, clipGradNorm, countTargets, createSchedule, inspectModel,
+  AdamW, Batcher, ConfigError, SCHEDULES, TokenizerError, insideFolder, readJsonFile, Trainer, UsageError, clipGradNorm, countTargets, createSchedule, inspectModel,
   loadExamples, loadModel, openSafetensors, writeFileAtomic, writeSafetensors, writeTorchZip,
   type BatcherState, type Dataset, type Model, type ScheduleName, type Tokenizer,
 } from '@refgpt/core'
@@ -170,9 +170,10 @@ export async function run(argv: string[]): Promise<void> {
 
   // --- data, then a memory check, then the model ---
   // (a variant is read from the input folder only: a checkpoint holds model.safetensors)
-  const info = inspectModel(dir, { variant: args.resume === null ? o.variant : undefined })
-  const tok: Tokenizer = modelscope ? wordpieceTokenizer(dir, 'train') : maybeTokenizer(dir) ?? idsOnlyTokenizer(dir)
-  const maxLength = args.maxLength ?? Math.min(info.arch.nPositions, modelscope ? sequenceLength(dir) : 128)
+  const access = { followSymlinks: o.followSymlinks }
+  const info = inspectModel(dir, { variant: args.resume === null ? o.variant : undefined, ...access, maxMemory: o.maxMemory, device: o.device })
+  const tok: Tokenizer = modelscope ? wordpieceTokenizer(dir, 'train', access) : maybeTokenizer(dir, access) ?? idsOnlyTokenizer(dir)
+  const maxLength = args.maxLength ?? Math.min(info.arch.nPositions, modelscope ? sequenceLength(dir, access) : 128)
   if (maxLength > info.arch.nPositions) throw new UsageError({ where, what: '--max-length exceeds the model context', expected: `at most ${info.arch.nPositions}`, found: String(maxLength) })
   const framing = modelscope ? 'modelscope' : args.pack ? 'pack' : 'hf'
   const eos = info.arch.eosTokenId, eosId = Array.isArray(eos) ? eos[0] : eos
@@ -185,7 +186,7 @@ export async function run(argv: string[]): Promise<void> {
   const evalSet = args.evalData ? predicting(await loadExamples(args.evalData, dataOpts)) : null
   checkMemory(info.parameters, info.arch, maxLength, o.device)
 
-  const model = await loadModel(dir, { device: o.device, threads: o.threads, dtype: 'F32', variant: args.resume === null ? o.variant : undefined })
+  const model = await loadModel(dir, { device: o.device, threads: o.threads, dtype: 'F32', variant: args.resume === null ? o.variant : undefined, ...access, maxMemory: o.maxMemory })
   try {
     await trainLoop(model, args, train, evalSet, maxLength, resumed, dir, modelscope)
   } finally {
@@ -433,9 +434,9 @@ function readOptimizerState(dir: string, names: string[]): { m: Float32Array[]; 
   }
 }
 
-function sequenceLength(dir: string): number {
+function sequenceLength(dir: string, access: { followSymlinks?: boolean }): number {
   try {
-    const c = JSON.parse(readFileSync(join(dir, 'configuration.json'), 'utf8'))
+    const c = readJsonFile(insideFolder(dir, 'configuration.json', access, ConfigError), 'ModelScope configuration', ConfigError) as any
     const S = c?.preprocessor?.sequence_length
     return Number.isInteger(S) && S >= 2 ? S : 128
   } catch {
@@ -474,8 +475,12 @@ const bar = (f: number) => {
 export function lossCurveSvg(train: { step: number; loss: number }[], evals: { step: number; loss: number }[]): string {
   const W = 640, H = 360, P = 48
   const all = [...train, ...evals]
-  const maxStep = Math.max(1, ...all.map((p) => p.step))
-  const lo = Math.min(...all.map((p) => p.loss)), hi = Math.max(...all.map((p) => p.loss))
+  let maxStep = 1, lo = Infinity, hi = -Infinity
+  for (const p of all) {
+    maxStep = Math.max(maxStep, p.step)
+    lo = Math.min(lo, p.loss)
+    hi = Math.max(hi, p.loss)
+  }
   const span = hi > lo ? hi - lo : 1
   const x = (s: number) => P + ((W - 2 * P) * s) / maxStep
   const y = (l: number) => H - P - ((H - 2 * P) * (l - lo)) / span

@@ -170,7 +170,7 @@ export async function scoreOnQueue(
       const r = checkResult(returnvalue as unknown, job, `${where}: chunk ${jobId}`)
       pending.delete(jobId)
       const part = parts[job.ti]
-      part.items.push(...r.items)
+      for (const item of r.items) part.items.push(item)
       part.seconds += r.seconds
       for (const k of Object.keys(part.stats) as (keyof ScorerStats)[]) part.stats[k] += r.stats[k]
       workers.add(r.worker)

@@ -3,6 +3,7 @@
 //
 // Buffers are Float32Arrays; sums accumulate in JS numbers (f64) and are rounded to f32 on store.
 
+import { ResourceError } from '../errors.js'
 import { storedValues } from './storage.js'
 import type { Activation, AttentionOptions, Buf, Device, TrainOps } from './types.js'
 
@@ -103,7 +104,16 @@ export function createJsDevice(opts: JsDeviceOptions = {}): Device {
     name: 'js',
     limits: { maxBufferBytes: opts.maxBufferBytes ?? Infinity },
 
-    alloc: (n) => buf(new Float32Array(n)),
+    alloc: (n) => {
+      try {
+        return buf(new Float32Array(n))
+      } catch (e) {
+        throw new ResourceError(
+          { where: 'js device', what: 'out of memory', found: `${n} f32 elements (${4 * n} bytes) requested`, hint: 'pass a smaller --max-context (maxContext) or fewer sequences' },
+          { cause: e },
+        )
+      }
+    },
     free: () => {}, // the garbage collector frees a Float32Array nobody references
     // keeps the values the storage type represents (rounded / quantized) as f32
     weight: (data, shape, storage) => buf(storedValues(data, shape, storage)),

@@ -38,6 +38,8 @@ export async function createDevice(device: string | Device | undefined, opts: De
   if (!factory) throw new UsageError({ what: 'unknown device', expected: `one of ${deviceNames().join(', ')}`, found: show(device) })
   if (opts.maxBufferBytes !== undefined && !(opts.maxBufferBytes >= 1024))
     throw new UsageError({ what: 'bad maxBufferBytes', expected: 'a number of bytes >= 1024', found: show(opts.maxBufferBytes) })
+  if (opts.memoryBytes !== undefined && !(typeof opts.memoryBytes === 'number' && Number.isInteger(opts.memoryBytes) && opts.memoryBytes >= 1 << 16 && opts.memoryBytes <= 2 ** 32))
+    throw new UsageError({ what: 'bad memoryBytes', expected: 'a whole number of bytes in 64 KiB .. 4 GiB (one wasm32 memory)', found: show(opts.memoryBytes) })
   return factory(opts)
 }
 

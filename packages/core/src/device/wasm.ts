@@ -13,6 +13,7 @@
 // (storage type, Q8 scales) looked up per matmul; everything else is f32.
 
 import { createWasmCore, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
+import { RefgptError, ResourceError } from '../errors.js'
 import { f32ToBf16Array, f32ToF16Array } from '../io/dtype.js'
 import { Q8_BLOCK, q8Cols, storedValues } from './storage.js'
 import type { Activation, AttentionOptions, Buf, Device, Storage, TrainOps } from './types.js'
@@ -62,10 +63,29 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
   const mems: { k: KernelExports; mem: WasmMemory; rows: number }[] = []
   let current = 0
 
+  /**
+   * `bytes` from group g's memory. A request the memory cannot hold (a wasm32 memory ends at 4 GiB) or
+   * the host cannot back is a ResourceError naming the bytes, not the arena's plain Error.
+   */
+  const memAlloc = (g: number, bytes: number): number => {
+    const mem = mems[g]?.mem ?? core.memories[g]
+    try {
+      return mem.alloc(bytes)
+    } catch (e) {
+      throw outOfMemory(e, bytes, mem.bytesFree())
+    }
+  }
   const addGroup = (g: number) => {
-    if (g > 0) core.addMemory()
+    if (g > 0) {
+      try {
+        core.addMemory()
+      } catch (e) {
+        throw outOfMemory(e, 0, 0)
+      }
+    }
     const mem = core.memories[g]
-    mems.push({ k: core.kernels(g), mem, rows: mem.alloc(4 * MAX_ROWS) })
+    mems.push({ k: core.kernels(g), mem, rows: 0 })
+    mems[g].rows = memAlloc(g, 4 * MAX_ROWS)
   }
   addGroup(0)
 
@@ -81,7 +101,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
   }
   const i32 = (g: number) => (f32(g), i32v[g])
 
-  const alloc = (bytes: number): Buf => handle(current, mems[current].mem.alloc(bytes))
+  const alloc = (bytes: number): Buf => handle(current, memAlloc(current, bytes))
 
   /** First touch of a big fresh region on every thread (load time: the page faults then run in parallel). */
   const prefault = (b: Buf, bytes: number) => {
@@ -210,9 +230,9 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
         const mem = mems[g].mem
         const b = alloc(rows * cp)
         prefault(b, rows * cp)
-        const s = mem.alloc(4 * rows * (cp / Q8_BLOCK))
+        const s = memAlloc(g, 4 * rows * (cp / Q8_BLOCK))
         const chunk = Math.max(1, Math.floor((4 << 20) / cols))
-        const tmp = mem.alloc(4 * chunk * cols)
+        const tmp = memAlloc(g, 4 * chunk * cols)
         for (let r0 = 0; r0 < rows; r0 += chunk) {
           const r1 = Math.min(rows, r0 + chunk)
           f32(g).set(data.subarray(r0 * cols, r1 * cols), tmp / 4)
@@ -339,4 +359,22 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     },
   }
   return dev
+}
+
+/** The wasm arena's "out of memory" / "cannot grow memory" errors (and a failed new memory) as a ResourceError. */
+function outOfMemory(e: unknown, bytes: number, left: number): Error {
+  if (e instanceof RefgptError) return e
+  const msg = e instanceof Error ? e.message : String(e)
+  if (!/out of memory|cannot grow|could not allocate|Out of memory|allocation failed|Array buffer allocation/i.test(msg) && !(e instanceof RangeError)) return e as Error
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`
+  return new ResourceError(
+    {
+      where: 'wasm device',
+      what: 'out of memory',
+      expected: bytes > 0 ? `at most ${mib(left)} (${left} bytes) left in this 4 GiB wasm32 memory` : 'room for another 4 GiB wasm32 memory',
+      found: bytes > 0 ? `${mib(bytes)} (${bytes} bytes) requested` : msg.replace(/^refgpt wasm: /, ''),
+      hint: 'pass a smaller --max-context (maxContext), fewer sequences, or --dtype bf16 / q8 for smaller weights',
+    },
+    { cause: e },
+  )
 }

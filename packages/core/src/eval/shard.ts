@@ -95,7 +95,7 @@ export function parseShardSpec(spec: string, where: string): { index: number; co
 export function itemWeight(doc: EvalDoc): number {
   if ('text' in doc) return (doc as TextDoc).text.length
   const reqs = (doc as ChoiceDoc).requests
-  return Math.max(...reqs.map((r) => r.context.length)) + reqs.reduce((s, r) => s + r.continuation.length, 0)
+  return reqs.reduce((m, r) => Math.max(m, r.context.length), 0) + reqs.reduce((s, r) => s + r.continuation.length, 0)
 }
 
 /**

@@ -75,7 +75,7 @@ async function search(model: Model, session: Session, acquired: number[], prompt
   const V = model.arch.nVocab
   const eos = eosList(c)
   const pad = c.pad_token_id ?? eos[0] ?? 0
-  const padded = Math.max(...prompts.map((p) => p.length))
+  const padded = prompts.reduce((m, p) => Math.max(m, p.length), 0)
   const limit = Math.min(maxLength(c, padded), model.info.maxContext)
   const chain = buildLogitsProcessor({ ...c, do_sample: false }, { promptLength: padded, eosTokenId: eos.length ? eos : null, vocabSize: V })
   // 2 x num_beams slots per prompt: the current beams' caches and the next step's
@@ -154,7 +154,7 @@ async function search(model: Model, session: Session, acquired: number[], prompt
     }
   }
   // HF pads every returned sequence to the longest one
-  const longest = Math.max(...out.map((s) => s.ids.length))
+  const longest = out.reduce((m, s) => Math.max(m, s.ids.length), 0)
   for (const s of out) while (s.ids.length < longest) s.ids.push(pad)
   const decodeMs = performance.now() - t0 - prefillMs
   const newTokens = out.reduce((n, s) => n + s.newTokens.length, 0)

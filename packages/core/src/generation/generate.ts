@@ -90,7 +90,7 @@ export class Generation {
     if (c.stop_strings && !this.tokenizer)
       throw new UsageError({ where: 'generate', what: 'stop_strings need a tokenizer', hint: 'pass { tokenizer } (the pipeline does)' })
     this.eos = eosList(c)
-    this.padded = Math.max(...prompts.map((p) => p.length))
+    this.padded = prompts.reduce((m, p) => Math.max(m, p.length), 0)
     this.limit = Math.min(maxLength(c, this.padded), model.info.maxContext) // never past the KV cache
     const V = model.arch.nVocab
     this.chain = buildLogitsProcessor(c, { promptLength: this.padded, eosTokenId: this.eos.length ? this.eos : null, vocabSize: V })
@@ -195,7 +195,7 @@ export class Generation {
   result(): GenerateResult {
     const c = this.config
     const pad = c.pad_token_id ?? this.eos[0] ?? 0
-    const longest = Math.max(...this.rows.map((r) => r.ids.length))
+    const longest = this.rows.reduce((m, r) => Math.max(m, r.ids.length), 0)
     const sequences: GeneratedSequence[] = this.rows.map((r) => ({
       ids: r.ids.concat(new Array(longest - r.ids.length).fill(pad)),
       newTokens: r.ids.slice(this.padded),

@@ -1,20 +1,27 @@
 // Opening checkpoints: format detection in a model folder (in Hugging Face's order), sharded indexes,
 // and the Checkpoint object that reads tensors from the open files on demand.
 //
-//   openCheckpoint(dir, { variant })   model folder -> Checkpoint
-//   openSafetensors(file)              one .safetensors file
-//   openTorchBin(file)                 one torch.save zip (pytorch_model.bin)
-//   readJsonFile(file, what)           JSON with one-line errors naming the file
+//   openCheckpoint(dir, { variant, followSymlinks })   model folder -> Checkpoint
+//   openSafetensors(file)                              one .safetensors file
+//   openTorchBin(file)                                 one torch.save zip (pytorch_model.bin)
+//   readJsonFile(file, what)                           JSON with one-line errors naming the file
+//
+// Every file openCheckpoint opens (weights, index, shards) is resolved with insideFolder: one whose real
+// location is outside the model folder (a symlink out, `..` in an index) is refused unless followSymlinks.
 
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { CheckpointError, RefgptError, UsageError, show, type ErrorDetails } from '../errors.js'
+import { CheckpointError, ResourceError, UsageError, show } from '../errors.js'
 import { bf16ToF32Array, f16ToF32Array } from './dtype.js'
+import { FILE_CAPS, insideFolder, readTextCapped, type ErrorClass } from './files.js'
 import {
   DTYPE_HINT,
+  MAX_TENSORS_PER_FILE,
   SUPPORTED_DTYPES,
   isPlainObject,
   loadSafetensorsFile,
+  messageName,
+  tensorWhere,
   type TensorEntry,
   type TensorFile,
   type UnsupportedTensor,
@@ -39,12 +46,28 @@ export interface LoadedCheckpoint extends Checkpoint {
 export interface OpenCheckpointOptions {
   /** Hugging Face weight variant: "bf16" reads model.bf16.safetensors, pytorch_model.bf16.bin, ... */
   variant?: string
+  /**
+   * Open weights files that are symlinks to places outside the model folder (default false: refused).
+   * Links inside the folder, and a Hugging Face hub cache snapshot's links into its blobs, are always followed.
+   */
+  followSymlinks?: boolean
 }
+
+/**
+ * Most distinct shard files a sharded index may name. Real sharded checkpoints have at most a few hundred
+ * (BLOOM 176B: 72); each shard is an open file descriptor until close().
+ */
+export const MAX_SHARDS = 1 << 14
+
+/**
+ * Most values (array elements, object members, containers) a JSON file readJsonFile reads may hold,
+ * counted by a cheap scan before JSON.parse. A sharded index of MAX_TENSORS_PER_FILE tensors has about
+ * that many, a config a few hundred; 256 MB of `[0,0,0,...` would otherwise parse into a 1 GB array.
+ */
+export const MAX_JSON_VALUES = 1 << 21
 
 /** Elements per chunk when widening F16/BF16 (bounds the temporary buffer to 8 MiB). */
 const WIDEN_CHUNK = 4 << 20
-/** Largest JSON file readJsonFile reads (tokenizer.json files are a few MB). */
-const MAX_JSON_BYTES = 256 << 20
 
 // ---------------------------------------------------------------------------------------------------
 // The Checkpoint implementation
@@ -62,7 +85,9 @@ class TensorTable implements LoadedCheckpoint {
     readonly unsupported: ReadonlyMap<string, UnsupportedTensor>,
   ) {
     this.files = opened.map((f) => f.file)
-    this.tensors = new Map([...entries].map(([name, e]) => [name, e.info]))
+    const tensors = new Map<string, TensorInfo>()
+    for (const [name, e] of entries) tensors.set(name, e.info)
+    this.tensors = tensors
   }
 
   get metadata(): Readonly<Record<string, string>> {
@@ -71,7 +96,7 @@ class TensorTable implements LoadedCheckpoint {
 
   readBytes(name: string): Uint8Array {
     const e = this.entry(name)
-    const out = new Uint8Array(e.byteLength)
+    const out = allocate(() => new Uint8Array(e.byteLength), e.byteLength, e.info)
     e.read(out, 0)
     return out
   }
@@ -82,12 +107,12 @@ class TensorTable implements LoadedCheckpoint {
     if (out && out.length !== n) {
       throw new UsageError({
         what: 'readF32 output has the wrong length',
-        where: `${e.info.file}: tensor ${name}`,
+        where: tensorWhere(e.info.file, name),
         expected: `${n} elements`,
         found: `${out.length}`,
       })
     }
-    const dst = out ?? new Float32Array(n)
+    const dst = out ?? allocate(() => new Float32Array(n), n * 4, e.info)
     if (e.info.dtype === 'F32') {
       // One read straight into the output's bytes (the file and the machine are little-endian).
       e.read(new Uint8Array(dst.buffer, dst.byteOffset, n * 4), 0)
@@ -95,7 +120,7 @@ class TensorTable implements LoadedCheckpoint {
     }
     const widen = e.info.dtype === 'F16' ? f16ToF32Array : bf16ToF32Array
     const chunk = e.ranged ? Math.min(WIDEN_CHUNK, n) : n
-    const tmp = new Uint16Array(chunk)
+    const tmp = allocate(() => new Uint16Array(chunk), chunk * 2, e.info)
     for (let i = 0; i < n; i += chunk) {
       const part = tmp.subarray(0, Math.min(chunk, n - i))
       e.read(new Uint8Array(part.buffer, 0, part.length * 2), i * 2)
@@ -111,20 +136,22 @@ class TensorTable implements LoadedCheckpoint {
   }
 
   private entry(name: string): TensorEntry {
-    if (this.closed) throw new CheckpointError({ what: `tensor ${name} read after close()`, where: this.dir })
+    if (this.closed) throw new CheckpointError({ what: `tensor ${messageName(name)} read after close()`, where: this.dir })
     const e = this.entries.get(name)
     if (e) return e
     const u = this.unsupported.get(name)
     if (u) {
       throw new CheckpointError({
         what: 'unsupported dtype',
-        where: `${u.file}: tensor ${name}`,
+        where: tensorWhere(u.file, name),
         expected: SUPPORTED_DTYPES,
-        found: u.dtype,
+        found: messageName(u.dtype),
         hint: DTYPE_HINT,
       })
     }
-    const some = [...this.entries.keys()].slice(0, 3).join(', ')
+    const first: string[] = []
+    for (const k of this.entries.keys()) if (first.push(messageName(k)) >= 3) break
+    const some = first.join(', ')
     throw new CheckpointError({
       what: `no tensor named ${show(name)}`,
       where: this.files.length === 1 ? this.files[0] : this.dir,
@@ -137,16 +164,39 @@ function single(format: CheckpointFormat, f: TensorFile): TensorTable {
   return new TensorTable(path.dirname(f.file), format, [f], f.tensors, f.unsupported)
 }
 
+/** A new array for a tensor; one too large for this machine is a ResourceError, not a RangeError. */
+function allocate<T>(make: () => T, bytes: number, info: TensorInfo): T {
+  try {
+    return make()
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e
+    throw new ResourceError({
+      what: 'not enough memory to read the tensor',
+      where: tensorWhere(info.file, info.name),
+      expected: `${bytes} bytes`,
+      found: e.message,
+    }, { cause: e })
+  }
+}
+
+function checkPathArgument(file: unknown, what: string): asserts file is string {
+  if (typeof file !== 'string' || file === '') {
+    throw new UsageError({ what: `${what} is not a path`, expected: 'a non-empty string', found: show(file) })
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Single files
 
 /** Opens one .safetensors file. */
 export function openSafetensors(file: string): LoadedCheckpoint {
+  checkPathArgument(file, 'safetensors file')
   return single('safetensors', loadSafetensorsFile(file))
 }
 
 /** Opens one torch.save zip checkpoint (pytorch_model.bin). */
 export function openTorchBin(file: string): LoadedCheckpoint {
+  checkPathArgument(file, 'torch checkpoint file')
   return single('pytorch-bin', loadTorchFile(file))
 }
 
@@ -173,9 +223,11 @@ const WEIGHT_FILES: ReadonlyArray<[string, CheckpointFormat]> = [
  * variant inserted before the extension when given.
  */
 export function openCheckpoint(dir: string, opts: OpenCheckpointOptions = {}): LoadedCheckpoint {
+  checkPathArgument(dir, 'model folder')
   const abs = path.resolve(dir)
-  const { variant } = opts
-  if (variant !== undefined && !/^[A-Za-z0-9_-]+$/.test(variant)) {
+  const { variant } = opts ?? {}
+  const access = { followSymlinks: opts?.followSymlinks === true }
+  if (variant !== undefined && (typeof variant !== 'string' || !/^[A-Za-z0-9_-]+$/.test(variant))) {
     throw new UsageError({ what: 'invalid weight variant', expected: 'letters, digits, "_" or "-" (e.g. bf16, fp16)', found: show(variant) })
   }
   checkFolder(abs, variant)
@@ -183,15 +235,16 @@ export function openCheckpoint(dir: string, opts: OpenCheckpointOptions = {}): L
     const name = addVariant(base, variant)
     const file = path.join(abs, name)
     if (!isFile(file)) continue
+    const real = insideFolder(abs, name, access, CheckpointError)
     switch (format) {
       case 'safetensors':
-        return single(format, loadSafetensorsFile(file))
+        return single(format, loadSafetensorsFile(file, real))
       case 'pytorch-bin':
-        return single(format, loadTorchFile(file))
+        return single(format, loadTorchFile(file, real))
       case 'safetensors-sharded':
-        return openSharded(abs, file, format, loadSafetensorsFile)
+        return openSharded(abs, file, real, format, loadSafetensorsFile, access)
       case 'pytorch-bin-sharded':
-        return openSharded(abs, file, format, loadTorchFile)
+        return openSharded(abs, file, real, format, loadTorchFile, access)
     }
   }
   throw noWeightsError(abs, variant)
@@ -201,7 +254,11 @@ function checkFolder(dir: string, variant: string | undefined): void {
   let st: fs.Stats
   try {
     st = fs.statSync(dir)
-  } catch {
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException | undefined)?.code
+    if (code !== undefined && code !== 'ENOENT' && code !== 'ENOTDIR') {
+      throw new CheckpointError({ what: `cannot read the model folder (${code})`, where: dir }, { cause: e })
+    }
     throw new CheckpointError({
       what: 'model folder not found',
       where: dir,
@@ -267,15 +324,22 @@ function noWeightsError(dir: string, variant: string | undefined): CheckpointErr
 function openSharded(
   dir: string,
   indexFile: string,
+  realIndex: string,
   format: CheckpointFormat,
-  load: (file: string) => TensorFile,
+  load: (file: string, openPath: string) => TensorFile,
+  access: { followSymlinks: boolean },
 ): LoadedCheckpoint {
-  const weightMap = readWeightMap(indexFile)
-  const shardPaths = new Map<string, string>() // shard name -> absolute path, in file name order
-  for (const shard of [...new Set(weightMap.values())].sort()) {
-    shardPaths.set(shard, resolveShard(dir, shard, indexFile))
+  const weightMap = readWeightMap(indexFile, realIndex)
+  const names = new Set<string>()
+  for (const shard of weightMap.values()) {
+    if (!names.has(shard) && names.add(shard).size > MAX_SHARDS) {
+      throw new CheckpointError({ what: 'weight_map names too many shard files', where: indexFile, expected: `at most ${MAX_SHARDS}`, hint: 'the index is corrupt' })
+    }
   }
-  for (const [shard, file] of shardPaths) {
+  // shard name -> [absolute path, real path], in file name order
+  const shardPaths = new Map<string, [string, string]>()
+  for (const shard of [...names].sort()) {
+    const file = resolveShard(dir, shard, indexFile)
     if (!isFile(file)) {
       throw new CheckpointError({
         what: `shard ${show(shard)} listed in weight_map does not exist`,
@@ -283,13 +347,25 @@ function openSharded(
         hint: 'download every shard of the checkpoint into the folder',
       })
     }
+    shardPaths.set(shard, [file, insideFolder(dir, path.relative(dir, file), access, CheckpointError)])
   }
   const opened: TensorFile[] = []
   try {
+    // Two names of one file ("a.safetensors", "./a.safetensors") open it once.
+    const byReal = new Map<string, TensorFile>()
     const byShard = new Map<string, TensorFile>()
-    for (const [shard, file] of shardPaths) {
-      const f = load(file)
-      opened.push(f)
+    let count = 0
+    for (const [shard, [file, real]] of shardPaths) {
+      let f = byReal.get(real)
+      if (!f) {
+        f = load(file, real)
+        opened.push(f)
+        byReal.set(real, f)
+        count += f.tensors.size + f.unsupported.size
+        if (count > MAX_TENSORS_PER_FILE) {
+          throw new CheckpointError({ what: 'the shards hold too many tensors', where: indexFile, expected: `at most ${MAX_TENSORS_PER_FILE}`, found: `${count} so far` })
+        }
+      }
       byShard.set(shard, f)
     }
     const entries = new Map<string, TensorEntry>()
@@ -303,7 +379,7 @@ function openSharded(
       else {
         throw new CheckpointError({
           what: `tensor is listed in ${path.basename(indexFile)} but missing from its shard`,
-          where: `${f.file}: tensor ${name}`,
+          where: tensorWhere(f.file, name),
           hint: 'the index and the shards do not match; download the checkpoint again',
         })
       }
@@ -328,14 +404,13 @@ function addUnlistedTensors(
 ): void {
   const seenIn = new Map<string, string>()
   for (const f of opened) {
-    const names = [...f.tensors.keys(), ...f.unsupported.keys()]
-    for (const name of names) {
+    for (const name of chain(f.tensors.keys(), f.unsupported.keys())) {
       if (weightMap.has(name)) continue
       const other = seenIn.get(name)
       if (other !== undefined) {
         throw new CheckpointError({
           what: `tensor is in two shards and not in the weight_map`,
-          where: `${f.file}: tensor ${name}`,
+          where: tensorWhere(f.file, name),
           found: `also in ${other}`,
           hint: 'the index and the shards do not match; download the checkpoint again',
         })
@@ -348,17 +423,27 @@ function addUnlistedTensors(
   }
 }
 
-/** Reads an index file's weight_map as name -> shard file name. */
-function readWeightMap(indexFile: string): Map<string, string> {
-  const index = readJsonFile(indexFile, 'sharded checkpoint index')
+function* chain<T>(a: Iterable<T>, b: Iterable<T>): Generator<T> {
+  yield* a
+  yield* b
+}
+
+/** Reads an index file's weight_map as name -> shard file name (`realIndex`: the file really read). */
+function readWeightMap(indexFile: string, realIndex: string): Map<string, string> {
+  const index = parseJson(readTextCapped(realIndex, 'sharded checkpoint index', FILE_CAPS.json, CheckpointError, true), indexFile, 'sharded checkpoint index', CheckpointError)
   const weightMap = isPlainObject(index) ? index.weight_map : undefined
   if (!isPlainObject(weightMap)) {
     throw new CheckpointError({ what: 'index has no "weight_map" object', where: indexFile, found: show(weightMap) })
   }
   const out = new Map<string, string>()
-  for (const [name, shard] of Object.entries(weightMap)) {
+  for (const name in weightMap) {
+    if (!Object.hasOwn(weightMap, name)) continue
+    const shard = weightMap[name]
     if (typeof shard !== 'string') {
-      throw new CheckpointError({ what: 'weight_map value is not a file name', where: `${indexFile}: tensor ${name}`, found: show(shard) })
+      throw new CheckpointError({ what: 'weight_map value is not a file name', where: tensorWhere(indexFile, name), found: show(shard) })
+    }
+    if (out.size >= MAX_TENSORS_PER_FILE) {
+      throw new CheckpointError({ what: 'weight_map lists too many tensors', where: indexFile, expected: `at most ${MAX_TENSORS_PER_FILE}`, hint: 'the index is corrupt' })
     }
     out.set(name, shard)
   }
@@ -385,34 +470,41 @@ function resolveShard(dir: string, shard: string, indexFile: string): string {
 // ---------------------------------------------------------------------------------------------------
 // JSON
 
-type ErrorClass = new (details: ErrorDetails) => RefgptError
-
 /**
- * Reads and parses a JSON file. A missing, unreadable, oversized or malformed file is a one-line error
- * of class `ErrorClass` (CheckpointError unless told, e.g. ConfigError for config.json) naming the file;
- * `what` says what the file is ("config", "sharded checkpoint index").
+ * Reads and parses a JSON file. A missing, unreadable, oversized (FILE_CAPS.json), non-UTF-8 or malformed
+ * file is a one-line error of class `ErrorClass` (CheckpointError unless told, e.g. ConfigError for
+ * config.json) naming the file; `what` says what the file is ("config", "sharded checkpoint index").
+ * A UTF-8 byte order mark is dropped.
  */
 export function readJsonFile(file: string, what: string, ErrorClass: ErrorClass = CheckpointError): unknown {
-  const abs = path.resolve(file)
-  let text: string
-  try {
-    const st = fs.statSync(abs)
-    if (!st.isFile()) throw new ErrorClass({ what: `${what} is not a file`, where: abs })
-    if (st.size > MAX_JSON_BYTES) {
-      throw new ErrorClass({ what: `${what} is too large`, where: abs, expected: `at most ${MAX_JSON_BYTES} bytes`, found: `${st.size}` })
-    }
-    text = new TextDecoder('utf-8', { fatal: true }).decode(fs.readFileSync(abs))
-  } catch (e) {
-    if (e instanceof RefgptError) throw e
-    const code = (e as NodeJS.ErrnoException).code
-    if (code === 'ENOENT') throw new ErrorClass({ what: `${what} does not exist`, where: abs })
-    if (e instanceof TypeError) throw new ErrorClass({ what: `${what} is not valid UTF-8`, where: abs })
-    throw new ErrorClass({ what: `cannot read ${what} (${code ?? String(e)})`, where: abs })
+  if (typeof file !== 'string' || file === '') throw new ErrorClass({ what: `${what} path is not a string`, found: show(file) })
+  return parseJson(readTextCapped(file, what, FILE_CAPS.json, ErrorClass, true), path.resolve(file), what, ErrorClass)
+}
+
+function parseJson(text: string, where: string, what: string, ErrorClass: ErrorClass): unknown {
+  if (countJsonValues(text, MAX_JSON_VALUES) > MAX_JSON_VALUES) {
+    throw new ErrorClass({ what: `${what} holds too many JSON values`, where, expected: `at most ${MAX_JSON_VALUES}`, hint: 'the file is corrupt or not what it is named' })
   }
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1) // a UTF-8 byte order mark
   try {
     return JSON.parse(text)
   } catch (e) {
-    throw new ErrorClass({ what: `${what} is not valid JSON`, where: abs, found: (e as Error).message })
+    throw new ErrorClass({ what: `${what} is not valid JSON`, where, found: e instanceof Error ? e.message.slice(0, 200) : undefined })
   }
+}
+
+/**
+ * An upper bound on the number of values in JSON `text` (commas and opening brackets outside strings,
+ * plus one), counted without parsing and stopping once past `stop`.
+ */
+export function countJsonValues(text: string, stop: number): number {
+  let n = 1
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) {
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++
+    } else if ((c === 0x2c || c === 0x5b || c === 0x7b) && ++n > stop) {
+      return n
+    }
+  }
+  return n
 }

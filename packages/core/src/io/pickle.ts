@@ -12,9 +12,14 @@
 //   torch.<dtype> (float32, bfloat16, ...)           -> dtypes (arguments of _rebuild_tensor_v3)
 //
 // Any other global, and any opcode not listed below, is a CheckpointError that names the file. Every
-// length is checked against the remaining bytes before slicing; stack, marks and memo are bounded.
+// length is checked against the remaining bytes before slicing; stack, marks and memo are bounded, and so
+// is what the pickle builds: items per list/tuple/dict, container items and objects over the whole pickle
+// (each also at most one per byte of pickle), all checked BEFORE anything grows. A real state dict
+// (GPT-J 6B: a 100 KB pickle, ~300 tensors) is far below every cap; a few hundred KB of deflated
+// `DUP APPEND` (256 MB of pickle) used to grow an array past V8's limit and abort the process.
 
 import { CheckpointError, show } from '../errors.js'
+import { messageName } from './safetensors.js'
 
 // ---------------------------------------------------------------------------------------------------
 // Values
@@ -170,17 +175,44 @@ const REFUSED_OPS: Record<number, string> = {
   0x92: 'NEWOBJ_EX', 0x96: 'BYTEARRAY8', 0x97: 'NEXT_BUFFER', 0x98: 'READONLY_BUFFER',
 }
 
-const MAX_STACK = 1 << 20
-const MAX_MARKS = 1 << 16
-const MAX_MEMO = 1 << 22
+/** Values on the pickle stack at once (a state dict's SETITEMS holds 2 per tensor: 100,000 tensors fit). */
+export const MAX_PICKLE_STACK = 1 << 20
+/** Nested MARKs (torch.save nests a handful). */
+export const MAX_PICKLE_MARKS = 1 << 16
+/** Memo entries (also at most one per byte of pickle); a state dict memoizes a few per tensor. */
+export const MAX_PICKLE_MEMO = 1 << 22
+/**
+ * Items in one list, tuple or dict. A state dict has one per tensor (< 100,000 in any real model); V8 aborts
+ * the process (uncatchable) on an array of ~2^27 and throws on a Map of 2^24.
+ */
+export const MAX_CONTAINER_ITEMS = 1 << 22
+/**
+ * Items added to containers over the whole pickle (also at most one per byte of pickle): ~8 bytes of
+ * memory each, so at most ~130 MB. A state dict adds ~20 per tensor.
+ */
+export const MAX_PICKLE_ELEMENTS = 1 << 24
+/**
+ * Objects the pickle creates (strings, bytes, floats, big integers, lists, tuples, tensors, ...; a dict counts
+ * 4, its Map weighs ~230 bytes), also at most one per byte of pickle: ~75 bytes each, so at most ~300 MB.
+ * A state dict creates ~15 per tensor.
+ */
+export const MAX_PICKLE_OBJECTS = 1 << 22
+/** Bytes of a GLOBAL module or name line. */
 const MAX_LINE = 1024
+/** Bytes of a LONG1/LONG4 integer. */
 const MAX_LONG_BYTES = 1024
+/** Dimensions of a tensor (numpy's limit is 64; weights have at most 4 or 5). */
+const MAX_RANK = 64
+/** An empty tuple is immutable: one instance serves every EMPTY_TUPLE. */
+const EMPTY_TUPLE = new PickleTuple(Object.freeze([]) as unknown as PickleValue[])
 
 export interface UnpickleOptions {
   /** The checkpoint file, for error messages. */
   file: string
   /** The pickle's name inside the file ("archive/data.pkl"), for error messages. */
   entry: string
+  /** Lower caps than the defaults (tests use small ones; a cap can only be lowered). */
+  limits?: { containerItems?: number; elements?: number; objects?: number; memo?: number }
 }
 
 /** Runs the restricted unpickler over `data` and returns the pickled object. */
@@ -198,9 +230,24 @@ class Unpickler {
   private readonly marks: number[] = []
   private readonly memo = new Map<number, PickleValue>()
   private readonly text = new TextDecoder('utf-8')
+  /** What the pickle may still add to containers, and create, before it is refused. */
+  private elementsLeft: number
+  private objectsLeft: number
+  private readonly maxElements: number
+  private readonly maxObjects: number
+  private readonly maxMemo: number
+  private readonly maxItems: number
 
   constructor(private readonly data: Uint8Array, private readonly opts: UnpickleOptions) {
     this.view = new DataView(data.buffer, data.byteOffset, data.byteLength)
+    const lim = opts.limits ?? {}
+    const cap = (max: number, lower: number | undefined): number => Math.min(max, lower ?? max)
+    this.maxElements = Math.min(data.length, cap(MAX_PICKLE_ELEMENTS, lim.elements))
+    this.maxObjects = Math.min(data.length, cap(MAX_PICKLE_OBJECTS, lim.objects))
+    this.maxMemo = Math.min(data.length, cap(MAX_PICKLE_MEMO, lim.memo))
+    this.maxItems = cap(MAX_CONTAINER_ITEMS, lim.containerItems)
+    this.elementsLeft = this.maxElements
+    this.objectsLeft = this.maxObjects
   }
 
   run(): PickleValue {
@@ -234,41 +281,49 @@ class Unpickler {
       case OP.BININT2: return this.push(this.view.getUint16(this.take(2), true))
       case OP.LONG1: return this.push(this.long(this.u8()))
       case OP.LONG4: return this.push(this.long(this.u32()))
-      case OP.BINFLOAT: return this.push(this.view.getFloat64(this.take(8), false))
+      case OP.BINFLOAT: return this.push(this.created(this.view.getFloat64(this.take(8), false)))
       case OP.SHORT_BINUNICODE: return this.push(this.str(this.u8()))
       case OP.BINUNICODE: return this.push(this.str(this.u32()))
       case OP.BINUNICODE8: return this.push(this.str(this.u64()))
-      case OP.SHORT_BINBYTES: return this.push(this.bytes(this.u8()).slice())
-      case OP.BINBYTES: return this.push(this.bytes(this.u32()).slice())
-      case OP.BINBYTES8: return this.push(this.bytes(this.u64()).slice())
+      case OP.SHORT_BINBYTES: return this.push(this.created(this.bytes(this.u8()).slice()))
+      case OP.BINBYTES: return this.push(this.created(this.bytes(this.u32()).slice()))
+      case OP.BINBYTES8: return this.push(this.created(this.bytes(this.u64()).slice()))
 
-      // --- containers
-      case OP.EMPTY_DICT: return this.push(new PickleDict())
-      case OP.EMPTY_LIST: return this.push([])
-      case OP.EMPTY_TUPLE: return this.push(new PickleTuple([]))
+      // --- containers (every growth is counted and checked before it happens)
+      case OP.EMPTY_DICT: return this.push(this.newDict())
+      case OP.EMPTY_LIST: return this.push(this.created([]))
+      case OP.EMPTY_TUPLE: return this.push(EMPTY_TUPLE)
       case OP.MARK:
-        if (this.marks.length >= MAX_MARKS) throw this.fail('too many nested MARKs')
+        if (this.marks.length >= MAX_PICKLE_MARKS) throw this.fail('too many nested MARKs')
         this.marks.push(this.stack.length)
         return
-      case OP.TUPLE: return this.push(new PickleTuple(this.popMark()))
-      case OP.TUPLE1: return this.push(new PickleTuple(this.popN(1)))
-      case OP.TUPLE2: return this.push(new PickleTuple(this.popN(2)))
-      case OP.TUPLE3: return this.push(new PickleTuple(this.popN(3)))
-      case OP.LIST: return this.push(this.popMark())
+      case OP.TUPLE: return this.push(this.newTuple(this.popMark()))
+      case OP.TUPLE1: return this.push(this.newTuple(this.popN(1)))
+      case OP.TUPLE2: return this.push(this.newTuple(this.popN(2)))
+      case OP.TUPLE3: return this.push(this.newTuple(this.popN(3)))
+      case OP.LIST: {
+        const items = this.popMark()
+        this.grow('list', 0, items.length)
+        return this.push(this.created(items))
+      }
       case OP.DICT: {
-        const d = new PickleDict()
-        this.setItems(d, this.popMark())
+        const items = this.popMark()
+        const d = this.newDict()
+        this.setItems(d, items)
         return this.push(d)
       }
       case OP.APPEND: {
         const v = this.pop()
-        this.list(this.top()).push(v)
+        const l = this.list(this.top())
+        this.grow('list', l.length, 1)
+        l.push(v)
         return
       }
       case OP.APPENDS: {
         const items = this.popMark()
         const l = this.list(this.top())
-        for (const v of items) l.push(v)
+        this.grow('list', l.length, items.length)
+        for (let i = 0; i < items.length; i++) l.push(items[i])
         return
       }
       case OP.SETITEM: {
@@ -312,7 +367,7 @@ class Unpickler {
         if (!(cls instanceof PickleGlobal) || cls.type.kind !== 'OrderedDict' || !(args instanceof PickleTuple) || args.items.length) {
           throw this.fail(`NEWOBJ is only supported for collections.OrderedDict()`)
         }
-        return this.push(new PickleDict())
+        return this.push(this.newDict())
       }
       case OP.BUILD: {
         const state = this.pop()
@@ -321,7 +376,7 @@ class Unpickler {
         obj.state = state
         return
       }
-      case OP.BINPERSID: return this.push(this.persistentLoad(this.pop()))
+      case OP.BINPERSID: return this.push(this.created(this.persistentLoad(this.pop())))
     }
     const name = REFUSED_OPS[op]
     throw this.fail(`unsupported pickle opcode 0x${op.toString(16).padStart(2, '0')}${name ? ` (${name})` : ''}`)
@@ -332,13 +387,14 @@ class Unpickler {
   private global(module: string, name: string): PickleGlobal {
     const type = lookupGlobal(module, name)
     if (!type) {
+      const q = `${module}.${name}`
       throw this.fail(
-        `refuses to load global '${module}.${name}'`,
+        `refuses to load global ${q.length <= 200 && /^[\x20-\x7e]*$/.test(q) ? `'${q}'` : show(q, 200)}`,
         'a weights file should only rebuild tensors; this one references other Python code and may be malicious, ' +
           'so use model.safetensors from a trusted source',
       )
     }
-    return new PickleGlobal(module, name, type)
+    return this.created(new PickleGlobal(module, name, type))
   }
 
   /** REDUCE: applies an allow-listed callable (implemented here) to its argument tuple. */
@@ -354,7 +410,7 @@ class Unpickler {
     switch (fn.type.kind) {
       case 'OrderedDict':
         if (a.length !== 0) throw this.fail('collections.OrderedDict with arguments is not supported')
-        return new PickleDict()
+        return this.newDict()
       case 'rebuild_tensor': // (storage, storage_offset, size, stride)
         arity(4, 4)
         return this.tensor(a[0], a[1], a[2], a[3])
@@ -394,8 +450,9 @@ class Unpickler {
     if (strides.length !== shape.length) {
       throw this.fail(`tensor stride ${show(strides)} does not match its size ${show(shape)}`)
     }
+    if (shape.length > MAX_RANK) throw this.fail(`tensor has ${shape.length} dimensions, more than ${MAX_RANK}`)
     const t = dtype ?? storage.dtype
-    return new TorchTensor(storage, { dtype: t.dtype, itemSize: t.itemSize }, this.int(offset, 'storage offset'), shape, strides)
+    return this.created(new TorchTensor(storage, { dtype: t.dtype, itemSize: t.itemSize }, this.int(offset, 'storage offset'), shape, strides))
   }
 
   /** BINPERSID: ('storage', storage type, key, location, numel) -> TorchStorage. */
@@ -419,6 +476,7 @@ class Unpickler {
 
   private intTuple(v: PickleValue, what: string): number[] {
     if (!(v instanceof PickleTuple)) throw this.fail(`${what} is ${describe(v)}, not a tuple`)
+    if (v.items.length > MAX_RANK) throw this.fail(`${what} has ${v.items.length} dimensions, more than ${MAX_RANK}`)
     return v.items.map((x) => this.int(x, what))
   }
 
@@ -434,6 +492,7 @@ class Unpickler {
 
   private setItems(d: PickleDict, items: PickleValue[]): void {
     if (items.length % 2 !== 0) throw this.fail('odd number of items for a dict')
+    this.grow('dict', d.map.size, items.length / 2)
     for (let i = 0; i < items.length; i += 2) {
       const k = items[i]
       if (k !== null && typeof k === 'object') throw this.fail(`unsupported dict key ${describe(k)}`)
@@ -441,10 +500,51 @@ class Unpickler {
     }
   }
 
+  // --- growth caps
+
+  /**
+   * Before `n` items are added to a `kind` holding `have`: refuses a container over MAX_CONTAINER_ITEMS
+   * and a pickle over its element budget.
+   */
+  private grow(kind: string, have: number, n: number): void {
+    if (have + n > this.maxItems) {
+      throw this.fail(`${kind} has more than ${this.maxItems} items`, 'no state dict is that large; the pickle is corrupt or hostile')
+    }
+    this.elementsLeft -= n
+    if (this.elementsLeft < 0) {
+      throw this.fail(
+        `pickle adds more than ${this.maxElements} items to containers (at most one per byte, and ${MAX_PICKLE_ELEMENTS})`,
+        'no state dict is that large; the pickle is corrupt or hostile',
+      )
+    }
+  }
+
+  /** Counts `units` new objects against the pickle's object budget; returns `v`. */
+  private created<T>(v: T, units = 1): T {
+    this.objectsLeft -= units
+    if (this.objectsLeft < 0) {
+      throw this.fail(
+        `pickle creates more than ${this.maxObjects} objects (at most one per byte, and ${MAX_PICKLE_OBJECTS})`,
+        'no state dict is that large; the pickle is corrupt or hostile',
+      )
+    }
+    return v
+  }
+
+  private newDict(): PickleDict {
+    this.created(null, 4)
+    return new PickleDict()
+  }
+
+  private newTuple(items: PickleValue[]): PickleTuple {
+    this.grow('tuple', 0, items.length)
+    return this.created(new PickleTuple(items))
+  }
+
   // --- stack and memo
 
   private push(v: PickleValue): void {
-    if (this.stack.length >= MAX_STACK) throw this.fail('pickle stack too deep')
+    if (this.stack.length >= MAX_PICKLE_STACK) throw this.fail('pickle stack too deep')
     this.stack.push(v)
   }
 
@@ -473,7 +573,9 @@ class Unpickler {
   }
 
   private put(index: number): void {
-    if (this.memo.size >= MAX_MEMO && !this.memo.has(index)) throw this.fail('pickle memo too large')
+    if (this.memo.size >= this.maxMemo && !this.memo.has(index)) {
+      throw this.fail(`pickle memo has more than ${this.maxMemo} entries (at most one per byte, and ${MAX_PICKLE_MEMO})`)
+    }
     this.memo.set(index, this.top())
   }
 
@@ -517,7 +619,8 @@ class Unpickler {
   }
 
   private str(n: number): string {
-    return this.text.decode(this.bytes(n))
+    const s = this.text.decode(this.bytes(n))
+    return s.length > 1 ? this.created(s) : s // V8 shares empty and one-character strings
   }
 
   /** A GLOBAL argument: text up to the next newline (bounded). */
@@ -537,12 +640,12 @@ class Unpickler {
     let x = 0n
     for (let i = n - 1; i >= 0; i--) x = (x << 8n) | BigInt(b[i])
     if (n > 0 && b[n - 1] & 0x80) x -= 1n << BigInt(8 * n)
-    return x >= BigInt(Number.MIN_SAFE_INTEGER) && x <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : x
+    return x >= BigInt(Number.MIN_SAFE_INTEGER) && x <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : this.created(x)
   }
 
   private fail(what: string, hint?: string): CheckpointError {
     return new CheckpointError({
-      what: `${what} (${this.opts.entry}, byte ${this.opPos})`,
+      what: `${what} (${messageName(this.opts.entry)}, byte ${this.opPos})`,
       where: this.opts.file,
       hint: hint ?? 'data.pkl is not a torch.save state dict that refgpt can read; convert the checkpoint to safetensors',
     })

@@ -13,15 +13,26 @@
 //              require the tensors to cover it exactly: sorted by offset, no overlap, no hole.
 //
 // Nothing read from the file is trusted: every length and offset is checked against the file size before
-// anything is allocated from it.
+// anything is allocated from it, the number of tensors is counted (a cheap scan of the header bytes)
+// before the header is parsed, and every failure is a one-line CheckpointError.
 
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { CheckpointError, show } from '../errors.js'
+import { CheckpointError, RefgptError, show } from '../errors.js'
 import type { DType, TensorInfo } from './types.js'
 
 /** The reference implementation's limit on the header length. */
 export const MAX_SAFETENSORS_HEADER = 100_000_000
+
+/**
+ * Most tensors one weights file (or one sharded checkpoint) may hold. Real models have far fewer (GPT-J 6B:
+ * 285; the largest mixture-of-experts checkpoints: < 100,000); a 100 MB header of empty tensors could
+ * otherwise declare 1.6 million, which took 11 s and 1.7 GB to open.
+ */
+export const MAX_TENSORS_PER_FILE = 1 << 18
+
+/** Most dimensions a tensor may have (numpy's limit is 64; weights have at most 4 or 5). */
+export const MAX_TENSOR_RANK = 64
 
 /** Largest single readSync (Node refuses lengths of 2 GiB and more). */
 const MAX_READ_CHUNK = 1 << 30
@@ -34,6 +45,7 @@ export class RandomAccessFile {
   readonly path: string
   readonly size: number
   private fd: number | undefined
+  private readonly closeHooks: (() => void)[] = []
 
   private constructor(file: string, fd: number, size: number) {
     this.path = file
@@ -41,25 +53,42 @@ export class RandomAccessFile {
     this.size = size
   }
 
-  /** Opens `file` (made absolute) for reading; a missing file or a folder is a CheckpointError. */
-  static open(file: string): RandomAccessFile {
+  /**
+   * Opens `file` (made absolute) for reading; a missing file, a folder, a pipe or device is a CheckpointError.
+   * `openPath`, when given, is what is really opened (the resolved real path of `file`); errors still name `file`.
+   */
+  static open(file: string, openPath?: string): RandomAccessFile {
+    if (typeof file !== 'string' || (openPath !== undefined && typeof openPath !== 'string')) {
+      throw new CheckpointError({ what: 'weights file path is not a string', found: show(file) })
+    }
     const abs = path.resolve(file)
     let fd: number
     try {
-      fd = fs.openSync(abs, 'r')
+      // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer (it is refused below)
+      fd = fs.openSync(path.resolve(openPath ?? abs), fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0))
     } catch (e) {
       throw fsError(abs, e)
     }
     try {
       const st = fs.fstatSync(fd)
       if (!st.isFile()) {
-        throw new CheckpointError({ what: 'is not a regular file', where: abs, hint: 'pass the path of a weights file' })
+        throw new CheckpointError({
+          what: 'is not a regular file',
+          where: abs,
+          found: st.isDirectory() ? 'a folder' : 'a device, pipe or socket',
+          hint: 'pass the path of a weights file',
+        })
       }
       return new RandomAccessFile(abs, fd, st.size)
     } catch (e) {
-      fs.closeSync(fd)
-      throw e
+      closeQuietly(fd)
+      throw e instanceof RefgptError ? e : fsError(abs, e)
     }
+  }
+
+  /** Runs `fn` when the file is closed (frees what was cached from it). */
+  onClose(fn: () => void): void {
+    this.closeHooks.push(fn)
   }
 
   get closed(): boolean {
@@ -84,7 +113,13 @@ export class RandomAccessFile {
     let done = 0
     while (done < dst.length) {
       const want = Math.min(dst.length - done, MAX_READ_CHUNK)
-      const got = fs.readSync(fd, dst, done, want, position + done)
+      let got: number
+      try {
+        got = fs.readSync(fd, dst, done, want, position + done)
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException | undefined)?.code
+        throw new CheckpointError({ what: `cannot read file (${code ?? String(e)})`, where: this.path, found: `at offset ${position + done}` }, { cause: e })
+      }
       if (got === 0) {
         throw new CheckpointError({
           what: 'file ended early',
@@ -100,8 +135,9 @@ export class RandomAccessFile {
 
   close(): void {
     if (this.fd !== undefined) {
-      fs.closeSync(this.fd)
+      closeQuietly(this.fd)
       this.fd = undefined
+      for (const fn of this.closeHooks.splice(0)) fn()
     }
   }
 
@@ -118,12 +154,24 @@ export class RandomAccessFile {
   }
 }
 
+/** Closes a read-only descriptor; a failure (nothing was written) is not worth reporting. */
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd)
+  } catch {
+    // ignored
+  }
+}
+
 /** A CheckpointError for a failed open/stat of `file`. */
 export function fsError(file: string, e: unknown): CheckpointError {
   const code = (e as NodeJS.ErrnoException | undefined)?.code
   if (code === 'ENOENT') return new CheckpointError({ what: 'file does not exist', where: file })
   if (code === 'EISDIR') {
     return new CheckpointError({ what: 'is a folder, not a file', where: file, hint: 'pass the path of a weights file' })
+  }
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new CheckpointError({ what: `no permission to read the file (${code})`, where: file }, { cause: e })
   }
   return new CheckpointError({ what: `cannot open file (${code ?? String(e)})`, where: file }, { cause: e })
 }
@@ -166,9 +214,22 @@ export const SUPPORTED_DTYPES = 'F32, F16, BF16'
 export const DTYPE_HINT =
   'refgpt reads F32, F16 and BF16 weights; convert the checkpoint, e.g. model.to(torch.float32).save_pretrained(...)'
 
+/**
+ * `<file>: tensor <name>` for error messages. A name from a file is untrusted: one that is long or not
+ * printable ASCII is quoted and shortened (show), so that a message stays one short line.
+ */
+export function tensorWhere(file: string, name: string): string {
+  return `${file}: tensor ${messageName(name)}`
+}
+
+/** A name from a file as it may appear in a message: as is when short printable ASCII, else quoted by show. */
+export function messageName(name: unknown): string {
+  return typeof name === 'string' && name.length <= 200 && /^[\x20-\x7e]*$/.test(name) ? name : show(name, 200)
+}
+
 /** Element count of `shape`, or undefined when it is not a safe integer. */
 export function shapeSize(shape: readonly number[]): number | undefined {
-  if (shape.some((d) => d === 0)) return 0
+  for (const d of shape) if (d === 0) return 0
   let n = 1
   for (const d of shape) {
     if (n > Number.MAX_SAFE_INTEGER / d) return undefined
@@ -198,9 +259,35 @@ interface HeaderEntry {
   end: number
 }
 
-/** Opens and validates a safetensors file. The descriptor stays open in the result's `handle`. */
-export function loadSafetensorsFile(file: string): TensorFile {
-  const handle = RandomAccessFile.open(file)
+/** A tensor of a safetensors file: a byte range of the open file (a class, not closures: one small object each). */
+class RangeEntry implements TensorEntry {
+  readonly ranged = true
+  constructor(
+    readonly info: TensorInfo,
+    readonly byteLength: number,
+    private readonly handle: RandomAccessFile,
+    private readonly position: number,
+  ) {}
+
+  read(dst: Uint8Array, start: number): void {
+    if (start < 0 || start + dst.length > this.byteLength) {
+      throw new CheckpointError({
+        what: 'read past the end of a tensor',
+        where: tensorWhere(this.info.file, this.info.name),
+        expected: `a range inside ${this.byteLength} bytes`,
+        found: `${dst.length} bytes at ${start}`,
+      })
+    }
+    this.handle.readInto(dst, this.position + start)
+  }
+}
+
+/**
+ * Opens and validates a safetensors file. The descriptor stays open in the result's `handle`. `openPath`,
+ * when given, is the file really opened (the resolved real path of `file`); messages name `file`.
+ */
+export function loadSafetensorsFile(file: string, openPath?: string): TensorFile {
+  const handle = RandomAccessFile.open(file, openPath)
   try {
     const { entries, metadata, dataStart } = readHeader(handle)
     const tensors = new Map<string, TensorEntry>()
@@ -210,19 +297,14 @@ export function loadSafetensorsFile(file: string): TensorFile {
         unsupported.set(e.name, { name: e.name, dtype: e.dtype, shape: e.shape, file: handle.path })
         continue
       }
-      const position = dataStart + e.begin
-      tensors.set(e.name, {
-        info: { name: e.name, dtype: e.dtype as DType, shape: e.shape, size: e.size, file: handle.path },
-        byteLength: e.end - e.begin,
-        read: (dst, start) => handle.readInto(dst, position + start),
-        ranged: true,
-      })
+      const info: TensorInfo = { name: e.name, dtype: e.dtype as DType, shape: e.shape, size: e.size, file: handle.path }
+      tensors.set(e.name, new RangeEntry(info, e.end - e.begin, handle, dataStart + e.begin))
     }
     if (tensors.size === 0 && unsupported.size > 0) {
       const first = unsupported.values().next().value as UnsupportedTensor
       throw new CheckpointError({
         what: `no tensor has a supported dtype`,
-        where: `${handle.path}: tensor ${first.name}`,
+        where: tensorWhere(handle.path, first.name),
         expected: SUPPORTED_DTYPES,
         found: first.dtype,
         hint: DTYPE_HINT,
@@ -257,13 +339,23 @@ function readHeader(handle: RandomAccessFile): { entries: HeaderEntry[]; metadat
     })
   }
   const n = Number(headerLen)
-  const text = decodeUtf8(handle.read(8, n), where, 'safetensors header')
+  const bytes = handle.read(8, n)
+  if (countTopLevelMembers(bytes, MAX_TENSORS_PER_FILE, '__metadata__') > MAX_TENSORS_PER_FILE) {
+    throw new CheckpointError({
+      what: 'safetensors header declares too many tensors',
+      where,
+      expected: `at most ${MAX_TENSORS_PER_FILE} tensors`,
+      found: `more than ${MAX_TENSORS_PER_FILE}`,
+      hint: 'no real model has that many; the file is corrupt or hostile',
+    })
+  }
+  const text = decodeUtf8(bytes, where, 'safetensors header')
   let json: unknown
   try {
     if (!text.startsWith('{')) throw new SyntaxError('does not start with "{"')
     json = JSON.parse(text)
   } catch (e) {
-    throw new CheckpointError({ what: 'safetensors header is not valid JSON', where, found: (e as Error).message, hint })
+    throw new CheckpointError({ what: 'safetensors header is not valid JSON', where, found: e instanceof Error ? e.message.slice(0, 200) : undefined, hint })
   }
   if (!isPlainObject(json)) {
     throw new CheckpointError({ what: 'safetensors header is not a JSON object', where, hint })
@@ -272,24 +364,79 @@ function readHeader(handle: RandomAccessFile): { entries: HeaderEntry[]; metadat
   const dataLen = handle.size - dataStart
   let metadata: Record<string, string> = {}
   const entries: HeaderEntry[] = []
-  for (const [name, value] of Object.entries(json)) {
+  for (const name in json) {
+    if (!Object.hasOwn(json, name)) continue
+    const value = json[name]
     if (name === '__metadata__') metadata = parseMetadata(value, where)
-    else entries.push(parseEntry(name, value, dataLen, where))
+    else {
+      // the scan above counted members of well-formed JSON exactly; this keeps the bound whatever it saw
+      if (entries.length >= MAX_TENSORS_PER_FILE) {
+        throw new CheckpointError({ what: 'safetensors header declares too many tensors', where, expected: `at most ${MAX_TENSORS_PER_FILE} tensors` })
+      }
+      entries.push(parseEntry(name, value, dataLen, where))
+    }
   }
   checkCoverage(entries, dataLen, where)
   return { entries, metadata, dataStart }
 }
 
-function parseMetadata(value: unknown, where: string): Record<string, string> {
-  if (!isPlainObject(value) || !Object.values(value).every((v) => typeof v === 'string')) {
-    throw new CheckpointError({ what: '__metadata__ is not a map of strings', where, found: show(value) })
+/**
+ * The number of members of the top-level JSON object in `bytes`, counted without parsing (keys at depth 1,
+ * strings skipped), leaving out a member whose key is literally `skipKey`, and stopping once the count
+ * passes `stop`. Exact for well-formed JSON (an escaped `skipKey` is counted); for anything else JSON.parse
+ * reports the error.
+ */
+export function countTopLevelMembers(bytes: Uint8Array, stop: number, skipKey = ''): number {
+  const skip = new TextEncoder().encode(skipKey)
+  let depth = 0
+  let members = 0
+  let expectKey = false
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]
+    if (c === 0x22) {
+      // a string: skip to its closing quote (a backslash escapes the next byte)
+      const start = i + 1
+      for (i++; i < bytes.length && bytes[i] !== 0x22; i++) if (bytes[i] === 0x5c) i++
+      if (depth === 1 && expectKey) {
+        expectKey = false
+        if (!(skip.length > 0 && sameBytes(bytes, start, i, skip)) && ++members > stop) return members
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++
+      if (depth === 1) expectKey = true
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--
+      if (depth === 0) break
+    } else if (c === 0x2c && depth === 1) {
+      expectKey = true
+    }
   }
+  return members
+}
+
+function sameBytes(bytes: Uint8Array, start: number, end: number, want: Uint8Array): boolean {
+  if (end - start !== want.length) return false
+  for (let j = 0; j < want.length; j++) if (bytes[start + j] !== want[j]) return false
+  return true
+}
+
+function parseMetadata(value: unknown, where: string): Record<string, string> {
+  let ok = isPlainObject(value)
+  if (ok) {
+    for (const k in value as object) {
+      if (Object.hasOwn(value as object, k) && typeof (value as Record<string, unknown>)[k] !== 'string') {
+        ok = false
+        break
+      }
+    }
+  }
+  if (!ok) throw new CheckpointError({ what: '__metadata__ is not a map of strings', where, found: show(value) })
   return value as Record<string, string>
 }
 
 /** Validates one header entry: known dtype, sane shape, offsets inside the data region and matching the shape. */
 function parseEntry(name: string, value: unknown, dataLen: number, file: string): HeaderEntry {
-  const where = `${file}: tensor ${name}`
+  const where = tensorWhere(file, name)
   if (!isPlainObject(value)) {
     throw new CheckpointError({ what: 'header entry is not an object', where, found: show(value) })
   }
@@ -299,6 +446,9 @@ function parseEntry(name: string, value: unknown, dataLen: number, file: string)
   }
   if (!Array.isArray(shape) || !shape.every(isNonNegativeInt)) {
     throw new CheckpointError({ what: 'shape is not a list of non-negative integers', where, found: show(shape) })
+  }
+  if (shape.length > MAX_TENSOR_RANK) {
+    throw new CheckpointError({ what: 'shape has too many dimensions', where, expected: `at most ${MAX_TENSOR_RANK}`, found: `${shape.length}` })
   }
   const size = shapeSize(shape)
   if (size === undefined) {
@@ -343,8 +493,8 @@ function checkCoverage(entries: HeaderEntry[], dataLen: number, file: string): v
     const e = entries[i]
     if (e.begin < prev.end) {
       throw new CheckpointError({
-        what: `tensor data overlaps tensor ${prev.name}`,
-        where: `${file}: tensor ${e.name}`,
+        what: `tensor data overlaps tensor ${messageName(prev.name)}`,
+        where: tensorWhere(file, e.name),
         expected: `data_offsets starting at ${prev.end} or later`,
         found: `[${e.begin}, ${e.end}]`,
       })
@@ -355,7 +505,7 @@ function checkCoverage(entries: HeaderEntry[], dataLen: number, file: string): v
     if (e.begin !== pos) {
       throw new CheckpointError({
         what: 'hole in the data region before this tensor',
-        where: `${file}: tensor ${e.name}`,
+        where: tensorWhere(file, e.name),
         expected: `data_offsets starting at ${pos}`,
         found: `[${e.begin}, ${e.end}]`,
       })

@@ -9,14 +9,21 @@
 // <archive> is any folder name ("archive", "pytorch_model", ...). Several tensors may share a storage
 // (a tied lm_head.weight aliases transformer.wte.weight): each appears under its own name. Tensor bytes
 // are read from the file when asked for, never at open.
+//
+// torch.save stores storages uncompressed; a zip re-packed with deflate still loads, but each compressed
+// storage must be no larger than the tensors that view it need (else a few tiny tensors could make every
+// read inflate a 1 GiB storage), and it is inflated once per open checkpoint (ZipArchive.readWholeCached).
 
-import { CheckpointError } from '../errors.js'
+import { CheckpointError, show } from '../errors.js'
 import { PickleDict, TorchTensor, describe, unpickle, type PickleValue } from './pickle.js'
 import type { DType } from './types.js'
 import {
+  MAX_TENSORS_PER_FILE,
   RandomAccessFile,
   isLfsPointer,
+  messageName,
   shapeSize,
+  tensorWhere,
   type TensorEntry,
   type TensorFile,
   type UnsupportedTensor,
@@ -33,9 +40,12 @@ const SUPPORTED: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16'])
 const LEGACY_HINT =
   "re-save with torch.save(state_dict, path, _use_new_zipfile_serialization=True) or convert to safetensors"
 
-/** Opens and validates a torch.save zip checkpoint. The descriptor stays open in the result's `handle`. */
-export function loadTorchFile(file: string): TensorFile {
-  const handle = RandomAccessFile.open(file)
+/**
+ * Opens and validates a torch.save zip checkpoint. The descriptor stays open in the result's `handle`.
+ * `openPath`, when given, is the file really opened (the resolved real path of `file`); messages name `file`.
+ */
+export function loadTorchFile(file: string, openPath?: string): TensorFile {
+  const handle = RandomAccessFile.open(file, openPath)
   try {
     checkMagic(handle)
     const zip = new ZipArchive(handle)
@@ -47,22 +57,40 @@ export function loadTorchFile(file: string): TensorFile {
     const tensors = new Map<string, TensorEntry>()
     const unsupported = new Map<string, UnsupportedTensor>()
     const storageTypes = new Map<string, string>()
+    /** Compressed storages -> the most bytes any tensor viewing them needs. */
+    const compressedExtent = new Map<ZipEntry, number>()
+    let count = 0
     for (const [name, value] of stateDict.map) {
       if (typeof name !== 'string' || !(value instanceof TorchTensor)) continue // non-tensor state (ints, extra state)
-      const where = `${handle.path}: tensor ${name}`
+      if (++count > MAX_TENSORS_PER_FILE) {
+        throw new CheckpointError({ what: 'the state dict holds too many tensors', where: handle.path, expected: `at most ${MAX_TENSORS_PER_FILE}` })
+      }
+      const where = tensorWhere(handle.path, name)
       const storage = storageEntry(zip, prefix, value, where, storageTypes)
-      const size = checkView(value, storage, where)
+      const { size, endByte } = checkView(value, storage, where)
+      if (!isStored(storage)) compressedExtent.set(storage, Math.max(compressedExtent.get(storage) ?? 0, endByte))
       if (!SUPPORTED.has(value.dtype.dtype)) {
         unsupported.set(name, { name, dtype: `${value.dtype.dtype} (${value.storage.typeName})`, shape: value.shape, file: handle.path })
         continue
       }
       tensors.set(name, tensorEntry(zip, storage, value, name, size))
     }
+    for (const [storage, extent] of compressedExtent) {
+      if (storage.size > extent) {
+        throw new CheckpointError({
+          what: 'compressed storage larger than the tensors that view it',
+          where: `${handle.path}: ${messageName(storage.name)}`,
+          expected: `at most ${extent} bytes (the largest tensor view of it)`,
+          found: `${storage.size} bytes`,
+          hint: 'torch.save does not compress storages; re-save the checkpoint with torch.save or convert it to safetensors',
+        })
+      }
+    }
     if (tensors.size === 0) {
       const first = unsupported.values().next().value as UnsupportedTensor | undefined
       throw new CheckpointError({
         what: first ? 'no tensor has a supported dtype' : 'the state dict holds no tensors',
-        where: first ? `${handle.path}: tensor ${first.name}` : handle.path,
+        where: first ? tensorWhere(handle.path, first.name) : handle.path,
         expected: first ? 'F32, F16, BF16' : undefined,
         found: first?.dtype,
         hint: 'refgpt reads float32/float16/bfloat16 weights saved with torch.save(model.state_dict())',
@@ -112,7 +140,7 @@ function findArchivePrefix(zip: ZipArchive, file: string): string {
     throw new CheckpointError({
       what: prefixes.length ? 'zip holds several data.pkl files' : 'zip has no <archive>/data.pkl: not a torch.save checkpoint',
       where: file,
-      found: prefixes.length ? prefixes.join(', ') : undefined,
+      found: prefixes.length ? `${prefixes.slice(0, 3).map(messageName).join(', ')}${prefixes.length > 3 ? `, … (${prefixes.length})` : ''}` : undefined,
       hint: LEGACY_HINT,
     })
   }
@@ -125,7 +153,7 @@ function checkByteOrder(zip: ZipArchive, prefix: string, file: string): void {
   if (!entry) return // older torch: always little-endian in practice
   const order = new TextDecoder().decode(zip.readWhole(entry, 64, 'byteorder')).trim()
   if (order !== 'little') {
-    throw new CheckpointError({ what: 'storages are not little-endian', where: file, expected: 'little', found: order, hint: 'convert the checkpoint to safetensors' })
+    throw new CheckpointError({ what: 'storages are not little-endian', where: file, expected: 'little', found: show(order), hint: 'convert the checkpoint to safetensors' })
   }
 }
 
@@ -145,7 +173,8 @@ function selectStateDict(root: PickleValue, file: string): PickleDict {
     const inner = root.map.get(key)
     if (inner instanceof PickleDict && hasTensor(inner)) return inner
   }
-  const keys = [...root.map.keys()].slice(0, 5).map(String)
+  const keys: string[] = []
+  for (const k of root.map.keys()) if (keys.push(typeof k === 'string' ? messageName(k) : String(k)) >= 5) break
   throw new CheckpointError({
     what: 'data.pkl holds no tensors at the top level nor under state_dict/model/module',
     where: file,
@@ -164,17 +193,17 @@ function storageEntry(zip: ZipArchive, prefix: string, t: TorchTensor, where: st
   const s = t.storage
   const entry = zip.entries.get(`${prefix}/data/${s.key}`)
   if (!entry) {
-    throw new CheckpointError({ what: `storage ${JSON.stringify(s.key)} is missing from the archive`, where, hint: 'the file is incomplete; download it again' })
+    throw new CheckpointError({ what: `storage ${show(s.key)} is missing from the archive`, where, hint: 'the file is incomplete; download it again' })
   }
   const known = types.get(s.key)
   if (known !== undefined && known !== s.typeName) {
-    throw new CheckpointError({ what: `storage ${JSON.stringify(s.key)} is used with two types`, where, expected: known, found: s.typeName })
+    throw new CheckpointError({ what: `storage ${show(s.key)} is used with two types`, where, expected: known, found: s.typeName })
   }
   types.set(s.key, s.typeName)
   const bytes = s.numel * s.dtype.itemSize
   if (entry.size !== bytes) {
     throw new CheckpointError({
-      what: `storage ${JSON.stringify(s.key)} has the wrong size`,
+      what: `storage ${show(s.key)} has the wrong size`,
       where,
       expected: `${s.numel} x ${s.dtype.itemSize} = ${bytes} bytes`,
       found: `${entry.size}`,
@@ -184,11 +213,14 @@ function storageEntry(zip: ZipArchive, prefix: string, t: TorchTensor, where: st
   return entry
 }
 
-/** Checks that the tensor's strided view lies inside its storage; returns its element count. */
-function checkView(t: TorchTensor, storage: ZipEntry, where: string): number {
+/**
+ * Checks that the tensor's strided view lies inside its storage; returns its element count and the end of
+ * the bytes of the storage it views.
+ */
+function checkView(t: TorchTensor, storage: ZipEntry, where: string): { size: number; endByte: number } {
   const size = shapeSize(t.shape)
-  if (size === undefined) throw new CheckpointError({ what: 'tensor shape has too many elements', where, found: JSON.stringify(t.shape) })
-  if (size === 0) return 0
+  if (size === undefined) throw new CheckpointError({ what: 'tensor shape has too many elements', where, found: show(t.shape) })
+  if (size === 0) return { size: 0, endByte: 0 }
   // Last element touched, in elements of the tensor's dtype. Huge values stay huge (doubles do not wrap).
   let last = t.offset
   for (let d = 0; d < t.shape.length; d++) last += (t.shape[d] - 1) * t.stride[d]
@@ -198,11 +230,16 @@ function checkView(t: TorchTensor, storage: ZipEntry, where: string): number {
       what: 'tensor extends past the end of its storage',
       where,
       expected: `at most ${storage.size} bytes`,
-      found: `offset ${t.offset}, shape ${JSON.stringify(t.shape)}, stride ${JSON.stringify(t.stride)} -> ${endByte} bytes`,
+      found: `offset ${t.offset}, shape ${show(t.shape)}, stride ${show(t.stride)} -> ${endByte} bytes`,
       hint: 'the file is corrupt; download it again',
     })
   }
-  return size
+  return { size, endByte }
+}
+
+/** A stored (uncompressed) entry, read by range; anything else is inflated whole. */
+function isStored(entry: ZipEntry): boolean {
+  return entry.method === 0 && entry.compressedSize === entry.size
 }
 
 /** torch's is_contiguous: row-major strides, ignoring dimensions of size 1. */
@@ -222,7 +259,7 @@ function tensorEntry(zip: ZipArchive, storage: ZipEntry, t: TorchTensor, name: s
   const byteLength = size * itemSize
   const start = t.offset * itemSize
   const info = { name, dtype: t.dtype.dtype as DType, shape: t.shape, size, file: zip.file.path }
-  const stored = storage.method === 0 && storage.compressedSize === storage.size
+  const stored = isStored(storage)
   if (isContiguous(t.shape, t.stride)) {
     if (stored) {
       return { info, byteLength, ranged: true, read: (dst, at) => zip.readRange(storage, dst, start + at) }
@@ -239,9 +276,9 @@ function tensorEntry(zip: ZipArchive, storage: ZipEntry, t: TorchTensor, name: s
   if (byteLength > zip.file.size) {
     throw new CheckpointError({
       what: 'strided tensor view is larger than the whole file',
-      where: `${zip.file.path}: tensor ${name}`,
+      where: tensorWhere(zip.file.path, name),
       expected: `at most ${zip.file.size} bytes`,
-      found: `${byteLength} (shape ${JSON.stringify(t.shape)}, stride ${JSON.stringify(t.stride)})`,
+      found: `${byteLength} (shape ${show(t.shape)}, stride ${show(t.stride)})`,
     })
   }
   let last = t.offset
@@ -262,8 +299,9 @@ function tensorEntry(zip: ZipArchive, storage: ZipEntry, t: TorchTensor, name: s
   return { info, byteLength, ranged: false, read }
 }
 
+/** A compressed storage, inflated (and CRC-checked) on its first read and kept until close. */
 function readInflated(zip: ZipArchive, storage: ZipEntry): Uint8Array {
-  return zip.readWhole(storage, MAX_INFLATED_STORAGE, 'compressed tensor storage')
+  return zip.readWholeCached(storage, MAX_INFLATED_STORAGE, 'compressed tensor storage')
 }
 
 /** Copies the elements of a strided view (strides in elements, relative to `src`) into row-major `out`. */

@@ -2,7 +2,9 @@
 //
 // It reads the central directory (ZIP64 included: a 24 GB GPT-J checkpoint has entries beyond 4 GiB) and
 // each entry's local header, so that a stored (method 0) entry can be read lazily at any offset straight
-// from the file. Deflated (method 8) entries are inflated whole, up to a caller-given size limit.
+// from the file. Deflated (method 8) entries are inflated whole, up to a caller-given size limit, and
+// checked against their CRC-32 (zlib.crc32, or a table where this Node lacks it); readWholeCached keeps
+// them (up to INFLATE_CACHE_BYTES, freed when the file is closed) so that each is inflated once.
 // Not supported: multi-disk archives, encryption, other compression methods.
 //
 // Layout reminder (all integers little-endian):
@@ -12,7 +14,8 @@
 
 import * as zlib from 'node:zlib'
 import { CheckpointError } from '../errors.js'
-import type { RandomAccessFile } from './safetensors.js'
+import { messageName, type RandomAccessFile } from './safetensors.js'
+import { crc32 as defaultCrc32 } from './write.js'
 
 const SIG_LOCAL = 0x04034b50
 const SIG_CENTRAL = 0x02014b50
@@ -28,6 +31,22 @@ const LOCAL_SIZE = 30
 const MAX_COMMENT = 0xffff
 /** Bound on the central directory we are willing to read (a 24 GB torch zip has ~100 kB of it). */
 const MAX_CENTRAL_DIRECTORY = 64 << 20
+/**
+ * Most bytes of inflated entries one archive keeps for reuse (least recently used dropped first). Matches
+ * the largest compressed storage torch.ts inflates, so that any one storage stays cached while it is read.
+ */
+export const INFLATE_CACHE_BYTES = 1 << 30
+
+let inflates = 0
+/** How many entries have been inflated since the process started (tests check that caching works). */
+export function inflateCount(): number {
+  return inflates
+}
+
+export interface ZipOptions {
+  /** CRC-32 implementation (tests pass the table-driven fallback; default: zlib.crc32 where available). */
+  crc32?: (data: Uint8Array) => number
+}
 
 export interface ZipEntry {
   name: string
@@ -46,11 +65,46 @@ export interface ZipEntry {
 export class ZipArchive {
   readonly file: RandomAccessFile
   readonly entries: Map<string, ZipEntry>
+  private readonly crc32: (data: Uint8Array) => number
+  /** Inflated entries kept by readWholeCached, least recently used first. */
+  private readonly cache = new Map<string, Uint8Array>()
+  private cachedBytes = 0
 
-  constructor(file: RandomAccessFile) {
+  constructor(file: RandomAccessFile, opts: ZipOptions = {}) {
     this.file = file
+    this.crc32 = opts.crc32 ?? ((d) => defaultCrc32(d))
     const dir = readEndOfCentralDirectory(file)
     this.entries = readCentralDirectory(file, dir)
+    file.onClose(() => this.clearCache())
+  }
+
+  /**
+   * readWhole, keeping the result (up to INFLATE_CACHE_BYTES in all) until the file is closed, so that
+   * tensors viewing one compressed storage inflate and CRC-check it once. Callers must not modify it.
+   */
+  readWholeCached(entry: ZipEntry, maxBytes: number, what: string): Uint8Array {
+    const hit = this.cache.get(entry.name)
+    if (hit) {
+      this.cache.delete(entry.name) // most recently used goes last
+      this.cache.set(entry.name, hit)
+      return hit
+    }
+    const data = this.readWhole(entry, maxBytes, what)
+    if (this.file.closed || data.length > INFLATE_CACHE_BYTES) return data
+    for (const [name, old] of this.cache) {
+      if (this.cachedBytes + data.length <= INFLATE_CACHE_BYTES) break
+      this.cache.delete(name)
+      this.cachedBytes -= old.length
+    }
+    this.cache.set(entry.name, data)
+    this.cachedBytes += data.length
+    return data
+  }
+
+  /** Drops the inflated entries kept by readWholeCached. */
+  clearCache(): void {
+    this.cache.clear()
+    this.cachedBytes = 0
   }
 
   /**
@@ -58,7 +112,7 @@ export class ZipArchive {
    * `what` names the entry's role in error messages ("data.pkl", "tensor storage").
    */
   readWhole(entry: ZipEntry, maxBytes: number, what: string): Uint8Array {
-    const where = `${this.file.path}: ${entry.name}`
+    const where = `${this.file.path}: ${messageName(entry.name)}`
     if (entry.size > maxBytes) {
       throw new CheckpointError({
         what: `${what} is too large to read into memory`,
@@ -89,19 +143,19 @@ export class ZipArchive {
         hint: 're-save the checkpoint with torch.save or convert it to safetensors',
       })
     }
-    checkCrc(data, entry, where)
+    verifyCrc32(data, entry.crc32, where, this.crc32)
     return data
   }
 
   /** Fills `dst` with the bytes of a stored entry starting at byte `start` of the entry. */
   readRange(entry: ZipEntry, dst: Uint8Array, start: number): void {
     if (entry.method !== 0 || entry.compressedSize !== entry.size) {
-      throw new CheckpointError({ what: 'compressed zip entry cannot be read in parts', where: `${this.file.path}: ${entry.name}` })
+      throw new CheckpointError({ what: 'compressed zip entry cannot be read in parts', where: `${this.file.path}: ${messageName(entry.name)}` })
     }
-    if (start < 0 || start + dst.length > entry.size) {
+    if (!Number.isSafeInteger(start) || start < 0 || start + dst.length > entry.size) {
       throw new CheckpointError({
         what: 'read past the end of a zip entry',
-        where: `${this.file.path}: ${entry.name}`,
+        where: `${this.file.path}: ${messageName(entry.name)}`,
         expected: `a range inside ${entry.size} bytes`,
         found: `${dst.length} bytes at ${start}`,
       })
@@ -208,10 +262,10 @@ function readCentralDirectory(file: RandomAccessFile, loc: CentralDirectoryLocat
     // ZIP64 extra field: replaces, in this order, the fields stored as 0xFFFFFFFF.
     if (size === 0xffffffff || compressedSize === 0xffffffff || localHeaderOffset === 0xffffffff) {
       const extra = findExtraField(v, p + CENTRAL_SIZE + nameLen, extraLen, 0x0001)
-      if (!extra) throw zipError(file, `zip entry ${name} lacks its ZIP64 extra field`)
+      if (!extra) throw zipError(file, `zip entry ${messageName(name)} lacks its ZIP64 extra field`)
       let q = extra.start
       const take = (what: string): number => {
-        if (q + 8 > extra.end) throw zipError(file, `zip entry ${name} has a short ZIP64 extra field`)
+        if (q + 8 > extra.end) throw zipError(file, `zip entry ${messageName(name)} has a short ZIP64 extra field`)
         const x = u64(v, q, file, what)
         q += 8
         return x
@@ -220,8 +274,8 @@ function readCentralDirectory(file: RandomAccessFile, loc: CentralDirectoryLocat
       if (compressedSize === 0xffffffff) compressedSize = take('entry compressed size')
       if (localHeaderOffset === 0xffffffff) localHeaderOffset = take('local header offset')
     }
-    if (flags & 1) throw zipError(file, `zip entry ${name} is encrypted`)
-    if (entries.has(name)) throw zipError(file, `zip entry ${name} appears twice`)
+    if (flags & 1) throw zipError(file, `zip entry ${messageName(name)} is encrypted`)
+    if (entries.has(name)) throw zipError(file, `zip entry ${messageName(name)} appears twice`)
     const dataOffset = readLocalHeader(file, name, localHeaderOffset, compressedSize, loc.offset)
     entries.set(name, { name, method, flags, crc32, compressedSize, size, localHeaderOffset, dataOffset })
     p = end
@@ -231,12 +285,12 @@ function readCentralDirectory(file: RandomAccessFile, loc: CentralDirectoryLocat
 
 /** Checks an entry's local header and returns the offset of its data (which must end before `limit`). */
 function readLocalHeader(file: RandomAccessFile, name: string, offset: number, compressedSize: number, limit: number): number {
-  if (offset + LOCAL_SIZE > limit) throw zipError(file, `zip entry ${name} has its local header outside the file`)
+  if (offset + LOCAL_SIZE > limit) throw zipError(file, `zip entry ${messageName(name)} has its local header outside the file`)
   const h = view(file.read(offset, LOCAL_SIZE))
-  if (h.getUint32(0, true) !== SIG_LOCAL) throw zipError(file, `zip entry ${name} has a bad local header signature`)
+  if (h.getUint32(0, true) !== SIG_LOCAL) throw zipError(file, `zip entry ${messageName(name)} has a bad local header signature`)
   const dataOffset = offset + LOCAL_SIZE + h.getUint16(26, true) + h.getUint16(28, true)
   if (dataOffset + compressedSize > limit) {
-    throw zipError(file, `zip entry ${name} extends past the central directory`, {
+    throw zipError(file, `zip entry ${messageName(name)} extends past the central directory`, {
       expected: `data ending by offset ${limit}`,
       found: `${compressedSize} bytes at offset ${dataOffset}`,
     })
@@ -260,11 +314,13 @@ function findExtraField(v: DataView, start: number, len: number, id: number): { 
 
 /** Inflates raw deflate data that must expand to exactly `size` bytes. */
 function inflate(compressed: Uint8Array, size: number, where: string): Uint8Array {
+  inflates++
   let out: Buffer
   try {
     out = zlib.inflateRawSync(compressed, { maxOutputLength: Math.max(size, 1) })
   } catch (e) {
-    throw new CheckpointError({ what: 'zip entry does not inflate', where, expected: `${size} bytes`, found: (e as Error).message })
+    const found = e instanceof Error ? e.message.slice(0, 200) : undefined
+    throw new CheckpointError({ what: 'zip entry does not inflate', where, expected: `${size} bytes`, found }, { cause: e })
   }
   if (out.length !== size) {
     throw new CheckpointError({ what: 'zip entry inflates to the wrong size', where, expected: `${size} bytes`, found: `${out.length}` })
@@ -272,16 +328,17 @@ function inflate(compressed: Uint8Array, size: number, where: string): Uint8Arra
   return new Uint8Array(out.buffer, out.byteOffset, out.length)
 }
 
-/** Verifies the CRC-32 of a fully read entry (when this Node has zlib.crc32, i.e. 20.15 and later). */
-function checkCrc(data: Uint8Array, entry: ZipEntry, where: string): void {
-  const crc32 = (zlib as { crc32?: (data: Uint8Array) => number }).crc32
-  if (typeof crc32 !== 'function') return
-  const found = crc32(data) >>> 0
-  if (found !== entry.crc32) {
+/**
+ * Verifies the CRC-32 of a fully read entry, with `impl` (default: write.ts's crc32, which is zlib.crc32
+ * where this Node has it, 20.15 and later, else the table-driven crc32Table).
+ */
+export function verifyCrc32(data: Uint8Array, expected: number, where: string, impl: (data: Uint8Array) => number = (d) => defaultCrc32(d)): void {
+  const found = impl(data) >>> 0
+  if (found !== expected >>> 0) {
     throw new CheckpointError({
       what: 'zip entry CRC-32 mismatch',
       where,
-      expected: hex(entry.crc32),
+      expected: hex(expected >>> 0),
       found: hex(found),
       hint: 'the file is corrupt; download it again',
     })

@@ -92,6 +92,17 @@ export interface SharedWeights {
 
 // --- reading config.json fields with Hugging Face's defaults ------------------------------------
 
+/**
+ * Most layers a config.json may declare. The largest published GPT-style models have about a hundred
+ * (GPT-3 175B: 96); per-layer tables (attention kinds, placement) are built from this count before
+ * the checkpoint is walked, and loadModel also bounds it by the checkpoint's tensor count.
+ */
+export const MAX_LAYERS = 4096
+/** Longest list of token ids config.json may give for bos/eos/pad (models use one or a few). */
+export const MAX_TOKEN_IDS = 1024
+/** Largest LayerNorm epsilon accepted (models use 1e-5 .. 1e-12; beyond 1 it is not a normalization). */
+export const MAX_LAYER_NORM_EPSILON = 1
+
 /** Typed access to a config.json object; every error names the file and the field. */
 export class ConfigReader {
   constructor(
@@ -126,11 +137,24 @@ export class ConfigReader {
     return this.int(key, undefined, min)
   }
 
-  num(key: string, def: number, min = 0): number {
+  /** The number of layers: an integer in [1, MAX_LAYERS]. */
+  layerCount(key: string, def: number): number {
+    const v = this.json[key]
+    if (typeof v === 'number' && Number.isInteger(v) && v > MAX_LAYERS)
+      this.fail(key, `an integer in [1, ${MAX_LAYERS}]`, v, 'no GPT-style model has that many layers; is config.json from this model?')
+    return this.int(key, def, 1, MAX_LAYERS)
+  }
+
+  num(key: string, def: number, min = 0, max = Number.MAX_VALUE): number {
     const v = this.json[key]
     if (v === undefined || v === null) return def
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) this.fail(key, `a number >= ${min}`, v)
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) this.fail(key, max === Number.MAX_VALUE ? `a number >= ${min}` : `a number in [${min}, ${max}]`, v)
     return v
+  }
+
+  /** LayerNorm epsilon: a number in [0, MAX_LAYER_NORM_EPSILON]. */
+  epsilon(key: string, def: number): number {
+    return this.num(key, def, 0, MAX_LAYER_NORM_EPSILON)
   }
 
   bool(key: string, def: boolean): boolean {
@@ -152,9 +176,10 @@ export class ConfigReader {
     const v = this.json[key]
     if (v === undefined) return def
     if (v === null) return null
-    if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v
-    if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) return v as number[]
-    return this.fail(key, 'a token id, a list of token ids or null', v)
+    const isId = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 2 ** 31 - 1
+    if (isId(v)) return v as number
+    if (Array.isArray(v) && v.length > 0 && v.length <= MAX_TOKEN_IDS && v.every(isId)) return v.slice() as number[]
+    return this.fail(key, `a token id (0 .. 2^31-1), a list of at most ${MAX_TOKEN_IDS} token ids, or null`, v)
   }
 
   /** HF ACT2FN names -> the device's activation kinds. */

@@ -25,7 +25,10 @@ export interface Weights {
   /** The placement group (wasm32 memory) of each layer; group 0 holds the embeddings and the head. */
   layerGroup: number[]
   nGroups: number
-  /** Per group: GPT-J's sin/cos table [nPositions, rotaryDim/2, 2], or null. */
+  /**
+   * Per group: GPT-J's sin/cos table [nCtx, rotaryDim/2, 2] (the positions a session may use: check()
+   * bounds them by nCtx; a caller running other positions must bound them by nCtx too), or null.
+   */
   rotary: (Buf | null)[]
   /** The longest sequence a session may run (LoadOptions.maxContext). */
   nCtx: number

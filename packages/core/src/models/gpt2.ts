@@ -61,7 +61,7 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
   const nEmbd = c.int('n_embd', 768)
   const nHead = c.int('n_head', 12)
   const headDim = c.divisible('n_embd', nEmbd, 'n_head', nHead)
-  const nLayer = c.int('n_layer', 12)
+  const nLayer = c.layerCount('n_layer', 12)
   const scaleWeights = c.bool('scale_attn_weights', true)
   const byLayer = c.bool('scale_attn_by_inverse_layer_idx', false)
   return {
@@ -73,7 +73,7 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
     nInner: c.optionalInt('n_inner') ?? 4 * nEmbd,
     nVocab: c.int('vocab_size', 50257),
     nPositions: c.int('n_positions', 1024),
-    eps: c.num('layer_norm_epsilon', 1e-5),
+    eps: c.epsilon('layer_norm_epsilon', 1e-5),
     act: c.activation('activation_function', 'gelu_new'),
     rotaryDim: 0,
     layers: Array.from({ length: nLayer }, (_, l) => ({

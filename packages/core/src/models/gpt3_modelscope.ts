@@ -81,7 +81,7 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
   const nEmbd = c.int('hidden_size', 768)
   const nHead = c.int('num_attention_heads', 12)
   const headDim = c.divisible('hidden_size', nEmbd, 'num_attention_heads', nHead)
-  const nLayer = c.int('num_hidden_layers', 12)
+  const nLayer = c.layerCount('num_hidden_layers', 12)
   const gen = generationConfig(json, file)
   return {
     family: 'gpt3',
@@ -92,7 +92,7 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
     nInner: 4 * nEmbd, // hard-wired in backbone.py; intermediate_size / ffn_hidden_size are ignored
     nVocab: c.int('vocab_size', 25600),
     nPositions: c.int('max_position_embeddings', 2048),
-    eps: c.num('layernorm_epsilon', 1e-12),
+    eps: c.epsilon('layernorm_epsilon', 1e-12),
     act: 'gelu_erf', // F.gelu whatever hidden_act says
     rotaryDim: 0,
     layers: Array.from({ length: nLayer }, () => ({ attention: 'global' as const, window: 0, scale: 1 / Math.fround(Math.sqrt(headDim)) })),

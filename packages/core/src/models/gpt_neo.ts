@@ -6,7 +6,7 @@
 //   - q/k/v projections have no bias; out_proj has one. Weights are nn.Linear ([out, in]).
 
 import { ConfigError, show } from '../errors.js'
-import { type Arch, ConfigReader, type LayerKind, type Linear, type Norm, type SharedWeights, type Traits } from './arch.js'
+import { type Arch, ConfigReader, MAX_LAYERS, type LayerKind, type Linear, type Norm, type SharedWeights, type Traits } from './arch.js'
 import type { Buf } from '../device/types.js'
 import { add, type Bwd, type Fwd, type GradOf, layerNorm, layerNormBackward, mlp, mlpBackward, selfAttention, selfAttentionBackward } from './layers.js'
 import type { WeightReader } from './weights.js'
@@ -58,9 +58,9 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
   const c = new ConfigReader(json, file)
   const nEmbd = c.int('hidden_size', 2048)
   const nHead = c.int('num_heads', 16)
-  const nLayer = c.int('num_layers', 24)
+  const nLayer = c.layerCount('num_layers', 24)
   const window = c.int('window_size', 256)
-  const kinds = expandAttentionTypes(json.attention_types ?? [[['global', 'local'], 12]], file)
+  const kinds = expandAttentionTypes(json.attention_types ?? [[['global', 'local'], 12]], file, nLayer)
   if (kinds.length !== nLayer)
     throw new ConfigError({
       where: `${file}: field "attention_types"`,
@@ -77,7 +77,7 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
     nInner: c.optionalInt('intermediate_size') ?? 4 * nEmbd,
     nVocab: c.int('vocab_size', 50257),
     nPositions: c.int('max_position_embeddings', 2048),
-    eps: c.num('layer_norm_epsilon', 1e-5),
+    eps: c.epsilon('layer_norm_epsilon', 1e-5),
     act: c.activation('activation_function', 'gelu_new'),
     rotaryDim: 0,
     layers: kinds.map((k): LayerKind => ({ attention: k, window: k === 'local' ? window : 0, scale: 1 })),
@@ -88,8 +88,11 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
   }
 }
 
-/** HF's expand_attention_types_params: [[["global","local"], 12]] -> global, local, global, local, ... */
-export function expandAttentionTypes(types: unknown, file: string): ('global' | 'local')[] {
+/**
+ * HF's expand_attention_types_params: [[["global","local"], 12]] -> global, local, global, local, ...
+ * The expansion is counted before it is built: more than `maxLayers` kinds is an error.
+ */
+export function expandAttentionTypes(types: unknown, file: string, maxLayers = MAX_LAYERS): ('global' | 'local')[] {
   const bad = (found: unknown): never => {
     throw new ConfigError({
       where: `${file}: field "attention_types"`,
@@ -99,14 +102,24 @@ export function expandAttentionTypes(types: unknown, file: string): ('global' | 
     })
   }
   if (!Array.isArray(types)) bad(types)
-  const out: ('global' | 'local')[] = []
+  let total = 0
   for (const item of types as unknown[]) {
     if (!Array.isArray(item) || item.length !== 2 || !Array.isArray(item[0])) bad(item)
     const [kinds, repeat] = item as [unknown[], unknown]
     if (typeof repeat !== 'number' || !Number.isInteger(repeat) || repeat < 0 || repeat > 10000) bad(item)
+    total += kinds.length * (repeat as number)
+    if (total > maxLayers)
+      throw new ConfigError({
+        where: `${file}: field "attention_types"`,
+        what: 'expands to more layers than num_layers',
+        expected: `${maxLayers} layers`,
+        found: `more than ${maxLayers}`,
+      })
     for (const k of kinds) if (k !== 'global' && k !== 'local') bad(k)
-    for (let i = 0; i < (repeat as number); i++) out.push(...(kinds as ('global' | 'local')[]))
   }
+  const out: ('global' | 'local')[] = []
+  for (const item of types as [('global' | 'local')[], number][])
+    for (let i = 0; i < item[1]; i++) for (const k of item[0]) out.push(k)
   return out
 }
 

@@ -52,7 +52,7 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
   const nEmbd = c.int('n_embd', 4096)
   const nHead = c.int('n_head', 16)
   const headDim = c.divisible('n_embd', nEmbd, 'n_head', nHead)
-  const nLayer = c.int('n_layer', 28)
+  const nLayer = c.layerCount('n_layer', 28)
   // GPTJConfig: rotary_dim defaults to 64 when the field is missing; an explicit null means the whole head
   const rotaryDim = json.rotary_dim === undefined ? 64 : (c.optionalInt('rotary_dim') ?? headDim)
   if (rotaryDim > headDim || rotaryDim % 2 !== 0)
@@ -72,7 +72,7 @@ export function parseConfig(json: Record<string, unknown>, file: string): Arch {
     nInner: c.optionalInt('n_inner') ?? 4 * nEmbd,
     nVocab: c.int('vocab_size', 50400),
     nPositions: c.int('n_positions', 2048),
-    eps: c.num('layer_norm_epsilon', 1e-5),
+    eps: c.epsilon('layer_norm_epsilon', 1e-5),
     act: c.activation('activation_function', 'gelu_new'),
     rotaryDim,
     layers: Array.from({ length: nLayer }, () => ({ attention: 'global' as const, window: 0, scale: 1 / Math.sqrt(headDim) })),

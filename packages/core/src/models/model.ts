@@ -4,17 +4,19 @@
 // A Model holds only immutable weights; model.createSession() makes the state that runs it
 // (activations, KV-cache slots: decoder.ts). Devices come by name from the device registry.
 
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { createDevice, deviceNames, type DeviceOptions } from '../device/registry.js'
 import { rotaryTable, storageBytes } from '../device/storage.js'
 import type { Buf, Device, Storage } from '../device/types.js'
 import { CheckpointError, ConfigError, UsageError, show } from '../errors.js'
+import { FILE_CAPS, insideFolder, readTextCapped } from '../io/files.js'
 import { openCheckpoint, readJsonFile } from '../io/index.js'
 import type { LoadedCheckpoint } from '../io/index.js'
 import type { CheckpointFormat, DType } from '../io/types.js'
 import type { Arch, Family, Traits, Weight } from './arch.js'
 import { Session, runtimeBytes, type SessionOptions, type Weights } from './decoder.js'
+import { checkMaxMemory, checkMemory, estimateMemory, planWeights, BUFFER_SLACK_BYTES, type MemoryEstimate, type WeightPlan } from './memory.js'
 import { FAMILIES, PREFIXES, type FamilyModule } from './registry.js'
 import { shapeConfig, randomCheckpoint } from './random.js'
 import { WeightReader } from './weights.js'
@@ -41,6 +43,14 @@ export interface LoadOptions extends DeviceOptions {
   sequences?: number
   /** Token rows per forward step of a session that does not choose (longer prompts run in chunks). Default 64. */
   maxBatchTokens?: number
+  /**
+   * Bytes the model may use (weights, KV cache, activations: see estimateMemory). Default: the memory
+   * available (free memory bounded by the cgroup limit). loadModel refuses with a ResourceError, before
+   * allocating anything, a model that needs more.
+   */
+  maxMemory?: number
+  /** Follow symlinks that lead out of the model folder (default false: refused with an error). */
+  followSymlinks?: boolean
 }
 
 export interface ModelInfo {
@@ -71,6 +81,8 @@ export interface ModelInfo {
   groups: number
   /** Weight bytes one decoded token reads: every block, the final norm and the LM head (one embedding row aside). */
   decodeBytesPerToken: number
+  /** The memory estimate loadModel checks: weights, KV cache at maxContext, activations, total, available. */
+  memory: MemoryEstimate
 }
 
 export interface Model {
@@ -126,17 +138,28 @@ function parseModelConfig(config: unknown, configFile: string, modelTypeOverride
   return { family, modelType: modelType as string, arch: family.parseConfig(json, configFile), config: json }
 }
 
+interface FolderOptions {
+  variant?: string
+  followSymlinks?: boolean
+}
+
+/** A JSON file of the model folder, read through insideFolder (a link out of the folder is refused unless followed). */
+function readFolderJson(dir: string, name: string, what: string, opts: FolderOptions): unknown {
+  return readJsonFile(insideFolder(dir, name, { followSymlinks: opts.followSymlinks }, ConfigError), what, ConfigError)
+}
+
 /** config.json + checkpoint headers: everything but the tensor data. */
-function open(dir: string, variant?: string): Opened {
+function open(dir: string, opts: FolderOptions = {}): Opened {
   if (!existsSync(dir))
     throw new ConfigError({ where: dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
   const configFile = join(dir, 'config.json')
-  const config = readJsonFile(configFile, 'model config', ConfigError)
-  const ms = modelscopeFolder(dir, config)
+  const config = readFolderJson(dir, 'config.json', 'model config', opts)
+  const ms = modelscopeFolder(dir, config, opts)
   const parsed = parseModelConfig(config, configFile, ms?.modelType)
-  if (ms) checkVocabTxt(dir, parsed.arch)
-  const ckpt = openCheckpoint(dir, { variant })
+  if (ms) checkVocabTxt(dir, parsed.arch, opts)
+  const ckpt = openCheckpoint(dir, { variant: opts.variant, followSymlinks: opts.followSymlinks })
   try {
+    checkLayerCount(parsed.arch, parsed.config, configFile, ckpt)
     const prefixes = parsed.family.prefixes ?? PREFIXES
     const probe = parsed.family.probeTensor ?? 'wte.weight'
     const prefix = prefixes.find((p) => ckpt.tensors.has(`${p}${probe}`)) ?? prefixes[0]
@@ -149,11 +172,28 @@ function open(dir: string, variant?: string): Opened {
 }
 
 /**
+ * Every layer has tensors of its own: a config.json with more layers than the checkpoint has tensors is
+ * refused before anything is walked per layer (the dry run, the strict key check).
+ */
+function checkLayerCount(a: Arch, config: Record<string, unknown>, configFile: string, ckpt: LoadedCheckpoint): void {
+  const tensors = ckpt.tensors.size + ckpt.unsupported.size
+  if (a.nLayer <= tensors) return
+  const field = ['n_layer', 'num_layers', 'num_hidden_layers'].find((k) => config[k] !== undefined && config[k] !== null) ?? 'n_layer'
+  throw new ConfigError({
+    where: `${configFile}: field "${field}"`,
+    what: 'more layers than the checkpoint has tensors',
+    expected: `at most ${tensors} (the tensors in ${ckpt.files[0] ?? ckpt.dir})`,
+    found: String(a.nLayer),
+    hint: 'the weights and config.json come from different models',
+  })
+}
+
+/**
  * A ModelScope folder (configuration.json beside config.json, which has no model_type): the family
  * comes from configuration.json's model.type. A folder with vocab.txt and a config.json without
  * model_type but no configuration.json is reported as such (it looks like a ModelScope download).
  */
-function modelscopeFolder(dir: string, config: unknown): { modelType: string; configuration: Record<string, unknown> } | null {
+function modelscopeFolder(dir: string, config: unknown, opts: FolderOptions): { modelType: string; configuration: Record<string, unknown> } | null {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) return null
   if ((config as Record<string, unknown>).model_type !== undefined) return null
   const file = join(dir, 'configuration.json')
@@ -167,7 +207,7 @@ function modelscopeFolder(dir: string, config: unknown): { modelType: string; co
       })
     return null
   }
-  const json = readJsonFile(file, 'ModelScope configuration', ConfigError)
+  const json = readFolderJson(dir, 'configuration.json', 'ModelScope configuration', opts)
   if (typeof json !== 'object' || json === null || Array.isArray(json))
     throw new ConfigError({ where: file, what: 'configuration.json is not a JSON object', found: show(json) })
   const configuration = json as Record<string, unknown>
@@ -185,10 +225,11 @@ function modelscopeFolder(dir: string, config: unknown): { modelType: string; co
 }
 
 /** vocab.txt may have fewer lines than vocab_size (padded embedding rows) but never more. */
-function checkVocabTxt(dir: string, a: Arch): void {
+function checkVocabTxt(dir: string, a: Arch, opts: FolderOptions): void {
   const file = join(dir, 'vocab.txt')
   if (!existsSync(file)) return // the tokenizer reports a missing vocab when it is needed
-  const lines = countVocabLines(readFileSync(file, 'utf8'))
+  const real = insideFolder(dir, 'vocab.txt', { followSymlinks: opts.followSymlinks }, ConfigError)
+  const lines = countVocabLines(readTextCapped(real, 'vocab.txt', FILE_CAPS.vocab, ConfigError))
   if (lines > a.nVocab)
     throw new ConfigError({
       where: file,
@@ -202,26 +243,52 @@ function checkVocabTxt(dir: string, a: Arch): void {
 /** Lines of a vocab.txt as BertTokenizer's load_vocab counts them (readlines: a final newline ends the last line). */
 export function countVocabLines(text: string): number {
   if (text.length === 0) return 0
-  const n = text.split('\n').length
+  let n = 1
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++
   return text.endsWith('\n') ? n - 1 : n
 }
 
-/** load_state_dict(strict=True): the checkpoint's keys (after the prefix) must be exactly the model's. */
+/**
+ * load_state_dict(strict=True): the checkpoint's keys (after the prefix) must be exactly the model's.
+ * Linear in the tensors: the model's names are walked layer by layer (nLayer is bounded by the
+ * checkpoint's tensor count), and the walk stops once a few missing names are known.
+ */
 function checkKeysStrict(o: Omit<Opened, 'ckpt' | 'prefix' | 'modelscopeConfig'>, ckpt: LoadedCheckpoint, prefix: string): void {
+  const SHOW = 3
   const r = new WeightReader(null as unknown as LoadedCheckpoint, null, prefix, undefined, true)
-  r.recorder = new Map()
+  const names = (r.recorder = new Map())
+  const has = (k: string) => ckpt.tensors.has(k) || ckpt.unsupported.has(k)
+  const missing: string[] = []
+  let walkedAll = true
+  const collect = () => {
+    for (const k of names.keys()) if (!has(k) && missing.push(k) > SHOW) break
+  }
+  const expectedNames = new Set<string>()
   o.family.loadShared(r, o.arch)
-  for (let l = 0; l < o.arch.nLayer; l++) o.family.loadLayer(r, o.arch, l)
-  const present = new Set([...ckpt.tensors.keys(), ...ckpt.unsupported.keys()])
-  const missing = [...r.recorder.keys()].filter((k) => !present.has(k))
-  const unexpected = [...present].filter((k) => !r.recorder!.has(k))
-  if (missing.length === 0 && unexpected.length === 0) return
-  const list = (xs: string[]) => xs.slice(0, 3).join(', ') + (xs.length > 3 ? ` (+${xs.length - 3} more)` : '')
-  const found = [missing.length ? `missing ${list(missing)}` : '', unexpected.length ? `unexpected ${list(unexpected)}` : ''].filter(Boolean).join('; ')
+  for (const k of names.keys()) expectedNames.add(k)
+  collect()
+  for (let l = 0; l < o.arch.nLayer && missing.length <= SHOW; l++) {
+    names.clear()
+    o.family.loadLayer(r, o.arch, l)
+    for (const k of names.keys()) expectedNames.add(k)
+    collect()
+    if (missing.length > SHOW && l < o.arch.nLayer - 1) walkedAll = false
+  }
+  const unexpected: string[] = []
+  let nUnexpected = 0
+  if (walkedAll)
+    for (const k of [ckpt.tensors.keys(), ckpt.unsupported.keys()])
+      for (const name of k) if (!expectedNames.has(name) && ++nUnexpected <= SHOW) unexpected.push(name)
+  if (missing.length === 0 && nUnexpected === 0) return
+  const more = (n: number) => (n > SHOW ? ` (+${n - SHOW} more)` : '')
+  const found = [
+    missing.length ? `missing ${missing.slice(0, SHOW).join(', ')}${missing.length > SHOW ? ' (and more)' : ''}` : '',
+    nUnexpected ? `unexpected ${unexpected.join(', ')}${more(nUnexpected)}` : '',
+  ].filter(Boolean).join('; ')
   throw new CheckpointError({
     where: ckpt.files[0] ?? ckpt.dir,
     what: 'checkpoint keys do not match the model (strict load)',
-    expected: `the ${r.recorder.size} tensors ${prefix}* of config.json's model`,
+    expected: walkedAll ? `the ${expectedNames.size} tensors ${prefix}* of config.json's model` : `the tensors ${prefix}* of config.json's model`,
     found,
     hint: 'the weights and config.json come from different models',
   })
@@ -246,7 +313,7 @@ function openRandom(config: Record<string, unknown>, seed: number): Opened {
   return { ...parsed, ckpt: randomCheckpoint(r.recorder, seed), prefix: PREFIXES[0], modelscopeConfig: null }
 }
 
-function describe(o: Opened, r: WeightReader, maxContext: number, maxT: number): ModelInfo {
+function describe(o: Opened, r: WeightReader, maxContext: number, maxT: number, memory: MemoryEstimate): ModelInfo {
   const checkpointDtypes: Partial<Record<DType, number>> = {}
   for (const name of r.used) {
     const t = o.ckpt.tensors.get(name)!
@@ -270,8 +337,9 @@ function describe(o: Opened, r: WeightReader, maxContext: number, maxT: number):
     maxContext,
     weightBuffers: r.buffers,
     unusedTensors: [...o.ckpt.tensors.keys()].filter((n) => !r.used.has(n) && !ignorable.test(n)),
-    groups: 1,
+    groups: memory.groups,
     decodeBytesPerToken: 0,
+    memory,
   }
 }
 
@@ -287,6 +355,7 @@ function sizes(arch: Arch, opts: LoadOptions): Sizes {
   const bad = (what: string, expected: string, found: unknown): never => {
     throw new UsageError({ where: 'loadModel', what, expected, found: show(found) })
   }
+  checkMaxMemory(opts.maxMemory)
   if (!Number.isInteger(maxContext) || maxContext < 1 || maxContext > arch.nPositions)
     bad('maxContext out of range', `1 .. ${arch.nPositions} (the model's positions)`, maxContext)
   if (!Number.isInteger(sequences) || sequences < 1 || sequences > 4096) bad('sequences out of range', '1 .. 4096', sequences)
@@ -296,24 +365,46 @@ function sizes(arch: Arch, opts: LoadOptions): Sizes {
 }
 
 /**
+ * The dry run: every tensor name and shape the model needs checked against the checkpoint, and the
+ * bytes of the shared weights and of each layer counted, before anything is allocated on a device.
+ */
+function planModel(o: Opened, opts: LoadOptions): { reader: WeightReader; plan: WeightPlan } {
+  const r = new WeightReader(o.ckpt, null, o.prefix, opts.dtype, true)
+  if (typeof opts.device === 'object' && opts.device !== null) r.bufferLimit = opts.device.limits.maxBufferBytes
+  else if (opts.maxBufferBytes !== undefined) r.bufferLimit = opts.maxBufferBytes
+  const plan = planWeights(r, (rr) => o.family.loadShared(rr, o.arch), (rr, l) => o.family.loadLayer(rr, o.arch, l), o.arch.nLayer)
+  return { reader: r, plan }
+}
+
+/** The memory estimate of a planned model on the device loadModel would use. */
+function estimate(o: Opened, plan: WeightPlan, opts: LoadOptions, sz: Sizes): MemoryEstimate {
+  const device = typeof opts.device === 'object' && opts.device !== null ? opts.device.name : (opts.device ?? deviceNames()[0])
+  return estimateMemory(o.arch, {
+    device, plan, maxContext: sz.maxContext, maxBatchTokens: sz.maxT, sequences: sz.sequences,
+    memoryBytes: opts.memoryBytes, maxMemory: opts.maxMemory,
+  })
+}
+
+/**
  * Places the weights: the shared weights first, then each layer, in the placement group the device
  * reserves for it (devices with one address space have one group). Each group keeps room for one
- * session's activations and `sequences` full-context KV caches of its layers.
+ * session's activations and `sequences` full-context KV caches of its layers. `plan` is the dry run
+ * that already checked every tensor and counted its bytes.
  */
-function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes): { weights: Weights; reader: WeightReader; decodeBytes: number } {
+function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan: WeightPlan): { weights: Weights; reader: WeightReader; decodeBytes: number } {
   const { arch: a, family } = o
   const r = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype)
-  const dry = new WeightReader(o.ckpt, null, o.prefix, opts.dtype, true) // sizes only, for reserve()
   const rt = runtimeBytes(a, sz.maxT, sz.maxContext, sz.sequences)
-  const rotaryBytes = 4 * a.nPositions * a.rotaryDim
-  const slack = (tensors: number) => 128 * tensors // alignment of each buffer
+  // the rotary table covers the positions a session may use (Session.check bounds them by nCtx)
+  const ctx = sz.maxContext
+  const rotaryBytes = 4 * ctx * a.rotaryDim
+  const slack = (buffers: number) => BUFFER_SLACK_BYTES * buffers // alignment of each buffer
   const rotary: (Buf | null)[] = []
-  const newGroup = () => rotary.push(a.rotaryDim > 0 ? dev.weight(rotaryTable(a.nPositions, a.rotaryDim), [a.nPositions, a.rotaryDim]) : null)
+  const newGroup = () => rotary.push(a.rotaryDim > 0 ? dev.weight(rotaryTable(ctx, a.rotaryDim), [ctx, a.rotaryDim]) : null)
   // bytes promised to the current group but allocated later, by sessions: one session's
   // activations, and `sequences` full-context KV caches of every layer placed there so far
   let promised = rt.activations
-  family.loadShared(dry, a)
-  dev.placement?.reserve(dry.bytes + slack(dry.buffers) + promised + rotaryBytes)
+  dev.placement?.reserve(plan.shared.bytes + slack(plan.shared.buffers) + promised + rotaryBytes)
   const shared = family.loadShared(r, a)
   newGroup()
   const layers: unknown[] = [], layerGroup: number[] = []
@@ -321,21 +412,22 @@ function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes): { weights:
   const headDtype = o.ckpt.tensors.get(a.tiedLmHead ? o.prefix + (o.family.probeTensor ?? 'wte.weight') : 'lm_head.weight')?.dtype ?? 'F32'
   let decodeBytes = storageBytes([a.nVocab, a.nEmbd], opts.dtype ?? headDtype) + 2 * 4 * a.nEmbd + (family.traits.lmHeadBias ? 4 * a.nVocab : 0)
   for (let l = 0; l < a.nLayer; l++) {
-    const before = dry.bytes, beforeBuffers = dry.buffers
-    family.loadLayer(dry, a, l)
-    const need = dry.bytes - before + slack(dry.buffers - beforeBuffers) + rt.kvPerLayer
+    const part = plan.layers[l]
+    const need = part.bytes + slack(part.buffers) + rt.kvPerLayer
     const g = dev.placement?.reserve(need + promised + rotaryBytes) ?? 0
     if (g === rotary.length) {
       newGroup()
       promised = rt.activations
     }
     promised += rt.kvPerLayer
-    decodeBytes += dry.bytes - before
+    decodeBytes += part.bytes
     layers.push(family.loadLayer(r, a, l))
     layerGroup.push(g)
   }
   dev.placement?.use(0)
-  const maxPartRows = Math.max(0, ...allWeights(shared, layers).filter((w) => w.parts.length > 1).map((w) => Math.max(...w.rowStart.slice(1).map((e, i) => e - w.rowStart[i]))))
+  let maxPartRows = 0
+  for (const w of allWeights(shared, layers))
+    if (w.parts.length > 1) for (let i = 1; i < w.rowStart.length; i++) maxPartRows = Math.max(maxPartRows, w.rowStart[i] - w.rowStart[i - 1])
   const weights: Weights = {
     dev, a, family, shared, layers, layerGroup, nGroups: rotary.length, rotary,
     nCtx: sz.maxContext, maxPartRows, maxT: sz.maxT, placements: r.placements,
@@ -358,10 +450,25 @@ function allWeights(shared: object, layers: unknown[]): Weight[] {
 
 /** Loads a Hugging Face model folder (GPT-2, GPT-Neo, GPT-J) onto a device. */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Model> {
-  const o = open(dir, opts.variant)
-  const genFile = join(dir, 'generation_config.json')
-  const generationConfig = existsSync(genFile) ? (readJsonFile(genFile, 'generation config', ConfigError) as Record<string, unknown>) : null
+  const o = open(dir, opts)
+  let generationConfig: Record<string, unknown> | null
+  try {
+    generationConfig = readGenerationConfig(dir, opts)
+  } catch (e) {
+    o.ckpt.close()
+    throw e
+  }
   return build(o, opts, generationConfig)
+}
+
+/** generation_config.json (a JSON object), or null when the folder has none. */
+function readGenerationConfig(dir: string, opts: FolderOptions): Record<string, unknown> | null {
+  const file = join(dir, 'generation_config.json')
+  if (!existsSync(file)) return null
+  const json = readFolderJson(dir, 'generation_config.json', 'generation config', opts)
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new ConfigError({ where: file, what: 'generation_config.json is not a JSON object', found: show(json) })
+  return json as Record<string, unknown>
 }
 
 /**
@@ -378,9 +485,13 @@ async function build(o: Opened, opts: LoadOptions, generationConfig: Record<stri
   let dev: Device | undefined
   try {
     const sz = sizes(o.arch, opts)
+    // every tensor checked and the memory counted before the device allocates anything
+    const { plan } = planModel(o, opts)
+    const memory = estimate(o, plan, opts, sz)
+    checkMemory(memory, o.ckpt.dir, { dtype: opts.dtype })
     dev = await createDevice(opts.device, opts)
-    const { weights, reader, decodeBytes } = place(o, dev, opts, sz)
-    const info = { ...describe(o, reader, sz.maxContext, sz.maxT), groups: weights.nGroups, decodeBytesPerToken: decodeBytes }
+    const { weights, reader, decodeBytes } = place(o, dev, opts, sz, plan)
+    const info = { ...describe(o, reader, sz.maxContext, sz.maxT, memory), groups: weights.nGroups, decodeBytesPerToken: decodeBytes }
     const device = dev
     return {
       family: o.arch.family,
@@ -407,13 +518,12 @@ async function build(o: Opened, opts: LoadOptions, generationConfig: Record<stri
 
 /** Reads config.json and the checkpoint headers, checks every tensor name and shape, reads no data. */
 export function inspectModel(dir: string, opts: LoadOptions = {}): ModelInfo & { arch: Arch; traits: Traits; config: Record<string, unknown> } {
-  const o = open(dir, opts.variant)
+  const o = open(dir, opts)
   try {
-    const { maxContext, maxT } = sizes(o.arch, opts)
-    const r = new WeightReader(o.ckpt, null, o.prefix, opts.dtype, true)
-    o.family.loadShared(r, o.arch)
-    for (let l = 0; l < o.arch.nLayer; l++) o.family.loadLayer(r, o.arch, l)
-    return { ...describe(o, r, maxContext, maxT), arch: o.arch, traits: o.family.traits, config: o.config }
+    const sz = sizes(o.arch, opts)
+    const { reader, plan } = planModel(o, opts)
+    const memory = estimate(o, plan, opts, sz)
+    return { ...describe(o, reader, sz.maxContext, sz.maxT, memory), arch: o.arch, traits: o.family.traits, config: o.config }
   } finally {
     o.ckpt.close()
   }

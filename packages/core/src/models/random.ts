@@ -3,6 +3,7 @@
 // Checkpoint interface a file offers, so they load through exactly the path real checkpoints take.
 
 import { UsageError } from '../errors.js'
+import { MAX_LAYERS } from './arch.js'
 import type { LoadedCheckpoint } from '../io/index.js'
 import type { TensorInfo } from '../io/types.js'
 
@@ -28,7 +29,8 @@ export function shapeConfig(name: string, layers?: number): Record<string, unkno
   const base = SHAPES[name]
   if (!base) throw new UsageError({ what: `unknown shape ${JSON.stringify(name)}`, expected: `one of ${Object.keys(SHAPES).join(', ')}` })
   if (layers === undefined) return { ...base }
-  if (!Number.isInteger(layers) || layers < 1) throw new UsageError({ what: 'bad layer count', expected: 'an integer >= 1', found: String(layers) })
+  if (!Number.isInteger(layers) || layers < 1 || layers > MAX_LAYERS)
+    throw new UsageError({ what: 'bad layer count', expected: `an integer in 1 .. ${MAX_LAYERS}`, found: String(layers) })
   const key = base.model_type === 'gpt_neo' ? 'num_layers' : 'n_layer'
   const cfg: Record<string, unknown> = { ...base, [key]: layers }
   if (base.model_type === 'gpt_neo') cfg.attention_types = [[Array.from({ length: layers }, (_, i) => (i % 2 ? 'local' : 'global')), 1]]

@@ -6,7 +6,7 @@
 
 import { storageBytes } from '../device/storage.js'
 import type { Buf, Device, Storage } from '../device/types.js'
-import { CheckpointError } from '../errors.js'
+import { CheckpointError, ResourceError } from '../errors.js'
 import type { LoadedCheckpoint } from '../io/index.js'
 import type { DType } from '../io/types.js'
 import type { Linear, Norm, Weight } from './arch.js'
@@ -47,6 +47,13 @@ export interface Placement {
   conv1d: boolean
 }
 
+/**
+ * Most device buffers one weight may be split into: a weight needing more means the device's buffer
+ * limit (maxBufferBytes) is far too small for the model (WebGPU's default 128 MiB binding splits GPT-2's
+ * 154 MB wte in two), and the split table itself would become the allocation.
+ */
+export const MAX_WEIGHT_PARTS = 1 << 16
+
 /** The handle a dry run returns: never handed to a device. */
 const DRY = Object.freeze({}) as Buf
 
@@ -57,12 +64,18 @@ export class WeightReader {
   readonly counts: Partial<Record<Storage, number>> = {}
   /** Bytes of everything placed, as its storage type keeps it. */
   bytes = 0
+  /** Elements of everything placed. */
+  elements = 0
   /** Device buffers placed (a split weight counts each part). */
   buffers = 0
+  /** Elements of the largest tensor read (its f32 copy is on the host while it is placed). */
+  largest = 0
   /** Every tensor placed, in order (not for dry runs). */
   readonly placements: Placement[] = []
   /** When set, read() only records each name and its shape (as stored) here: how random checkpoints get their table. */
   recorder: Map<string, number[]> | null = null
+  /** A dry run's buffer limit (the device's maxBufferBytes), so it counts the buffers a split weight takes. */
+  bufferLimit = Infinity
 
   constructor(
     readonly ckpt: LoadedCheckpoint,
@@ -81,6 +94,7 @@ export class WeightReader {
     const layout = opts.conv1d ? [shape[1], shape[0]] : shape
     if (this.recorder) {
       this.recorder.set(name, shape)
+      this.largest = Math.max(this.largest, shape.reduce((p, d) => p * d, 1))
       return { name, shape: layout, dtype: 'F32' }
     }
     const info = this.ckpt.tensors.get(name)
@@ -102,6 +116,7 @@ export class WeightReader {
         hint: 'the weights and config.json come from different models',
       })
     this.used.add(name)
+    this.largest = Math.max(this.largest, info.size)
     if (this.dryRun || !opts.conv1d) return { name, shape: layout, dtype: info.dtype }
     return { name, shape: layout, dtype: info.dtype, data: transpose(this.ckpt.readF32(name), shape[0], shape[1]), conv1d: true }
   }
@@ -110,9 +125,17 @@ export class WeightReader {
   place(t: Read): Weight {
     const storage = this.account(t)
     const rows = t.shape[0]
-    const max = this.dev?.limits.maxBufferBytes ?? Infinity
+    const max = this.dev?.limits.maxBufferBytes ?? this.bufferLimit
     const rowBytes = storageBytes(t.shape.length === 2 ? [1, t.shape[1]] : [1], storage)
     const perPart = storageBytes(t.shape, storage) > max ? Math.max(1, Math.floor(max / rowBytes)) : rows
+    if (Math.ceil(rows / perPart) > MAX_WEIGHT_PARTS)
+      throw new ResourceError({
+        where: `${this.ckpt?.dir ?? 'weights'}: tensor ${t.name}`,
+        what: 'the tensor would be split into too many device buffers',
+        expected: `at most ${MAX_WEIGHT_PARTS} buffers of ${max} bytes (the device's maxBufferBytes)`,
+        found: `${Math.ceil(rows / perPart)} buffers for shape [${t.shape}]`,
+        hint: 'raise maxBufferBytes',
+      })
     const rowStart: number[] = []
     for (let r = 0; r < rows; r += perPart) rowStart.push(r)
     rowStart.push(rows)
@@ -127,7 +150,9 @@ export class WeightReader {
   /** The storage a tensor is placed as; counts its elements and bytes. */
   private account(t: Read): Storage {
     const storage: Storage = this.storage ?? t.dtype
-    this.counts[storage] = (this.counts[storage] ?? 0) + t.shape.reduce((p, d) => p * d, 1)
+    const n = t.shape.reduce((p, d) => p * d, 1)
+    this.counts[storage] = (this.counts[storage] ?? 0) + n
+    this.elements += n
     this.bytes += storageBytes(t.shape, storage)
     return storage
   }

@@ -9,7 +9,8 @@
 // and TextDecoder drops a leading BOM unless it is built with `ignoreBOM: true`.
 
 import { TokenizerError, show } from '../errors.js'
-import { checkTokenId, type DecodeOptions, type Tokenizer } from './types.js'
+import { LiteralMatcher } from './matcher.js'
+import { checkTokenId, checkTokenIds, type DecodeOptions, type Tokenizer } from './types.js'
 
 // ---------------------------------------------------------------------------------------------------
 // Byte <-> unicode table
@@ -52,9 +53,12 @@ export const GPT2_PRETOKENIZE_PATTERN =
 
 const PRETOKENIZE_RE = new RegExp(GPT2_PRETOKENIZE_PATTERN, 'gu')
 const WS_CHAR_RE = new RegExp(`[${WS}]`, 'u')
-/** A word character (letter, number, '_') right before / right after a position, for `single_word`. */
-const WORD_BEFORE_RE = /[\p{L}\p{N}_]$/u
-const WORD_AFTER_RE = /^[\p{L}\p{N}_]/u
+/**
+ * A word character right before / right after a position, for `single_word`: Rust regex's Unicode `\w`
+ * (Alphabetic, marks, decimal digits, connector punctuation, Join_Control), as HF tokenizers tests it.
+ */
+const WORD_BEFORE_RE = /[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]$/u
+const WORD_AFTER_RE = /^[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]/u
 
 /** Splits one segment (no special tokens in it) into GPT-2 pre-tokens. */
 export function pretokenize(text: string): string[] {
@@ -120,6 +124,21 @@ export interface BpeSpec {
 
 /** Per-word cache limit: the cache is cleared when it grows past this many entries. */
 const CACHE_LIMIT = 100_000
+/** Longer words are not cached (the cache would keep whole pasted documents alive). */
+const CACHE_MAX_WORD = 256
+/** Words of more bytes than this are merged with a heap (O(n log n)) instead of the O(n^2) rescan loop. */
+const LONG_WORD = 64
+
+/** Most added tokens one tokenizer may have: 8x the largest real added vocabularies (~130k). */
+export const MAX_ADDED_TOKENS = 1 << 20
+/**
+ * Most UTF-16 code units in all added tokens together (one token may be as long as this): the matcher
+ * takes up to ~40 bytes per code unit while it is built (~100 MB and < 1 s at this cap, measured).
+ */
+export const MAX_ADDED_TOKEN_CHARS = 1 << 22
+
+/** A lone surrogate (with the u flag a well-formed pair is one code point, outside this range). */
+const LONE_SURROGATE_RE = /[\ud800-\udfff]/u
 
 /**
  * GPT-2 byte-level BPE tokenizer (also GPT-Neo, GPT-J and anything else with GPT-2's vocab/merges).
@@ -147,15 +166,15 @@ export class Gpt2BpeTokenizer implements Tokenizer {
   private readonly addPrefixSpace: boolean
   private readonly ignoreMerges: boolean
   private readonly normalizers: ReadonlyArray<UnicodeNormalization>
-  private readonly addedRe: RegExp | undefined
-  private readonly addedByContent = new Map<string, AddedToken>()
+  private readonly addedMatcher: LiteralMatcher | undefined
+  private readonly addedList: ReadonlyArray<AddedToken> // matcher pattern index -> token
   private readonly cache = new Map<string, number[]>()
   private readonly utf8 = new TextEncoder()
 
-  // --- decode side ---
-  private readonly idText: (string | undefined)[] // id -> vocab string or added-token content
-  private readonly idIsAdded: Uint8Array // 1: bytes are the UTF-8 of the content, not byte-level chars
-  private readonly idBytes: (Uint8Array | undefined)[] = [] // lazily filled
+  // --- decode side (Maps: ids may be sparse, up to MAX_TOKEN_ID) ---
+  private readonly vocabText = new Map<number, string>() // id -> vocab string
+  private readonly addedText = new Map<number, string>() // id -> added-token content (wins over vocabText)
+  private readonly idBytes = new Map<number, Uint8Array>() // lazily filled
   private readonly specialIds: ReadonlySet<number>
 
   constructor(spec: BpeSpec) {
@@ -165,6 +184,15 @@ export class Gpt2BpeTokenizer implements Tokenizer {
     this.ignoreMerges = spec.ignoreMerges ?? false
     this.normalizers = spec.normalizers ?? []
     const added = spec.addedTokens ?? []
+    if (spec.vocab.size > MAX_VOCAB_ENTRIES) {
+      throw new TokenizerError({ what: 'the vocabulary is too large', where: spec.source, expected: `at most ${MAX_VOCAB_ENTRIES} tokens`, found: `${spec.vocab.size}` })
+    }
+    if (spec.merges.length > MAX_MERGES) {
+      throw new TokenizerError({ what: 'too many merges', where: spec.source, expected: `at most ${MAX_MERGES}`, found: `${spec.merges.length}` })
+    }
+    if (added.length > MAX_ADDED_TOKENS) {
+      throw new TokenizerError({ what: 'too many added tokens', where: spec.source, expected: `at most ${MAX_ADDED_TOKENS}`, found: `${added.length}` })
+    }
 
     // ---- symbols
     const symIndex = new Map<string, number>()
@@ -180,62 +208,75 @@ export class Gpt2BpeTokenizer implements Tokenizer {
     }
     for (const c of BYTE_TO_CHAR) intern(c)
     for (const tok of spec.vocab.keys()) intern(tok)
-    const mergeSyms = spec.merges.map(([a, b]) => [intern(a), intern(b), intern(a + b)] as const)
+    const nm = spec.merges.length
+    this.rankLeft = new Int32Array(nm)
+    this.rankRight = new Int32Array(nm)
+    this.rankResult = new Int32Array(nm)
+    for (let rank = 0; rank < nm; rank++) {
+      const [a, b] = spec.merges[rank]!
+      this.rankLeft[rank] = intern(a)
+      this.rankRight[rank] = intern(b)
+      this.rankResult[rank] = intern(a + b)
+    }
     this.symText = symText
     this.byteSym = new Int32Array(256)
     for (let b = 0; b < 256; b++) this.byteSym[b] = symIndex.get(BYTE_TO_CHAR[b]!)!
     this.symVocabId = new Int32Array(symText.length)
     for (let k = 0; k < symText.length; k++) this.symVocabId[k] = spec.vocab.get(symText[k]!) ?? -1
 
-    // ---- merges: integer pair keys. symStride^2 stays far below 2^53 for any realistic vocabulary.
+    // ---- merges: integer pair keys. With the caps above there are < 2^25 symbols, so keys stay < 2^50.
     let stride = 1
     while (stride < symText.length) stride *= 2
     this.symStride = stride
-    const nm = mergeSyms.length
-    this.rankLeft = new Int32Array(nm)
-    this.rankRight = new Int32Array(nm)
-    this.rankResult = new Int32Array(nm)
-    mergeSyms.forEach(([a, b, ab], rank) => {
-      this.rankLeft[rank] = a
-      this.rankRight[rank] = b
-      this.rankResult[rank] = ab
+    for (let rank = 0; rank < nm; rank++) {
       // A repeated merge keeps its last rank, as Python's dict(zip(merges, range(n))) does.
-      this.pairRank.set(a * stride + b, rank)
-    })
+      this.pairRank.set(this.rankLeft[rank]! * stride + this.rankRight[rank]!, rank)
+    }
 
     // ---- id tables (decode side). Duplicate ids in the vocab: the last entry wins, like HF's decoder dict.
     let maxId = -1
-    for (const id of spec.vocab.values()) if (id > maxId) maxId = id
+    for (const [tok, id] of spec.vocab) {
+      if (id > maxId) maxId = id
+      this.vocabText.set(id, tok)
+    }
     for (const t of added) if (t.id > maxId) maxId = t.id
     this.vocabSize = maxId + 1
-    this.idText = new Array(this.vocabSize)
-    this.idIsAdded = new Uint8Array(this.vocabSize)
-    for (const [tok, id] of spec.vocab) this.idText[id] = tok
 
     // ---- added tokens. Their text decodes as itself (UTF-8 of the content), as in HF's fast decoder.
     // For the GPT-2 files this is the same thing: '<|endoftext|>' is ASCII and byte-level maps ASCII to itself.
     const special = new Map<string, number>()
+    let chars = 0
     for (const t of added) {
-      if (t.content.length === 0) {
+      if (typeof t.content !== 'string' || t.content.length === 0) {
         throw new TokenizerError({ what: `added token ${t.id} is empty`, where: spec.source, expected: 'non-empty content' })
       }
-      this.addedByContent.set(t.content, t)
-      this.idText[t.id] = t.content
-      this.idIsAdded[t.id] = 1
+      // HF tokenizers (Rust strings) cannot hold a lone surrogate; a token with one could match half a character.
+      if (LONE_SURROGATE_RE.test(t.content)) {
+        throw new TokenizerError({ what: `added token ${t.id} is not valid Unicode`, where: spec.source, expected: 'no lone surrogate (\\ud800-\\udfff)', found: show(t.content, 40) })
+      }
+      chars += t.content.length
+      if (chars > MAX_ADDED_TOKEN_CHARS) {
+        throw new TokenizerError({ what: 'the added tokens are too long in total', where: spec.source, expected: `at most ${MAX_ADDED_TOKEN_CHARS} characters`, hint: `added token ${t.id} goes past it` })
+      }
+      this.addedText.set(t.id, t.content)
       if (t.special) special.set(t.content, t.id)
     }
     this.specialTokens = special
     this.specialIds = new Set(special.values())
-    if (added.length > 0) {
-      // Longest first, so that the regex alternation finds the leftmost-longest match (HF's trie / aho-corasick).
-      const alts = [...this.addedByContent.keys()]
-        .sort((a, b) => b.length - a.length)
-        .map((s) => s.replace(/[.*+?^${}()|[\]\\\/]/g, '\\$&')) // escapes that are legal with the u flag
-      this.addedRe = new RegExp(alts.join('|'), 'gu')
-    }
+    this.addedList = added
+    // Leftmost-longest matching, like HF's aho-corasick (MatchKind::LeftmostLongest): see matcher.ts. For a
+    // content listed twice the last token wins.
+    const contents: string[] = new Array(added.length)
+    for (let k = 0; k < added.length; k++) contents[k] = added[k]!.content
+    if (added.length > 0) this.addedMatcher = new LiteralMatcher(contents)
 
     const unk = spec.unkToken ?? undefined
-    this.unkId = unk === undefined ? undefined : (this.addedByContent.get(unk)?.id ?? spec.vocab.get(unk))
+    let unkId: number | undefined
+    if (unk !== undefined) {
+      for (const t of added) if (t.content === unk) unkId = t.id
+      unkId ??= spec.vocab.get(unk)
+    }
+    this.unkId = unkId
   }
 
   // ------------------------------------------------------------------------------------------------ encode
@@ -252,31 +293,35 @@ export class Gpt2BpeTokenizer implements Tokenizer {
     return ids
   }
 
-  /** Splits `text` on added tokens: strings (text segments, never empty) and numbers (added-token ids). */
+  /**
+   * Splits `text` on added tokens: strings (text segments, never empty) and numbers (added-token ids).
+   * HF tokenizers' AddedVocabulary::find_matches: leftmost-longest matches, each search resuming at the end
+   * of the previous match (before any rstrip); a `single_word` token next to a word character is skipped;
+   * lstrip / rstrip take the whitespace around the token (lstrip never past the previous split).
+   */
   private splitAdded(text: string): (string | number)[] {
-    const re = this.addedRe
-    if (re === undefined) return text.length ? [text] : []
+    const matcher = this.addedMatcher
+    if (matcher === undefined) return text.length ? [text] : []
     const out: (string | number)[] = []
-    let start = 0 // start of the pending text segment
-    re.lastIndex = 0
-    let m: RegExpExecArray | null
-    while ((m = re.exec(text)) !== null) {
-      const tok = this.addedByContent.get(m[0])!
-      let from = m.index
-      let to = from + m[0].length
-      if (tok.singleWord) {
-        // Two code units either side are enough to see the neighbouring code point (surrogate pairs included).
-        if (WORD_BEFORE_RE.test(text.slice(Math.max(0, from - 2), from)) || WORD_AFTER_RE.test(text.slice(to, to + 2))) {
-          re.lastIndex = m.index + 1
-          continue
-        }
+    const best = matcher.longestAt(text)
+    let start = 0 // start of the pending text segment (HF's start_offset)
+    for (let i = 0; i < text.length; ) {
+      const k = best[i]!
+      if (k < 0) {
+        i++
+        continue
       }
+      const tok = this.addedList[k]!
+      let from = i
+      let to = i + tok.content.length
+      i = to
+      // Two code units either side are enough to see the neighbouring code point (surrogate pairs included).
+      if (tok.singleWord && (WORD_BEFORE_RE.test(text.slice(Math.max(0, from - 2), from)) || WORD_AFTER_RE.test(text.slice(to, to + 2)))) continue
       if (tok.lstrip) while (from > start && WS_CHAR_RE.test(text[from - 1]!)) from--
       if (tok.rstrip) while (to < text.length && WS_CHAR_RE.test(text[to]!)) to++
       if (from > start) out.push(text.slice(start, from))
       out.push(tok.id)
       start = to
-      re.lastIndex = to
     }
     if (start < text.length) out.push(text.slice(start))
     return out
@@ -290,8 +335,10 @@ export class Gpt2BpeTokenizer implements Tokenizer {
       let ids = this.cache.get(word)
       if (ids === undefined) {
         ids = this.encodeWord(word)
-        if (this.cache.size >= CACHE_LIMIT) this.cache.clear()
-        this.cache.set(word, ids)
+        if (word.length <= CACHE_MAX_WORD) {
+          if (this.cache.size >= CACHE_LIMIT) this.cache.clear()
+          this.cache.set(word, ids)
+        }
       }
       for (const id of ids) out.push(id)
     }
@@ -307,10 +354,28 @@ export class Gpt2BpeTokenizer implements Tokenizer {
       const id = this.vocab.get(s)
       if (id !== undefined) return [id]
     }
+    const syms = bytes.length > LONG_WORD ? this.mergeLong(bytes) : this.mergeShort(bytes)
+    return syms.map((s) => {
+      const id = this.symVocabId[s]!
+      if (id >= 0) return id
+      // GPT2Tokenizer maps a symbol missing from the vocab to unk ('<|endoftext|>').
+      if (this.unkId !== undefined) return this.unkId
+      throw new TokenizerError({
+        what: `BPE produced a token that is not in the vocabulary`,
+        where: this.source,
+        found: show(this.symText[s]),
+        hint: 'the vocab and merges files do not belong together (or the vocab lacks one of the 256 byte tokens)',
+      })
+    })
+  }
+
+  /**
+   * GPT2Tokenizer.bpe: repeatedly take the lowest-ranked adjacent pair and merge every (non-overlapping,
+   * left to right) occurrence of it, until no adjacent pair is a merge. O(n^2): for short words only.
+   */
+  private mergeShort(bytes: Uint8Array): number[] {
     let syms: number[] = Array.from(bytes, (b) => this.byteSym[b]!)
     const stride = this.symStride
-    // Like GPT2Tokenizer.bpe: repeatedly take the lowest-ranked adjacent pair and merge every
-    // (non-overlapping, left to right) occurrence of it, until no adjacent pair is a merge.
     while (syms.length > 1) {
       let best = -1
       for (let i = 0; i + 1 < syms.length; i++) {
@@ -333,34 +398,83 @@ export class Gpt2BpeTokenizer implements Tokenizer {
       }
       syms = next
     }
-    return syms.map((s) => {
-      const id = this.symVocabId[s]!
-      if (id >= 0) return id
-      // GPT2Tokenizer maps a symbol missing from the vocab to unk ('<|endoftext|>').
-      if (this.unkId !== undefined) return this.unkId
-      throw new TokenizerError({
-        what: `BPE produced a token that is not in the vocabulary`,
-        where: this.source,
-        found: show(this.symText[s]),
-        hint: 'the vocab and merges files do not belong together (or the vocab lacks one of the 256 byte tokens)',
-      })
-    })
+    return syms
+  }
+
+  /**
+   * The same result as mergeShort in O(n log n): a heap of (rank, position) pairs, taken one rank at a
+   * time. All the occurrences of the lowest rank are merged left to right (a stale entry, whose pair has
+   * changed since it was pushed, is skipped) before the pairs they create are pushed: a created pair holds
+   * the merged symbol, so it is never the pair being merged, and it may rank lower, which GPT2Tokenizer
+   * only looks at in its next round.
+   */
+  private mergeLong(bytes: Uint8Array): number[] {
+    const n = bytes.length
+    const sym = new Int32Array(n)
+    const next = new Int32Array(n)
+    const prev = new Int32Array(n)
+    const alive = new Uint8Array(n).fill(1)
+    for (let i = 0; i < n; i++) {
+      sym[i] = this.byteSym[bytes[i]!]!
+      next[i] = i + 1 < n ? i + 1 : -1
+      prev[i] = i - 1
+    }
+    const stride = this.symStride
+    const rankAt = (i: number): number => {
+      const j = next[i]!
+      return j < 0 ? -1 : (this.pairRank.get(sym[i]! * stride + sym[j]!) ?? -1)
+    }
+    const heap = new PairHeap()
+    for (let i = 0; i + 1 < n; i++) {
+      const r = rankAt(i)
+      if (r >= 0) heap.push(r, i)
+    }
+    const touched: number[] = []
+    while (heap.size > 0) {
+      const r = heap.topRank()
+      const a = this.rankLeft[r]!
+      const b = this.rankRight[r]!
+      const ab = this.rankResult[r]!
+      while (heap.size > 0 && heap.topRank() === r) {
+        const i = heap.pop()
+        if (!alive[i]) continue
+        const j = next[i]!
+        if (j < 0 || sym[i] !== a || sym[j] !== b) continue
+        sym[i] = ab
+        alive[j] = 0
+        const k = next[j]!
+        next[i] = k
+        if (k >= 0) prev[k] = i
+        touched.push(i)
+        if (prev[i]! >= 0) touched.push(prev[i]!)
+      }
+      for (const p of touched) {
+        if (!alive[p]) continue
+        const rp = rankAt(p)
+        if (rp >= 0) heap.push(rp, p)
+      }
+      touched.length = 0
+    }
+    const out: number[] = []
+    for (let i = 0; i >= 0; i = next[i]!) out.push(sym[i]!)
+    return out
   }
 
   // ------------------------------------------------------------------------------------------------ decode
 
   idToToken(id: number): string | undefined {
-    return Number.isInteger(id) && id >= 0 ? this.idText[id] : undefined
+    return Number.isInteger(id) && id >= 0 ? (this.addedText.get(id) ?? this.vocabText.get(id)) : undefined
   }
 
   tokenBytes(id: number): Uint8Array | undefined {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) return undefined
-    let bytes = this.idBytes[id]
+    let bytes = this.idBytes.get(id)
     if (bytes === undefined) {
-      const text = this.idText[id]
+      const added = this.addedText.get(id)
+      const text = added ?? this.vocabText.get(id)
       if (text === undefined) return undefined
-      bytes = this.idIsAdded[id] ? this.utf8.encode(text) : byteLevelToBytes(text)
-      this.idBytes[id] = bytes
+      bytes = added !== undefined ? this.utf8.encode(added) : byteLevelToBytes(text)
+      this.idBytes.set(id, bytes)
     }
     return bytes
   }
@@ -371,6 +485,7 @@ export class Gpt2BpeTokenizer implements Tokenizer {
    * caller printing generated text. Negative or non-integer ids throw a TokenizerError.
    */
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
+    checkTokenIds(ids, `${this.source}: decode`)
     const parts: Uint8Array[] = []
     let total = 0
     for (let i = 0; i < ids.length; i++) {
@@ -394,6 +509,60 @@ export class Gpt2BpeTokenizer implements Tokenizer {
   }
 }
 
+/** A binary min-heap of (rank, position) pairs ordered by rank, then position. */
+class PairHeap {
+  private rank: number[] = []
+  private pos: number[] = []
+  get size(): number {
+    return this.rank.length
+  }
+  topRank(): number {
+    return this.rank[0]!
+  }
+  private less(i: number, j: number): boolean {
+    const ri = this.rank[i]!, rj = this.rank[j]!
+    return ri < rj || (ri === rj && this.pos[i]! < this.pos[j]!)
+  }
+  private swap(i: number, j: number): void {
+    const r = this.rank[i]!, p = this.pos[i]!
+    this.rank[i] = this.rank[j]!
+    this.pos[i] = this.pos[j]!
+    this.rank[j] = r
+    this.pos[j] = p
+  }
+  push(rank: number, pos: number): void {
+    this.rank.push(rank)
+    this.pos.push(pos)
+    for (let i = this.rank.length - 1; i > 0; ) {
+      const up = (i - 1) >> 1
+      if (!this.less(i, up)) break
+      this.swap(i, up)
+      i = up
+    }
+  }
+  /** Removes the smallest pair and returns its position. */
+  pop(): number {
+    const top = this.pos[0]!
+    const lastRank = this.rank.pop()!
+    const lastPos = this.pos.pop()!
+    const n = this.rank.length
+    if (n > 0) {
+      this.rank[0] = lastRank
+      this.pos[0] = lastPos
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1, r = l + 1
+        let m = i
+        if (l < n && this.less(l, m)) m = l
+        if (r < n && this.less(r, m)) m = r
+        if (m === i) break
+        this.swap(i, m)
+        i = m
+      }
+    }
+    return top
+  }
+}
+
 /**
  * Byte-level token string -> bytes. A character outside the byte table (only in a malformed vocab; HF
  * raises a KeyError there) contributes its own UTF-8 bytes.
@@ -411,8 +580,22 @@ function byteLevelToBytes(text: string): Uint8Array {
 // ---------------------------------------------------------------------------------------------------
 // Reading the files: vocab.json + merges.txt (GPT2Tokenizer) or tokenizer.json (tokenizers' BPE model)
 
-/** Ids above this are rejected as malformed (they would make the id tables absurdly large). */
-const MAX_TOKEN_ID = 2 ** 24 - 1
+/** Ids above this are rejected as malformed: 2^24 is 64x the largest real vocabularies (~256k). */
+export const MAX_TOKEN_ID = 2 ** 24 - 1
+/**
+ * Most entries in a vocabulary (vocab.json, tokenizer.json model.vocab, vocab.txt): 16x the largest real
+ * vocabularies; keeps the symbol table (vocab + 3 per merge) below V8's 2^24-entry Map limit.
+ */
+export const MAX_VOCAB_ENTRIES = 1 << 22
+/** Most merge rules (GPT-2 has 50,000; the largest real BPE models ~500,000). */
+export const MAX_MERGES = 1 << 21
+/**
+ * Deepest nesting of `Sequence` normalizers in tokenizer.json. Each level is two JSON levels, so this is
+ * HF tokenizers' own limit (serde_json refuses JSON nested deeper than 128).
+ */
+export const MAX_NORMALIZER_DEPTH = 64
+/** Most normalization steps after repeats are collapsed (NFC, NFC -> NFC); each one is a pass over the text. */
+export const MAX_NORMALIZERS = 64
 
 type Json = unknown
 type JsonObject = Record<string, Json>
@@ -433,11 +616,13 @@ export function parseJsonFile(text: string, where: string): Json {
   try {
     return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text)
   } catch (e) {
+    // V8 quotes a piece of the text in its message: keep it short and printable
+    const msg = (e instanceof Error ? e.message : String(e)).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, '?')
     throw new TokenizerError(
       {
         what: 'invalid JSON',
         where,
-        found: e instanceof Error ? e.message : String(e),
+        found: msg.length > 200 ? msg.slice(0, 199) + '…' : msg,
         hint: 'the file is truncated or is not a tokenizer file; download it again',
       },
       { cause: e },
@@ -455,8 +640,13 @@ export function parseVocab(v: Json, where: string): Map<string, number> {
       found: describe(v),
     })
   }
+  const keys = Object.keys(v)
+  if (keys.length > MAX_VOCAB_ENTRIES) {
+    throw new TokenizerError({ what: 'the vocabulary is too large', where, expected: `at most ${MAX_VOCAB_ENTRIES} tokens`, found: `${keys.length}` })
+  }
   const vocab = new Map<string, number>()
-  for (const [tok, id] of Object.entries(v)) {
+  for (const tok of keys) {
+    const id = v[tok]
     if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > MAX_TOKEN_ID) {
       throw new TokenizerError({
         what: `token ${show(tok, 40)} has an invalid id`,
@@ -478,9 +668,13 @@ export function parseVocab(v: Json, where: string): Map<string, number> {
 export function parseMergesTxt(text: string, where: string): [string, string][] {
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
   const merges: [string, string][] = []
-  const lines = text.split('\n')
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.endsWith('\r') ? lines[i]!.slice(0, -1) : lines[i]!
+  // line by line with indexOf: text.split('\n') of 64 MB of newlines would be an array of 64M strings
+  for (let i = 0, pos = 0; pos <= text.length; i++) {
+    let end = text.indexOf('\n', pos)
+    if (end < 0) end = text.length
+    let line = text.slice(pos, end)
+    pos = end + 1
+    if (line.endsWith('\r')) line = line.slice(0, -1)
     if (i === 0 && line.startsWith('#version')) continue
     if (line.trim() === '') continue
     // Fast path for the usual "a b" line; otherwise split on runs of spaces/tabs.
@@ -488,7 +682,7 @@ export function parseMergesTxt(text: string, where: string): [string, string][] 
     const parts =
       sp > 0 && line.indexOf(' ', sp + 1) < 0 && line.indexOf('\t') < 0
         ? [line.slice(0, sp), line.slice(sp + 1)]
-        : line.trim().split(/[ \t]+/)
+        : line.trim().split(/[ \t]+/, 3)
     if (parts.length !== 2 || parts[1] === '') {
       throw new TokenizerError({
         what: 'malformed merge rule',
@@ -497,6 +691,9 @@ export function parseMergesTxt(text: string, where: string): [string, string][] 
         found: show(line, 60),
         hint: 'merges.txt may be truncated or not the merges file of a byte-level BPE tokenizer',
       })
+    }
+    if (merges.length >= MAX_MERGES) {
+      throw new TokenizerError({ what: 'too many merge rules', where: `${where}:${i + 1}`, expected: `at most ${MAX_MERGES}` })
     }
     merges.push([parts[0]!, parts[1]!])
   }
@@ -543,7 +740,7 @@ export function fromVocabMerges(
   return new Gpt2BpeTokenizer({
     vocab,
     merges,
-    addedTokens: [...added.values()],
+    addedTokens: Array.from(added.values()),
     unkToken: opts.unkToken ?? '<|endoftext|>',
     source: `${files.vocab} + ${files.merges}`,
   })
@@ -594,9 +791,19 @@ export function fromTokenizerJson(text: string, source: string): Gpt2BpeTokenize
   if (!Array.isArray(rawMerges)) {
     throw new TokenizerError({ what: 'model.merges is not a list', where: source, expected: 'an array of "a b" strings or [a, b] pairs', found: describe(rawMerges) })
   }
-  const merges = rawMerges.map((m: Json, i: number): [string, string] => {
-    const parts = typeof m === 'string' ? m.split(' ') : m
-    if (!Array.isArray(parts) || parts.length !== 2 || !parts.every((p) => typeof p === 'string' && p !== '')) {
+  if (rawMerges.length > MAX_MERGES) {
+    throw new TokenizerError({ what: 'too many merge rules', where: `${source}: model.merges`, expected: `at most ${MAX_MERGES}`, found: `${rawMerges.length}` })
+  }
+  const merges: [string, string][] = []
+  for (let i = 0; i < rawMerges.length; i++) {
+    const m: Json = rawMerges[i]
+    let a: Json, b: Json
+    if (typeof m === 'string') {
+      const sp = m.indexOf(' ')
+      // exactly one space: "a b" (split(' ') on a huge string would build a huge array)
+      if (sp >= 0 && m.indexOf(' ', sp + 1) < 0) (a = m.slice(0, sp)), (b = m.slice(sp + 1))
+    } else if (Array.isArray(m) && m.length === 2) (a = m[0]), (b = m[1])
+    if (typeof a !== 'string' || typeof b !== 'string' || a === '' || b === '') {
       throw new TokenizerError({
         what: 'malformed merge rule',
         where: `${source}: model.merges[${i}]`,
@@ -604,25 +811,13 @@ export function fromTokenizerJson(text: string, source: string): Gpt2BpeTokenize
         found: show(m, 60),
       })
     }
-    return [parts[0] as string, parts[1] as string]
-  })
+    merges.push([a, b])
+  }
 
   const unk = model['unk_token']
   if (unk != null && typeof unk !== 'string') unsupported('model.unk_token', unk, 'a string or null')
 
-  // normalizer: none, or Unicode normalization forms (applied to the text between added tokens).
-  const normalizers: UnicodeNormalization[] = []
-  const addNormalizer = (n: Json, field: string): void => {
-    if (n == null) return
-    if (isObject(n) && n['type'] === 'Sequence' && Array.isArray(n['normalizers'])) {
-      n['normalizers'].forEach((x, i) => addNormalizer(x, `${field}.normalizers[${i}]`))
-    } else if (isObject(n) && ['NFC', 'NFD', 'NFKC', 'NFKD'].includes(n['type'] as string)) {
-      normalizers.push(n['type'] as UnicodeNormalization)
-    } else {
-      unsupported(field, isObject(n) ? n['type'] : n, 'null or a Unicode normalization (NFC, NFD, NFKC, NFKD)')
-    }
-  }
-  addNormalizer(root['normalizer'], 'normalizer')
+  const normalizers = readNormalizers(root['normalizer'], source, unsupported)
 
   // pre_tokenizer: ByteLevel (with its regex), alone or as the only member of a Sequence.
   let pre = root['pre_tokenizer']
@@ -644,7 +839,11 @@ export function fromTokenizerJson(text: string, source: string): Gpt2BpeTokenize
   if (!Array.isArray(rawAdded)) {
     throw new TokenizerError({ what: 'added_tokens is not a list', where: source, found: describe(rawAdded) })
   }
-  const addedTokens = rawAdded.map((t: Json, i: number) => parseAddedToken(t, `${source}: added_tokens[${i}]`))
+  if (rawAdded.length > MAX_ADDED_TOKENS) {
+    throw new TokenizerError({ what: 'too many added tokens', where: `${source}: added_tokens`, expected: `at most ${MAX_ADDED_TOKENS}`, found: `${rawAdded.length}` })
+  }
+  const addedTokens: AddedToken[] = new Array(rawAdded.length)
+  for (let i = 0; i < rawAdded.length; i++) addedTokens[i] = parseAddedToken(rawAdded[i], () => `${source}: added_tokens[${i}]`)
 
   return new Gpt2BpeTokenizer({
     vocab,
@@ -658,13 +857,55 @@ export function fromTokenizerJson(text: string, source: string): Gpt2BpeTokenize
   })
 }
 
+/**
+ * normalizer: none, or Unicode normalization forms (applied to the text between added tokens), alone or
+ * in (nested) Sequences. Walked with an explicit stack, nesting capped at MAX_NORMALIZER_DEPTH; repeats
+ * of one form in a row are collapsed (normalizing twice changes nothing).
+ */
+function readNormalizers(
+  root: Json,
+  source: string,
+  unsupported: (field: string, found: Json, expected: string) => never,
+): UnicodeNormalization[] {
+  const out: UnicodeNormalization[] = []
+  // what is left to visit, last first: a node, its field path (built only for errors) and its depth
+  const todo: { n: Json; path: () => string; depth: number }[] = [{ n: root, path: () => 'normalizer', depth: 0 }]
+  while (todo.length > 0) {
+    const { n, path, depth } = todo.pop()!
+    if (n == null) continue
+    if (isObject(n) && n['type'] === 'Sequence' && Array.isArray(n['normalizers'])) {
+      if (depth >= MAX_NORMALIZER_DEPTH) {
+        throw new TokenizerError({
+          what: 'normalizer Sequences are nested too deeply',
+          where: `${source}: normalizer`,
+          expected: `at most ${MAX_NORMALIZER_DEPTH} levels`,
+          found: `more than ${MAX_NORMALIZER_DEPTH}`,
+          hint: 'the file is malformed (Hugging Face tokenizers cannot read it either)',
+        })
+      }
+      const list = n['normalizers']
+      for (let i = list.length - 1; i >= 0; i--) todo.push({ n: list[i], path: () => `${path()}.normalizers[${i}]`, depth: depth + 1 })
+    } else if (isObject(n) && (n['type'] === 'NFC' || n['type'] === 'NFD' || n['type'] === 'NFKC' || n['type'] === 'NFKD')) {
+      const form = n['type']
+      if (out[out.length - 1] === form) continue
+      if (out.length >= MAX_NORMALIZERS) {
+        throw new TokenizerError({ what: 'too many normalizers', where: `${source}: ${path()}`, expected: `at most ${MAX_NORMALIZERS} normalization steps` })
+      }
+      out.push(form)
+    } else {
+      unsupported(path(), isObject(n) ? n['type'] : n, 'null or a Unicode normalization (NFC, NFD, NFKC, NFKD)')
+    }
+  }
+  return out
+}
+
 /** One added token in tokenizers' format {id, content, special, lstrip, rstrip, single_word, normalized}. */
-export function parseAddedToken(t: Json, where: string, id?: number): AddedToken {
+export function parseAddedToken(t: Json, where: string | (() => string), id?: number): AddedToken {
   const tid = id ?? (isObject(t) ? t['id'] : undefined)
   if (!isObject(t) || typeof t['content'] !== 'string' || t['content'] === '' || typeof tid !== 'number' || !Number.isInteger(tid) || tid < 0 || tid > MAX_TOKEN_ID) {
     throw new TokenizerError({
       what: 'malformed added token',
-      where,
+      where: typeof where === 'function' ? where() : where,
       expected: '{"id": <integer>, "content": <non-empty string>, "special": <bool>, ...}',
       found: show(t, 60),
     })

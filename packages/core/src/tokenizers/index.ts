@@ -1,8 +1,11 @@
-// Tokenizer loading: find the tokenizer files in a model folder and build the tokenizer.
+// Tokenizer loading: find the tokenizer files in a model folder and build the tokenizer. Every file is
+// read through io/files.ts: it must be a regular file no larger than its cap, and a symlink that leads out
+// of the model folder is refused unless `followSymlinks`.
 
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, opendirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { TokenizerError } from '../errors.js'
+import { TokenizerError, show } from '../errors.js'
+import { FILE_CAPS, insideFolder, readFileCapped, readTextCapped } from '../io/files.js'
 import {
   fromTokenizerJson,
   fromVocabMerges,
@@ -18,6 +21,7 @@ import { fromVocabTxt } from './wordpiece.js'
 export type { Tokenizer, DecodeOptions } from './types.js'
 export { StreamDecoder, checkTokenId } from './types.js'
 export { WordPieceTokenizer, fromVocabTxt, parseVocabTxt, isChineseChar, type WordPieceOptions } from './wordpiece.js'
+export { LiteralMatcher } from './matcher.js'
 export {
   Gpt2BpeTokenizer,
   bytesToUnicode,
@@ -28,20 +32,32 @@ export {
   fromVocabMerges,
   parseMergesTxt,
   parseVocab,
+  MAX_TOKEN_ID,
+  MAX_VOCAB_ENTRIES,
+  MAX_MERGES,
+  MAX_ADDED_TOKENS,
+  MAX_ADDED_TOKEN_CHARS,
+  MAX_NORMALIZER_DEPTH,
+  MAX_NORMALIZERS,
   type AddedToken,
   type BpeSpec,
   type VocabMergesOptions,
 } from './bpe.js'
 
-function readText(path: string): string {
-  try {
-    return readFileSync(path, 'utf8')
-  } catch (e) {
-    throw new TokenizerError(
-      { what: 'cannot read file', where: path, found: e instanceof Error ? e.message : String(e) },
-      { cause: e },
-    )
-  }
+export interface LoadTokenizerOptions {
+  /** Follow symlinks that lead outside the model folder (default false: refused). */
+  followSymlinks?: boolean
+}
+
+/** Whether the folder has `name` (a dangling link counts as missing). */
+const has = (dir: string, name: string) => existsSync(join(dir, name))
+
+/** The real path of a file about to be read, refused when it is a link that leads out of the folder. */
+const real = (dir: string, name: string, opts: LoadTokenizerOptions) => insideFolder(dir, name, opts, TokenizerError)
+
+/** Text of a file, invalid UTF-8 replaced by U+FFFD (as readFileSync(.., 'utf8') did), a BOM dropped. */
+function readText(dir: string, name: string, max: number, opts: LoadTokenizerOptions): string {
+  return readTextCapped(real(dir, name, opts), name, max, TokenizerError)
 }
 
 /**
@@ -50,7 +66,11 @@ function readText(path: string): string {
  * added/special tokens of `tokenizer_config.json` (added_tokens_decoder, bos/eos/unk/...) and
  * `special_tokens_map.json` when those exist. '<|endoftext|>' is special whenever the vocab has it.
  */
-export function loadTokenizer(dir: string): Tokenizer {
+export function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}): Tokenizer {
+  if (typeof dir !== 'string' || dir === '') {
+    throw new TokenizerError({ what: 'loadTokenizer() needs the path of a model folder', found: dir === '' ? 'an empty string' : dir === null ? 'null' : typeof dir })
+  }
+  opts ??= {}
   let isDir = false
   try {
     isDir = statSync(dir).isDirectory()
@@ -61,24 +81,32 @@ export function loadTokenizer(dir: string): Tokenizer {
     throw new TokenizerError({ what: 'not a folder', where: dir, expected: 'a model folder', hint: 'pass the folder, not a file inside it' })
   }
 
-  const tokenizerJson = join(dir, 'tokenizer.json')
-  if (existsSync(tokenizerJson)) return fromTokenizerJson(readText(tokenizerJson), tokenizerJson)
-
-  const vocabTxt = join(dir, 'vocab.txt')
-  if (existsSync(vocabTxt) && !existsSync(join(dir, 'vocab.json'))) {
-    // BERT WordPiece (ModelScope's Chinese GPT-3): vocab.txt + optional tokenizer_config.json
-    const configPath = join(dir, 'tokenizer_config.json')
-    const config = existsSync(configPath) ? parseJsonFile(readText(configPath), configPath) : {}
-    const obj = typeof config === 'object' && config !== null && !Array.isArray(config) ? (config as Record<string, unknown>) : {}
-    return fromVocabTxt(readText(vocabTxt), vocabTxt, obj)
+  if (has(dir, 'tokenizer.json')) {
+    return fromTokenizerJson(readText(dir, 'tokenizer.json', FILE_CAPS.tokenizerJson, opts), join(dir, 'tokenizer.json'))
   }
 
-  const vocabPath = join(dir, 'vocab.json')
-  const mergesPath = join(dir, 'merges.txt')
-  const hasVocab = existsSync(vocabPath)
-  const hasMerges = existsSync(mergesPath)
+  const hasVocab = has(dir, 'vocab.json')
+  if (has(dir, 'vocab.txt') && !hasVocab) {
+    // BERT WordPiece (ModelScope's Chinese GPT-3): vocab.txt + optional tokenizer_config.json.
+    // transformers reads vocab.txt with open(.., encoding='utf-8'): a BOM stays part of the first token,
+    // and (as before) invalid UTF-8 becomes U+FFFD instead of an error.
+    const configPath = join(dir, 'tokenizer_config.json')
+    const config = has(dir, 'tokenizer_config.json') ? parseJsonFile(readText(dir, 'tokenizer_config.json', FILE_CAPS.json, opts), configPath) : {}
+    const obj = typeof config === 'object' && config !== null && !Array.isArray(config) ? (config as Record<string, unknown>) : {}
+    const bytes = readFileCapped(real(dir, 'vocab.txt', opts), 'vocab.txt', FILE_CAPS.vocab, TokenizerError)
+    return fromVocabTxt(new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes), join(dir, 'vocab.txt'), obj)
+  }
+
+  const hasMerges = has(dir, 'merges.txt')
   if (hasVocab && hasMerges) {
-    return fromVocabMerges(readText(vocabPath), readText(mergesPath), { vocab: vocabPath, merges: mergesPath }, readSideFiles(dir))
+    const vocabPath = join(dir, 'vocab.json')
+    const mergesPath = join(dir, 'merges.txt')
+    return fromVocabMerges(
+      readText(dir, 'vocab.json', FILE_CAPS.vocab, opts),
+      readText(dir, 'merges.txt', FILE_CAPS.vocab, opts),
+      { vocab: vocabPath, merges: mergesPath },
+      readSideFiles(dir, opts),
+    )
   }
   if (hasVocab || hasMerges) {
     throw new TokenizerError({
@@ -88,45 +116,57 @@ export function loadTokenizer(dir: string): Tokenizer {
       hint: 'copy the missing file from the model repository',
     })
   }
-  let found: string
-  try {
-    const names = readdirSync(dir)
-    found = names.length === 0 ? 'an empty folder' : names.slice(0, 8).join(', ') + (names.length > 8 ? ', ...' : '')
-  } catch {
-    found = 'an unreadable folder'
-  }
   throw new TokenizerError({
     what: 'no tokenizer files',
     where: dir,
     expected: 'tokenizer.json, vocab.json + merges.txt, or vocab.txt (WordPiece)',
-    found,
+    found: someNames(dir),
     hint: "download the model's tokenizer files (e.g. from its Hugging Face repository) into this folder",
   })
 }
 
+/** The first few names in a folder, quoted, for an error message (reads at most 9 entries). */
+function someNames(dir: string): string {
+  const names: string[] = []
+  try {
+    const d = opendirSync(dir)
+    try {
+      for (let e = d.readSync(); e !== null && names.length < 9; e = d.readSync()) names.push(e.name)
+    } finally {
+      d.closeSync()
+    }
+  } catch {
+    return 'an unreadable folder'
+  }
+  if (names.length === 0) return 'an empty folder'
+  return names.slice(0, 8).map((n) => show(n, 40)).join(', ') + (names.length > 8 ? ', ...' : '')
+}
+
 /** Added and special tokens from tokenizer_config.json and special_tokens_map.json (both optional). */
-function readSideFiles(dir: string): VocabMergesOptions {
+function readSideFiles(dir: string, opts: LoadTokenizerOptions): VocabMergesOptions {
   const addedTokens: AddedToken[] = []
   const specialTokens: string[] = []
   let unkToken: string | undefined
 
   const configPath = join(dir, 'tokenizer_config.json')
-  if (existsSync(configPath)) {
-    const config = parseJsonFile(readText(configPath), configPath)
+  if (has(dir, 'tokenizer_config.json')) {
+    const config = parseJsonFile(readText(dir, 'tokenizer_config.json', FILE_CAPS.json, opts), configPath)
     if (typeof config === 'object' && config !== null && !Array.isArray(config)) {
       const decoder = (config as Record<string, unknown>)['added_tokens_decoder']
       if (typeof decoder === 'object' && decoder !== null && !Array.isArray(decoder)) {
-        for (const [id, t] of Object.entries(decoder)) {
-          const where = `${configPath}: added_tokens_decoder[${JSON.stringify(id)}]`
-          addedTokens.push(parseAddedToken(t, where, /^\d+$/.test(id) ? Number(id) : NaN))
+        for (const id of Object.keys(decoder)) {
+          const where = () => `${configPath}: added_tokens_decoder[${show(id, 40)}]`
+          addedTokens.push(parseAddedToken((decoder as Record<string, unknown>)[id], where, /^\d+$/.test(id) ? Number(id) : NaN))
         }
       }
-      specialTokens.push(...specialTokenStrings(config))
+      for (const s of specialTokenStrings(config)) specialTokens.push(s)
       const unk = specialTokenStrings({ unk_token: (config as Record<string, unknown>)['unk_token'] })
       if (unk.length) unkToken = unk[0]
     }
   }
-  const mapPath = join(dir, 'special_tokens_map.json')
-  if (existsSync(mapPath)) specialTokens.push(...specialTokenStrings(parseJsonFile(readText(mapPath), mapPath)))
+  if (has(dir, 'special_tokens_map.json')) {
+    const mapPath = join(dir, 'special_tokens_map.json')
+    for (const s of specialTokenStrings(parseJsonFile(readText(dir, 'special_tokens_map.json', FILE_CAPS.json, opts), mapPath))) specialTokens.push(s)
+  }
   return { addedTokens, specialTokens, ...(unkToken !== undefined ? { unkToken } : {}) }
 }

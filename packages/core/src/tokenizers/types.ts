@@ -47,6 +47,19 @@ export function checkTokenId(id: number, where: string, index?: number): void {
   }
 }
 
+/** Throws a TokenizerError unless `ids` is an array or typed array (what decode() takes). */
+export function checkTokenIds(ids: unknown, where: string): asserts ids is ArrayLike<number> {
+  const len = typeof ids === 'object' && ids !== null ? (ids as { length?: unknown }).length : undefined
+  if (typeof len !== 'number' || !Number.isSafeInteger(len) || len < 0) {
+    throw new TokenizerError({
+      what: 'decode() needs a list of token ids',
+      where,
+      expected: 'an array or typed array of non-negative integers',
+      found: ids === null ? 'null' : typeof ids,
+    })
+  }
+}
+
 /**
  * Decodes ids one at a time, for printing generated text as it is produced. `push(id)` returns the
  * text completed so far; a UTF-8 character whose bytes are spread over several tokens is held back

@@ -6,8 +6,9 @@
 //   decode: drop special ids (optional), unknown ids -> "[UNK]", " ".join, " ##" -> "", clean-up.
 
 import { TokenizerError } from '../errors.js'
-import { checkTokenId, type DecodeOptions, type Tokenizer } from './types.js'
-import { cleanUpTokenization } from './bpe.js'
+import { checkTokenId, checkTokenIds, type DecodeOptions, type Tokenizer } from './types.js'
+import { MAX_VOCAB_ENTRIES, cleanUpTokenization } from './bpe.js'
+import { LiteralMatcher } from './matcher.js'
 
 export interface WordPieceOptions {
   /** tokenizer_config.json do_lower_case (default true). */
@@ -64,9 +65,17 @@ export class WordPieceTokenizer implements Tokenizer {
   private readonly doLowerCase: boolean
   private readonly stripAccents: boolean | null
   private readonly chinese: boolean
+  /** Finds the special tokens in a text (leftmost, then longest). */
+  private readonly specialMatcher: LiteralMatcher
 
   constructor(lines: string[], opts: WordPieceOptions = {}) {
-    lines.forEach((t, i) => this.vocab.set(t, i))
+    if (lines.length > MAX_VOCAB_ENTRIES) {
+      throw new TokenizerError({ where: opts.file ?? 'vocab.txt', what: 'the vocabulary is too large', expected: `at most ${MAX_VOCAB_ENTRIES} lines`, found: `${lines.length}` })
+    }
+    for (let i = 0; i < lines.length; i++) {
+      if (typeof lines[i] !== 'string') throw new TokenizerError({ where: opts.file ?? 'vocab.txt', what: `vocabulary entry ${i} is not a string` })
+      this.vocab.set(lines[i]!, i)
+    }
     this.tokens = lines.map((t, i) => (this.vocab.get(t) === i ? t : undefined))
     this.vocabSize = lines.length
     const specials = new Map<string, number>()
@@ -80,6 +89,7 @@ export class WordPieceTokenizer implements Tokenizer {
     this.unkId = unk
     this.specialTokens = specials
     this.specialIds = new Set(specials.values())
+    this.specialMatcher = new LiteralMatcher(Array.from(specials.keys()))
     this.doLowerCase = opts.doLowerCase ?? true
     this.stripAccents = opts.stripAccents ?? null
     this.chinese = opts.tokenizeChineseChars ?? true
@@ -92,26 +102,24 @@ export class WordPieceTokenizer implements Tokenizer {
 
   /** BertTokenizer.tokenize(text): the token strings. */
   tokenize(text: string): string[] {
-    const out: string[] = []
-    // 1. literal special tokens, case-sensitive, left to right
-    const names = [...this.specialTokens.keys()]
-    let rest = text
-    for (;;) {
-      let at = -1, which = ''
-      for (const n of names) {
-        const i = rest.indexOf(n)
-        if (i >= 0 && (at < 0 || i < at || (i === at && n.length > which.length))) (at = i), (which = n)
-      }
-      if (at < 0) break
-      out.push(...this.tokenizePlain(rest.slice(0, at)))
-      out.push(which)
-      rest = rest.slice(at + which.length)
+    if (typeof text !== 'string') {
+      throw new TokenizerError({ what: 'encode() needs a string', where: 'WordPieceTokenizer', found: text === null ? 'null' : typeof text })
     }
-    out.push(...this.tokenizePlain(rest))
+    const out: string[] = []
+    // 1. literal special tokens, case-sensitive, left to right (at one position the longest)
+    let start = 0
+    for (const [at, k] of this.specialMatcher.matches(text)) {
+      this.tokenizePlain(text.slice(start, at), out)
+      const name = this.specialMatcher.patterns[k]!
+      out.push(name)
+      start = at + name.length
+    }
+    this.tokenizePlain(text.slice(start), out)
     return out
   }
 
-  private tokenizePlain(text: string): string[] {
+  /** BasicTokenizer + WordPiece of a text without special tokens, appended to `out`. */
+  private tokenizePlain(text: string, out: string[]): void {
     if (this.doLowerCase) text = text.toLowerCase()
     // _clean_text
     let clean = ''
@@ -132,16 +140,24 @@ export class WordPieceTokenizer implements Tokenizer {
         word = word.toLowerCase()
         if (this.stripAccents !== false) word = stripAccents(word)
       } else if (this.stripAccents) word = stripAccents(word)
-      split.push(...splitOnPunc(word))
+      splitOnPunc(word, split)
     }
-    const out: string[] = []
-    for (const word of splitWhitespace(split.join(' '))) out.push(...this.wordpiece(word))
-    return out
+    for (const word of splitWhitespace(split.join(' '))) this.wordpiece(word, out)
   }
 
-  private wordpiece(word: string): string[] {
+  /** Greedy longest-match-first WordPiece of one word, appended to `out`. */
+  private wordpiece(word: string, out: string[]): void {
+    // more than MAX_CHARS_PER_WORD code points: one [UNK] (counted without building an array of the word)
+    let n = 0
+    for (let i = 0; i < word.length && n <= MAX_CHARS_PER_WORD; i++) {
+      const c = word.charCodeAt(i)
+      if (!(c >= 0xdc00 && c <= 0xdfff && i > 0 && word.charCodeAt(i - 1) >= 0xd800 && word.charCodeAt(i - 1) <= 0xdbff)) n++
+    }
+    if (n > MAX_CHARS_PER_WORD) {
+      out.push('[UNK]')
+      return
+    }
     const chars = Array.from(word)
-    if (chars.length > MAX_CHARS_PER_WORD) return ['[UNK]']
     const pieces: string[] = []
     let start = 0
     while (start < chars.length) {
@@ -156,11 +172,14 @@ export class WordPieceTokenizer implements Tokenizer {
         }
         end--
       }
-      if (cur === null) return ['[UNK]']
+      if (cur === null) {
+        out.push('[UNK]')
+        return
+      }
       pieces.push(cur)
       start = end
     }
-    return pieces
+    for (const p of pieces) out.push(p)
   }
 
   /** A token string -> id ([UNK]'s id for unknown strings). */
@@ -187,6 +206,7 @@ export class WordPieceTokenizer implements Tokenizer {
    * the literal "[UNK]" (kept), " ".join, " ##" removed, strip, then clean_up_tokenization when asked.
    */
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
+    checkTokenIds(ids, 'WordPieceTokenizer.decode')
     const toks: string[] = []
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]
@@ -203,8 +223,8 @@ function stripAccents(s: string): string {
   return s.normalize('NFD').replace(MN, '')
 }
 
-function splitOnPunc(word: string): string[] {
-  const out: string[] = []
+/** BasicTokenizer._run_split_on_punc, the pieces appended to `out`. */
+function splitOnPunc(word: string, out: string[]): void {
   let cur = ''
   for (const ch of word) {
     if (isPunctuation(ch)) {
@@ -214,15 +234,21 @@ function splitOnPunc(word: string): string[] {
     } else cur += ch
   }
   if (cur) out.push(cur)
-  return out
 }
 
 /** transformers' clean_up_tokenization (the same rewrite the GPT-2 tokenizer uses). */
 export const cleanUp = cleanUpTokenization
 
-/** vocab.txt -> tokens: line k (the trailing "\n" removed) is id k. */
-export function parseVocabTxt(text: string): string[] {
+/** vocab.txt -> tokens: line k (the trailing "\n" removed) is id k. At most MAX_VOCAB_ENTRIES lines. */
+export function parseVocabTxt(text: string, file = 'vocab.txt'): string[] {
   if (text.length === 0) return []
+  // count first: splitting 64 MB of newlines would build an array of 64 million strings
+  let count = 1
+  for (let i = text.indexOf('\n'); i >= 0 && i < text.length - 1; i = text.indexOf('\n', i + 1)) {
+    if (++count > MAX_VOCAB_ENTRIES) {
+      throw new TokenizerError({ where: file, what: 'the vocabulary is too large', expected: `at most ${MAX_VOCAB_ENTRIES} lines` })
+    }
+  }
   const lines = text.split('\n')
   if (text.endsWith('\n')) lines.pop()
   return lines
@@ -232,7 +258,7 @@ export function parseVocabTxt(text: string): string[] {
 export function fromVocabTxt(text: string, file: string, config: Record<string, unknown> = {}): WordPieceTokenizer {
   const bool = (k: string): boolean | undefined => (typeof config[k] === 'boolean' ? (config[k] as boolean) : undefined)
   const sa = config.strip_accents
-  return new WordPieceTokenizer(parseVocabTxt(text), {
+  return new WordPieceTokenizer(parseVocabTxt(text, file), {
     file,
     doLowerCase: bool('do_lower_case'),
     stripAccents: typeof sa === 'boolean' ? sa : null,

@@ -159,6 +159,11 @@ export function packGolden(golden: Golden): Uint8Array {
   return packr.pack(golden)
 }
 
+/** Tensors a golden file may hold: a traced forward has about 12 per layer (a 1,000-layer model is 12,003). */
+export const MAX_GOLDEN_TENSORS = 1 << 16
+/** Largest golden file read (the logits of 4,096 tokens over GPT-J's 50,400 rows are 826 MB). */
+export const MAX_GOLDEN_BYTES = 2 ** 31 - 1
+
 /** Parses and validates golden file bytes; any problem is a one-line CheckpointError naming `file`. */
 export function readGolden(bytes: Uint8Array, file: string): Golden {
   const bad = (what: string, expected?: string, found?: unknown): never => {
@@ -200,6 +205,7 @@ export function readGolden(bytes: Uint8Array, file: string): Golden {
   if (!isObj(tensors)) return bad('field "tensors" missing or not a map', 'a map of name -> {dtype, shape, data}', tensors)
   const names = Object.keys(tensors)
   if (names.length === 0) bad('field "tensors" is empty')
+  if (names.length > MAX_GOLDEN_TENSORS) bad('field "tensors" has too many tensors', `at most ${MAX_GOLDEN_TENSORS}`, names.length)
   for (const name of names) {
     const t = tensors[name]
     const where = `tensor "${name}"`

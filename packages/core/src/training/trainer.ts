@@ -76,7 +76,8 @@ export class Trainer {
     if (w.nGroups !== 1) bad('training a model spread over several wasm memories is not supported', 'the model needs less than 4 GiB for weights, gradients and optimizer state')
     if (w.maxPartRows > 0) bad('training weights split into several device buffers is not supported', 'load without maxBufferBytes')
     const T = opts.maxLength
-    if (!Number.isInteger(T) || T < 2 || T > a.nPositions) bad('maxLength out of range', `2 .. ${a.nPositions} (the model's positions)`, show(T))
+    // the session's context (the rotary table and KV cache hold maxContext positions, at most n_positions)
+    if (!Number.isInteger(T) || T < 2 || T > w.nCtx) bad('maxLength out of range', `2 .. ${w.nCtx} (the context the model was loaded with)`, show(T))
     this.maxLength = T
     this.dev = dev
     this.train = dev.train!
