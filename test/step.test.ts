@@ -101,11 +101,8 @@ test('runStages: a logit lens at each of the last lensPositions positions, the s
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const hasTmux = spawnSync('tmux', ['-V']).status === 0
 
-test('step TUI in a pseudo-terminal: n, n, b, l 1 enter, t, q', async () => {
-  if (!hasTmux) {
-    console.log('  SKIP step TUI: tmux is not installed (apt-get install tmux)')
-    return
-  }
+if (!hasTmux) console.log('  SKIP step TUI: tmux is not installed (apt-get install tmux)')
+;(hasTmux ? test : test.skip)('step TUI in a pseudo-terminal: n, n, b, l 1 enter, t, q', async () => {
   const sock = `refgpt-step-${process.pid}`
   const tmux = (...args: string[]) => spawnSync('tmux', ['-L', sock, '-f', '/dev/null', ...args], { encoding: 'utf8' })
   const screen = () => tmux('capture-pane', '-p', '-t', 's').stdout ?? ''
@@ -470,21 +467,34 @@ test('step --html gpt-neo-tiny: labels = the prompt tokens, legends, colours = t
 
 // --- --html in headless Chromium -----------------------------------------------------------------
 
-const CHROMIUM = '/usr/bin/chromium'
+// Debian's and Ubuntu's names, Chrome, or CHROMIUM_PATH
+const CHROMIUM = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => p && existsSync(p))
 
-test('step --html renders every layer in headless Chromium: images decoded, labels aligned with the cells, hover titles', async () => {
+/** `refgpt step --html` on the tiny GPT-Neo: the page, self-contained, one section per layer. */
+function writeStepHtml(tmp: string): string {
+  const file = join(tmp, 'step.html')
+  const r = refgpt(['step', '--html', file, '--model', modelDir('gpt-neo-tiny'), PROMPT])
+  assert.is(r.code, 0, r.stderr)
+  const html = readFileSync(file, 'utf8')
+  assert.not.match(html, /(src|href)=["']?https?:/)
+  assert.is((html.match(/<section class="layer" data-layer="/g) ?? []).length, 4)
+  return file
+}
+
+test('step --html writes one self-contained page with a section per layer', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'refgpt-step-'))
   try {
-    const file = join(tmp, 'step.html')
-    const r = refgpt(['step', '--html', file, '--model', modelDir('gpt-neo-tiny'), PROMPT])
-    assert.is(r.code, 0, r.stderr)
-    const html = readFileSync(file, 'utf8')
-    assert.not.match(html, /(src|href)=["']?https?:/)
-    assert.is((html.match(/<section class="layer" data-layer="/g) ?? []).length, 4)
-    if (!existsSync(CHROMIUM)) {
-      console.log(`  SKIP step --html browser check: ${CHROMIUM} is not installed (apt-get install chromium)`)
-      return
-    }
+    writeStepHtml(tmp)
+  } finally {
+    rmSync(tmp, { recursive: true, force: true })
+  }
+})
+
+if (!CHROMIUM) console.log('  SKIP step --html browser check: no Chromium (apt-get install chromium, or set CHROMIUM_PATH)')
+;(CHROMIUM ? test : test.skip)('step --html renders every layer in headless Chromium: images decoded, labels aligned with the cells, hover titles', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'refgpt-step-'))
+  try {
+    const file = writeStepHtml(tmp)
     const { chromium } = await import('playwright-core')
     const browser = await chromium.launch({
       executablePath: CHROMIUM,

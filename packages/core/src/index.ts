@@ -11,7 +11,7 @@ export { WordPieceTokenizer, fromVocabTxt, parseVocabTxt, cleanUp as cleanUpWord
 export type { WordPieceOptions } from './tokenizers/wordpiece.js'
 export type { Activation, AttentionOptions, Buf, Device, DeviceLimits, Storage } from './device/types.js'
 export { quantizeQ8, dequantizeQ8, storedValues, storageBytes, rotaryTable, Q8_BLOCK } from './device/storage.js'
-export { createDevice, registerDevice, deviceNames } from './device/registry.js'
+export { createDevice, registerDevice, deviceNames, resolveDeviceName, isNpuAvailable } from './device/registry.js'
 export type { DeviceFactory, DeviceOptions } from './device/registry.js'
 export { createJsDevice } from './device/js.js'
 export type { JsDeviceOptions } from './device/js.js'

@@ -2,7 +2,7 @@
 
 import { readdirSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { DEFAULT_MODEL_NAMES, DEVICES, TokenizerError, UsageError, defaultModelDir, loadModel, loadTokenizer, type Storage, type Model, type Tokenizer } from '@refgpt/core'
+import { DEFAULT_MODEL_NAMES, DEVICES, TokenizerError, UsageError, defaultModelDir, loadModel, loadTokenizer, resolveDeviceName, type Storage, type Model, type Tokenizer } from '@refgpt/core'
 import { intOption, type Options } from '../args.js'
 
 /** The default model: the English one refgpt trained on Debian's fortunes (packages/core/assets/models). */
@@ -24,7 +24,8 @@ export const MODEL_OPTIONS: Options = {
 export const MODEL_HELP = `  -m, --model DIR        Hugging Face or ModelScope model folder (default: a model refgpt trained on
                          Debian's fortunes: English GPT-Neo ${DEFAULT_MODEL_NAMES.en}; chat: Chinese GPT-3 ${DEFAULT_MODEL_NAMES.zh})
       --lang en|zh       without --model: the English or the Chinese default model
-      --device NAME      ${DEVICES.join(' | ')} (default: ${DEVICES[0]}: the WASM-SIMD kernels; js: plain loops)
+      --device NAME      ${DEVICES.join(' | ')} (default: ${DEVICES[0]}: the WASM-SIMD kernels; js: plain loops;
+                         cpu = wasm, as transformers spells it)
   -t, --threads N        threads for the wasm device (default: the number of cores)
       --dtype TYPE       weight storage: f32 | f16 | bf16 | q8 (default: as stored in the checkpoint)
       --variant NAME     read model.<NAME>.safetensors (Hugging Face variants, e.g. bf16)
@@ -52,9 +53,14 @@ export function modelOptions(command: string, v: Record<string, unknown>) {
     throw new UsageError({ where: `refgpt ${command}`, what: 'unknown --lang', expected: `one of ${Object.keys(DEFAULT_MODEL_NAMES).join(', ')}`, found: JSON.stringify(lang) })
   if (lang !== undefined && v.model !== undefined)
     throw new UsageError({ where: `refgpt ${command}`, what: '--lang picks a default model and --model names one', hint: 'pass one of them' })
-  const device = (v.device as string | undefined) ?? DEVICES[0]
-  if (!(DEVICES as readonly string[]).includes(device))
-    throw new UsageError({ where: `refgpt ${command}`, what: 'unknown --device', expected: `one of ${DEVICES.join(', ')}`, found: JSON.stringify(device) })
+  const asked = (v.device as string | undefined) ?? DEVICES[0]
+  let device: string
+  try {
+    device = resolveDeviceName(asked) // also transformers' spellings: cpu, cuda:0, npu:0
+  } catch (e) {
+    const d = e instanceof UsageError ? e.details : { what: 'unknown device' }
+    throw new UsageError({ ...d, where: `refgpt ${command}`, what: d.what === 'unknown device' ? 'unknown --device' : d.what, found: JSON.stringify(asked) })
+  }
   const dtypeName = v.dtype as string | undefined
   if (dtypeName !== undefined && !DTYPES[dtypeName])
     throw new UsageError({ where: `refgpt ${command}`, what: 'unknown --dtype', expected: `one of ${Object.keys(DTYPES).join(', ')}`, found: JSON.stringify(dtypeName) })

@@ -30,12 +30,37 @@ export function deviceNames(): string[] {
   return [...factories.keys()]
 }
 
-/** A device by name (default: the first registered, wasm), or the Device object given. */
+/** True when an NPU device is registered (the counterpart of transformers' is_torch_npu_available()). */
+export function isNpuAvailable(): boolean {
+  return factories.has('npu')
+}
+
+/**
+ * The registered device a name means. Besides the registered names it takes transformers' spellings, so
+ * that a model card's `device="cpu"` or `"npu:0" if is_torch_npu_available() else "cpu"` runs as written:
+ * 'cpu' (and 'cpu:N') is the default CPU device (wasm); 'gpu', 'cuda', 'cuda:N' and 'webgpu' mean the
+ * 'webgpu' device; 'npu' and 'npu:N' the 'npu' device. A GPU or NPU spelling without that device
+ * registered is a UsageError, never a silent fall back to the CPU.
+ */
+export function resolveDeviceName(device: string | undefined): string {
+  const name = device ?? deviceNames()[0]
+  if (typeof name === 'string' && factories.has(name)) return name
+  const s = typeof name === 'string' ? name.trim().toLowerCase() : ''
+  const kind = /^cpu(:\d+)?$/.test(s) ? 'cpu' : /^(gpu|cuda|webgpu)(:\d+)?$/.test(s) ? 'webgpu' : /^npu(:\d+)?$/.test(s) ? 'npu' : null
+  if (kind === 'cpu' && factories.has('wasm')) return 'wasm'
+  if (kind !== null && kind !== 'cpu' && factories.has(kind)) return kind
+  throw new UsageError({
+    what: kind === 'webgpu' ? 'no GPU device in this build' : kind === 'npu' ? 'no NPU device in this build' : 'unknown device',
+    expected: `one of ${deviceNames().join(', ')} (or cpu)`,
+    found: show(device),
+    hint: kind === null ? undefined : `use device "cpu"; isNpuAvailable() says whether an NPU device is registered`,
+  })
+}
+
+/** A device by name (default: the first registered, wasm; transformers' 'cpu' / 'cuda' / 'npu' spellings too), or the Device object given. */
 export async function createDevice(device: string | Device | undefined, opts: DeviceOptions = {}): Promise<Device> {
   if (typeof device === 'object' && device !== null) return device
-  const name = device ?? deviceNames()[0]
-  const factory = factories.get(name)
-  if (!factory) throw new UsageError({ what: 'unknown device', expected: `one of ${deviceNames().join(', ')}`, found: show(device) })
+  const factory = factories.get(resolveDeviceName(device))!
   if (opts.maxBufferBytes !== undefined && !(opts.maxBufferBytes >= 1024))
     throw new UsageError({ what: 'bad maxBufferBytes', expected: 'a number of bytes >= 1024', found: show(opts.maxBufferBytes) })
   if (opts.memoryBytes !== undefined && !(typeof opts.memoryBytes === 'number' && Number.isInteger(opts.memoryBytes) && opts.memoryBytes >= 1 << 16 && opts.memoryBytes <= 2 ** 32))

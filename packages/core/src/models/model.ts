@@ -6,7 +6,7 @@
 
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { createDevice, deviceNames, type DeviceOptions } from '../device/registry.js'
+import { createDevice, deviceNames, resolveDeviceName, type DeviceOptions } from '../device/registry.js'
 import { rotaryTable, storageBytes } from '../device/storage.js'
 import type { Buf, Device, Storage } from '../device/types.js'
 import { CheckpointError, ConfigError, UsageError, show } from '../errors.js'
@@ -242,6 +242,7 @@ function checkVocabTxt(dir: string, a: Arch, opts: FolderOptions): void {
 
 /** Lines of a vocab.txt as BertTokenizer's load_vocab counts them (readlines: a final newline ends the last line). */
 export function countVocabLines(text: string): number {
+  if (text.includes('\r')) text = text.replace(/\r\n?/g, '\n') // text mode: universal newlines, as parseVocabTxt
   if (text.length === 0) return 0
   let n = 1
   for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++
@@ -378,7 +379,7 @@ function planModel(o: Opened, opts: LoadOptions): { reader: WeightReader; plan: 
 
 /** The memory estimate of a planned model on the device loadModel would use. */
 function estimate(o: Opened, plan: WeightPlan, opts: LoadOptions, sz: Sizes): MemoryEstimate {
-  const device = typeof opts.device === 'object' && opts.device !== null ? opts.device.name : (opts.device ?? deviceNames()[0])
+  const device = typeof opts.device === 'object' && opts.device !== null ? opts.device.name : resolveDeviceName(opts.device)
   return estimateMemory(o.arch, {
     device, plan, maxContext: sz.maxContext, maxBatchTokens: sz.maxT, sequences: sz.sequences,
     memoryBytes: opts.memoryBytes, maxMemory: opts.maxMemory,
@@ -448,8 +449,24 @@ function allWeights(shared: object, layers: unknown[]): Weight[] {
   return out
 }
 
+/** Spellings of LoadOptions.dtype: the Storage names and the CLI's / torch's lower-case ones. */
+const STORAGE_NAMES: Record<string, Storage> = {
+  f32: 'F32', float32: 'F32', f16: 'F16', float16: 'F16', fp16: 'F16', half: 'F16', bf16: 'BF16', bfloat16: 'BF16', q8: 'Q8',
+}
+
+/** opts with dtype as a Storage name ('q8' -> 'Q8'); any other value is a UsageError before anything is read. */
+function withStorage<T extends LoadOptions>(opts: T): T {
+  const d = opts.dtype as unknown
+  if (d === undefined || d === null) return opts
+  const s = typeof d === 'string' ? STORAGE_NAMES[d.toLowerCase()] : undefined
+  if (!s || (typeof d === 'string' && !Object.hasOwn(STORAGE_NAMES, d.toLowerCase())))
+    throw new UsageError({ where: 'loadModel', what: 'unknown dtype', expected: 'F32, F16, BF16 or Q8 (or f32, f16, bf16, q8, float16, bfloat16)', found: show(d) })
+  return { ...opts, dtype: s }
+}
+
 /** Loads a Hugging Face model folder (GPT-2, GPT-Neo, GPT-J) onto a device. */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Model> {
+  opts = withStorage(opts)
   const o = open(dir, opts)
   let generationConfig: Record<string, unknown> | null
   try {
@@ -476,6 +493,7 @@ function readGenerationConfig(dir: string, opts: FolderOptions): Record<string, 
  * (gpt-neo-1.3B, gptj-6b, ...) or a config.json object. For benchmarks.
  */
 export async function loadRandomModel(shape: string | Record<string, unknown>, opts: LoadOptions & { seed?: number; layers?: number } = {}): Promise<Model> {
+  opts = withStorage(opts)
   const config = typeof shape === 'string' ? shapeConfig(shape, opts.layers) : shape
   return build(openRandom(config, opts.seed ?? 1234), opts, null)
 }
@@ -518,6 +536,7 @@ async function build(o: Opened, opts: LoadOptions, generationConfig: Record<stri
 
 /** Reads config.json and the checkpoint headers, checks every tensor name and shape, reads no data. */
 export function inspectModel(dir: string, opts: LoadOptions = {}): ModelInfo & { arch: Arch; traits: Traits; config: Record<string, unknown> } {
+  opts = withStorage(opts)
   const o = open(dir, opts)
   try {
     const sz = sizes(o.arch, opts)

@@ -241,6 +241,9 @@ export const cleanUp = cleanUpTokenization
 
 /** vocab.txt -> tokens: line k (the trailing "\n" removed) is id k. At most MAX_VOCAB_ENTRIES lines. */
 export function parseVocabTxt(text: string, file = 'vocab.txt'): string[] {
+  // BertTokenizer opens vocab.txt in text mode: universal newlines, so \r\n and a lone \r end a line too
+  // (a CRLF file from a Windows checkout gives the same tokens)
+  if (text.includes('\r')) text = text.replace(/\r\n?/g, '\n')
   if (text.length === 0) return []
   // count first: splitting 64 MB of newlines would build an array of 64 million strings
   let count = 1
