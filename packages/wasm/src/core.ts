@@ -220,6 +220,20 @@ interface Block {
  * mark() / release() release in bulk by position (see release()). With no free() call the arena is
  * the plain bump arena: the free list stays empty.
  */
+/** A memory cannot hold an allocation: past 4 GiB, or the host would not let it grow. */
+export class WasmOutOfMemoryError extends Error {
+  constructor(
+    /** Bytes asked for. */
+    readonly requested: number,
+    /** Bytes this memory still had below 4 GiB. */
+    readonly left: number,
+    message: string,
+  ) {
+    super(message)
+    this.name = 'WasmOutOfMemoryError'
+  }
+}
+
 export class WasmMemory {
   readonly memory: WasmMemoryObject
   /** First byte the arena hands out. */
@@ -302,7 +316,7 @@ export class WasmMemory {
     const start = alignUp(from, align)
     const end = start + size
     if (end > MAX_MEMORY_BYTES) {
-      throw new Error(`refgpt wasm: out of memory: ${fmtBytes(bytes)} requested with ${fmtBytes(this.bytesFree())} left in a 4 GiB wasm memory; hint: place the rest of the model in another memory (addMemory) or use a smaller storage dtype`)
+      throw new WasmOutOfMemoryError(bytes, this.bytesFree(), `refgpt wasm: out of memory: ${fmtBytes(bytes)} requested with ${fmtBytes(this.bytesFree())} left in a 4 GiB wasm memory; hint: place the rest of the model in another memory (addMemory) or use a smaller storage dtype`)
     }
     const length = this.memory.buffer.byteLength
     if (end > length) {
@@ -310,7 +324,7 @@ export class WasmMemory {
       try {
         this.memory.grow(pages)
       } catch (e) {
-        throw new Error(`refgpt wasm: cannot grow memory from ${fmtBytes(length)} to ${fmtBytes(length + pages * PAGE_BYTES)}: ${(e as Error).message}`)
+        throw new WasmOutOfMemoryError(bytes, this.bytesFree(), `refgpt wasm: cannot grow memory from ${fmtBytes(length)} to ${fmtBytes(length + pages * PAGE_BYTES)}: ${(e as Error).message}`)
       }
     }
     if (start < this.highWater) new Uint8Array(this.buffer, start, Math.min(end, this.highWater) - start).fill(0)

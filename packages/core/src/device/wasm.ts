@@ -12,8 +12,8 @@
 // A Buf is a number: group * 2^32 + byte offset. Weights stored as F16/BF16/Q8 have a side entry
 // (storage type, Q8 scales) looked up per matmul; everything else is f32.
 
-import { createWasmCore, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
-import { RefgptError, ResourceError } from '../errors.js'
+import { WasmOutOfMemoryError, createWasmCore, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
+import { ResourceError } from '../errors.js'
 import { f32ToBf16Array, f32ToF16Array } from '../io/dtype.js'
 import { Q8_BLOCK, q8Cols, storedValues } from './storage.js'
 import type { Activation, AttentionOptions, Buf, Device, Storage, TrainOps } from './types.js'
@@ -72,7 +72,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     try {
       return mem.alloc(bytes)
     } catch (e) {
-      throw outOfMemory(e, bytes, mem.bytesFree())
+      throw outOfMemory(e)
     }
   }
   const addGroup = (g: number) => {
@@ -80,7 +80,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       try {
         core.addMemory()
       } catch (e) {
-        throw outOfMemory(e, 0, 0)
+        throw outOfMemory(e)
       }
     }
     const mem = core.memories[g]
@@ -361,18 +361,20 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
   return dev
 }
 
-/** The wasm arena's "out of memory" / "cannot grow memory" errors (and a failed new memory) as a ResourceError. */
-function outOfMemory(e: unknown, bytes: number, left: number): Error {
-  if (e instanceof RefgptError) return e
-  const msg = e instanceof Error ? e.message : String(e)
-  if (!/out of memory|cannot grow|could not allocate|Out of memory|allocation failed|Array buffer allocation/i.test(msg) && !(e instanceof RangeError)) return e as Error
+/**
+ * The arena's WasmOutOfMemoryError (an allocation past 4 GiB, or a memory the host would not grow) and a
+ * new memory the host would not back (RangeError) as a ResourceError; anything else is rethrown.
+ */
+function outOfMemory(e: unknown): unknown {
+  if (!(e instanceof WasmOutOfMemoryError) && !(e instanceof RangeError)) return e
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`
+  const alloc = e instanceof WasmOutOfMemoryError
   return new ResourceError(
     {
       where: 'wasm device',
       what: 'out of memory',
-      expected: bytes > 0 ? `at most ${mib(left)} (${left} bytes) left in this 4 GiB wasm32 memory` : 'room for another 4 GiB wasm32 memory',
-      found: bytes > 0 ? `${mib(bytes)} (${bytes} bytes) requested` : msg.replace(/^refgpt wasm: /, ''),
+      expected: alloc ? `at most ${mib(e.left)} (${e.left} bytes) left in this 4 GiB wasm32 memory` : 'room for another 4 GiB wasm32 memory',
+      found: alloc ? `${mib(e.requested)} (${e.requested} bytes) requested` : e.message,
       hint: 'pass a smaller --max-context (maxContext), fewer sequences, or --dtype bf16 / q8 for smaller weights',
     },
     { cause: e },

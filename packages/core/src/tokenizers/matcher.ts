@@ -92,22 +92,18 @@ export class LiteralMatcher {
     for (let k = 1; k < nodes; k++) {
       const v = order[k]!
       const u = parent[v]!
-      let f = 0
-      if (u !== 0) {
-        const c = chr[v]!
-        let w = fail[u]!
-        for (;;) {
-          const g = this.next(w, c)
-          if (g > 0) {
-            f = g
-            break
-          }
-          if (w === 0) break
-          w = fail[w]!
-        }
-      }
+      const f = u === 0 ? 0 : this.step(fail[u]!, chr[v]!)
       fail[v] = f
       out[v] = term[v]! >= 0 ? term[v]! : out[f]!
+    }
+  }
+
+  /** The automaton's move from node `v` on code unit `c`: failure links followed until a child by `c` exists (0: the root). */
+  private step(v: number, c: number): number {
+    for (;;) {
+      const g = this.next(v, c)
+      if (g > 0 || v === 0) return g
+      v = this.fail[v]!
     }
   }
 
@@ -124,19 +120,10 @@ export class LiteralMatcher {
   /** For every position of `text`, the index of the longest pattern starting there, or -1. */
   longestAt(text: string): Int32Array {
     const best = new Int32Array(text.length)
-    const { fail, out } = this
+    const { out } = this
     let v = 0
     for (let j = text.length - 1; j >= 0; j--) {
-      const c = text.charCodeAt(j)
-      for (;;) {
-        const g = this.next(v, c)
-        if (g > 0) {
-          v = g
-          break
-        }
-        if (v === 0) break
-        v = fail[v]!
-      }
+      v = this.step(v, text.charCodeAt(j))
       best[j] = out[v]!
     }
     return best
