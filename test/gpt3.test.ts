@@ -353,7 +353,7 @@ test('CLI: refgpt generate on a ModelScope folder prints the pipeline text (prai
   assert.is(r.stdout, want.text_out + '\n')
   const j = refgpt(['generate', '--model', DIR, '今天终于拿到驾照了,求夸 | ', '--top-k', '1', '--top-p', '0', '--json'])
   assert.is(j.code, 0, j.stderr)
-  const out = JSON.parse(j.stdout)
+  const out = JSON.parse(j.stdout).sequences[0]
   assert.equal(out.ids, want.output_sequence)
   assert.is(out.prompt_length, 14)
   // default: sampling (seeded here), still prompt-first

@@ -22,7 +22,7 @@ import {
 import { MAX_TENSORS_PER_FILE, RandomAccessFile, countTopLevelMembers } from '../packages/core/src/io/safetensors.js'
 import { crc32, crc32Table } from '../packages/core/src/io/write.js'
 import { ZipArchive, inflateCount, verifyCrc32 } from '../packages/core/src/io/zip.js'
-import { writeSafetensors } from './helpers.js'
+import { writeSafetensors, linkTest } from './helpers.js'
 import { Pickle, statePickle, type TensorSpec } from './pickle-writer.js'
 import { writeZip, type ZipInput } from './zip-writer.js'
 
@@ -131,7 +131,8 @@ test('readJsonFile: BOM dropped, invalid UTF-8, a folder, a FIFO and an oversize
 // ---------------------------------------------------------------------------------------------------
 // 2. Symlinks
 
-test('symlinks: model.safetensors linking outside the folder is refused unless followSymlinks', () => {
+
+linkTest(test, 'symlinks: model.safetensors linking out')('symlinks: model.safetensors linking outside the folder is refused unless followSymlinks', () => {
   withTmp((root) => {
     const outside = path.join(root, 'outside')
     const model = path.join(root, 'model')
@@ -163,7 +164,7 @@ test('symlinks: model.safetensors linking outside the folder is refused unless f
   })
 })
 
-test('symlinks: shards and index linking outside are refused; links inside the folder work', () => {
+linkTest(test, 'symlinks: shards and index linking out')('symlinks: shards and index linking outside are refused; links inside the folder work', () => {
   withTmp((root) => {
     const outside = path.join(root, 'outside')
     const model = path.join(root, 'model')

@@ -10,7 +10,7 @@ import {
   CheckpointError, ConfigError, RefgptError, ResourceError, UsageError, createJsDevice, createWasmDevice, inspectModel, loadModel,
   loadRandomModel, type Device,
 } from '@refgpt/core'
-import { modelDir, readSafetensors, refgpt, writeSafetensors } from './helpers.js'
+import { modelDir, readSafetensors, refgpt, writeSafetensors, linkTest } from './helpers.js'
 
 const test = suite('hardening: model configs')
 const root = mkdtempSync(join(tmpdir(), 'refgpt-harden-model-'))
@@ -208,7 +208,8 @@ test('devices: an allocation past 4 GiB (wasm) or the host (js) is a ResourceErr
 
 // --- 3: config files read through insideFolder ------------------------------------------------------
 
-test('config.json / generation_config.json / configuration.json linking out of the folder are refused (followSymlinks allows)', async () => {
+
+linkTest(test, 'config files linking out of the folder')('config.json / generation_config.json / configuration.json linking out of the folder are refused (followSymlinks allows)', async () => {
   const outside = join(root, `outside${n++}`)
   mkdirSync(outside)
   const linkOut = (file: string) => (d: string) => {
@@ -310,7 +311,7 @@ cli('generate --max-memory too small: one-line ResourceError, exit 1, nothing pr
   assert.match(r.stderr, /not enough memory .*\(1024 bytes\).*needed/)
 })
 
-cli('--follow-symlinks: a config.json linking out is refused without it and read with it', () => {
+linkTest(cli, 'CLI --follow-symlinks')('--follow-symlinks: a config.json linking out is refused without it and read with it', () => {
   const dir = variant('gpt2-tiny', {}, (d) => {
     const out = join(root, `cfg${n++}.json`)
     cpSync(join(d, 'config.json'), out)

@@ -27,7 +27,7 @@ import {
   parseVocabTxt,
   type AddedToken,
 } from '../packages/core/src/tokenizers/index.js'
-import { fixture, rng } from './helpers.js'
+import { fixture, rng, linkTest } from './helpers.js'
 
 const test = suite('hardening: tokenizer')
 const GPT2 = fixture('tokenizer/gpt2/')
@@ -299,7 +299,8 @@ test('loadTokenizer: vocab.txt that is a directory, a FIFO, files over the caps'
   throwsTokenizerError(() => loadTokenizer(d5), ['special_tokens_map.json', 'too large'], 'json cap')
 })
 
-test('loadTokenizer: a symlink out of the model folder is refused unless followSymlinks', () => {
+
+linkTest(test, 'loadTokenizer symlinks')('loadTokenizer: a symlink out of the model folder is refused unless followSymlinks', () => {
   const outside = folder()
   writeFileSync(join(outside, 'tokenizer.json'), tokJson())
   const dir = folder()

@@ -1,13 +1,38 @@
 // Shared test helpers: fixture paths, golden files, tolerance checks, one test body per device.
 import { spawnSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { crc32 } from 'node:zlib'
+import type { Test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { DEVICES, openSafetensors, type DeviceName } from '@refgpt/core'
 
 export const fixture = (rel: string) => fileURLToPath(new URL(`./fixtures/${rel}`, import.meta.url))
 export const modelDir = (name: string) => fixture(`models/${name}`)
+
+// Symlinks cannot be made everywhere (Windows without developer mode: EPERM). Probed once; a test that
+// needs one is registered as skipped there, and says so (a skip is reported as a skip, never a pass).
+export const SYMLINK_ERROR: string | null = (() => {
+  const dir = mkdtempSync(join(tmpdir(), 'refgpt-link-'))
+  try {
+    writeFileSync(join(dir, 'target'), 'x')
+    symlinkSync('target', join(dir, 'link'))
+    return readFileSync(join(dir, 'link'), 'utf8') === 'x' ? null : 'a symlink does not read its target'
+  } catch (e) {
+    return `cannot create symlinks here (${(e as NodeJS.ErrnoException).code ?? String(e)})`
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})()
+
+/** `s` for a test that needs symlinks, or `s.skip` (printing "SKIP name: reason") where they cannot be made. */
+export function linkTest<T>(s: Test<T>, name: string): Test<T> | Test<T>['skip'] {
+  if (SYMLINK_ERROR === null) return s
+  console.log(`  SKIP ${name}: ${SYMLINK_ERROR}`)
+  return s.skip
+}
 
 /** mulberry32: a small seeded PRNG in [0, 1). */
 export function rng(seed: number): () => number {

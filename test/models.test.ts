@@ -7,9 +7,10 @@ import { join } from 'node:path'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { generate, loadModel, type Model, type Session, type TraceEvent } from '@refgpt/core'
-import { MODELS, TEST_DEVICES, TOL, assertClose, loadGolden, modelDir, pickRows } from './helpers.js'
+import { MODELS, TEST_DEVICES, TOL, assertClose, loadGolden, modelDir, pickRows, linkTest } from './helpers.js'
 
 const PROMPTS = ['p0', 'p1', 'p2', 'p3']
+
 
 for (const device of TEST_DEVICES) {
   for (const name of MODELS) {
@@ -135,7 +136,7 @@ for (const device of TEST_DEVICES) {
     await m.dispose()
   })
 
-  variants('pytorch_model.bin (torch zip, tied lm_head alias) matches logits.p2', async () => {
+  linkTest(variants, `gpt-neo-tiny pytorch_model.bin through symlinks on ${device}`)('pytorch_model.bin (torch zip, tied lm_head alias) matches logits.p2', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'refgpt-bin-'))
     try {
       for (const f of ['config.json', 'generation_config.json', 'pytorch_model.bin'])

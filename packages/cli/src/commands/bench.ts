@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { AdamW, SHAPES, Trainer, UsageError, argmax, inspectModel, loadModel, loadRandomModel, shapeConfig, type Example, type Model, type WasmDevice } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
-import { MODEL_HELP, MODEL_OPTIONS, modelOptions } from './common.js'
+import { MODEL_OPTIONS, modelHelp, modelLabel, modelOptions, noLang, withLoadProgress } from './common.js'
 
 export const summary = 'measure load time, prefill and decode tokens/s, peak memory (random weights of a real shape, or --model)'
 
@@ -40,7 +40,7 @@ its thread pool, as benchmarks/probes.bench.mjs), their ratio, and peak RSS.
       --batch-size N        examples per step (default 8)
       --max-length N        tokens per example (default 128)
       --steps N             timed steps after the warm-up step (default 3)
-${MODEL_HELP}`
+${modelHelp('bench')}`
 
 export async function run(argv: string[]): Promise<void> {
   const { values: v } = parse('bench', argv, {
@@ -59,6 +59,7 @@ export async function run(argv: string[]): Promise<void> {
   })
   if ((v.shape === undefined) === (v.model === undefined))
     throw new UsageError({ where: 'refgpt bench', what: 'give exactly one of --shape and --model', hint: `shapes: ${Object.keys(SHAPES).join(', ')}` })
+  noLang('bench', v)
   const o = modelOptions('bench', v)
   const trainOnly = ['batch-size', 'max-length', 'steps'], inferOnly = ['prompt-tokens', 'new-tokens', 'no-rows']
   for (const name of v.train ? inferOnly : trainOnly) {
@@ -74,9 +75,9 @@ export async function run(argv: string[]): Promise<void> {
   const load = { device: o.device, threads: o.threads, dtype: o.dtype, maxContext: ctx, maxBatchTokens: Math.min(promptTokens, 512), maxMemory: o.maxMemory, followSymlinks: o.followSymlinks }
 
   const t0 = performance.now()
-  const model: Model = v.shape !== undefined
-    ? await loadRandomModel(v.shape as string, { ...load, seed, layers })
-    : await loadModel(o.dir, { ...load, variant: o.variant })
+  const model: Model = await withLoadProgress(v.shape !== undefined ? String(v.shape) : modelLabel(o.dir), (p) => v.shape !== undefined
+    ? loadRandomModel(v.shape as string, { ...load, seed, layers, ...p })
+    : loadModel(o.dir, { ...load, variant: o.variant, ...p }))
   const loadMs = performance.now() - t0
   if (ctx > model.arch.nPositions)
     throw new UsageError({ where: 'refgpt bench', what: 'prompt + new tokens exceed the model context', expected: `at most ${model.arch.nPositions}`, found: String(ctx) })
@@ -227,9 +228,9 @@ async function runTrain(v: Record<string, unknown>, o: ReturnType<typeof modelOp
     throw new UsageError({ where, what: '--max-length exceeds the model context', expected: `at most ${positions}`, found: String(maxLength) })
 
   const t0 = performance.now()
-  const model: Model = v.shape !== undefined
-    ? await loadRandomModel(v.shape as string, { ...load, seed, layers })
-    : await loadModel(o.dir, { ...load, variant: o.variant })
+  const model: Model = await withLoadProgress(v.shape !== undefined ? String(v.shape) : modelLabel(o.dir), (p) => v.shape !== undefined
+    ? loadRandomModel(v.shape as string, { ...load, seed, layers, ...p })
+    : loadModel(o.dir, { ...load, variant: o.variant, ...p }))
   const loadMs = performance.now() - t0
   try {
     const a = model.arch

@@ -1,12 +1,12 @@
 // refgpt chat: the ModelScope kuakua robot loop — one line in, one reply out — and the ModelScope
 // generation mode `refgpt generate` uses for ModelScope GPT-3 folders.
 
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import {
+  RefgptError,
   UsageError,
   WordPieceTokenizer,
+  folderKind,
   modelscopeGenerate,
   modelscopePostprocess,
   type Model,
@@ -15,14 +15,17 @@ import {
   type Tokenizer,
 } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
-import { CONTEXT_HELP, CONTEXT_OPTIONS, MODEL_HELP, MODEL_OPTIONS, load, modelOptions, requireTokenizer } from './common.js'
+import { errorLine } from '../progress.js'
+import { CONTEXT_HELP, CONTEXT_OPTIONS, MODEL_OPTIONS, load, modelHelp, modelOptions, requireTokenizer } from './common.js'
 
 export const summary = 'chat with a ModelScope GPT-3 folder (e.g. the kuakua praise robot): a line in, a reply out'
 
 export const help = `Usage: refgpt chat [--model DIR] [options]
 
-Without --model: the Chinese default model (a small ModelScope GPT-3 refgpt trained on Debian's
-fortunes-zh poems and proverbs; it continues text, it was not trained to praise).
+Needs a ModelScope GPT-3 folder (configuration.json + vocab.txt); for Hugging Face models (GPT-2,
+GPT-Neo, GPT-J) use \`refgpt generate --model DIR\`. Without --model: the Chinese default model (a small
+ModelScope GPT-3 refgpt trained on Debian's fortunes-zh poems and proverbs; it continues text, it was
+not trained to praise).
 
 Reads one line at a time (typed, or from stdin when it is not a terminal) and prints one reply line,
 as ModelScope's kuakua robot is used: the prompt is LINE + "|" (unless the line already ends with the
@@ -30,13 +33,17 @@ separator), run through ModelScope's text-generation pipeline (padded to sequenc
 with the config's top_k/top_p, length cap padded length + 100, stop at eod_id); the reply is the
 pipeline's text after the prompt, without the eod token. Blank lines are skipped.
 
+A line that fails (e.g. longer than the model's context) prints one error line on stderr,
+"refgpt: error: line N: ...", and the session goes on with the next line. At the end of the input,
+when any line failed, refgpt says how many and exits 1 (0 when every line was answered).
+
 Options:
       --top-k K  --top-p P  --temperature T   sampling (default: config.json top_k 0, top_p 0.9, T 1);
                                 greedy is --top-k 1 --top-p 0
       --max-length N            total length cap incl. the padded prompt (ModelScope's max_length)
       --seed N                  sampling seed (default: random), the same for every line
       --separator S             appended to each line (default "|")
-${CONTEXT_HELP}${MODEL_HELP}
+${CONTEXT_HELP}${modelHelp('chat')}
 Example:
   echo "今天终于拿到驾照了,求夸" | refgpt chat --model ./nlp_gpt3_kuakua-robot_chinese-large
 `
@@ -50,9 +57,13 @@ export const MS_OPTIONS = {
   seed: { type: 'string' as const },
 }
 
-/** A ModelScope folder: configuration.json beside config.json. */
-export function isModelscopeDir(dir: string): boolean {
-  return existsSync(join(dir, 'configuration.json'))
+/**
+ * A ModelScope GPT-3 folder (config.json without model_type + configuration.json with model.type gpt3),
+ * which generates with ModelScope's pipeline. A Hugging Face folder hosted on ModelScope (configuration.json
+ * beside a config.json with model_type) is not: its family and generation are transformers'. core's folderKind.
+ */
+export function isModelscopeDir(dir: string, opts: { followSymlinks?: boolean } = {}): boolean {
+  return folderKind(dir, { followSymlinks: opts.followSymlinks }) === 'modelscope-gpt3'
 }
 
 function num(command: string, name: string, s: string): number {
@@ -79,17 +90,24 @@ export function wordpieceTokenizer(dir: string, command: string, opts: { followS
   if (!(tok instanceof WordPieceTokenizer))
     throw new UsageError({
       where: dir,
-      what: 'ModelScope generation needs a ModelScope GPT-3 folder',
+      what: command === 'chat' ? 'refgpt chat needs a ModelScope GPT-3 folder' : 'ModelScope generation needs a ModelScope GPT-3 folder',
       expected: 'vocab.txt (BERT WordPiece) and configuration.json',
       found: `a ${tok.kind} tokenizer`,
-      hint: 'use --generation hf for Hugging Face models',
+      hint: notModelscopeHint(command),
     })
   return tok
 }
 
-export function checkModelscopeModel(model: Model, dir: string): void {
+/** What to do with a folder that is not a ModelScope GPT-3 one: chat cannot run it, generate can in its hf mode. */
+function notModelscopeHint(command: string): string {
+  return command === 'chat'
+    ? 'for Hugging Face models (GPT-2, GPT-Neo, GPT-J) use `refgpt generate --model DIR`'
+    : 'use --generation hf for Hugging Face models'
+}
+
+export function checkModelscopeModel(model: Model, dir: string, command = 'generate'): void {
   if (model.family !== 'gpt3')
-    throw new UsageError({ where: dir, what: 'ModelScope generation runs ModelScope GPT-3 models only', found: `model family ${model.family}`, hint: 'use --generation hf' })
+    throw new UsageError({ where: dir, what: command === 'chat' ? 'refgpt chat runs ModelScope GPT-3 models only' : 'ModelScope generation runs ModelScope GPT-3 models only', found: `model family ${model.family}`, hint: notModelscopeHint(command) })
 }
 
 /** The reply of the kuakua robot: the pipeline text after the prompt, without the eod token. */
@@ -112,7 +130,7 @@ export async function run(argv: string[]): Promise<void> {
   const tok = wordpieceTokenizer(dir, 'chat', mo)
   const model = await load('chat', v)
   try {
-    checkModelscopeModel(model, dir)
+    checkModelscopeModel(model, dir, 'chat')
     const tty = process.stdin.isTTY === true
     const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty })
     if (tty) {
@@ -120,15 +138,32 @@ export async function run(argv: string[]): Promise<void> {
       rl.setPrompt('> ')
       rl.prompt()
     }
+    // one bad line (too long for the context, ...) is reported and skipped; the session goes on
+    let lineNo = 0, answered = 0
+    const failed: number[] = []
     for await (const raw of rl) {
+      lineNo++
       const line = raw.trim()
       if (line) {
         const prompt = line.endsWith(sep) ? line : line + sep
-        const r = await modelscopeGenerate(model, tok, prompt, opts)
-        process.stdout.write(replyOf(tok, r) + '\n')
+        try {
+          const r = await modelscopeGenerate(model, tok, prompt, opts)
+          process.stdout.write(replyOf(tok, r) + '\n')
+          answered++
+        } catch (e) {
+          if (!(e instanceof RefgptError)) throw e // a fault of refgpt, not of the line: the session ends
+          failed.push(lineNo)
+          process.stderr.write(errorLine(`line ${lineNo}: ${e.message}`))
+        }
       }
       if (tty) rl.prompt()
     }
+    if (failed.length)
+      throw new RefgptError({
+        where: 'refgpt chat',
+        what: `${failed.length} of ${failed.length + answered} lines failed: line${failed.length === 1 ? '' : 's'} ${failed.slice(0, 10).join(', ')}${failed.length > 10 ? ', …' : ''}`,
+        hint: 'each line\'s error is shown above; the other lines were answered',
+      })
   } finally {
     await model.dispose()
   }

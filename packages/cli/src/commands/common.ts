@@ -1,14 +1,17 @@
-// Pieces several commands share: the default model, model/device options, loading with a tokenizer.
+// Pieces several commands share: the default model, model/device options, loading with a tokenizer and
+// a progress bar, writing a user's file.
 
-import { readdirSync, statSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
-import { DEFAULT_MODEL_NAMES, DEVICES, TokenizerError, UsageError, defaultModelDir, loadModel, loadTokenizer, resolveDeviceName, type Storage, type Model, type Tokenizer } from '@refgpt/core'
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { basename, resolve } from 'node:path'
+import {
+  DEFAULT_MODEL_NAMES, DEVICES, RefgptError, isModelId, resolveModelDir, TokenizerError, UsageError, defaultModelDir, loadModel, loadTokenizer, resolveDeviceName, writeFileAtomic,
+  type LoadOptions, type Storage, type Model, type Tokenizer,
+} from '@refgpt/core'
 import { intOption, type Options } from '../args.js'
+import { loadProgress, type Out } from '../progress.js'
 
 /** The default model: the English one refgpt trained on Debian's fortunes (packages/core/assets/models). */
 export const DEFAULT_MODEL = defaultModelDir('en')
-/** The tiny GPT-2 shipped in packages/cli/assets (random weights, real tokenizer): fast, for tests. */
-export const TINY_MODEL = fileURLToPath(new URL('../../assets/gpt2-tiny', import.meta.url))
 
 export const MODEL_OPTIONS: Options = {
   model: { type: 'string', short: 'm' },
@@ -19,12 +22,32 @@ export const MODEL_OPTIONS: Options = {
   variant: { type: 'string' },
   'max-memory': { type: 'string' },
   'follow-symlinks': { type: 'boolean' },
+  revision: { type: 'string' },
 }
 
-export const MODEL_HELP = `  -m, --model DIR        Hugging Face or ModelScope model folder (default: a model refgpt trained on
-                         Debian's fortunes: English GPT-Neo ${DEFAULT_MODEL_NAMES.en}; chat: Chinese GPT-3 ${DEFAULT_MODEL_NAMES.zh})
-      --lang en|zh       without --model: the English or the Chinese default model
-      --device NAME      ${DEVICES.join(' | ')} (default: ${DEVICES[0]}: the WASM-SIMD kernels; js: plain loops;
+/** What --model means for a command, and what it does without one. */
+const MODEL_LINE: Record<string, string> = {
+  default: `  -m, --model DIR        Hugging Face or ModelScope model folder (default: the English GPT-Neo
+                         ${DEFAULT_MODEL_NAMES.en}, a small model refgpt trained on Debian's fortunes)
+      --lang en|zh       without --model: the English default model or the Chinese ModelScope GPT-3
+                         ${DEFAULT_MODEL_NAMES.zh}
+`,
+  chat: `  -m, --model DIR        a ModelScope GPT-3 folder (configuration.json + vocab.txt) (default: the Chinese
+                         GPT-3 ${DEFAULT_MODEL_NAMES.zh}, a small model refgpt trained on Debian's fortunes-zh);
+                         for Hugging Face models use \`refgpt generate --model DIR\`
+      --lang en|zh       without --model: zh, the Chinese default model (en, the English GPT-Neo, is not a
+                         ModelScope model and is refused here)
+`,
+  bench: `  -m, --model DIR        Hugging Face or ModelScope model folder to measure (or --shape: one of the two is
+                         required; there is no default model)
+`,
+  train: `  -m, --model DIR        the Hugging Face or ModelScope model folder to fine-tune (required, unless --resume)
+`,
+  'golden verify': `  -m, --model DIR        the model folder to verify (required)
+`,
+}
+
+const COMMON_HELP = `      --device NAME      ${DEVICES.join(' | ')} (default: ${DEVICES[0]}: the WASM-SIMD kernels; js: plain loops;
                          cpu = wasm, as transformers spells it)
   -t, --threads N        threads for the wasm device (default: the number of cores)
       --dtype TYPE       weight storage: f32 | f16 | bf16 | q8 (default: as stored in the checkpoint)
@@ -32,9 +55,25 @@ export const MODEL_HELP = `  -m, --model DIR        Hugging Face or ModelScope m
       --max-memory SIZE  memory the model may use, e.g. 512M, 8G, 1.5GiB or bytes (default: the free
                          memory); a model that needs more is refused before anything is allocated
       --follow-symlinks  follow links that lead out of the model folder (default: refused)
+      --revision REV     with a model id: the branch, tag or full commit hash to take from the cache
+                         (default main; ModelScope: the folder's). --model also takes an id such as
+                         EleutherAI/gpt-neo-1.3B, found in the Hugging Face or ModelScope cache
       --verbose          show stack traces on errors
   -h, --help             this help
+  -V, --version          print refgpt's version
 `
+
+/** The model options' help for `command` (generate, chat, step, bench, train, golden export, ...): what --model does there. */
+export function modelHelp(command: string): string {
+  return (MODEL_LINE[command] ?? MODEL_LINE.default) + COMMON_HELP
+}
+
+
+/** Refuses --lang in a command that has no default model (bench, train, golden verify). */
+export function noLang(command: string, v: Record<string, unknown>): void {
+  if (v.lang !== undefined)
+    throw new UsageError({ where: `refgpt ${command}`, what: '--lang does not apply here', found: `--lang ${String(v.lang)}`, hint: `refgpt ${command} has no default model: pass --model DIR` })
+}
 
 /** --max-context, for the commands whose context is not set by another option (generate, chat, step, inspect). */
 export const CONTEXT_OPTIONS: Options = { 'max-context': { type: 'string' } }
@@ -67,8 +106,13 @@ export function modelOptions(command: string, v: Record<string, unknown>) {
   const threads = v.threads === undefined ? undefined : intOption(command, 'threads', v.threads as string, 1, 1)
   const maxMemory = v['max-memory'] === undefined ? undefined : sizeOption(command, 'max-memory', v['max-memory'] as string)
   const maxContext = v['max-context'] === undefined ? undefined : intOption(command, 'max-context', v['max-context'] as string, 1, 1)
+  const revision = v.revision as string | undefined
+  const model = v.model as string | undefined
+  if (revision !== undefined && model === undefined)
+    throw new UsageError({ where: `refgpt ${command}`, what: '--revision needs --model ID', found: `--revision ${JSON.stringify(revision)}`, hint: 'a revision picks a snapshot of a model given by id, e.g. --model EleutherAI/gpt-neo-1.3B --revision main' })
   return {
-    dir: (v.model as string | undefined) ?? defaultModelDir(lang ?? DEFAULT_LANG[command] ?? 'en'),
+    /** --model: a folder as given, or an id resolved in the Hugging Face / ModelScope cache (docs/model-caches.md). */
+    dir: model === undefined ? defaultModelDir(lang ?? DEFAULT_LANG[command] ?? 'en') : !existsSync(model) && isModelId(model) ? resolveModelDir(model, { revision }) : model,
     device,
     threads,
     dtype: dtypeName ? DTYPES[dtypeName] : undefined,
@@ -112,19 +156,76 @@ export function maybeTokenizer(dir: string, opts: { followSymlinks?: boolean } =
   return loadTokenizer(dir, { followSymlinks: opts.followSymlinks })
 }
 
+/** Commands that take a prompt as token ids, which a folder without a tokenizer can still run. */
+const PROMPT_IDS: ReadonlySet<string> = new Set(['generate', 'golden export'])
+
 export function requireTokenizer(dir: string, command: string, opts: { followSymlinks?: boolean } = {}): Tokenizer {
   const tok = maybeTokenizer(dir, opts)
   if (!tok)
     throw new TokenizerError({
       where: dir,
       what: 'the model folder has no tokenizer',
-      expected: 'tokenizer.json or vocab.json + merges.txt',
-      hint: `use --prompt-ids with \`refgpt ${command}\`, or copy the tokenizer files into the folder`,
+      expected: 'tokenizer.json, vocab.json + merges.txt, or a ModelScope vocab.txt',
+      hint: PROMPT_IDS.has(command)
+        ? `give the prompt as token ids with \`refgpt ${command} --prompt-ids 1,2,3\`, or copy the tokenizer files of the model into the folder`
+        : "copy the model's tokenizer files into the folder",
     })
   return tok
 }
 
-export async function load(command: string, v: Record<string, unknown>, extra: { maxContext?: number } = {}): Promise<Model> {
+export async function load(command: string, v: Record<string, unknown>, extra: Omit<LoadOptions, 'device'> = {}): Promise<Model> {
   const o = modelOptions(command, v)
-  return loadModel(o.dir, { ...loadOptions(o), ...extra })
+  return loadWithProgress(o.dir, { ...loadOptions(o), ...extra })
+}
+
+/** LoadOptions.onProgress (core calls it during loadModel and loadRandomModel). */
+export interface ProgressOption {
+  onProgress?: (loadedBytes: number, totalBytes: number) => void
+}
+
+/** loadModel with a progress bar on stderr while the weights load (only when stderr is a terminal). */
+export function loadWithProgress(dir: string, opts: LoadOptions = {}): Promise<Model> {
+  return withLoadProgress(modelLabel(dir), (p) => loadModel(dir, { ...opts, ...p }))
+}
+
+/** A model's name for the loading bar: its folder's name, or the model id as given. */
+export function modelLabel(dir: string): string {
+  const abs = resolve(dir)
+  return existsSync(abs) ? basename(abs) : dir
+}
+
+/**
+ * Runs a load (loadModel, loadRandomModel) with `{ onProgress }` for its options, drawing the bar
+ * "loading LABEL [####....] 12.3 / 29.5 MB  42%" on stderr when it is a terminal; the bar is cleared after.
+ */
+export async function withLoadProgress<T>(label: string, run: (progress: ProgressOption) => Promise<T>, out: Out = process.stderr): Promise<T> {
+  const bar = loadProgress(label, out)
+  try {
+    return await run({ onProgress: bar.onProgress })
+  } finally {
+    bar.done()
+  }
+}
+
+/**
+ * core's writeFileAtomic for a file the user named: an error names FILE, not the temp file beside it
+ * (FILE.tmp-PID-RANDOM) that the write goes through.
+ */
+export function writeUserFile(file: string, content: Parameters<typeof writeFileAtomic>[1]): ReturnType<typeof writeFileAtomic> {
+  try {
+    return writeFileAtomic(file, content)
+  } catch (e) {
+    throw userPathError(e, file)
+  }
+}
+
+/** An error whose `where` is the temp file of an atomic write of `file`, renamed to `file`; others as they are. */
+export function userPathError(err: unknown, file: string): unknown {
+  if (!(err instanceof RefgptError)) return err
+  const e: RefgptError = err
+  const abs = resolve(file)
+  const where = e.details.where
+  if (where === undefined || !(where === abs || where.startsWith(`${abs}.tmp-`))) return e
+  const Class = e.constructor as new (d: RefgptError['details'], o?: { cause?: unknown }) => RefgptError
+  return new Class({ ...e.details, where: file }, { cause: e.cause ?? e })
 }

@@ -15,7 +15,7 @@ import { intOption, parse } from '../args.js'
 import { DEFAULT_QUEUE, parseQueueName, parseRedisUrl, probeRedis, scoreOnQueue } from '../eval/queue.js'
 import { Progress, report, writeSamples, type TaskRun } from '../eval/report.js'
 import { evalScorer, loadForEval, scoreDocs } from '../eval/score.js'
-import { MODEL_HELP, MODEL_OPTIONS, modelOptions, requireTokenizer } from './common.js'
+import { MODEL_OPTIONS, modelHelp, modelLabel, modelOptions, requireTokenizer, withLoadProgress } from './common.js'
 
 export const summary = 'evaluate: perplexity / bits per byte, LAMBADA, multiple choice (lm-eval definitions)'
 
@@ -80,7 +80,7 @@ Options:
       --prefix-token ID       the token the first rolling window (and an empty context) is conditioned on
       --batch-tokens N        rows per forward chunk (default min(max length, 512))
       --no-progress           no progress bar / progress lines on stderr
-${MODEL_HELP}
+${modelHelp('eval')}
 Examples:
   refgpt eval lambada --model ./gpt-neo-1.3B --data lambada_openai.jsonl
   refgpt eval perplexity --model ./gpt2 --data wiki.test.raw.txt --stride 512 --max-length 1024
@@ -260,7 +260,8 @@ export async function run(argv: string[]): Promise<void> {
 
   // --- this process scores (all items, or its shard's) ----------------------------------------------
   const shardConfig = shard ? config() : null
-  const model = await loadForEval(o.dir, { device: o.device, dtype: o.dtype ?? null, variant: o.variant ?? null }, o.threads, maxLength, chunk, o)
+  // the loading bar (--no-progress: none); loadForEval passes access.onProgress on to loadModel
+  const model = await withLoadProgress(modelLabel(o.dir), (p) => loadForEval(o.dir, { device: o.device, dtype: o.dtype ?? null, variant: o.variant ?? null }, o.threads, maxLength, chunk, { ...o, ...(v['no-progress'] ? {} : p) }))
   try {
     const scorer = evalScorer(model, maxLength, chunk)
     const runs: (TaskRun & { docs: EvalDoc[]; total: number })[] = []

@@ -2,13 +2,14 @@
 
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { CheckpointError, MAX_GOLDEN_BYTES, RefgptError, UsageError, exportGolden, loadModel, readFileCapped, readGolden, show, verifyGolden, writeFileAtomic, type Golden, type VerifyRow } from '@refgpt/core'
+import { CheckpointError, MAX_GOLDEN_BYTES, RefgptError, UsageError, exportGolden, readFileCapped, readGolden, show, verifyGolden, type Golden, type VerifyRow } from '@refgpt/core'
 import { idList, parse } from '../args.js'
-import { MODEL_HELP, MODEL_OPTIONS, loadOptions, maybeTokenizer, modelOptions, requireTokenizer } from './common.js'
+import { paint } from '../progress.js'
+import { MODEL_OPTIONS, loadOptions, loadWithProgress, maybeTokenizer, modelHelp, modelOptions, noLang, requireTokenizer, writeUserFile } from './common.js'
 
 export const summary = 'export a golden file (every tensor of one forward pass) or verify a model against one'
 
-const EXPORT_HELP = `Usage: refgpt golden export --model DIR (PROMPT | --prompt-ids IDS) --out FILE [options]
+const EXPORT_HELP = `Usage: refgpt golden export [--model DIR] (PROMPT | --prompt-ids IDS) --out FILE [options]
 
 Runs the prompt through the model in ONE forward call with every stage traced and writes the tensors
 (embed, h.L.ln_1, h.L.attn.q/k/v/probs/out, h.L.ln_2, h.L.mlp.hidden/out, h.L.out, ln_f, logits; each
@@ -21,7 +22,7 @@ Options:
       --tensors PATTERN  keep only the tensors whose name matches: a glob over the whole name
                          (* any characters, dots included; ? one character; a,b alternatives),
                          e.g. 'h.0.*', '*.attn.probs', 'embed,ln_f,logits'; or /REGEX/ (searched)
-${MODEL_HELP}`
+${modelHelp('golden export')}`
 
 const VERIFY_HELP = `Usage: refgpt golden verify FILE --model DIR [options]
 
@@ -33,7 +34,7 @@ rtol 1e-4 for activations and logits; atol 1e-5 (no relative bound) for attentio
 Options:
       --atol A           absolute tolerance for every tensor
       --rtol R           relative tolerance for every tensor
-${MODEL_HELP}`
+${modelHelp('golden verify')}`
 
 // main.ts answers \`refgpt golden <anything> --help\` with this text, so it holds both subcommands' help.
 export const help = `refgpt golden: golden files (format: docs/golden-format.md)
@@ -60,7 +61,7 @@ export async function run(argv: string[]): Promise<void> {
 /** Loads with room for the whole prompt in one forward call. */
 function loadFor(command: string, v: Record<string, unknown>, T: number) {
   const o = modelOptions(command, v)
-  return loadModel(o.dir, { ...loadOptions(o), maxContext: T, maxBatchTokens: Math.min(Math.max(T, 1), 4096) })
+  return loadWithProgress(o.dir, { ...loadOptions(o), maxContext: T, maxBatchTokens: Math.min(Math.max(T, 1), 4096) })
 }
 
 async function runExport(argv: string[]): Promise<void> {
@@ -90,7 +91,7 @@ async function runExport(argv: string[]): Promise<void> {
   } finally {
     await model.dispose()
   }
-  writeFileAtomic(out, bytes) // a failure never leaves a partial FILE
+  writeUserFile(out, bytes) // a failure never leaves a partial FILE (and its error names FILE)
   const golden = readGolden(bytes, out)
   const n = Object.keys(golden.tensors).length
   process.stdout.write(`wrote ${out}: ${n} tensors, ${ids.length} tokens, ${(bytes.length / 1024 / 1024).toFixed(2)} MiB (${golden.family} "${golden.model_type}" on ${golden.device})\n`)
@@ -109,6 +110,7 @@ async function runVerify(argv: string[]): Promise<void> {
   const { values: v, positionals } = parse(cmd, argv, { ...MODEL_OPTIONS, atol: { type: 'string' }, rtol: { type: 'string' } })
   if (positionals.length !== 1)
     throw new UsageError({ where: `refgpt ${cmd}`, what: positionals.length ? 'more than one FILE' : 'missing FILE', expected: 'one golden file', hint: 'see `refgpt golden verify --help`' })
+  noLang(cmd, v)
   const file = positionals[0]
   const atol = tolOption(cmd, 'atol', v.atol), rtol = tolOption(cmd, 'rtol', v.rtol)
   const golden = readGolden(readFileCapped(file, 'golden file', MAX_GOLDEN_BYTES, CheckpointError), file)
@@ -128,7 +130,7 @@ async function runVerify(argv: string[]): Promise<void> {
   } finally {
     await model.dispose()
   }
-  process.stdout.write(table(golden, file, dir, model.device.name, rows))
+  process.stdout.write(table(golden, file, dir, model.device.name, rows, (ok, s) => paint(process.stdout, ok ? 'green' : 'red', s)))
   const failed = rows.filter((r) => !r.pass)
   if (failed.length)
     throw new RefgptError({
@@ -139,7 +141,7 @@ async function runVerify(argv: string[]): Promise<void> {
 
 const e = (x: number) => (Number.isNaN(x) ? 'NaN' : x === Infinity ? '-' : x === 0 ? '0' : x.toExponential(2))
 
-function table(g: Golden, file: string, dir: string, device: string, rows: VerifyRow[]): string {
+function table(g: Golden, file: string, dir: string, device: string, rows: VerifyRow[], mark: (pass: boolean, s: string) => string = (_, s) => s): string {
   const head = [
     `golden  ${file}: ${g.family} "${g.model_type}", ${g.prompt.ids.length} tokens, made on ${g.device} by ${g.created_by}`,
     `model   ${dir} on ${device}`,
@@ -153,9 +155,9 @@ function table(g: Golden, file: string, dir: string, device: string, rows: Verif
   const lines = [`${'tensor'.padEnd(w)}  ${'shape'.padEnd(sw)}  ${'max abs'.padStart(9)}  ${'max rel'.padStart(9)}  ${'atol/rtol'.padEnd(13)}  result`]
   for (const r of rows) {
     const tol = `${r.atol}/${r.rtol === Infinity ? '-' : r.rtol}`
-    lines.push(`${r.name.padEnd(w)}  ${`[${r.shape.join(', ')}]`.padEnd(sw)}  ${e(r.maxAbs).padStart(9)}  ${e(r.maxRel).padStart(9)}  ${tol.padEnd(13)}  ${r.pass ? 'PASS' : 'FAIL'}${r.note ? ` (${r.note})` : ''}`)
+    lines.push(`${r.name.padEnd(w)}  ${`[${r.shape.join(', ')}]`.padEnd(sw)}  ${e(r.maxAbs).padStart(9)}  ${e(r.maxRel).padStart(9)}  ${tol.padEnd(13)}  ${mark(r.pass, r.pass ? 'PASS' : 'FAIL')}${r.note ? ` (${r.note})` : ''}`)
   }
   const failed = rows.filter((r) => !r.pass).length
-  lines.push('', failed ? `FAIL: ${failed} of ${rows.length} tensors beyond tolerance` : `PASS: all ${rows.length} tensors within tolerance`)
+  lines.push('', failed ? `${mark(false, 'FAIL')}: ${failed} of ${rows.length} tensors beyond tolerance` : `${mark(true, 'PASS')}: all ${rows.length} tensors within tolerance`)
   return [...head, ...lines].join('\n') + '\n'
 }

@@ -2,11 +2,11 @@
 
 import { UsageError, inspectModel } from '@refgpt/core'
 import { parse } from '../args.js'
-import { CONTEXT_HELP, CONTEXT_OPTIONS, MODEL_HELP, MODEL_OPTIONS, loadOptions, modelOptions } from './common.js'
+import { CONTEXT_HELP, CONTEXT_OPTIONS, MODEL_OPTIONS, loadOptions, modelHelp, modelOptions } from './common.js'
 
 export const summary = 'describe a model folder: family, config, parameters, dtypes, format, memory'
 
-export const help = `Usage: refgpt inspect [DIR] [options]
+export const help = `Usage: refgpt inspect [DIR | --model DIR] [options]
 
 Reads config.json and the checkpoint headers (no tensor data), checks every tensor name and shape the
 family needs, and prints the family, the key config values, the parameter count, the dtypes, the file
@@ -15,7 +15,7 @@ with the memory available (--max-memory, or the free memory): the same estimate 
 
 Options:
       --json             print one JSON object
-${CONTEXT_HELP}${MODEL_HELP}`
+${CONTEXT_HELP}${modelHelp('inspect')}`
 
 const MiB = 1024 * 1024
 const fmtBytes = (b: number) => (b >= 1024 * MiB ? `${(b / 1024 / MiB).toFixed(2)} GiB` : b >= MiB ? `${(b / MiB).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`)

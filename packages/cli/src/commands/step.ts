@@ -1,12 +1,13 @@
 // refgpt step: walk through one real forward pass, stage by stage (terminal UI, --all, or --html).
 
-import { ConfigError, UsageError, loadModel } from '@refgpt/core'
-import { existsSync } from 'node:fs'
+import { ConfigError, UsageError } from '@refgpt/core'
+import { existsSync, statSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 import { parse } from '../args.js'
 import { renderHtml, writeHtml } from '../step/html.js'
 import { MAX_TOKENS, pieceText, runStages, type StepRun } from '../step/model.js'
 import { printAll, runTui } from '../step/tui.js'
-import { CONTEXT_HELP, CONTEXT_OPTIONS, MODEL_HELP, MODEL_OPTIONS, loadOptions, modelOptions, requireTokenizer } from './common.js'
+import { CONTEXT_HELP, CONTEXT_OPTIONS, MODEL_OPTIONS, loadOptions, loadWithProgress, modelHelp, modelOptions, requireTokenizer } from './common.js'
 
 export const summary = 'step through a real forward pass: tokens, embeddings, attention, MLP, logit lens, logits'
 
@@ -27,7 +28,7 @@ Options:
                                 token labels on both axes and a legend, probabilities on one absolute
                                 colour scale, a logit-lens grid (top token per layer and position),
                                 probability bars
-${CONTEXT_HELP}${MODEL_HELP}
+${CONTEXT_HELP}${modelHelp('step')}
 Examples:
   refgpt step "Hello, I'm a language model"
   refgpt step --all --model ./gpt-neo-125M "EleutherAI has"
@@ -44,10 +45,16 @@ export async function run(argv: string[]): Promise<void> {
   const o = modelOptions('step', v)
   const prompt = positionals.join(' ')
   if (prompt === '') throw new UsageError({ where: 'refgpt step', what: 'no PROMPT', expected: 'a prompt, e.g. refgpt step "Hello"', hint: 'see `refgpt step --help`' })
+  if (typeof v.html === 'string') {
+    // the page's folder before the model runs (writing checks it again)
+    const folder = dirname(resolve(v.html))
+    if (!existsSync(folder) || !statSync(folder).isDirectory())
+      throw new UsageError({ where: v.html, what: 'cannot write the --html file: no such folder', found: JSON.stringify(dirname(v.html)), hint: 'create the folder first' })
+  }
   if (!existsSync(o.dir)) throw new ConfigError({ where: o.dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
   const tok = requireTokenizer(o.dir, 'step', o)
   const ids = tok.encode(prompt)
-  const model = await loadModel(o.dir, { ...loadOptions(o), maxBatchTokens: MAX_TOKENS })
+  const model = await loadWithProgress(o.dir, { ...loadOptions(o), maxBatchTokens: MAX_TOKENS })
   try {
     // the per-position logit-lens grid is drawn only by the HTML page: the terminal needs the last position's
     let current: StepRun = await runStages(model, tok, ids, { lensPositions: typeof v.html === 'string' ? undefined : 1 })

@@ -10,12 +10,13 @@ import { freemem, totalmem } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import {
   AdamW, Batcher, ConfigError, SCHEDULES, TokenizerError, insideFolder, readJsonFile, Trainer, UsageError, clipGradNorm, countTargets, createSchedule, inspectModel,
-  loadExamples, loadModel, openSafetensors, writeFileAtomic, writeSafetensors, writeTorchZip,
+  loadExamples, openSafetensors, writeSafetensors, writeTorchZip,
   type BatcherState, type Dataset, type Model, type ScheduleName, type Tokenizer,
 } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
 import { isModelscopeDir, wordpieceTokenizer } from './chat.js'
-import { MODEL_HELP, MODEL_OPTIONS, maybeTokenizer, modelOptions } from './common.js'
+import { bar, redraw } from '../progress.js'
+import { MODEL_OPTIONS, loadWithProgress, maybeTokenizer, modelHelp, modelOptions, noLang, userPathError, writeUserFile } from './common.js'
 
 export const summary = 'fine-tune a model (AdamW, noam/linear/cosine/constant schedules, clipping) and save a loadable folder'
 
@@ -57,7 +58,7 @@ Options:
       --max-steps N             stop after N optimizer steps (the schedule's length)
       --resume DIR              continue from a checkpoint folder (weights, moments, step, data order, log);
                                 options left out are the checkpoint's, options that change the run must match
-${MODEL_HELP}`
+${modelHelp('train')}`
 
 interface TrainArgs {
   data: string
@@ -121,6 +122,7 @@ export async function run(argv: string[]): Promise<void> {
   // --- every option checked before anything is printed, loaded or written ---
   const where = 'refgpt train'
   if (positionals.length) throw new UsageError({ where, what: 'unexpected argument', found: JSON.stringify(positionals[0]), hint: 'see `refgpt train --help`' })
+  noLang('train', v)
   const o = modelOptions('train', v)
   if (o.dtype && o.dtype !== 'F32') throw new UsageError({ where, what: `--dtype ${String(v.dtype)} cannot be trained`, hint: 'training is f32: f16 / bf16 checkpoints are widened; q8 is refused' })
   if (v.model === undefined && v.resume === undefined) throw new UsageError({ where, what: 'no --model', expected: 'a model folder to fine-tune (or --resume DIR)' })
@@ -186,7 +188,7 @@ export async function run(argv: string[]): Promise<void> {
   const evalSet = args.evalData ? predicting(await loadExamples(args.evalData, dataOpts)) : null
   checkMemory(info.parameters, info.arch, maxLength, o.device)
 
-  const model = await loadModel(dir, { device: o.device, threads: o.threads, dtype: 'F32', variant: args.resume === null ? o.variant : undefined, ...access, maxMemory: o.maxMemory })
+  const model = await loadWithProgress(dir, { device: o.device, threads: o.threads, dtype: 'F32', variant: args.resume === null ? o.variant : undefined, ...access, maxMemory: o.maxMemory })
   try {
     await trainLoop(model, args, train, evalSet, maxLength, resumed, dir, modelscope)
   } finally {
@@ -311,7 +313,7 @@ async function trainLoop(model: Model, args: TrainArgs, train: Dataset, evalSet:
     curve.push({ step, loss })
     const eta = (elapsed / (step - (resumed?.step ?? 0))) * (totalSteps - step)
     const line = `step ${step}/${totalSteps}  loss ${loss.toFixed(4)}  lr ${lr.toExponential(3)}  ${Math.round(row.tokens_per_s)} tok/s  ETA ${fmtTime(eta)}`
-    if (tty) process.stderr.write(`\r${bar(step / totalSteps)} ${line}\x1b[K`)
+    if (tty) redraw(process.stderr, `${bar(step / totalSteps, 20)} ${line}`)
     else process.stderr.write(line + '\n')
     if (epochEnded && evalSet) {
       const e = await evaluate(model, evalSet, maxLength)
@@ -331,7 +333,7 @@ async function trainLoop(model: Model, args: TrainArgs, train: Dataset, evalSet:
     process.stderr.write(`eval loss ${e.toFixed(4)}, perplexity ${Math.exp(e).toFixed(3)}\n`)
   }
   await save(args.out, trainer, dir, modelscope, { step, totalSteps, batcher: batcher.state(), args }, opt)
-  writeFileAtomic(join(args.out, 'loss_curve.svg'), lossCurveSvg(curve, evals))
+  writeUserFile(join(args.out, 'loss_curve.svg'), lossCurveSvg(curve, evals))
   process.stdout.write(`saved ${args.out} (step ${step}); log ${logFile}\n`)
 }
 
@@ -381,27 +383,36 @@ async function save(out: string, trainer: Trainer, src: string, modelscope: bool
   const shapes = new Map(trainer.placements.map((p) => [p.name, p.stored]))
   const tensors = [...params].map(([name, data]) => ({ name, shape: shapes.get(name)!, data }))
   if (modelscope) {
-    writeTorchZip(join(target, 'pytorch_model.bin'), tensors)
+    named(join(target, 'pytorch_model.bin'), (f) => writeTorchZip(f, tensors))
     for (const f of ['configuration.json', 'config.json', 'vocab.txt']) copyIfExists(src, target, f)
   } else {
-    writeSafetensors(join(target, 'model.safetensors'), tensors, { format: 'pt' })
+    named(join(target, 'model.safetensors'), (f) => writeSafetensors(f, tensors, { format: 'pt' }))
     for (const f of ['config.json', 'generation_config.json', 'vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'])
       copyIfExists(src, target, f)
   }
   const { out: _o, resume: _r, ...args } = state.args
   const ts: TrainerState = { format: 'refgpt-trainer-state', version: 1, step: state.step, totalSteps: state.totalSteps, batcher: state.batcher, args }
-  writeFileAtomic(join(target, 'trainer_state.json'), JSON.stringify(ts, null, 1) + '\n')
+  writeUserFile(join(target, 'trainer_state.json'), JSON.stringify(ts, null, 1) + '\n')
   const os = opt.state()
-  writeSafetensors(join(target, 'optimizer.safetensors'), os.names.flatMap((name, i) => [
+  named(join(target, 'optimizer.safetensors'), (f) => writeSafetensors(f, os.names.flatMap((name, i) => [
     { name: `m.${i}`, shape: [os.m[i].length], data: os.m[i] },
     { name: `v.${i}`, shape: [os.v[i].length], data: os.v[i] },
-  ]), { format: 'refgpt-adamw', step: String(os.step), names: JSON.stringify(os.names) })
+  ]), { format: 'refgpt-adamw', step: String(os.step), names: JSON.stringify(os.names) }))
   if (isCheckpoint) {
     // the log so far, so that a run resumed from here (into any --out) has the whole history
     const log = join(dirname(out), 'train_log.jsonl')
     if (existsSync(log)) copyFileSync(log, join(target, 'train_log.jsonl'))
     rmSync(out, { recursive: true, force: true })
     renameSync(target, out)
+  }
+}
+
+/** A core writer's atomic write of `file`: its error names `file`, not the temp file beside it. */
+function named(file: string, write: (file: string) => unknown): void {
+  try {
+    write(file)
+  } catch (e) {
+    throw userPathError(e, file)
   }
 }
 
@@ -466,10 +477,6 @@ export function checkMemory(params: number, a: { nLayer: number; nEmbd: number; 
 }
 
 const fmtTime = (s: number) => (!Number.isFinite(s) ? '?' : s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`)
-const bar = (f: number) => {
-  const n = Math.round(Math.min(1, Math.max(0, f)) * 20)
-  return `[${'#'.repeat(n)}${'.'.repeat(20 - n)}]`
-}
 
 /** A self-contained SVG of the training loss per step (and eval loss points). */
 export function lossCurveSvg(train: { step: number; loss: number }[], evals: { step: number; loss: number }[]): string {

@@ -36,6 +36,7 @@ Options:
       --chunk-delay-ms MS     for tests only: wait MS after each item (a worker slow enough to be killed mid-chunk)
       --verbose               show stack traces on errors
   -h, --help                  this help
+  -V, --version               print refgpt's version
 
 Example:
   refgpt worker --queue redis://10.0.0.5:6379 --threads 16      (on each machine)

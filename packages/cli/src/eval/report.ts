@@ -2,9 +2,11 @@
 // the metrics table (or one JSON object), the speed line, --log-samples rows, and the progress bar.
 
 import {
-  aggregate, lambadaSplit, writeFileAtomic,
+  aggregate, lambadaSplit,
   type ChoiceDoc, type EvalDoc, type EvalPart, type EvalTask, type ItemResult, type ScorerStats, type TaskResult, type TextDoc,
 } from '@refgpt/core'
+import { writeUserFile } from '../commands/common.js'
+import { bar, clearLine, redraw, type Out } from '../progress.js'
 
 /** A task's per-item results from one or more processes, with their speed (seconds, scorer stats) summed. */
 export interface TaskRun extends EvalPart {
@@ -102,7 +104,7 @@ export function writeSamples(file: string, runs: readonly { task: EvalTask; docs
     const byIndex = new Map(r.docs.map((doc) => [doc.index, doc]))
     for (const it of r.items) lines.push(JSON.stringify(sampleRow(r.task, byIndex.get(it.index)!, it)))
   }
-  writeFileAtomic(file, lines.join('\n') + (lines.length ? '\n' : ''))
+  writeUserFile(file, lines.join('\n') + (lines.length ? '\n' : ''))
 }
 
 function sampleRow(task: EvalTask, doc: EvalDoc, r: ItemResult): Record<string, unknown> {
@@ -139,7 +141,7 @@ export class Progress {
   private last = 0
   private shown = 0
 
-  constructor(private readonly tty: boolean) {}
+  constructor(private readonly tty: boolean, private readonly out: Out = process.stderr) {}
 
   start(name: string, total: number, unit: string): void {
     this.name = name
@@ -162,12 +164,12 @@ export class Progress {
     if ((decile > this.shown && now - this.last >= 2000) || done === this.total) {
       this.shown = decile
       this.last = now
-      process.stderr.write(`${this.status(done)}\n`)
+      this.out.write(`${this.status(done)}\n`)
     }
   }
 
   end(): void {
-    if (this.tty) process.stderr.write('\r\x1b[K')
+    if (this.tty) clearLine(this.out)
   }
 
   private status(done: number): string {
@@ -180,8 +182,7 @@ export class Progress {
 
   private draw(done: number): void {
     this.last = performance.now()
-    const width = 24, full = Math.round((width * done) / Math.max(1, this.total))
-    process.stderr.write(`\r[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${this.status(done)}\x1b[K`)
+    redraw(this.out, `${bar(done / Math.max(1, this.total), 24)} ${this.status(done)}`)
   }
 }
 

@@ -5,10 +5,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Scorer, loadModel, scoreItem, type EvalDoc, type EvalModelSpec, type EvalPart, type EvalTask, type ItemResult, type DeviceName, type Model, type RunOptions, type Storage } from '@refgpt/core'
 
 /** Loads a model as a run's config says (device, dtype, variant, max length, batch tokens). */
-export function loadForEval(dir: string, spec: Pick<EvalModelSpec, 'device' | 'dtype' | 'variant'>, threads: number | undefined, maxLength: number, batchTokens: number, access: { maxMemory?: number; followSymlinks?: boolean } = {}): Promise<Model> {
+export function loadForEval(dir: string, spec: Pick<EvalModelSpec, 'device' | 'dtype' | 'variant'>, threads: number | undefined, maxLength: number, batchTokens: number, access: { maxMemory?: number; followSymlinks?: boolean; onProgress?: (loadedBytes: number, totalBytes: number) => void } = {}): Promise<Model> {
   return loadModel(dir, {
     device: spec.device as DeviceName, threads, dtype: (spec.dtype ?? undefined) as Storage | undefined, variant: spec.variant ?? undefined,
-    maxContext: maxLength, maxBatchTokens: batchTokens, maxMemory: access.maxMemory, followSymlinks: access.followSymlinks,
+    maxContext: maxLength, maxBatchTokens: batchTokens, maxMemory: access.maxMemory, followSymlinks: access.followSymlinks, onProgress: access.onProgress,
   })
 }
 

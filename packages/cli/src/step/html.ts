@@ -12,7 +12,8 @@
 //   and scaled PER MAP to ±max |x| of that vector (valueRgb); their legends say so, with that bound.
 
 import { deflateSync } from 'node:zlib'
-import { crc32, writeFileAtomic, type Model } from '@refgpt/core'
+import { crc32, type Model } from '@refgpt/core'
+import { writeUserFile } from '../commands/common.js'
 import { showPiece, type Guess, type LensGrid, type Stage, type StepRun } from './model.js'
 
 export type Rgb = [number, number, number]
@@ -360,7 +361,7 @@ ${parts.join('\n')}
 <script>${js.replace(/<\//g, '<\\/')}</script></body></html>\n`
 }
 
-/** Writes the file atomically: a temp file beside it, then rename. */
+/** Writes the file atomically: a temp file beside it, then rename (an error names FILE, not the temp file). */
 export function writeHtml(file: string, html: string): void {
-  writeFileAtomic(file, html)
+  writeUserFile(file, html)
 }

@@ -6,6 +6,9 @@
 //   Initially beam 0 has score 0 and the others -1e9, so the first step expands one beam.
 //   A prompt is done when num_beams hypotheses are closed and (early_stopping true) or the best open
 //   score cannot beat the worst closed one (early_stopping false). At max_length the open beams are closed.
+//   The search also stops at the context (model.info.maxContext positions): a hypothesis closed there
+//   before the requested length ends with finishReason 'context' (generate() has refused a prompt that
+//   leaves no room for a new token).
 // Each beam owns a KV-cache slot of a session; reordering copies the chosen beams' caches into a
 // second set of slots. The session is the caller's (opts.session: slots acquired, then released) or
 // one made for the call.
@@ -76,7 +79,9 @@ async function search(model: Model, session: Session, acquired: number[], prompt
   const eos = eosList(c)
   const pad = c.pad_token_id ?? eos[0] ?? 0
   const padded = prompts.reduce((m, p) => Math.max(m, p.length), 0)
-  const limit = Math.min(maxLength(c, padded), model.info.maxContext)
+  const requested = maxLength(c, padded)
+  const limit = Math.min(requested, model.info.maxContext)
+  const atLimit: GeneratedSequence['finishReason'] = limit < requested ? 'context' : 'length'
   const chain = buildLogitsProcessor({ ...c, do_sample: false }, { promptLength: padded, eosTokenId: eos.length ? eos : null, vocabSize: V })
   // 2 x num_beams slots per prompt: the current beams' caches and the next step's
   const take = () => {
@@ -150,7 +155,7 @@ async function search(model: Model, session: Session, acquired: number[], prompt
     const best = hyps.beams.slice().sort((a, b) => b.score - a.score).slice(0, c.num_return_sequences)
     for (const h of best) {
       const ids = h.ids.length < limit ? [...h.ids, eos[0] ?? pad] : h.ids // HF appends eos to a hypothesis that ended early
-      out.push({ ids, newTokens: ids.slice(padded), start, finishReason: ids.length < limit || eos.includes(ids[ids.length - 1]) ? 'eos' : 'length', score: h.score, prompt: pi })
+      out.push({ ids, newTokens: ids.slice(padded), start, finishReason: ids.length < limit || eos.includes(ids[ids.length - 1]) ? 'eos' : atLimit, score: h.score, prompt: pi })
     }
   }
   // HF pads every returned sequence to the longest one

@@ -2,6 +2,12 @@
 // seeded PRNG), beam search; several prompts as one left-padded batch; stopping on eos ids,
 // max_length / max_new_tokens and stop strings; streaming through a callback or an async iterator.
 //
+// The context: a sequence may use model.info.maxContext positions (the KV cache). A prompt must leave
+// room for at least one new token: the longest prompt of a batch has at most maxContext - 1 tokens,
+// else generate() refuses it (UsageError) before anything runs. Generation stops at
+// min(requested length, maxContext); a sequence stopped by the context before the requested length
+// (max_new_tokens, else max_length) ends with finishReason 'context', not 'length'.
+//
 // generate() runs on a Session: its own (made for the call and disposed after) or the caller's
 // (opts.session), in which it acquires a slot per row and releases them when done, so several
 // generations can share one loaded model, interleaved, each getting exactly the tokens it gets alone.
@@ -21,23 +27,50 @@ import type { Session } from '../models/decoder.js'
 import type { Model } from '../models/model.js'
 import type { Tokenizer } from '../tokenizers/types.js'
 import { beamSearch } from './beam.js'
-import { eosList, maxLength, resolveGenerationConfig, type GenerationConfig } from './config.js'
+import { eosList, maxLength, resolveGenerationConfig, type CamelGenerationOptions, type GenerationConfig, type GenerationOptions } from './config.js'
 import { argmax } from './logits.js'
 import { buildLogitsProcessor, type LogitsChain } from './processors.js'
 import { createSampler, randomSeed, type Sampler } from './sampler.js'
-import type { GenerateResult, GeneratedSequence } from './types.js'
+import type { FinishReason, GenerateResult, GeneratedSequence } from './types.js'
 
-export type { GenerateResult, GeneratedSequence } from './types.js'
+export type { FinishReason, GenerateResult, GeneratedSequence } from './types.js'
 
-export interface GenerateOptions extends Partial<Record<keyof GenerationConfig, unknown>> {
-  /** camelCase spellings of GenerationConfig keys are accepted too (maxNewTokens, eosTokenId, ...). */
-  [key: string]: unknown
+/**
+ * generate()'s options: every GenerationConfig key, in snake_case (max_new_tokens) or camelCase
+ * (maxNewTokens), and the JavaScript-side options below. Nothing else: a misspelt key is a type error,
+ * and at run time (JavaScript callers, options built at run time) a UsageError naming it.
+ */
+export interface GenerateOptions extends GenerationOptions, CamelGenerationOptions {
   /** Called with each new token as soon as it is chosen (row = index into the returned sequences). */
   onToken?: (id: number, row: number) => void
   /** Needed for stop_strings (the text is checked after each token). */
   tokenizer?: Tokenizer
   /** Run in this session (acquiring and releasing slots) instead of one made for the call. */
   session?: Session
+}
+
+/** What Generation.check needs of a model: its configs, vocabulary size and context (a loaded Model, or inspectModel's answer). */
+export interface ModelShape {
+  config: Model['config']
+  generationConfig: Model['generationConfig']
+  arch: Pick<Model['arch'], 'nVocab'>
+  info: Pick<Model['info'], 'maxContext'>
+}
+
+/** What a generation will do, from Generation.check: the resolved config and the lengths. */
+export interface GenerationPlan {
+  config: GenerationConfig
+  /** The prompts as given (one list per prompt). */
+  prompts: ArrayLike<number>[]
+  /** The longest prompt: the left-padded length of the batch. */
+  padded: number
+  /** The total length asked for (max_new_tokens + padded, else max_length): HF's max_length. */
+  requested: number
+  /** The context: positions a sequence may use (model.info.maxContext). */
+  context: number
+  /** Where generation stops: min(requested, context). */
+  limit: number
+  eos: number[]
 }
 
 /** The eos ids generate() would use: explicit option, else generation_config.json, else config.json. */
@@ -50,8 +83,34 @@ const isBatch = (p: Prompts): p is ArrayLike<number>[] => p.length > 0 && typeof
 
 /** Splits caller options into GenerationConfig keys and JS-side options. */
 function splitOptions(opts: GenerateOptions) {
-  const { onToken, tokenizer, session, ...config } = opts
+  const { onToken, tokenizer, session, ...config } = opts ?? {}
   return { onToken, tokenizer, session, config }
+}
+
+/** The longest prompt a model can continue: maxContext - 1 tokens (one position is left for a new token). */
+function checkPrompts(model: ModelShape, list: ArrayLike<number>[]): number {
+  const V = model.arch.nVocab, context = model.info.maxContext
+  let padded = 0, longest = 0
+  for (let p = 0; p < list.length; p++) {
+    const ids = list[p]
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]
+      if (!Number.isInteger(id) || id < 0 || id >= V)
+        throw new UsageError({
+          where: 'generate', what: `token id out of range in prompt ${p} at index ${i}`, expected: `an integer in 0 .. ${V - 1}`, found: show(id),
+        })
+    }
+    if (ids.length > padded) (padded = ids.length), (longest = p)
+  }
+  if (padded >= context)
+    throw new UsageError({
+      where: 'generate',
+      what: `the prompt does not fit the context${list.length > 1 ? ` (prompt ${longest})` : ''}`,
+      expected: `at most ${context - 1} tokens: the context has ${context} positions and one is needed for a new token`,
+      found: `${padded} tokens`,
+      hint: 'keep the last tokens of the prompt (ids.slice(-n)), or load the model with a larger maxContext (at most its n_positions)',
+    })
+  return padded
 }
 
 /**
@@ -62,13 +121,15 @@ function splitOptions(opts: GenerateOptions) {
 export class Generation {
   readonly config: GenerationConfig
   readonly seed: number | null
-  readonly rows: { ids: number[]; start: number; prompt: number; done: GeneratedSequence['finishReason'] | null; newText: string }[] = []
+  readonly rows: { ids: number[]; start: number; prompt: number; done: FinishReason | null; newText: string }[] = []
   private readonly chain: LogitsChain
   private readonly sampler: Sampler | null
   private readonly eos: number[]
   private readonly step1 = new Int32Array(1)
   private readonly scores: Float32Array
   private readonly limit: number
+  /** The total length asked for; when the context stops a row before it, the row ends with 'context'. */
+  private readonly requested: number
   readonly padded: number
   private pending: Float32Array[] = []
   /** forward() options per row, made once (no object per token) */
@@ -83,23 +144,36 @@ export class Generation {
     private readonly prompts: ArrayLike<number>[],
     opts: GenerateOptions,
   ) {
-    const { onToken, tokenizer, session, config } = splitOptions(opts)
+    const { onToken, tokenizer, session } = splitOptions(opts)
     this.onToken = onToken
     this.tokenizer = tokenizer ?? null
-    const c = (this.config = resolveGenerationConfig(model, config))
-    if (c.stop_strings && !this.tokenizer)
-      throw new UsageError({ where: 'generate', what: 'stop_strings need a tokenizer', hint: 'pass { tokenizer } (the pipeline does)' })
-    this.eos = eosList(c)
-    this.padded = prompts.reduce((m, p) => Math.max(m, p.length), 0)
-    this.limit = Math.min(maxLength(c, this.padded), model.info.maxContext) // never past the KV cache
+    const plan = plan_(model, prompts, opts)
+    const c = (this.config = plan.config)
+    this.eos = plan.eos
+    this.padded = plan.padded
+    this.requested = plan.requested
+    this.limit = plan.limit // never past the KV cache
     const V = model.arch.nVocab
-    this.chain = buildLogitsProcessor(c, { promptLength: this.padded, eosTokenId: this.eos.length ? this.eos : null, vocabSize: V })
+    this.chain = plan.chain
     this.seed = c.do_sample ? (c.seed ?? randomSeed()) : null
     this.sampler = this.seed !== null ? createSampler(this.seed) : null
     this.scores = new Float32Array(V)
 
     this.ownSession = !session
     this.session = session ?? model.createSession()
+  }
+
+  /**
+   * Everything generate() checks before it runs anything, without running anything: the options
+   * (resolved as generate() resolves them, processors and warpers validated), the prompts (non-empty,
+   * token ids below the vocabulary size, the longest at most maxContext - 1 tokens), stop_strings with a
+   * tokenizer. Throws the UsageError generate() would throw; returns the plan. `model` may be a loaded
+   * Model or a description of one (inspectModel's config, arch and maxContext, plus generation_config.json),
+   * so that a program can refuse bad options before it loads the weights.
+   */
+  static check(model: ModelShape, prompts: Prompts, opts: GenerateOptions = {}): GenerationPlan {
+    const { chain: _, ...plan } = plan_(model, normalizePrompts(prompts), opts)
+    return plan
   }
 
   /** Validates the options, takes a slot per row and runs the prefill. */
@@ -140,7 +214,8 @@ export class Generation {
       }
     }
     this.prefillMs = performance.now() - t0
-    if (this.padded >= this.limit) for (const r of this.rows) r.done = 'length'
+    // the requested length is already reached (max_length <= the prompt; max_new_tokens 0): nothing to add
+    if (this.padded >= this.limit) for (const r of this.rows) r.done = this.limit < this.requested ? 'context' : 'length'
   }
 
   /** Releases the rows' slots (and disposes the session when the generation made it). Idempotent. */
@@ -177,7 +252,7 @@ export class Generation {
       this.onToken?.(next, b)
       if (this.eos.includes(next)) row.done = 'eos'
       else if (this.config.stop_strings && this.hitStopString(row, next)) row.done = 'stop_string'
-      else if (row.ids.length >= this.limit) row.done = 'length'
+      else if (row.ids.length >= this.limit) row.done = this.limit < this.requested ? 'context' : 'length'
     }
     this.decodeMs += performance.now() - t0
   }
@@ -200,7 +275,7 @@ export class Generation {
       ids: r.ids.concat(new Array(longest - r.ids.length).fill(pad)),
       newTokens: r.ids.slice(this.padded),
       start: r.start,
-      finishReason: r.done ?? 'length',
+      finishReason: r.done ?? (r.ids.length >= this.limit && this.limit < this.requested ? 'context' : 'length'),
       prompt: r.prompt,
     }))
     const newTokens = sequences.reduce((s, q) => s + q.newTokens.length, 0)
@@ -217,10 +292,26 @@ export class Generation {
 }
 
 function normalizePrompts(prompts: Prompts): ArrayLike<number>[] {
+  if (typeof prompts !== 'object' || prompts === null || typeof (prompts as { length?: unknown }).length !== 'number')
+    throw new UsageError({ where: 'generate', what: 'bad prompts', expected: 'a list of token ids, or a list of such lists', found: show(prompts) })
   const list = isBatch(prompts) ? prompts : [prompts as ArrayLike<number>]
-  if (list.length === 0 || list.some((p) => p.length === 0))
-    throw new UsageError({ where: 'generate', what: 'empty prompt', expected: 'at least one token id per prompt', found: show(list.map((p) => p.length)), hint: 'start from the bos id' })
+  if (list.length === 0 || list.some((p) => typeof p !== 'object' || p === null || !(p.length > 0)))
+    throw new UsageError({ where: 'generate', what: 'empty prompt', expected: 'at least one token id per prompt', found: show(list.map((p) => p?.length)), hint: 'start from the bos id' })
   return list
+}
+
+/** Resolves and validates everything (see Generation.check), including the chain greedy search and sampling use. */
+function plan_(model: ModelShape, list: ArrayLike<number>[], opts: GenerateOptions): GenerationPlan & { chain: LogitsChain } {
+  const { tokenizer, config } = splitOptions(opts)
+  const c = resolveGenerationConfig(model, config)
+  if (c.stop_strings && !tokenizer)
+    throw new UsageError({ where: 'generate', what: 'stop_strings need a tokenizer', hint: 'pass { tokenizer } (the pipeline does)' })
+  const padded = checkPrompts(model, list)
+  const eos = eosList(c)
+  // beam search runs the processors without the warpers (beam sampling is refused by resolveGenerationConfig)
+  const chain = buildLogitsProcessor(c.num_beams > 1 ? { ...c, do_sample: false } : c, { promptLength: padded, eosTokenId: eos.length ? eos : null, vocabSize: model.arch.nVocab })
+  const requested = maxLength(c, padded), context = model.info.maxContext
+  return { config: c, prompts: list, padded, requested, context, limit: Math.min(requested, context), eos, chain }
 }
 
 /**
@@ -230,9 +321,11 @@ function normalizePrompts(prompts: Prompts): ArrayLike<number>[] {
  */
 export async function generate(model: Model, prompts: Prompts, opts: GenerateOptions = {}): Promise<GenerateResult> {
   const list = normalizePrompts(prompts)
-  const { config, session } = splitOptions(opts)
-  const c = resolveGenerationConfig(model, config)
-  if (c.num_beams > 1) return beamSearch(model, list, c, { onToken: opts.onToken, session })
+  const { session, onToken, config } = splitOptions(opts)
+  if (resolveGenerationConfig(model, config).num_beams > 1) {
+    const { config: c } = Generation.check(model, list, opts) // every check before the search starts
+    return beamSearch(model, list, c, { onToken, session })
+  }
   const g = await Generation.start(model, list, opts)
   try {
     while (!g.done) await g.step()
@@ -248,7 +341,7 @@ export async function* generateStream(model: Model, prompts: Prompts, opts: Gene
   const list = normalizePrompts(prompts)
   if (resolveGenerationConfig(model, splitOptions(opts).config).num_beams > 1)
     throw new UsageError({ where: 'generateStream', what: 'beam search cannot stream', hint: 'use generate()' })
-  const g = await Generation.start(model, list, { ...opts, onToken: (id, row) => { queue.push({ id, row }); opts.onToken?.(id, row) } })
+  const g = await Generation.start(model, list, { ...opts, onToken: (id, row) => { queue.push({ id, row }); opts?.onToken?.(id, row) } })
   try {
     while (!g.done) {
       await g.step()

@@ -4,7 +4,9 @@
 //           preprocessor.sequence_length (default 128); prompt_length = [CLS] + wordpieces (no [SEP])
 //   loop:   c = prompt_length .. maxlen-1 with maxlen = min(max_length, max_position_embeddings),
 //           max_length default S + 100; the sampled id overwrites tokens[c] ([SEP]/[PAD]); stop after
-//           eod_id (config.json, default 1; kept in the output)
+//           eod_id (config.json, default 1; kept in the output). refgpt also caps maxlen at the session's
+//           context (model.info.maxContext); a run stopped below max_length by the positions or the
+//           context ends with finishReason 'context' (MS stops there silently), at max_length 'length'
 //   sample: top_k == 1 -> argmax; else logits / T, then top-k (> 1) or top-p (> 0, "shift by one"), then
 //           a draw from softmax (refgpt's seeded sampler stands in for torch.multinomial)
 //   output: decode(all ids incl. the prompt, skip specials, clean-up), then no spaces between Chinese
@@ -50,8 +52,11 @@ export interface ModelscopeResult {
   paddedIds: number[]
   promptLength: number
   newTokens: number[]
-  finishReason: 'eod' | 'length'
+  /** 'eod': stopped on eod_id; 'length': max_length reached; 'context': the positions (max_position_embeddings, or a smaller maxContext) ran out before max_length. */
+  finishReason: 'eod' | 'length' | 'context'
   seed: number | null
+  /** The prompt's forward and the token loop, in milliseconds. */
+  timings: { prefillMs: number; decodeMs: number }
 }
 
 /** The padded row and prompt length TextGenerationTransformersPreprocessor gives (§5.2). */
@@ -147,7 +152,7 @@ export function modelscopePostprocess(tok: Tokenizer, ids: ArrayLike<number>): {
 }
 
 /** configuration.json preprocessor.sequence_length, else 128. */
-export function modelscopeSequenceLength(model: Model): number {
+export function modelscopeSequenceLength(model: Pick<Model, 'modelscopeConfig'>): number {
   const pre = model.modelscopeConfig?.preprocessor
   const S = typeof pre === 'object' && pre !== null ? (pre as Record<string, unknown>).sequence_length : undefined
   return typeof S === 'number' && Number.isInteger(S) && S >= 2 ? S : 128
@@ -179,8 +184,9 @@ export async function modelscopeGenerateIds(
     throw new UsageError({
       where: 'modelscope generation',
       what: 'context length too large',
-      expected: `a prompt shorter than ${maxlen} tokens (max_length / max_position_embeddings)`,
+      expected: `a prompt shorter than ${maxlen} tokens (${maxlen === maxLength ? 'max_length' : maxlen === model.arch.nPositions ? 'max_position_embeddings' : 'the context'}), [CLS] included`,
       found: `${promptLength} tokens`,
+      hint: maxlen === maxLength ? 'raise max_length or shorten the prompt' : 'shorten the prompt',
     })
   const greedy = topK === 1
   modelscopeFilter(new Float32Array(model.arch.nVocab), topK, topP, temperature) // validates the options up front
@@ -192,8 +198,10 @@ export async function modelscopeGenerateIds(
   const slot = opts.session ? session.acquire() : 0
   const at = { slot }
   try {
+    const t0 = performance.now()
     let logits = await session.forward(ids, 0, at)
-    let finishReason: ModelscopeResult['finishReason'] = 'length'
+    const t1 = performance.now()
+    let finishReason: ModelscopeResult['finishReason'] = maxlen < maxLength ? 'context' : 'length'
     for (let c = promptLength; c < maxlen; c++) {
       const filtered = modelscopeFilter(logits, topK, topP, temperature)
       const next = filtered === null ? argmax(logits) : Math.min(Math.max(sampler!.sample(filtered), 0), model.arch.nVocab - 1)
@@ -206,7 +214,7 @@ export async function modelscopeGenerateIds(
       }
       if (c + 1 < maxlen) logits = await session.forward([next], c, at)
     }
-    return { ids, promptLength, newTokens, finishReason, seed }
+    return { ids, promptLength, newTokens, finishReason, seed, timings: { prefillMs: t1 - t0, decodeMs: performance.now() - t1 } }
   } finally {
     if (opts.session) session.release(slot)
     else session.dispose()

@@ -2,6 +2,15 @@
 
 import type { GenerationConfig } from './config.js'
 
+/**
+ * Why a sequence ended:
+ *   'eos'         it produced an eos id (with beam search: also a hypothesis closed before the limit);
+ *   'stop_string' a stop string was completed;
+ *   'length'      the requested length was reached (max_new_tokens, else max_length: HF's meaning);
+ *   'context'     the model's context (model.info.maxContext, positions) ran out before the requested length.
+ */
+export type FinishReason = 'eos' | 'length' | 'stop_string' | 'context'
+
 export interface GeneratedSequence {
   /** HF layout: left padding + prompt + new tokens (+ pad after an early finish in a batch). */
   ids: number[]
@@ -9,7 +18,7 @@ export interface GeneratedSequence {
   newTokens: number[]
   /** Index of the first real token in `ids` (the left padding before it). */
   start: number
-  finishReason: 'eos' | 'length' | 'stop_string'
+  finishReason: FinishReason
   /** Beam search: the length-normalised score (HF sequences_scores). */
   score?: number
   /** Which prompt this row continues. */
@@ -25,5 +34,5 @@ export interface GenerateResult {
   // single-prompt convenience (the first sequence)
   ids: number[]
   newTokens: number[]
-  finishReason: GeneratedSequence['finishReason']
+  finishReason: FinishReason
 }

@@ -118,10 +118,10 @@ export function writeFileAtomic(file: string, content: string | ArrayBufferView 
   try {
     fd = fs.openSync(tmp, 'wx', 0o666)
   } catch (e) {
-    throw ioError('cannot create the file', tmp, e)
+    throw ioError('cannot create the file', abs, e) // name the user's path, not the temp file beside it
   }
   let open = true
-  const sink = new Sink(fd, tmp)
+  const sink = new Sink(fd, abs)
   try {
     if (typeof content === 'function') content(sink)
     else sink.write(typeof content === 'string' ? new TextEncoder().encode(content) : content)

@@ -1,5 +1,6 @@
 // loadModel(dir): a Hugging Face model folder -> the model's weights on a device.
-//   config.json -> model_type -> family file -> Arch
+//   a folder, or a model id found in the Hugging Face / ModelScope caches (io/hub.ts)
+//   config.json -> model_type -> family file -> Arch (a ModelScope GPT-3 folder: configuration.json, see folderKind)
 //   checkpoint (safetensors / sharded / pytorch_model.bin) -> family.loadShared / loadLayer -> device buffers
 // A Model holds only immutable weights; model.createSession() makes the state that runs it
 // (activations, KV-cache slots: decoder.ts). Devices come by name from the device registry.
@@ -9,8 +10,9 @@ import { join } from 'node:path'
 import { createDevice, deviceNames, resolveDeviceName, type DeviceOptions } from '../device/registry.js'
 import { rotaryTable, storageBytes } from '../device/storage.js'
 import type { Buf, Device, Storage } from '../device/types.js'
-import { CheckpointError, ConfigError, UsageError, show } from '../errors.js'
+import { CheckpointError, ConfigError, RefgptError, UsageError, show } from '../errors.js'
 import { FILE_CAPS, insideFolder, readTextCapped } from '../io/files.js'
+import { locateModel } from '../io/hub.js'
 import { openCheckpoint, readJsonFile } from '../io/index.js'
 import type { LoadedCheckpoint } from '../io/index.js'
 import type { CheckpointFormat, DType } from '../io/types.js'
@@ -51,6 +53,19 @@ export interface LoadOptions extends DeviceOptions {
   maxMemory?: number
   /** Follow symlinks that lead out of the model folder (default false: refused with an error). */
   followSymlinks?: boolean
+  /**
+   * For a model given by id: the revision to take from the cache (a branch, tag or full commit hash;
+   * default "main" in the Hugging Face cache, "master" in ModelScope's). See resolveModelDir.
+   */
+  revision?: string
+  /**
+   * Called while the weights are placed: after each tensor (and once with 0 before the first), with the
+   * bytes placed so far and the total, both as the device stores them (the plan's weight bytes, which
+   * ModelInfo.weightBytes reports). The last call has loadedBytes === totalBytes. Synchronous, between
+   * tensors, on the thread that loads; an error it throws aborts the load (the device is released) and
+   * rejects loadModel with that error.
+   */
+  onProgress?: (loadedBytes: number, totalBytes: number) => void
 }
 
 export interface ModelInfo {
@@ -224,6 +239,37 @@ function modelscopeFolder(dir: string, config: unknown, opts: FolderOptions): { 
   return { modelType: type, configuration }
 }
 
+/** How a folder generates: with transformers' semantics ('hf') or ModelScope GPT-3's pipeline. */
+export type FolderKind = 'hf' | 'modelscope-gpt3'
+
+/**
+ * The kind of a model folder (or id, resolved as loadModel does). A config.json with a model_type decides
+ * the family, whatever a ModelScope configuration.json beside it says: every Hugging Face model hosted on
+ * ModelScope has one ({"framework": "pytorch", "task": "text-generation", ...}), and such a folder is 'hf'.
+ * 'modelscope-gpt3' only for a config.json WITHOUT model_type beside a configuration.json whose model.type
+ * is "gpt3" (damo/nlp_gpt3_*), which ModelScope's own text-generation pipeline runs (modelscopeGenerate).
+ * Reads the two JSON files only; a folder whose files cannot be read is 'hf' (loadModel then says why).
+ */
+export function folderKind(idOrDir: string, opts: { revision?: string; followSymlinks?: boolean } = {}): FolderKind {
+  const dir = locateModel(idOrDir, { revision: opts.revision }).dir
+  try {
+    const config = readFolderJson(dir, 'config.json', 'model config', opts)
+    if (typeof config !== 'object' || config === null || Array.isArray(config) || (config as Record<string, unknown>).model_type !== undefined) return 'hf'
+    if (!existsSync(join(dir, 'configuration.json'))) return 'hf'
+    const ms = readFolderJson(dir, 'configuration.json', 'ModelScope configuration', opts)
+    const model = typeof ms === 'object' && ms !== null ? (ms as Record<string, unknown>).model : undefined
+    return typeof model === 'object' && model !== null && (model as Record<string, unknown>).type === 'gpt3' ? 'modelscope-gpt3' : 'hf'
+  } catch (e) {
+    if (e instanceof RefgptError) return 'hf'
+    throw e
+  }
+}
+
+/** folderKind(idOrDir, opts) === 'modelscope-gpt3'. */
+export function isModelscopeGpt3Folder(idOrDir: string, opts: { revision?: string; followSymlinks?: boolean } = {}): boolean {
+  return folderKind(idOrDir, opts) === 'modelscope-gpt3'
+}
+
 /** vocab.txt may have fewer lines than vocab_size (padded embedding rows) but never more. */
 function checkVocabTxt(dir: string, a: Arch, opts: FolderOptions): void {
   const file = join(dir, 'vocab.txt')
@@ -362,6 +408,7 @@ function sizes(arch: Arch, opts: LoadOptions): Sizes {
   if (!Number.isInteger(sequences) || sequences < 1 || sequences > 4096) bad('sequences out of range', '1 .. 4096', sequences)
   const maxT = Math.min(opts.maxBatchTokens ?? 64, maxContext)
   if (!Number.isInteger(maxT) || maxT < 1 || maxT > 4096) bad('maxBatchTokens out of range', '1 .. 4096', opts.maxBatchTokens)
+  if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') bad('onProgress is not a function', 'a function (loadedBytes, totalBytes) => void', opts.onProgress)
   return { maxContext, sequences, maxT }
 }
 
@@ -395,6 +442,13 @@ function estimate(o: Opened, plan: WeightPlan, opts: LoadOptions, sz: Sizes): Me
 function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan: WeightPlan): { weights: Weights; reader: WeightReader; decodeBytes: number } {
   const { arch: a, family } = o
   const r = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype)
+  const progress = opts.onProgress
+  const total = plan.shared.bytes + plan.layers.reduce((s, p) => s + p.bytes, 0)
+  let reported = 0
+  if (progress) {
+    progress(0, total)
+    r.onPlaced = (bytes) => progress((reported = Math.min(bytes, total)), total)
+  }
   const rt = runtimeBytes(a, sz.maxT, sz.maxContext, sz.sequences)
   // the rotary table covers the positions a session may use (Session.check bounds them by nCtx)
   const ctx = sz.maxContext
@@ -426,6 +480,7 @@ function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan: Weigh
     layerGroup.push(g)
   }
   dev.placement?.use(0)
+  if (progress && reported !== total) progress(total, total) // a safety net: the dry run counted the same bytes, so the last tensor reported the total
   let maxPartRows = 0
   for (const w of allWeights(shared, layers))
     if (w.parts.length > 1) for (let i = 1; i < w.rowStart.length; i++) maxPartRows = Math.max(maxPartRows, w.rowStart[i] - w.rowStart[i - 1])
@@ -464,9 +519,13 @@ function withStorage<T extends LoadOptions>(opts: T): T {
   return { ...opts, dtype: s }
 }
 
-/** Loads a Hugging Face model folder (GPT-2, GPT-Neo, GPT-J) onto a device. */
-export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Model> {
+/**
+ * Loads a model onto a device: a Hugging Face model folder (GPT-2, GPT-Neo, GPT-J) or a ModelScope GPT-3
+ * folder, given by its path or by its id in the Hugging Face / ModelScope caches (resolveModelDir).
+ */
+export async function loadModel(idOrDir: string, opts: LoadOptions = {}): Promise<Model> {
   opts = withStorage(opts)
+  const dir = locateModel(idOrDir, { revision: opts.revision }).dir
   const o = open(dir, opts)
   let generationConfig: Record<string, unknown> | null
   try {
@@ -534,10 +593,10 @@ async function build(o: Opened, opts: LoadOptions, generationConfig: Record<stri
   }
 }
 
-/** Reads config.json and the checkpoint headers, checks every tensor name and shape, reads no data. */
-export function inspectModel(dir: string, opts: LoadOptions = {}): ModelInfo & { arch: Arch; traits: Traits; config: Record<string, unknown> } {
+/** Reads config.json and the checkpoint headers, checks every tensor name and shape, reads no data. A folder or an id, as loadModel. */
+export function inspectModel(idOrDir: string, opts: LoadOptions = {}): ModelInfo & { arch: Arch; traits: Traits; config: Record<string, unknown> } {
   opts = withStorage(opts)
-  const o = open(dir, opts)
+  const o = open(locateModel(idOrDir, { revision: opts.revision }).dir, opts)
   try {
     const sz = sizes(o.arch, opts)
     const { reader, plan } = planModel(o, opts)

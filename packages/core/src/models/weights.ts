@@ -76,6 +76,8 @@ export class WeightReader {
   recorder: Map<string, number[]> | null = null
   /** A dry run's buffer limit (the device's maxBufferBytes), so it counts the buffers a split weight takes. */
   bufferLimit = Infinity
+  /** Called after each tensor (or part of a fused one) is placed on the device, with `bytes` so far (not for dry runs). */
+  onPlaced: ((bytes: number) => void) | null = null
 
   constructor(
     readonly ckpt: LoadedCheckpoint,
@@ -159,8 +161,10 @@ export class WeightReader {
 
   private placeParts(t: Read, storage: Storage, rowStart: number[]): Weight {
     const w = this.placeBuffers(t, storage, rowStart)
-    if (!this.dryRun && this.dev)
+    if (!this.dryRun && this.dev) {
       this.placements.push({ name: t.name, weight: w, stored: t.stored ?? (t.conv1d ? [t.shape[1], t.shape[0]] : t.shape), row0: t.row0 ?? 0, conv1d: t.conv1d === true })
+      this.onPlaced?.(this.bytes)
+    }
     return w
   }
 

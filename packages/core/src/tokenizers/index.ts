@@ -6,6 +6,7 @@ import { existsSync, opendirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { TokenizerError, show } from '../errors.js'
 import { FILE_CAPS, insideFolder, readFileCapped, readTextCapped } from '../io/files.js'
+import { isModelId, resolveModelDir } from '../io/hub.js'
 import {
   fromTokenizerJson,
   fromVocabMerges,
@@ -19,7 +20,7 @@ import type { Tokenizer } from './types.js'
 import { fromVocabTxt } from './wordpiece.js'
 
 export type { Tokenizer, DecodeOptions } from './types.js'
-export { StreamDecoder, checkTokenId } from './types.js'
+export { StreamDecoder, TextStream, checkTokenId } from './types.js'
 export { WordPieceTokenizer, fromVocabTxt, parseVocabTxt, isChineseChar, type WordPieceOptions } from './wordpiece.js'
 export { LiteralMatcher } from './matcher.js'
 export {
@@ -47,6 +48,8 @@ export {
 export interface LoadTokenizerOptions {
   /** Follow symlinks that lead outside the model folder (default false: refused). */
   followSymlinks?: boolean
+  /** For a model id: the revision in the Hugging Face / ModelScope cache (see resolveModelDir). */
+  revision?: string
 }
 
 /** Whether the folder has `name` (a dangling link counts as missing). */
@@ -61,9 +64,10 @@ function readText(dir: string, name: string, max: number, opts: LoadTokenizerOpt
 }
 
 /**
- * Loads the tokenizer of a model folder. Like transformers' AutoTokenizer (which prefers the fast
- * tokenizer), `tokenizer.json` is used when present; otherwise `vocab.json` + `merges.txt`, with the
- * added/special tokens of `tokenizer_config.json` (added_tokens_decoder, bos/eos/unk/...) and
+ * Loads the tokenizer of a model folder, or of a model id in the Hugging Face / ModelScope caches
+ * (resolveModelDir). Like transformers' AutoTokenizer (which prefers the fast tokenizer),
+ * `tokenizer.json` is used when present; otherwise `vocab.json` + `merges.txt`, with the added/special
+ * tokens of `tokenizer_config.json` (added_tokens_decoder, bos/eos/unk/...) and
  * `special_tokens_map.json` when those exist. '<|endoftext|>' is special whenever the vocab has it.
  */
 export function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}): Tokenizer {
@@ -71,6 +75,8 @@ export function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}): Tok
     throw new TokenizerError({ what: 'loadTokenizer() needs the path of a model folder', found: dir === '' ? 'an empty string' : dir === null ? 'null' : typeof dir })
   }
   opts ??= {}
+  // a model id (no such folder here): the folder in the Hugging Face / ModelScope cache
+  if (isModelId(dir) && !existsSync(dir)) dir = resolveModelDir(dir, { revision: opts.revision })
   let isDir = false
   try {
     isDir = statSync(dir).isDirectory()

@@ -98,3 +98,54 @@ export class StreamDecoder {
     return rest
   }
 }
+
+/**
+ * Continuations a later token can add to a decoded text (before post-processing): a wordpiece glued to
+ * the last word ("##x": a letter, a Chinese character, an apostrophe piece, punctuation) or a new word
+ * (a letter, a Chinese character, punctuation that clean-up glues to the word before, an apostrophe and
+ * the contractions clean-up joins). What every one of them leaves unchanged is printed; the rest waits.
+ */
+const CONTINUATIONS = ['a', '中', 's', "'t", '.', ' a', ' 中', ' .', ' ,', ' ?', ' !', " '", " ' a", ' t', ' s', " 's", " 'm", " 've", " 're", " n't", ' n', ' ##']
+
+/**
+ * Streams a text that is re-rendered from the whole sequence after each token: `raw(ids)` decodes, and
+ * `post` post-processes the decoded text (ModelScope: clean-up, then no spaces between Chinese chars).
+ * push(ids) returns the new stable part: the longest prefix of the current text that the text with any
+ * of CONTINUATIONS appended shares (a trailing partial wordpiece, a space that may vanish, the last
+ * Chinese/non-Chinese junction are held back). end(final) returns the rest of the final text.
+ */
+export class TextStream {
+  private shown = ''
+  constructor(
+    private readonly raw: (ids: number[]) => string,
+    private readonly post: (decoded: string) => string = (s) => s,
+  ) {}
+
+  push(ids: number[]): string {
+    const r = this.raw(ids)
+    const text = this.post(r)
+    if (!text.startsWith(this.shown)) return '' // cannot happen by the continuations; hold everything until end()
+    let n = text.length
+    for (const c of CONTINUATIONS) {
+      const other = this.post(r + c)
+      let i = this.shown.length
+      const m = Math.min(n, other.length)
+      while (i < m && text.charCodeAt(i) === other.charCodeAt(i)) i++
+      n = i
+      if (n <= this.shown.length) return ''
+    }
+    const code = text.charCodeAt(n - 1)
+    if (code >= 0xd800 && code <= 0xdbff) n-- // never half a surrogate pair
+    if (n <= this.shown.length) return ''
+    const out = text.slice(this.shown.length, n)
+    this.shown = text.slice(0, n)
+    return out
+  }
+
+  /** The rest of `final` after what was shown (which is a prefix of it). */
+  end(final: string): string {
+    const rest = final.startsWith(this.shown) ? final.slice(this.shown.length) : final.slice(Math.min(this.shown.length, final.length))
+    this.shown = ''
+    return rest
+  }
+}
