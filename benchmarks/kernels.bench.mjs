@@ -27,7 +27,7 @@ import Benchmark from 'benchmark'
 import { readFileSync, statSync } from 'node:fs'
 import os from 'node:os'
 import { createHash } from 'node:crypto'
-import { createWasmCore } from '@refgpt/wasm'
+import { allocGemmScratch, createWasmCore } from '@refgpt/wasm'
 import { busyLine, cpuMark, fmtShare, median, moduleLine, othersShare } from './machine.mjs'
 
 // --- options -------------------------------------------------------------------------------------
@@ -119,13 +119,25 @@ function fillQ8(mem, qPtr, qBytes, sPtr, nScales) {
   const s = new Float32Array(mem.buffer, sPtr, nScales)
   for (let i = 0; i < nScales; i++) s[i] = (0.5 + (next() / 2 ** 32) * 0.5) / 127
 }
+/** q4: random bytes (two 4-bit levels each) and f32 scales around 1/8. */
+function fillQ4(mem, qPtr, qBytes, sPtr, nScales) {
+  const q = new Uint8Array(mem.buffer, qPtr, qBytes)
+  for (let i = 0; i < qBytes; i++) q[i] = next() & 255
+  const s = new Float32Array(mem.buffer, sPtr, nScales)
+  for (let i = 0; i < nScales; i++) s[i] = (0.5 + (next() / 2 ** 32) * 0.5) / 8
+}
+/** q8 / q4: the weight takes quantized activations (quantize_act, part of every timed call). */
+const QUANT = { q8: fillQ8, q4: fillQ4 }
 
 const DTYPES = {
   f32: { bytes: 4, fill: fillF32 },
   f16: { bytes: 2, fill: fillF16 },
   bf16: { bytes: 2, fill: fillBf16 },
   q8: { bytes: 1, fill: null },
+  q4: { bytes: 0.5, fill: null },
 }
+/** Bytes of quantize_act's output for x [T, K] (packages/wasm/src/core.ts actBytes). */
+const actBytes = (T, K) => T * (2 * q8Cols(K) + 8 * (q8Cols(K) / 32))
 const q8Cols = (K) => Math.ceil(K / 32) * 32
 
 /**
@@ -135,16 +147,16 @@ const q8Cols = (K) => Math.ceil(K / 32) * 32
 function allocWeight(mem, dtype, N, K, copies) {
   const w = [], s = []
   let wBytes, sBytes = 0
-  if (dtype === 'q8') {
+  if (QUANT[dtype]) {
     const Kp = q8Cols(K)
-    wBytes = N * Kp
+    wBytes = N * Kp * DTYPES[dtype].bytes
     sBytes = N * (Kp / 32) * 4
   } else wBytes = N * K * DTYPES[dtype].bytes
   for (let c = 0; c < copies; c++) {
     w.push(mem.alloc(wBytes))
     s.push(sBytes ? mem.alloc(sBytes) : 0)
   }
-  if (dtype === 'q8') fillQ8(mem, w[0], wBytes, s[0], sBytes / 4)
+  if (QUANT[dtype]) QUANT[dtype](mem, w[0], wBytes, s[0], sBytes / 4)
   else DTYPES[dtype].fill(mem, w[0], N * K)
   const u8 = (p, n) => new Uint8Array(mem.buffer, p, n)
   for (let c = 1; c < copies; c++) {
@@ -271,7 +283,7 @@ function printTable(rows) {
     const single = rows.find((o) => o.r && o.c.kind === c.kind && o.c.shape === c.shape && o.c.threads === 1 && o.c.family === c.family)
     body.push([
       c.variant, c.shape, String(c.threads), fmtMs(r.ms_median), fmt(r.rme, 1), fmt(r.gbps, 2), fmt(r.gflops, 2),
-      c.kind === 'simd' && naive ? fmt(naive.r.ms_median / r.ms_median, 2) : '',
+      c.kind !== 'naive' && naive ? fmt(naive.r.ms_median / r.ms_median, 2) : '',
       c.threads > 1 && single ? fmt(single.r.ms_median / r.ms_median, 2) : '',
       String(n), fmtShare(others),
     ])
@@ -310,6 +322,14 @@ function checkOutputs(name, mem, cases) {
         let diff = 0
         for (let i = 0; i < v.length; i++) if (!Object.is(v[i], bv[i])) diff++
         if (diff) report(`${group}: ${c.variant} t${c.threads} differs from t1 in ${diff} of ${v.length} elements (expected bitwise equal)`)
+      }
+      const same = c.check.same && cs.find((o) => o.kind === c.check.same && o.threads === c.threads)
+      if (same) {
+        // another path that promises the same bits (prefill: v3_panel vs v2_simd)
+        const sv = mem.f32(same.check.out, same.check.n)
+        let diff = 0
+        for (let i = 0; i < v.length; i++) if (!Object.is(v[i], sv[i])) diff++
+        if (diff) report(`${group}: ${c.variant} t${c.threads} differs from ${same.variant} in ${diff} of ${v.length} elements (expected bitwise equal)`)
       }
       let maxErr = 0
       for (let i = 0; i < v.length; i++) {
@@ -350,7 +370,39 @@ function precheck(name, mem, n, input, runNaive, runSimd, tol) {
 
 const MATVEC_SHAPES = [[768, 768], [2048, 2048], [2048, 8192], [8192, 2048], [4096, 16384], [16384, 4096]] // (K, N)
 const PREFILL_SHAPES = [[768, 3072], [2048, 2048], [2048, 8192]]
-const PREFILL_ONE_SHAPE = [[2048, 8192]] // bf16 / q8
+const PREFILL_ONE_SHAPE = [[2048, 8192]] // bf16 / f16 / q8
+
+/**
+ * prefill cases of f32 / f16 / bf16 at T tokens: naive, SIMD (the in-register tiles: no scratch) and
+ * v3_panel (the same kernel with a matmul scratch: weight panels widened once, panel.ts), on the same
+ * inputs, 1 thread and the pool. The panel variant must equal the SIMD one bit for bit (checked after the suite).
+ */
+function prefillCases(mem, core, dtype, shapes, T) {
+  const cases = []
+  const family = `matmul_${dtype}`
+  const scratch = allocGemmScratch(mem, Math.max(1, opt.threads))
+  for (const [K, N] of shapes) {
+    const W = allocWeight(mem, dtype, N, K, 1)
+    const x = allocF32(mem, T * K)
+    const b = allocF32(mem, N)
+    const shape = `T=${T} K=${K} N=${N}`
+    for (const kind of ['naive', 'simd', 'panel']) {
+      for (const threads of threadSettings()) {
+        const o = mem.alloc(T * N * 4)
+        const args = [o, x, W.w[0], b, T, K, N, kind === 'panel' ? scratch : 0]
+        cases.push({
+          family, kind, shape, threads,
+          variant: `${family} ${{ naive: 'v1_naive', simd: 'v2_simd', panel: 'v3_panel' }[kind]}`,
+          fn: splitFn(core, kind === 'naive' ? `${family}_naive` : family, N, [args], threads),
+          profile: kind === 'naive' && T * K * N > 1e8 ? SLOW : undefined,
+          flops: 2 * T * K * N,
+          check: { group: `${family} ${shape}`, out: o, n: T * N, tol: 1e-4, same: kind === 'panel' ? 'simd' : undefined },
+        })
+      }
+    }
+  }
+  return cases
+}
 const PREFILL_T = 128
 
 /** matmul cases: (K, N) shapes at T tokens, naive + SIMD, 1 thread + pool. */
@@ -358,25 +410,36 @@ function matmulCases(mem, core, dtype, shapes, T, cold) {
   const cases = []
   const family = `matmul_${dtype}`
   for (const [K, N] of shapes) {
-    const one = dtype === 'q8' ? N * q8Cols(K) + N * (q8Cols(K) / 32) * 4 : N * K * DTYPES[dtype].bytes
+    const one = QUANT[dtype] ? N * q8Cols(K) * DTYPES[dtype].bytes + N * (q8Cols(K) / 32) * 4 : N * K * DTYPES[dtype].bytes
     const copies = cold ? coldCopies(one) : 1
     const W = allocWeight(mem, dtype, N, K, copies)
     const x = allocF32(mem, T * K)
+    const xa = QUANT[dtype] ? mem.alloc(actBytes(T, K)) : 0
     const b = allocF32(mem, N)
     const shape = `T=${T} K=${K} N=${N}`
     for (const kind of ['naive', 'simd']) {
       for (const threads of threadSettings()) {
         const o = mem.alloc(T * N * 4)
-        const argSets = W.w.map((w, c) => (dtype === 'q8' ? [o, x, w, W.s[c], b, T, K, N] : [o, x, w, b, T, K, N]))
+        const argSets = W.w.map((w, c) => (QUANT[dtype] ? [o, xa, w, W.s[c], b, T, K, N] : [o, x, w, b, T, K, N]))
         const name = kind === 'naive' ? `${family}_naive` : family
+        let fn = splitFn(core, name, N, argSets, threads)
+        if (QUANT[dtype]) {
+          // the activations are quantized on the calling thread first, as the wasm device does
+          const mm = fn, quantize = core.kernels(0)[kind === 'naive' ? 'quantize_act_naive' : 'quantize_act']
+          const q4 = dtype === 'q4' ? 1 : 0
+          fn = () => {
+            quantize(xa, x, T, K, q4)
+            mm()
+          }
+        }
         cases.push({
           family, kind, shape, threads,
           variant: `${family} ${kind === 'naive' ? 'v1_naive' : 'v2_simd'}`,
-          fn: splitFn(core, name, N, argSets, threads),
+          fn,
           profile: kind === 'naive' && T * K * N > 1e8 ? SLOW : undefined,
           bytes: T === 1 ? W.bytes : null, // weight bytes streamed per call (matvec)
           flops: 2 * T * K * N,
-          check: { group: `${family} ${shape}`, out: o, n: T * N, tol: 1e-4 },
+          check: { group: `${family} ${shape}`, out: o, n: T * N, tol: QUANT[dtype] ? 0 : 1e-4 }, // q8 / q4: SIMD == naive bitwise
         })
       }
     }
@@ -546,13 +609,16 @@ say(busyLine('before'))
 const t0 = Date.now()
 const core = await createWasmCore({ threads: opt.threads })
 try {
-  for (const dtype of ['f32', 'f16', 'bf16', 'q8']) {
-    runSuite(`matvec_${dtype}`, `matmul_${dtype} at T=1 (decode); GB/s = weight bytes streamed${dtype === 'q8' ? ' (int8 + scales)' : ''}`,
+  for (const dtype of ['f32', 'f16', 'bf16', 'q8', 'q4']) {
+    const what = { q8: ' (int8 + scales; each call quantizes x first)', q4: ' (4-bit + scales; each call quantizes x first)' }[dtype] ?? ''
+    runSuite(`matvec_${dtype}`, `matmul_${dtype} at T=1 (decode); GB/s = weight bytes streamed${what}`,
       (mem, c) => matmulCases(mem, c, dtype, MATVEC_SHAPES, 1, true), core)
   }
-  runSuite('prefill_f32', `matmul_f32 at T=${PREFILL_T} (prefill)`, (mem, c) => matmulCases(mem, c, 'f32', PREFILL_SHAPES, PREFILL_T, false), core)
-  runSuite('prefill_bf16', `matmul_bf16 at T=${PREFILL_T} (prefill)`, (mem, c) => matmulCases(mem, c, 'bf16', PREFILL_ONE_SHAPE, PREFILL_T, false), core)
-  runSuite('prefill_q8', `matmul_q8 at T=${PREFILL_T} (prefill)`, (mem, c) => matmulCases(mem, c, 'q8', PREFILL_ONE_SHAPE, PREFILL_T, false), core)
+  runSuite('prefill_f32', `matmul_f32 at T=${PREFILL_T} (prefill; v3_panel: with the matmul scratch)`, (mem, c) => prefillCases(mem, c, 'f32', PREFILL_SHAPES, PREFILL_T), core)
+  runSuite('prefill_bf16', `matmul_bf16 at T=${PREFILL_T} (prefill; v3_panel: with the matmul scratch)`, (mem, c) => prefillCases(mem, c, 'bf16', PREFILL_ONE_SHAPE, PREFILL_T), core)
+  runSuite('prefill_f16', `matmul_f16 at T=${PREFILL_T} (prefill; v3_panel: with the matmul scratch)`, (mem, c) => prefillCases(mem, c, 'f16', PREFILL_ONE_SHAPE, PREFILL_T), core)
+  runSuite('prefill_q8', `matmul_q8 at T=${PREFILL_T} (prefill, quantize_act included)`, (mem, c) => matmulCases(mem, c, 'q8', PREFILL_ONE_SHAPE, PREFILL_T, false), core)
+  runSuite('prefill_q4', `matmul_q4 at T=${PREFILL_T} (prefill, quantize_act included)`, (mem, c) => matmulCases(mem, c, 'q4', PREFILL_ONE_SHAPE, PREFILL_T, false), core)
   runSuite('attention', 'causal attention over an f32 KV cache, heads split across threads; GB/s = K + V cache + q + out bytes', attentionCases, core)
   runSuite('layernorm', 'single thread (not a split kernel); GB/s = x read + out written', layernormCases, core)
   runSuite('gelu_tanh', 'single thread; GB/s = x read + out written', geluCases, core)

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { crc32 } from 'node:zlib'
 import type { Test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { DEVICES, openSafetensors, type DeviceName } from '@refgpt/core'
+import { DEVICES, loadModel, openSafetensors, type DeviceName, type LoadOptions, type Model, type Session } from '@refgpt/core'
 
 export const fixture = (rel: string) => fileURLToPath(new URL(`./fixtures/${rel}`, import.meta.url))
 export const modelDir = (name: string) => fixture(`models/${name}`)
@@ -166,3 +166,26 @@ setTimeout(() => {
   console.error(`test watchdog: still running after ${WATCHDOG_MS / 60_000} minutes; exiting`)
   process.exit(1)
 }, WATCHDOG_MS).unref()
+
+/** Loads a model, runs fn with it and a fresh session on it, then disposes both. */
+export async function withModel<T>(name: string, opts: LoadOptions, fn: (m: Model, s: Session) => T | Promise<T>): Promise<T> {
+  const m = await loadModel(modelDir(name), opts)
+  const s = m.createSession()
+  try {
+    return await fn(m, s)
+  } finally {
+    s.dispose()
+    await m.dispose()
+  }
+}
+
+/**
+ * Where the wasm device keeps block b of row n of a q8 / q4 weight with `rows` rows of `blocks` blocks
+ * (quant.ts), in blocks: K chunks of 64 blocks (chunk c at rows * 64c), in a chunk rows in groups of 4
+ * (the last one smaller) at 4g * cb, the blocks of a group's R rows interleaved (block b of row r at b R + r).
+ */
+export function groupedBlock(n: number, b: number, rows: number, blocks: number): number {
+  const g0 = n & ~3, R = Math.min(4, rows - g0)
+  const c0 = b - (b % 64), cb = Math.min(64, blocks - c0)
+  return rows * c0 + g0 * cb + (b - c0) * R + (n & 3)
+}

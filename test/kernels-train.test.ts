@@ -110,7 +110,8 @@ abi('every training kernel is exported; the split ones are appended to SPLIT_KER
     'matmul_f32_naive', 'matmul_f16_naive', 'matmul_bf16_naive', 'matmul_q8_naive',
     'attention', 'attention_naive', 'probe_stream_read', 'probe_madd', 'touch_pages', 'logprobs', 'logprobs_naive',
   ])
-  assert.equal(SPLIT_KERNELS.slice(15), NEW_SPLIT)
+  assert.equal(SPLIT_KERNELS.slice(15, 15 + NEW_SPLIT.length), NEW_SPLIT)
+  assert.equal(SPLIT_KERNELS.slice(15 + NEW_SPLIT.length), ['matmul_q4', 'matmul_q4_naive']) // issue 15
 })
 abi.run()
 

@@ -2,8 +2,8 @@
 // computed here; bitwise independence of the thread count / row split; the pool; memories > 2 GiB.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { createWasmCore, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
-import { rng } from './helpers.js'
+import { actBytes, createWasmCore, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
+import { groupedBlock, rng } from './helpers.js'
 
 // --- helpers -------------------------------------------------------------------------------------
 
@@ -53,6 +53,11 @@ function quantizeJS(w: Float32Array, N: number, K: number) {
 
 type DType = 'f32' | 'f16' | 'bf16' | 'q8'
 const DTYPES: DType[] = ['f32', 'f16', 'bf16', 'q8']
+/**
+ * The matmuls compared with a float64 product of x and the widened weights. q8 (and q4) matmuls quantize x
+ * too and follow their own bitwise contract (gemm_q8.ts): test/q8.test.ts checks them against the js device.
+ */
+const MATMUL_DTYPES: DType[] = ['f32', 'f16', 'bf16']
 
 /** A weight [N, K] in a storage dtype: its bytes and its widened f32 values (what the kernels must use). */
 interface Weight { dtype: DType; N: number; K: number; data: Uint8Array; scales?: Float32Array; widened: Float32Array }
@@ -68,6 +73,32 @@ function makeWeight(dtype: DType, N: number, K: number, seed: number): Weight {
   return { dtype, N, K, data: new Uint8Array(q.buffer), scales, widened }
 }
 
+/**
+ * q8 weights as the kernels keep them (quant.ts, "q8 / q4 layout"): K chunks of 64 blocks (chunk c at
+ * rows * 64c * bb bytes); in a chunk, rows in groups of 4 (the last one smaller) at 4g * cb * bb, the
+ * blocks of a group's R rows interleaved: the chunk's block b of the group's row r at (b R + r) * bb.
+ * grouped() makes that order from row-major bytes (bb = 32 for the int8 values, 4 for the scales).
+ */
+function grouped(rowMajor: Uint8Array, rows: number, blocks: number, bb: number): Uint8Array {
+  const out = new Uint8Array(rowMajor.length)
+  for (let n = 0; n < rows; n++) {
+    for (let b = 0; b < blocks; b++)
+      out.set(rowMajor.subarray((n * blocks + b) * bb, (n * blocks + b + 1) * bb), groupedBlock(n, b, rows, blocks) * bb)
+  }
+  return out
+}
+const bytesOf = (a: Float32Array | Int8Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
+/** A q8 table's values and scales placed in the row-group layout (other dtypes: as they are). */
+function putTable(mem: WasmMemory, w: Weight, r0 = 0, r1 = w.N): { tp: number; sp: number } {
+  const nb = Math.ceil(w.K / 32), rowBytes = w.dtype === 'q8' ? nb * 32 : (w.dtype === 'f32' ? 4 : 2) * w.K
+  const data = w.data.subarray(r0 * rowBytes, r1 * rowBytes)
+  if (w.dtype !== 'q8') return { tp: putBytes(mem, data), sp: 0 }
+  return {
+    tp: putBytes(mem, grouped(data, r1 - r0, nb, 32)),
+    sp: putBytes(mem, grouped(bytesOf(w.scales!.subarray(r0 * nb, r1 * nb)), r1 - r0, nb, 4)),
+  }
+}
+
 function putBytes(mem: WasmMemory, bytes: Uint8Array): number {
   const p = mem.alloc(bytes.length, 16)
   mem.u8(p, bytes.length).set(bytes)
@@ -80,22 +111,29 @@ const getF32 = (mem: WasmMemory, p: number, n: number) => mem.f32(p, n).slice()
 /** Pointers of one matmul problem placed in a memory. */
 interface MM { out: number; x: number; w: number; scales: number; b: number; T: number; K: number; N: number; dtype: DType }
 function placeMatmul(mem: WasmMemory, w: Weight, x: Float32Array, b: Float32Array | null, T: number): MM {
+  const { tp, sp } = putTable(mem, w)
   return {
-    out: mem.alloc(T * w.N * 4), x: putF32(mem, x), w: putBytes(mem, w.data),
-    scales: w.scales ? putF32(mem, w.scales) : 0, b: b ? putF32(mem, b) : 0, T, K: w.K, N: w.N, dtype: w.dtype,
+    out: mem.alloc(T * w.N * 4), x: putF32(mem, x), w: tp,
+    scales: sp, b: b ? putF32(mem, b) : 0, T, K: w.K, N: w.N, dtype: w.dtype,
   }
 }
-/** Calls a matmul kernel directly on rows [n0, n1). */
-function callMatmul(k: KernelExports, p: MM, n0: number, n1: number, naive = false) {
+/** Calls a matmul kernel directly on rows [n0, n1) (q8: the activations quantized first, into a new buffer). */
+function callMatmul(k: KernelExports, p: MM, n0: number, n1: number, naive = false, mem?: WasmMemory) {
   const sfx = naive ? '_naive' : ''
-  if (p.dtype === 'q8') (naive ? k.matmul_q8_naive : k.matmul_q8)(n0, n1, p.out, p.x, p.w, p.scales, p.b, p.T, p.K, p.N)
-  else k[`matmul_${p.dtype}${sfx}` as 'matmul_f32'](n0, n1, p.out, p.x, p.w, p.b, p.T, p.K, p.N)
+  if (p.dtype === 'q8') {
+    const xa = mem!.alloc(actBytes(p.T, p.K))
+    k.quantize_act(xa, p.x, p.T, p.K, 0)
+    ;(naive ? k.matmul_q8_naive : k.matmul_q8)(n0, n1, p.out, xa, p.w, p.scales, p.b, p.T, p.K, p.N)
+  } else k[`matmul_${p.dtype}${sfx}` as 'matmul_f32'](n0, n1, p.out, p.x, p.w, p.b, p.T, p.K, p.N)
 }
-/** Runs a matmul split across the core's threads. */
+/** Runs a matmul split across the core's threads (q8: the activations quantized first, on this thread). */
 function runMatmul(core: WasmCore, m: number, p: MM) {
   const a = core.args
-  if (p.dtype === 'q8') { a[0] = p.out; a[1] = p.x; a[2] = p.w; a[3] = p.scales; a[4] = p.b; a[5] = p.T; a[6] = p.K; a[7] = p.N; core.run(m, 'matmul_q8', 8, p.N) }
-  else { a[0] = p.out; a[1] = p.x; a[2] = p.w; a[3] = p.b; a[4] = p.T; a[5] = p.K; a[6] = p.N; core.run(m, `matmul_${p.dtype}` as SplitKernelName, 7, p.N) }
+  if (p.dtype === 'q8') {
+    const xa = core.memories[m].alloc(actBytes(p.T, p.K))
+    core.kernels(m).quantize_act(xa, p.x, p.T, p.K, 0)
+    a[0] = p.out; a[1] = xa; a[2] = p.w; a[3] = p.scales; a[4] = p.b; a[5] = p.T; a[6] = p.K; a[7] = p.N; core.run(m, 'matmul_q8', 8, p.N)
+  } else { a[0] = p.out; a[1] = p.x; a[2] = p.w; a[3] = p.b; a[4] = p.T; a[5] = p.K; a[6] = p.N; a[7] = 0; core.run(m, `matmul_${p.dtype}` as SplitKernelName, 7, p.N) }
 }
 
 /** float64 reference out[T, N] and the error scale sum |x w| + |b| per element. */
@@ -135,7 +173,7 @@ gemm.before(async () => {
 gemm('every dtype, SIMD and naive, at small odd shapes against float64 (every tile path)', () => {
   const mem = core1.memories[0], k = core1.kernels(0)
   let seed = 1
-  for (const dtype of DTYPES) for (const K of [1, 3, 36, 37, 128, 144]) for (const N of [1, 7, 33]) {
+  for (const dtype of MATMUL_DTYPES) for (const K of [1, 3, 36, 37, 128, 144]) for (const N of [1, 7, 33]) {
     const w = makeWeight(dtype, N, K, seed++)
     for (const T of [1, 2, 3, 5, 6, 7, 8, 9, 10, 11]) {
       const mark = mem.mark()
@@ -155,7 +193,7 @@ gemm('every dtype, SIMD and naive, at small odd shapes against float64 (every ti
 
 gemm('every dtype at a real-ish shape (K=768, N=64, T=4 and T=1)', () => {
   const mem = core1.memories[0], k = core1.kernels(0)
-  for (const dtype of DTYPES) for (const T of [4, 1]) {
+  for (const dtype of MATMUL_DTYPES) for (const T of [4, 1]) {
     const mark = mem.mark()
     const w = makeWeight(dtype, 64, 768, 99), r = rng(7)
     const x = randn(r, T * 768), b = randn(r, 64)
@@ -170,7 +208,7 @@ gemm('every dtype at a real-ish shape (K=768, N=64, T=4 and T=1)', () => {
 })
 
 gemm('results are bitwise identical for any row split, thread count (1, 2, 3) and T', () => {
-  for (const dtype of DTYPES) for (const [K, N, T] of [[144, 33, 7], [37, 19, 13], [256, 40, 1], [36, 9, 8]]) {
+  for (const dtype of MATMUL_DTYPES) for (const [K, N, T] of [[144, 33, 7], [37, 19, 13], [256, 40, 1], [36, 9, 8]]) {
     const w = makeWeight(dtype, N, K, 5), r = rng(6)
     const x = randn(r, T * K), b = randn(r, N)
     const results: Float32Array[] = []
@@ -236,7 +274,7 @@ gemm('matmul_f16 widens inf and NaN weights exactly (and still splits bitwise)',
 
 gemm('quantize_q8 matches the JS quantizer bit for bit (padding zeros, all-zero blocks)', () => {
   const mem = core1.memories[0], k = core1.kernels(0), mark = mem.mark()
-  for (const [N, K] of [[1, 1], [3, 31], [5, 32], [4, 33], [7, 100], [2, 768]]) {
+  for (const [N, K] of [[1, 1], [3, 31], [5, 32], [4, 33], [7, 100], [2, 768], [6, 2100]]) {
     const w = randn(rng(N * K), N * K, 3)
     if (K >= 64) w.fill(0, 32, 64) // an all-zero block in row 0 (scale 0)
     w[0] = 0.5 * (Math.abs(w[1]) || 1) // some ties are likely at small K; the JS quantizer handles them the same way
@@ -244,14 +282,14 @@ gemm('quantize_q8 matches the JS quantizer bit for bit (padding zeros, all-zero 
     const src = putF32(mem, w)
     const wq = mem.alloc(N * js.Kp), sc = mem.alloc((N * js.Kp) / 8)
     mem.u8(wq, N * js.Kp).fill(0x55)
-    k.quantize_q8(wq, sc, src, N, K)
-    assert.equal(Array.from(mem.i8(wq, N * js.Kp)), Array.from(js.q), `q8 values N=${N} K=${K}`)
-    assertBitwise(getF32(mem, sc, (N * js.Kp) / 32), js.scales, `q8 scales N=${N} K=${K}`)
+    k.quantize_q8(wq, sc, src, N, K, 0, N)
+    assert.equal(Array.from(mem.i8(wq, N * js.Kp)), Array.from(new Int8Array(grouped(bytesOf(js.q), N, js.Kp / 32, 32).buffer)), `q8 values N=${N} K=${K}`)
+    assertBitwise(getF32(mem, sc, (N * js.Kp) / 32), new Float32Array(grouped(bytesOf(js.scales), N, js.Kp / 32, 4).buffer), `q8 scales N=${N} K=${K}`)
   }
   // exact halves round away from zero
   const w = Float32Array.from({ length: 32 }, (_, i) => (i === 0 ? 127 : i % 2 ? i + 0.5 : -(i + 0.5)))
   const src = putF32(mem, w), wq = mem.alloc(32), sc = mem.alloc(4)
-  k.quantize_q8(wq, sc, src, 1, 32)
+  k.quantize_q8(wq, sc, src, 1, 32, 0, 1)
   assert.is(mem.f32(sc, 1)[0], 1)
   assert.equal(Array.from(mem.i8(wq, 4)), [127, 2, -3, 4])
   mem.release(mark)
@@ -270,10 +308,10 @@ rows('embed_{f32,f16,bf16,q8} (and _naive): exact row gathers, store and accumul
     const tab = makeWeight(dtype, V, C, C)
     const ids = Int32Array.from({ length: T }, (_, i) => (i * 7 + 3) % V)
     const base = randn(rng(C + 1), T * C)
-    const tp = putBytes(mem, tab.data), sp = tab.scales ? putF32(mem, tab.scales) : 0, ip = putI32(mem, ids)
+    const { tp, sp } = putTable(mem, tab), ip = putI32(mem, ids)
     for (const [acc, sfx] of [[0, ''], [1, ''], [0, '_naive'], [1, '_naive']] as const) {
       const out = putF32(mem, base)
-      if (dtype === 'q8') (sfx ? k.embed_q8_naive : k.embed_q8)(out, tp, sp, ip, T, C, acc)
+      if (dtype === 'q8') (sfx ? k.embed_q8_naive : k.embed_q8)(out, tp, sp, ip, T, C, acc, V)
       else k[`embed_${dtype}${sfx}` as 'embed_f32'](out, tp, ip, T, C, acc)
       const exp = new Float32Array(T * C)
       for (let t = 0; t < T; t++) for (let c = 0; c < C; c++) {
@@ -286,9 +324,9 @@ rows('embed_{f32,f16,bf16,q8} (and _naive): exact row gathers, store and accumul
   mem.release(mark)
 })
 
-/** Calls an embed kernel (any dtype, SIMD or _naive). */
-function callEmbed(k: KernelExports, dtype: DType, naive: boolean, out: number, tp: number, sp: number, ip: number, T: number, C: number, acc: number) {
-  if (dtype === 'q8') (naive ? k.embed_q8_naive : k.embed_q8)(out, tp, sp, ip, T, C, acc)
+/** Calls an embed kernel (any dtype, SIMD or _naive); rows: the table's (q8 row groups need it). */
+function callEmbed(k: KernelExports, dtype: DType, naive: boolean, out: number, tp: number, sp: number, ip: number, T: number, C: number, acc: number, rows: number) {
+  if (dtype === 'q8') (naive ? k.embed_q8_naive : k.embed_q8)(out, tp, sp, ip, T, C, acc, rows)
   else k[`embed_${dtype}${naive ? '_naive' : ''}` as 'embed_f32'](out, tp, ip, T, C, acc)
 }
 
@@ -301,11 +339,11 @@ rows('embed_{f32,f16,bf16,q8} (and _naive): a negative id is a zero row (stores 
     const base = randn(rng(C + 2), T * C)
     base[1 * C] = -0 // a -0 in a zero-row position stays -0 when accumulating
     base[3 * C + C - 1] = NaN
-    const tp = putBytes(mem, tab.data), sp = tab.scales ? putF32(mem, tab.scales) : 0, ip = putI32(mem, ids)
+    const { tp, sp } = putTable(mem, tab), ip = putI32(mem, ids)
     for (const naive of [false, true]) for (const acc of [0, 1]) {
       const label = `embed_${dtype}${naive ? '_naive' : ''} C=${C} accumulate=${acc}`
       const out = putF32(mem, base)
-      callEmbed(k, dtype, naive, out, tp, sp, ip, T, C, acc)
+      callEmbed(k, dtype, naive, out, tp, sp, ip, T, C, acc, V)
       const exp = new Float32Array(T * C)
       for (let t = 0; t < T; t++) for (let c = 0; c < C; c++) {
         const v = ids[t] < 0 ? 0 : tab.widened[ids[t] * C + c], b = base[t * C + c]
@@ -315,17 +353,14 @@ rows('embed_{f32,f16,bf16,q8} (and _naive): a negative id is a zero row (stores 
     }
     // the table split in row ranges [0, 4), [4, 9), [9, 11), each in its own buffer: a storing call
     // for the first range, accumulating calls for the others, ids outside a range set to -1
-    const rowBytes = dtype === 'q8' ? Math.ceil(C / 32) * 32 : (dtype === 'f32' ? 4 : 2) * C
-    const scaleRow = Math.ceil(C / 32)
     const whole = putF32(mem, base)
-    callEmbed(k, dtype, false, whole, tp, sp, ip, T, C, 0)
+    callEmbed(k, dtype, false, whole, tp, sp, ip, T, C, 0, V)
     for (const naive of [false, true]) {
       const out = putF32(mem, base)
       for (const [i, [r0, r1]] of [[0, 4], [4, 9], [9, 11]].entries()) {
-        const part = putBytes(mem, tab.data.subarray(r0 * rowBytes, r1 * rowBytes))
-        const partScales = tab.scales ? putF32(mem, tab.scales.subarray(r0 * scaleRow, r1 * scaleRow)) : 0
+        const { tp: part, sp: partScales } = putTable(mem, tab, r0, r1) // each part its own buffer (q8: its own row groups)
         const local = putI32(mem, Int32Array.from(ids, (id) => (id >= r0 && id < r1 ? id - r0 : -1)))
-        callEmbed(k, dtype, naive, out, part, partScales, local, T, C, i === 0 ? 0 : 1)
+        callEmbed(k, dtype, naive, out, part, partScales, local, T, C, i === 0 ? 0 : 1, r1 - r0)
       }
       assertBitwise(getF32(mem, out, T * C), getF32(mem, whole, T * C), `embed_${dtype}${naive ? '_naive' : ''} C=${C} split table vs whole (negative ids: zero rows)`)
     }
@@ -737,8 +772,8 @@ const pool = suite('wasm core: pool, memories, probes')
 pool('the module exports exactly the kernels of the ABI (typed in KernelExports)', () => {
   const names = Object.keys(core1.kernels(0)).sort()
   const expected = [
-    ...['f32', 'f16', 'bf16', 'q8'].flatMap((d) => [`matmul_${d}`, `matmul_${d}_naive`, `embed_${d}`, `embed_${d}_naive`]),
-    'quantize_q8', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'logprobs', 'logprobs_naive',
+    ...['f32', 'f16', 'bf16', 'q8', 'q4'].flatMap((d) => [`matmul_${d}`, `matmul_${d}_naive`, `embed_${d}`, `embed_${d}_naive`]),
+    'quantize_q8', 'quantize_q4', 'quantize_act', 'quantize_act_naive', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'logprobs', 'logprobs_naive',
     'attention', 'attention_naive', 'rotary', 'rotary_naive',
     ...['gelu_tanh', 'gelu_erf', 'relu', 'silu', 'quick_gelu', 'add'].flatMap((f) => [f, `${f}_naive`]),
     'probe_stream_read', 'probe_madd', 'touch_pages', 'heap_base',
@@ -802,6 +837,15 @@ pool('pointers above 2 GiB: a memory grown past 2^31 runs a split matmul there',
       const p = placeMatmul(mem, weight, x, b, 2)
       assert.ok(p.out > 2 ** 31 && p.x > 2 ** 31 && p.w > 2 ** 31 && p.b > 2 ** 31, 'pointers above 2^31')
       runMatmul(core, 0, p)
+      if (weight.dtype === 'q8') {
+        // the same call below 2 GiB (core1), bit for bit: test/q8.test.ts checks that result against the js device
+        const low = core1.memories[0], mark = low.mark()
+        const pl = placeMatmul(low, weight, x, b, 2)
+        runMatmul(core1, 0, pl)
+        assertBitwise(getF32(mem, p.out, 24), getF32(low, pl.out, 24), 'matmul_q8 above 2 GiB vs below')
+        low.release(mark)
+        continue
+      }
       const ref = matmulRef(x, weight.widened, b, 2, 70, 12)
       assertNear(getF32(mem, p.out, 24), ref.out, (i) => 1e-5 * ref.mag[i], `matmul_${weight.dtype} above 2 GiB`)
     }

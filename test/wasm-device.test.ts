@@ -3,21 +3,10 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { generate, loadModel, type LoadOptions, type Model, type Session, type WasmDevice } from '@refgpt/core'
-import { TOL, assertClose, loadGolden, maxDiff, modelDir, pickRows, refgpt } from './helpers.js'
+import { TOL, assertClose, loadGolden, maxDiff, modelDir, pickRows, refgpt, withModel } from './helpers.js'
 
 const test = suite('wasm device')
 
-/** Loads a model, runs fn with it and a fresh session on it, then disposes both. */
-async function with_<T>(name: string, opts: LoadOptions, fn: (m: Model, s: Session) => T | Promise<T>): Promise<T> {
-  const m = await loadModel(modelDir(name), opts)
-  const s = m.createSession()
-  try {
-    return await fn(m, s)
-  } finally {
-    s.dispose()
-    await m.dispose()
-  }
-}
 
 const bitwiseEqual = (a: Float32Array, b: Float32Array) =>
   a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
@@ -27,7 +16,7 @@ test('results are bitwise identical for 1, 2 and 3 threads', async () => {
     const ids: number[] = loadGolden(name).json.prompts.p3.ids
     const runs: Float32Array[] = []
     for (const threads of [1, 2, 3]) {
-      runs.push(await with_(name, { device: 'wasm', threads }, async (m, s) => {
+      runs.push(await withModel(name, { device: 'wasm', threads }, async (m, s) => {
         assert.is((m.device as { threads?: number }).threads, threads)
         const all = await s.logits(ids, 0)
         const step = await s.forward([ids[5]], ids.length) // decode step (T = 1)
@@ -41,13 +30,13 @@ test('results are bitwise identical for 1, 2 and 3 threads', async () => {
 
 test('layers spread over several memories give the same logits as one memory', async () => {
   const g = loadGolden('gpt-neo-tiny').json
-  const one = await with_('gpt-neo-tiny', { device: 'wasm' }, async (m, s) => {
+  const one = await withModel('gpt-neo-tiny', { device: 'wasm' }, async (m, s) => {
     assert.is(m.info.groups, 1)
     return (await s.logits(g.prompts.p2.ids, 0)).slice()
   })
   // 400 kB a memory: the embeddings fill the first, then about one layer (weights, and room for its KV
   // cache and one session's activations) goes in each of the others
-  const many = await with_('gpt-neo-tiny', { device: 'wasm', memoryBytes: 400_000 }, async (m, s) => {
+  const many = await withModel('gpt-neo-tiny', { device: 'wasm', memoryBytes: 400_000 }, async (m, s) => {
     assert.ok(m.info.groups >= 3, `layers spread over ${m.info.groups} memories`)
     const logits = (await s.logits(g.prompts.p2.ids, 0)).slice()
     assert.equal((await generate(m, g.prompts.p1.ids, { maxNewTokens: 20 })).ids, g.greedy.p1.sequence)
@@ -59,7 +48,7 @@ test('layers spread over several memories give the same logits as one memory', a
 test('memory planning keeps room for the promised KV caches: full slots never overfill a memory', async () => {
   const limit = 400_000
   for (const sequences of [1, 4]) {
-    await with_('gpt-neo-tiny', { device: 'wasm', memoryBytes: limit, sequences }, async (m, s) => {
+    await withModel('gpt-neo-tiny', { device: 'wasm', memoryBytes: limit, sequences }, async (m, s) => {
       const ctx = m.info.maxContext
       const slots = [0, ...Array.from({ length: sequences - 1 }, () => s.acquire())]
       for (const slot of slots) await s.forward(Array.from({ length: ctx }, (_, i) => (i * 7 + slot) % 100), 0, { slot })
@@ -77,7 +66,7 @@ test('f16 / bf16 storage of an f32 checkpoint matches logits.p2.f16 / .bf16', as
   const g = golden.json
   for (const [dtype, tensor] of [['F16', 'logits.p2.f16'], ['BF16', 'logits.p2.bf16']] as const) {
     for (const device of ['wasm', 'js'] as const) {
-      await with_('gpt-neo-tiny', { device, dtype }, async (m, s) => {
+      await withModel('gpt-neo-tiny', { device, dtype }, async (m, s) => {
         assert.equal(Object.keys(m.info.storageDtypes), [dtype])
         if (device === 'wasm') assert.ok(m.info.weightBytes < 0.55 * m.info.parameters * 4, 'stored in 2 bytes')
         const logits = pickRows(await s.logits(g.prompts.p2.ids, 0), m.arch.nVocab, g.tensors['logits.p2'].rows)
@@ -86,26 +75,28 @@ test('f16 / bf16 storage of an f32 checkpoint matches logits.p2.f16 / .bf16', as
     }
   }
   // a bf16 checkpoint is kept in bf16 by default
-  await with_('gpt-neo-tiny', { device: 'wasm', variant: 'bf16' }, (m) => assert.equal(Object.keys(m.info.storageDtypes), ['BF16']))
+  await withModel('gpt-neo-tiny', { device: 'wasm', variant: 'bf16' }, (m) => assert.equal(Object.keys(m.info.storageDtypes), ['BF16']))
 })
 
-// q8 (int8, one f32 scale per 32 weights of a row): the measured error on the fixtures, as a bound.
-// See BENCHMARKS.md. The bound is the measured figure with a margin; greedy ids must agree where the
-// f32 top-1/top-2 margin is larger than the q8 logit error.
-const Q8_MAX_ABS_LOGIT_ERROR = 0.5 // measured: 0.17 (gpt2-tiny), 0.33 (gpt-neo-tiny), 0.11 (gpt-j-tiny), 0.33 (gpt-neo-odd)
+// q8 (int8, one f32 scale per 32 weights of a row; a matmul quantizes its activations per block of 32 as
+// well and sums the blocks' exact integer dot products in f32): the measured error on the fixtures, as a
+// bound. See BENCHMARKS.md and test/q8.test.ts (bitwise js == wasm kernels, q4). The bound is the measured
+// figure with a margin; greedy ids must agree where the f32 top-1/top-2 margin is larger than the q8 logit error.
+const Q8_MAX_ABS_LOGIT_ERROR = 0.6 // measured: 0.26 (gpt2-tiny), 0.44 (gpt-neo-tiny), 0.13 (gpt-j-tiny), 0.41 (gpt-neo-odd)
 
-test('q8 storage: logit error vs f32 within the documented bound; wasm q8 kernels = js q8 values', async () => {
+test('q8 storage: logit error vs f32 within the documented bound; wasm q8 = js q8 (the same integer matmuls)', async () => {
   for (const name of ['gpt2-tiny', 'gpt-neo-tiny', 'gpt-j-tiny', 'gpt-neo-odd']) {
     const g = loadGolden(name).json
     const ids: number[] = g.prompts.p3.ids
-    const f32 = await with_(name, { device: 'wasm' }, async (_m, s) => (await s.logits(ids, 0)).slice())
-    const q8 = await with_(name, { device: 'wasm', dtype: 'Q8' }, async (m, s) => {
+    const f32 = await withModel(name, { device: 'wasm' }, async (_m, s) => (await s.logits(ids, 0)).slice())
+    const q8 = await withModel(name, { device: 'wasm', dtype: 'Q8' }, async (m, s) => {
       const limit = m.arch.nEmbd % 32 === 0 ? 0.3 : 0.6 // rows padded to whole blocks of 32 (gpt-neo-odd: 36 -> 64)
       assert.ok(m.info.weightBytes < limit * m.info.parameters * 4, `q8 weights: ${m.info.weightBytes} bytes`)
       return (await s.logits(ids, 0)).slice()
     })
-    const q8js = await with_(name, { device: 'js', dtype: 'Q8' }, async (_m, s) => (await s.logits(ids, 0)).slice())
-    assertClose(q8, q8js, TOL.logits, `${name}: wasm q8 kernels vs js (dequantized values)`)
+    const q8js = await withModel(name, { device: 'js', dtype: 'Q8' }, async (_m, s) => (await s.logits(ids, 0)).slice())
+    // the q8 matmuls are bitwise equal on both devices; the other ops differ by rounding (js sums in f64)
+    assertClose(q8, q8js, TOL.logits, `${name}: wasm q8 vs js q8`)
     const err = maxDiff(q8, f32)
     assert.ok(err.abs < Q8_MAX_ABS_LOGIT_ERROR, `${name}: q8 max |Δlogit| ${err.abs}`)
     const V = g.vocab_size

@@ -1,8 +1,8 @@
 // embed.ts — row gathers from an embedding table: out[t, :] (+)= table[ids[t], :].
 //
 // out: f32 [T, C]; ids: i32 [T]; accumulate != 0 adds to out instead of storing.
-// table: f32 / f16 bits / bf16 bits [rows, C], or q8: i8 [rows, Cp] (Cp = ceil(C/32)*32) with
-// scales f32 [rows, Cp/32] (value = f32(q) * scale). Values are widened exactly as in gemm.
+// table: f32 / f16 bits / bf16 bits [rows, C]. Values are widened exactly as in gemm. q8 / q4 tables
+// (their row-group layout) are gathered by embed_q8 / embed_q4 in quant.ts.
 //
 // A negative id is a zero row: out[t, :] = 0 when storing, out[t, :] left unchanged (bit for bit)
 // when accumulating; the table is not read. So a table split into row ranges (several buffers, or
@@ -47,10 +47,6 @@ export function embed_f16(out: usize, table: usize, ids: usize, T: i32, C: i32, 
 export function embed_bf16(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
   embed<i16>(out, table, 0, ids, T, C, accumulate)
 }
-/** table: i8 [rows, Cp]; scales: f32 [rows, Cp/32]. */
-export function embed_q8(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
-  embed<i8>(out, table, scales, ids, T, C, accumulate)
-}
 
 /** The naive scalar loop (same values). */
 // @ts-ignore: decorator
@@ -77,7 +73,4 @@ export function embed_f16_naive(out: usize, table: usize, ids: usize, T: i32, C:
 }
 export function embed_bf16_naive(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
   embed_naive<i16>(out, table, 0, ids, T, C, accumulate)
-}
-export function embed_q8_naive(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32): void {
-  embed_naive<i8>(out, table, scales, ids, T, C, accumulate)
 }

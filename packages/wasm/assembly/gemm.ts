@@ -1,4 +1,5 @@
-// gemm.ts — out[T, N] = x[T, K] · W[N, K]^T (+ b[N]), W in f32, f16, bf16 or q8 storage.
+// gemm.ts — out[T, N] = x[T, K] · W[N, K]^T (+ b[N]), W in f32, f16 or bf16 storage.
+// q8 / q4 weights: gemm_q8.ts (integer block dot products on quantized activations; its own contract).
 //
 // Split: rows n of W (= columns of out) in [n0, n1); every thread writes its own columns.
 // b == 0 means no bias. Pointers are byte offsets (usize: may exceed 2^31); sizes i32.
@@ -11,29 +12,33 @@
 //   s = (acc[0] + acc[1]) + (acc[2] + acc[3])
 //   for k in [K4, K):         s = s + x[t, k] * w[n, k]                   (K4 = K & ~3)
 //   out[t, n] = b ? s + b[n] : s
-// Weights are widened to f32 in-register (quant.ts). q8 differs: the vector loop uses f32(q) UNSCALED,
-// one partial sum per 32-block, and the block scale once at the block's end:
-//   for each block [kb, ke) of [0, K4):  p = f32x4(0)
-//                                        for k in [kb, ke) step 4:  p = p + f32(q[n, k..k+4)) * x[t, k..k+4)
-//                                        acc = acc + p * scale[n, kb / 32]
-//   (the scalar K tail uses w = f32(q) * scale per element). The same sequence in every q8 tile.
+// Weights are widened to f32 in-register (quant.ts).
 //
 // Tiles (all share the per-element sequence above; V8 keeps about 15 v128 values in registers, so
 // each tile is sized to fit: accumulators + the loads of one step + constants):
-//   decode  (1 token)     q8: 4 rows, per block 16 int8 per load and row (k step 16, then 4);
-//                         f32/f16/bf16: 4 rows, k step 8 (f32: 2 loads/row; f16/bf16: one 16-byte load of 8
+//   decode  (1 token)     4 rows, k step 8 (f32: 2 loads/row; f16/bf16: one 16-byte load of 8
 //                         halves), ~14 registers, streams W once
 //   prefill f32, bf16     4 rows x 2 tokens, k step 4 (8 accumulators)
-//   prefill f16, q8       1 row x 6 tokens, k step 4 (the widening is the expensive part: each
+//   prefill f16           1 row x 6 tokens, k step 4 (the widening is the expensive part: each
 //                         widened vector serves 6 tokens)
 //   leftovers             tokens that do not fill a prefill tile: the decode tile (1 token) or a
 //                         1 x (2..5) tile; rows that do not fill a 4-row tile: 1 x 1 (exact widening)
 // Rows are the outer loop: a row block of W stays in L1/L2 while every token passes over it.
 // f16 tiles widen with a finite-only trick and watch for inf/NaN halves; a tile that saw one is
 // recomputed element by element with the exact widening (same sequence, so the same result).
+//
+// Prefill through a panel (panel.ts): matmul_f16 / matmul_bf16 called with a matmul scratch (the last
+// argument; packages/wasm/src/scratch.ts) and T >= 6 (f16) / 12 (bf16) widen 4 weight rows x up to 4096 k
+// to f32 ONCE into a per-thread panel and run the f32 4 x 2 tile over it for every token, so the widening
+// is paid once per panel instead of once per token pair (f16: per 6 tokens) and f16 / bf16 prefill runs
+// at the f32 rate. Same per-element sequence: the widening is exact (f16 inf / NaN included), the K
+// chunks only park the accumulator in memory, so the result equals the tiles' bit for bit, for any T.
+// matmul_f32 ignores the scratch: its tiles read f32 weights in place at the panel's rate (a panel would
+// only add a copy). Without a scratch (0, or an old caller that passes 9 arguments) nothing changes.
 import {
   det16, det16_hit, fold, hi8, lo8, raw4, raw8a, raw8b, srow, wblock, wid4, wload1, wq4, wrow, wscale4,
 } from './quant'
+import { prefill } from './panel'
 
 /** (a0 + a1) + (a2 + a3) — the fixed horizontal-sum order of the contract above. */
 // @ts-ignore: decorator
@@ -48,7 +53,7 @@ import {
 
 /** Scalar K tail + bias of element (t, n), then the store. xp: token row; wp/sp: weight row / q8 scales row. */
 // @ts-ignore: decorator
-@inline function finish<W>(acc: v128, xp: usize, wp: usize, sp: usize, K4: i32, K: i32, b: usize, out: usize, t: i32, n: i32, N: i32): void {
+@inline export function finish<W>(acc: v128, xp: usize, wp: usize, sp: usize, K4: i32, K: i32, b: usize, out: usize, t: i32, n: i32, N: i32): void {
   let s = hsum(acc)
   for (let k = K4; k < K; k++) s += load<f32>(xp + (<usize>k << 2)) * wload1<W>(wp, k, sp)
   if (b) s += load<f32>(b + (<usize>n << 2))
@@ -56,7 +61,7 @@ import {
 }
 
 // @ts-ignore: decorator
-@inline function xrow(x: usize, t: i32, K: i32): usize {
+@inline export function xrow(x: usize, t: i32, K: i32): usize {
   return x + ((<usize>t * <usize>K) << 2)
 }
 
@@ -117,49 +122,6 @@ function tile_dec<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n:
   finish<W>(a2, xp, w2, s2, K4, K, b, out, t, n + 2, N); finish<W>(a3, xp, w3, s3, K4, K, b, out, t, n + 3, N)
 }
 
-/** q8 decode tile: rows n..n+3, token t; per block p = sum f32(q) x (k step 16, then 4), acc += p * scale. */
-function tile_dec_q8(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void {
-  const K4 = K & ~3
-  const xp = xrow(x, t, K)
-  const w0 = wrow<i8>(w, n, K), w1 = wrow<i8>(w, n + 1, K), w2 = wrow<i8>(w, n + 2, K), w3 = wrow<i8>(w, n + 3, K)
-  const s0 = srow<i8>(scales, n, K), s1 = srow<i8>(scales, n + 1, K), s2 = srow<i8>(scales, n + 2, K), s3 = srow<i8>(scales, n + 3, K)
-  const z = f32x4.splat(0)
-  let a0 = z, a1 = z, a2 = z, a3 = z
-  for (let kb = 0; kb < K4; kb += 32) {
-    const ke = min(kb + 32, K4)
-    let p0 = z, p1 = z, p2 = z, p3 = z
-    let k = kb
-    for (; k + 16 <= ke; k += 16) {
-      const xo = xp + (<usize>k << 2), wo = <usize>k
-      const v0 = v128.load(xo), v1 = v128.load(xo, 16), v2 = v128.load(xo, 32), v3 = v128.load(xo, 48)
-      p0 = q16(p0, v128.load(w0 + wo), v0, v1, v2, v3)
-      p1 = q16(p1, v128.load(w1 + wo), v0, v1, v2, v3)
-      p2 = q16(p2, v128.load(w2 + wo), v0, v1, v2, v3)
-      p3 = q16(p3, v128.load(w3 + wo), v0, v1, v2, v3)
-    }
-    for (; k < ke; k += 4) {
-      const v0 = v128.load(xp + (<usize>k << 2))
-      p0 = mac(p0, wq4<i8>(w0, k), v0); p1 = mac(p1, wq4<i8>(w1, k), v0)
-      p2 = mac(p2, wq4<i8>(w2, k), v0); p3 = mac(p3, wq4<i8>(w3, k), v0)
-    }
-    const so = <usize>(kb >> 5) << 2
-    a0 = fold<i8>(a0, p0, v128.load32_splat(s0 + so)); a1 = fold<i8>(a1, p1, v128.load32_splat(s1 + so))
-    a2 = fold<i8>(a2, p2, v128.load32_splat(s2 + so)); a3 = fold<i8>(a3, p3, v128.load32_splat(s3 + so))
-  }
-  finish<i8>(a0, xp, w0, s0, K4, K, b, out, t, n, N); finish<i8>(a1, xp, w1, s1, K4, K, b, out, t, n + 1, N)
-  finish<i8>(a2, xp, w2, s2, K4, K, b, out, t, n + 2, N); finish<i8>(a3, xp, w3, s3, K4, K, b, out, t, n + 3, N)
-}
-
-/** p + sum over 16 int8 weights r (4 steps of 4, in k order) of f32(q) * x (v0..v3). */
-// @ts-ignore: decorator
-@inline function q16(p: v128, r: v128, v0: v128, v1: v128, v2: v128, v3: v128): v128 {
-  const l = i16x8.extend_low_i8x16_s(r), h = i16x8.extend_high_i8x16_s(r)
-  p = mac(p, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l)), v0)
-  p = mac(p, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l)), v1)
-  p = mac(p, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), v2)
-  return mac(p, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), v3)
-}
-
 /** Prefill tile for f32 / bf16: rows n..n+3, tokens t, t+1; k step 4. */
 function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void {
   const K4 = K & ~3, BK = wblock<W>(K4)
@@ -196,7 +158,7 @@ function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
   finish<W>(a30, x0, w3, s3, K4, K, b, out, t, n + 3, N); finish<W>(a31, x1, w3, s3, K4, K, b, out, t + 1, n + 3, N)
 }
 
-/** Prefill tile for f16 / q8: row n, tokens t .. t+TT-1 (TT in 1..6, a compile-time constant after inlining); k step 4. */
+/** Prefill tile for f16: row n, tokens t .. t+TT-1 (TT in 1..6, a compile-time constant after inlining); k step 4. */
 // @ts-ignore: decorator
 @inline function tile1xT<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32, TT: i32): void {
   const K4 = K & ~3, BK = wblock<W>(K4)
@@ -254,13 +216,24 @@ function tile1x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
 // @ts-ignore: decorator
 @inline function one_token<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, t: i32, K: i32, N: i32): void {
   let n = n0
-  if (sizeof<W>() == 1) for (; n + 4 <= n1; n += 4) tile_dec_q8(out, x, w, scales, b, n, t, K, N)
-  else for (; n + 4 <= n1; n += 4) tile_dec<W>(out, x, w, scales, b, n, t, K, N)
+  for (; n + 4 <= n1; n += 4) tile_dec<W>(out, x, w, scales, b, n, t, K, N)
   for (; n < n1; n++) tile1x1<W>(out, x, w, scales, b, n, t, K, N)
 }
 
+/**
+ * Tokens from which a call with a scratch takes the panel path (panel.ts) for bf16 / f16 weights; fewer
+ * run the in-register tiles below, whose widening per token pair is cheaper than a panel's copy there.
+ * f32 always runs the tiles: they read f32 weights in place at about the same rate as a panel, which
+ * would add a copy (measured: 2-10% slower at T = 64..128, more below).
+ */
+const PANEL_MIN_T_BF16: i32 = 12
+const PANEL_MIN_T_F16: i32 = 6
+
 // @ts-ignore: decorator
-@inline function matmul<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, T: i32, K: i32, N: i32): void {
+@inline function matmul<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
+  if (sizeof<W>() == 2 && scratch != 0 && K >= 4 && T >= (isSigned<W>() ? PANEL_MIN_T_BF16 : PANEL_MIN_T_F16)) {
+    if (prefill<W>(n0, n1, out, x, w, b, T, K, N, scratch)) return
+  }
   if (sizeof<W>() == 4 || (sizeof<W>() == 2 && isSigned<W>())) {
     // f32, bf16: 4 x 2 tiles, the odd token with the decode tile
     const Tm = T & ~1
@@ -271,7 +244,7 @@ function tile1x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
     }
     if (T > Tm) one_token<W>(n0, n1, out, x, w, scales, b, Tm, K, N)
   } else {
-    // f16, q8: 1 x 6 tiles; 1 leftover token with the decode tile, 2..5 with a 1 x rem tile
+    // f16: 1 x 6 tiles; 1 leftover token with the decode tile, 2..5 with a 1 x rem tile
     const Tm = T - T % 6
     for (let n = n0; n < n1; n++) for (let t = 0; t < Tm; t += 6) tile1x6<W>(out, x, w, scales, b, n, t, K, N)
     const rem = T - Tm
@@ -301,21 +274,19 @@ function tile1x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
 // --- exports ---------------------------------------------------------------------------------
 // out: f32 [T, N]; x: f32 [T, K]; w: [N, K] in the storage dtype; b: f32 [N] or 0. Rows n in [n0, n1).
 
+// scratch: a matmul scratch (panel.ts) or 0; f16 / bf16 prefill uses it, f32 and decode (T = 1) do not.
+
 /** w: f32 [N, K]. */
-export function matmul_f32(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
-  matmul<f32>(n0, n1, out, x, w, 0, b, T, K, N)
+export function matmul_f32(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
+  matmul<f32>(n0, n1, out, x, w, 0, b, T, K, N, scratch)
 }
-/** w: u16 IEEE half bits [N, K], widened in-register. */
-export function matmul_f16(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
-  matmul<u16>(n0, n1, out, x, w, 0, b, T, K, N)
+/** w: u16 IEEE half bits [N, K], widened in-register (prefill with a scratch: into a panel). */
+export function matmul_f16(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
+  matmul<u16>(n0, n1, out, x, w, 0, b, T, K, N, scratch)
 }
-/** w: u16 bfloat16 bits [N, K], widened in-register. */
-export function matmul_bf16(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
-  matmul<i16>(n0, n1, out, x, w, 0, b, T, K, N)
-}
-/** w: i8 [N, Kp] (Kp = ceil(K/32)*32, zero padded); scales: f32 [N, Kp/32]; w_nk = f32(q) * scale. */
-export function matmul_q8(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, T: i32, K: i32, N: i32): void {
-  matmul<i8>(n0, n1, out, x, w, scales, b, T, K, N)
+/** w: u16 bfloat16 bits [N, K], widened in-register (prefill with a scratch: into a panel). */
+export function matmul_bf16(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
+  matmul<i16>(n0, n1, out, x, w, 0, b, T, K, N, scratch)
 }
 
 export function matmul_f32_naive(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
@@ -326,7 +297,4 @@ export function matmul_f16_naive(n0: i32, n1: i32, out: usize, x: usize, w: usiz
 }
 export function matmul_bf16_naive(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
   matmul_naive<i16>(n0, n1, out, x, w, 0, b, T, K, N)
-}
-export function matmul_q8_naive(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, T: i32, K: i32, N: i32): void {
-  matmul_naive<i8>(n0, n1, out, x, w, scales, b, T, K, N)
 }

@@ -1,12 +1,16 @@
-// quant.ts — weight storage dtypes: widening f16 / bf16 / q8 to f32 (in-register), and the q8 quantizer.
+// quant.ts — weight storage dtypes: widening f16 / bf16 / q8 to f32 (in-register); the q8 and q4 weight
+// formats (K chunks of row groups, quantize_q8 / quantize_q4, their row gathers embed_q8 / embed_q4); and
+// the quantizer of a quantized matmul's activations (quantize_act).
 //
 // Kernels that read weights are generic over a MARKER type W that selects the storage dtype at
 // compile time (nothing of W's own arithmetic is used):
 //   f32 — f32 weights
 //   u16 — IEEE binary16 bits (f16)
 //   i16 — bfloat16 bits (bf16; the bits are read unsigned, i16 is only the tag)
-//   i8  — q8: int8 [rows, Kp] with Kp = ceil(K/32)*32 (zero padding) and one f32 scale per block
-//         of 32 ([rows, Kp/32]); the weight is f32(q) * scale, rounded to f32 (the dequantized value).
+//   i8  — q8 in the ROW-MAJOR layout: int8 [rows, Kp] with Kp = ceil(K/32)*32 (zero padding) and one
+//         f32 scale per block of 32 ([rows, Kp/32]); the weight is f32(q) * scale, rounded to f32.
+//         (The i8 helpers below read that layout. The q8 weights the device stores, which quantize_q8
+//         writes and matmul_q8 / embed_q8 read, are in another order: see "q8 / q4 layout".)
 // Every widening is exact (f16/bf16 -> f32 loses nothing; q8 gives exactly fround(q * scale)).
 
 // --- f16 -------------------------------------------------------------------------------------
@@ -193,6 +197,40 @@ const TWO_POW_112: f32 = 5.192296858534828e33
   return f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(a)), sc)
 }
 
+// --- q8 / q4 layout: K chunks of row groups ----------------------------------------------------------
+//
+// q8 and q4 weights [N, K] (nb = Kp / 32 blocks of 32 a row; BB = 32 bytes a block for q8, 16 for q4):
+//   - K chunks: the blocks are cut into chunks of QCHUNK = 64 blocks (2048 weights; the last chunk has the
+//     rest). Chunk c holds blocks [64c, 64c + cb) of EVERY row and starts at N * 64c * BB (the chunks
+//     before it are full); a weight with K <= 2048 is one chunk.
+//   - row groups: inside a chunk, rows 4g .. 4g+3 form group g (the last group holds the N mod 4 rows
+//     left), starting at 4g * cb * BB; inside a group of R rows the blocks are interleaved: block b of the
+//     chunk (0 .. cb-1) of the group's row r lies at (b * R + r) * BB.
+// The scales (f32, one a block) follow the same order with 4 bytes a block. The sizes are those of the
+// row-major [N, Kp] (q8) / [N, Kp/2] (q4) and [N, nb]; only the order differs. A thread's 4-row matmul
+// tiles over its rows thus read ONE sequential stream per chunk (4 BB bytes a block and one 16-byte load
+// of the 4 scales; the hardware prefetcher keeps a single stream ahead — 4 separate row streams decode at
+// about 60 % of the speed), and a chunk of activations (64 blocks: 4 KB of i16) stays in L1 while every
+// group of the chunk passes (with whole rows, K = 8192 or 16384 activations are evicted by the weight
+// stream: a third slower).
+
+/** Blocks of 32 weights a K chunk (see above). */
+export const QCHUNK: i32 = 64
+
+/** Byte address of block bi of row n in a q8 / q4 weight of N rows (BB bytes a block, nb blocks a row); BB = 4: its scale. */
+// @ts-ignore: decorator
+@inline export function gblock(w: usize, n: i32, N: i32, bi: i32, nb: i32, BB: i32): usize {
+  const c0 = bi & ~(QCHUNK - 1), cb = min(QCHUNK, nb - c0) // the chunk's first block and its length
+  const g0 = n & ~3
+  return w + (<usize>N * <usize>c0 + <usize>g0 * <usize>cb + <usize>((bi - c0) * min(4, N - g0) + (n & 3))) * <usize>BB
+}
+
+/** Byte address of the scale of block bi of row n in a q8 / q4 weight of N rows. */
+// @ts-ignore: decorator
+@inline export function gscale(scales: usize, n: i32, N: i32, bi: i32, nb: i32): usize {
+  return gblock(scales, n, N, bi, nb, 4)
+}
+
 // --- q8 quantizer --------------------------------------------------------------------------------
 
 /** Round half away from zero (exact: v - trunc(v) is exact in f32). */
@@ -206,22 +244,23 @@ const TWO_POW_112: f32 = 5.192296858534828e33
 }
 
 /**
- * quantize_q8: src f32 [N, K] -> wq i8 [N, Kp] (Kp = ceil(K/32)*32, padding zeros) and
- * scales f32 [N, Kp/32]. Per block of 32: scale = max|w| / 127 (f32), q = round_half_away(w / scale)
- * clamped to [-127, 127]; a block with scale 0 stores q = 0.
+ * quantize_q8: rows [r0, r1) of a weight f32 [N, K] (src: those rows, [r1 - r0, K]) -> wq i8 [N, Kp]
+ * (Kp = ceil(K/32)*32, padding zeros) and scales f32 [N, Kp/32], in the layout above (so a weight can be
+ * quantized a few rows at a time). Per block of 32: scale = max|w| / 127 (f32),
+ * q = round_half_away(w / scale) clamped to [-127, 127]; a block whose scale is 0 or not finite stores q = 0.
  */
-export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32): void {
+export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32, r0: i32, r1: i32): void {
   const Kp = (K + 31) & ~31
   const nb = Kp >> 5
   const half = f32x4.splat(0.5), mhalf = f32x4.splat(-0.5), one = f32x4.splat(1)
   const lo = f32x4.splat(-127), hi = f32x4.splat(127)
-  for (let n = 0; n < N; n++) {
-    const row = src + ((<usize>n * <usize>K) << 2)
-    const qrow = wq + <usize>n * <usize>Kp
+  for (let n = r0; n < r1; n++) {
+    const row = src + ((<usize>(n - r0) * <usize>K) << 2)
     for (let bi = 0; bi < nb; bi++) {
       const k0 = bi << 5
       const k1 = min(k0 + 32, K)
-      const sp = scales + ((<usize>n * <usize>nb + <usize>bi) << 2)
+      const sp = gscale(scales, n, N, bi, nb)
+      const qp = gblock(wq, n, N, bi, nb, 32)
       if (k1 - k0 == 32) {
         // full block, SIMD: the same f32 operations as the scalar path, lane by lane (max is
         // order-independent on the non-NaN |w|; w / scale is the IEEE division; the rounding below
@@ -229,12 +268,9 @@ export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32
         const p = row + (<usize>k0 << 2)
         const w0 = v128.load(p), w1 = v128.load(p, 16), w2 = v128.load(p, 32), w3 = v128.load(p, 48)
         const w4 = v128.load(p, 64), w5 = v128.load(p, 80), w6 = v128.load(p, 96), w7 = v128.load(p, 112)
-        let m = f32x4.max(f32x4.max(f32x4.max(f32x4.abs(w0), f32x4.abs(w1)), f32x4.max(f32x4.abs(w2), f32x4.abs(w3))),
-          f32x4.max(f32x4.max(f32x4.abs(w4), f32x4.abs(w5)), f32x4.max(f32x4.abs(w6), f32x4.abs(w7))))
-        const amax: f32 = max(max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3))), 0)
+        const amax = amax32(w0, w1, w2, w3, w4, w5, w6, w7)
         const scale: f32 = amax / 127
         store<f32>(sp, scale)
-        const qp = qrow + <usize>k0
         if (scale == 0) { v128.store(qp, i32x4.splat(0)); v128.store(qp, i32x4.splat(0), 16); continue }
         const sc = f32x4.splat(scale)
         const a = i16x8.narrow_i32x4_s(q8r(w0, sc, half, mhalf, one, lo, hi), q8r(w1, sc, half, mhalf, one, lo, hi))
@@ -255,10 +291,18 @@ export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32
           q = round_half_away(load<f32>(row + (<usize>k << 2)) / scale)
           q = min(max(q, -127), 127)
         }
-        store<i8>(qrow + <usize>k, <i8>(<i32>q))
+        store<i8>(qp + <usize>(k - k0), <i8>(<i32>q))
       }
     }
   }
+}
+
+/** max |w| over a 32-value block held in 8 vectors (and 0): the block maximum both quantizers take. */
+// @ts-ignore: decorator
+@inline function amax32(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128): f32 {
+  const m = f32x4.max(f32x4.max(f32x4.max(f32x4.abs(w0), f32x4.abs(w1)), f32x4.max(f32x4.abs(w2), f32x4.abs(w3))),
+    f32x4.max(f32x4.max(f32x4.abs(w4), f32x4.abs(w5)), f32x4.max(f32x4.abs(w6), f32x4.abs(w7))))
+  return max(max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3))), <f32>0)
 }
 
 /** Four lanes of the quantizer: clamp(round_half_away(w / sc)) as i32x4. */
@@ -271,4 +315,326 @@ export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32
   r = f32x4.sub(r, v128.and(f32x4.le(d, mhalf), one))
   r = f32x4.min(f32x4.max(r, lo), hi)
   return i32x4.trunc_sat_f32x4_s(r)
+}
+
+// --- q8 activations (the other operand of matmul_q8 / matmul_q4) -----------------------------------
+//
+// quantize_act quantizes the f32 activations x [T, K] once per matmul call, before the call is split
+// over threads (the caller runs it; every thread then reads the same block), into ONE buffer xa:
+//   xq  i16 [T, Kp]  at xa                       the int8 values, kept widened to i16 (zero padding)
+//   xd  f32 [T, nb]  at xa + 2 T Kp              the block scales
+//   xs  i32 [T, nb]  at xa + 2 T Kp + 4 T nb     the block sums sum_k xq (q4's offset-8 correction)
+// (Kp = ceil(K/32)*32, nb = Kp/32; act_bytes(T, K) = T * (2 Kp + 8 nb).) Per block of 32 of a row —
+// the weight quantizer's definition, quantize_q8 above: amax = max |x| over the block's elements (NaN
+// propagates), d = amax / 127 (f32), q = clamp(round_half_away(x / d), -127, 127) with the IEEE f32
+// division; a block whose d is 0 or not finite (an inf or NaN in x) stores q = 0 (and its d, so the
+// matmul's d_w * d_x makes those outputs NaN).
+// q4 != 0 (for matmul_q4) stores xq PRE-SCALED: q * 256, q * 16, q, q * 256 for the elements 0..7, 8..15,
+// 16..23, 24..31 of each block (|q| * 256 <= 32512 fits i16), so that matmul_q4 can use the nibbles
+// masked in place (level * 16 and level * 256 for the middle two) and get 256 * the block's sum; xs stays
+// the plain sum of q.
+
+/** Byte offset of xd in an activation buffer of T rows; xs follows at + 4 T nb. */
+// @ts-ignore: decorator
+@inline export function act_xd(xa: usize, T: i32, Kp: i32): usize {
+  return xa + ((<usize>T * <usize>Kp) << 1)
+}
+
+/** The factor quantize_act(q4 = 1) scales element j (0..31) of a block by: 256, 16, 1, 256 for its four parts of 8. */
+// @ts-ignore: decorator
+@inline export function q4xscale(j: i32): i32 {
+  return j < 8 || j >= 24 ? 256 : j < 16 ? 16 : 1
+}
+
+/** Scalar path of one block [k0, k0+32) of row `row` (k1 = min(k0+32, K)): stores q (and zeros past k1), d at sp, sum q at ssum. */
+// @ts-ignore: decorator
+@inline function act_block_scalar(row: usize, qp: usize, k0: i32, k1: i32, sp: usize, ssum: usize, q4: i32): void {
+  let amax: f32 = 0
+  for (let k = k0; k < k1; k++) amax = max(amax, abs<f32>(load<f32>(row + (<usize>k << 2))))
+  const d: f32 = amax / 127
+  store<f32>(sp, d)
+  const ok = d > 0 && d < Infinity
+  let sum = 0
+  for (let k = k0; k < k0 + 32; k++) {
+    let q: i32 = 0
+    if (ok && k < k1) {
+      let r = round_half_away(load<f32>(row + (<usize>k << 2)) / d)
+      r = min(max(r, -127), 127)
+      q = <i32>r
+    }
+    store<i16>(qp + (<usize>(k - k0) << 1), <i16>(q4 ? q * q4xscale(k - k0) : q))
+    sum += q
+  }
+  store<i32>(ssum, sum)
+}
+
+/** x f32 [T, K] -> the activation buffer xa (layout above; q4: pre-scaled for matmul_q4). SIMD over full blocks; same bytes as quantize_act_naive. */
+export function quantize_act(xa: usize, x: usize, T: i32, K: i32, q4: i32): void {
+  const Kp = (K + 31) & ~31, nb = Kp >> 5
+  const xd = act_xd(xa, T, Kp), xs = xd + ((<usize>T * <usize>nb) << 2)
+  const half = f32x4.splat(0.5), mhalf = f32x4.splat(-0.5), one = f32x4.splat(1)
+  const lo = f32x4.splat(-127), hi = f32x4.splat(127), z = i32x4.splat(0)
+  for (let t = 0; t < T; t++) {
+    const row = x + ((<usize>t * <usize>K) << 2)
+    const qrow = xa + ((<usize>t * <usize>Kp) << 1)
+    for (let bi = 0; bi < nb; bi++) {
+      const k0 = bi << 5, k1 = min(k0 + 32, K)
+      const at = (<usize>t * <usize>nb + <usize>bi) << 2
+      const qp = qrow + (<usize>k0 << 1)
+      if (k1 - k0 < 32) { act_block_scalar(row, qp, k0, k1, xd + at, xs + at, q4); continue }
+      const p = row + (<usize>k0 << 2)
+      const w0 = v128.load(p), w1 = v128.load(p, 16), w2 = v128.load(p, 32), w3 = v128.load(p, 48)
+      const w4 = v128.load(p, 64), w5 = v128.load(p, 80), w6 = v128.load(p, 96), w7 = v128.load(p, 112)
+      const amax = amax32(w0, w1, w2, w3, w4, w5, w6, w7)
+      const d: f32 = amax / 127
+      store<f32>(xd + at, d)
+      if (!(d > 0 && d < Infinity)) {
+        v128.store(qp, z); v128.store(qp, z, 16); v128.store(qp, z, 32); v128.store(qp, z, 48)
+        store<i32>(xs + at, 0)
+        continue
+      }
+      const sc = f32x4.splat(d)
+      const r0 = q8r(w0, sc, half, mhalf, one, lo, hi), r1 = q8r(w1, sc, half, mhalf, one, lo, hi)
+      const r2 = q8r(w2, sc, half, mhalf, one, lo, hi), r3 = q8r(w3, sc, half, mhalf, one, lo, hi)
+      const r4 = q8r(w4, sc, half, mhalf, one, lo, hi), r5 = q8r(w5, sc, half, mhalf, one, lo, hi)
+      const r6 = q8r(w6, sc, half, mhalf, one, lo, hi), r7 = q8r(w7, sc, half, mhalf, one, lo, hi)
+      const v0 = i16x8.narrow_i32x4_s(r0, r1), v1 = i16x8.narrow_i32x4_s(r2, r3)
+      const v2 = i16x8.narrow_i32x4_s(r4, r5), v3 = i16x8.narrow_i32x4_s(r6, r7)
+      if (q4) {
+        v128.store(qp, i16x8.shl(v0, 8)); v128.store(qp, i16x8.shl(v1, 4), 16)
+        v128.store(qp, v2, 32); v128.store(qp, i16x8.shl(v3, 8), 48)
+      } else {
+        v128.store(qp, v0); v128.store(qp, v1, 16); v128.store(qp, v2, 32); v128.store(qp, v3, 48)
+      }
+      const s = i32x4.add(i32x4.add(i32x4.add(r0, r1), i32x4.add(r2, r3)), i32x4.add(i32x4.add(r4, r5), i32x4.add(r6, r7)))
+      store<i32>(xs + at, (i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1)) + (i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3)))
+    }
+  }
+}
+
+/** quantize_act, one element at a time (the definition above, written out). */
+export function quantize_act_naive(xa: usize, x: usize, T: i32, K: i32, q4: i32): void {
+  const Kp = (K + 31) & ~31, nb = Kp >> 5
+  const xd = act_xd(xa, T, Kp), xs = xd + ((<usize>T * <usize>nb) << 2)
+  for (let t = 0; t < T; t++) {
+    const row = x + ((<usize>t * <usize>K) << 2)
+    for (let bi = 0; bi < nb; bi++) {
+      const k0 = bi << 5
+      const at = (<usize>t * <usize>nb + <usize>bi) << 2
+      act_block_scalar(row, xa + ((<usize>t * <usize>Kp + <usize>k0) << 1), k0, min(k0 + 32, K), xd + at, xs + at, q4)
+    }
+  }
+}
+
+// --- q4 weights ----------------------------------------------------------------------------------
+//
+// q4 (ggml's q4_0 block, with an f32 scale): w4 u8 [N, Kp/2] and scales f32 [N, Kp/32]. Per block of 32
+// of a row: mx = the first element (in k order) of largest magnitude (0 for an all-zero block),
+// d = mx / -8 (f32; 0 for an all-zero block), level = clamp(round_half_away(w / d) + 8, 0, 15) (8 when
+// d is 0, and for the zero padding; a NaN quotient gives 0); the weight is (level - 8) * d.
+// Nibble layout: a block is 16 bytes = eight 16-bit little-endian lanes; lane j (j = 0..7) holds the
+// levels of elements j, 8 + j, 16 + j, 24 + j in its bits 0-3, 4-7, 8-11, 12-15 (byte 2j = element j |
+// element 8+j << 4, byte 2j+1 = element 16+j | element 24+j << 4). So one 16-byte load and
+// `& 15`, `>> 4 & 15`, `>> 8 & 15`, `>> 12` on i16 lanes give elements 0..7, 8..15, 16..23, 24..31 as
+// i16x8 (q4lanes), in the activations' natural order.
+
+/** Nibble p (0..3) of every 16-bit lane of a q4 block: elements 8p .. 8p+7 as i16x8 (levels 0..15). */
+// @ts-ignore: decorator
+@inline export function q4lanes(raw: v128, p: i32): v128 {
+  if (p == 0) return v128.and(raw, i16x8.splat(15))
+  if (p == 3) return i16x8.shr_u(raw, 12)
+  return v128.and(i16x8.shr_u(raw, <i32>(p << 2)), i16x8.splat(15))
+}
+
+/** Byte offset, inside its 16-byte block, of element k's level (k in 0..31), and the nibble's shift (0 or 4). */
+// @ts-ignore: decorator
+@inline export function q4byte(k: i32): i32 {
+  return ((k & 7) << 1) + (k >> 4)
+}
+// @ts-ignore: decorator
+@inline export function q4shift(k: i32): i32 {
+  return ((k >> 3) & 1) << 2
+}
+
+/** clamp(round_half_away(v) + 8, 0, 15) as an i32 (NaN -> 0). */
+// @ts-ignore: decorator
+@inline function q4level(v: f32): i32 {
+  const r = round_half_away(v) + 8
+  return r >= 15 ? 15 : r > 0 ? <i32>r : 0
+}
+
+/** quantize_q4: rows [r0, r1) of a weight f32 [N, K] (src: those rows) -> w4 u8 [N, Kp/2] and scales f32 [N, Kp/32] (see above), in the q8 / q4 layout. */
+export function quantize_q4(w4: usize, scales: usize, src: usize, N: i32, K: i32, r0: i32, r1: i32): void {
+  const Kp = (K + 31) & ~31, nb = Kp >> 5
+  const half = f32x4.splat(0.5), mhalf = f32x4.splat(-0.5), one = f32x4.splat(1), eight = f32x4.splat(8)
+  const lo = f32x4.splat(0), hi = f32x4.splat(15)
+  for (let n = r0; n < r1; n++) {
+    const row = src + ((<usize>(n - r0) * <usize>K) << 2)
+    for (let bi = 0; bi < nb; bi++) {
+      const k0 = bi << 5, k1 = min(k0 + 32, K)
+      const sp = gscale(scales, n, N, bi, nb)
+      const qp = gblock(w4, n, N, bi, nb, 16)
+      // the largest magnitude (SIMD for full blocks: max is order-free on non-NaN values)
+      let amax: f32 = 0
+      if (k1 - k0 == 32) {
+        const p = row + (<usize>k0 << 2)
+        const m = f32x4.max(
+          f32x4.max(f32x4.max(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16))), f32x4.max(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48)))),
+          f32x4.max(f32x4.max(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))), f32x4.max(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112)))))
+        amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)))
+      } else amax = NaN
+      let mx: f32 = 0
+      if (amax == amax && amax < Infinity) {
+        // finite: the first element of that magnitude
+        if (amax > 0) for (let k = k0; k < k1; k++) {
+          const v = load<f32>(row + (<usize>k << 2))
+          if (abs<f32>(v) == amax) { mx = v; break }
+        }
+      } else {
+        // partial block, inf or NaN: the definition itself (a NaN never compares larger)
+        amax = 0
+        for (let k = k0; k < k1; k++) {
+          const v = load<f32>(row + (<usize>k << 2))
+          if (amax < abs<f32>(v)) { amax = abs<f32>(v); mx = v }
+        }
+      }
+      const d: f32 = mx == 0 ? 0 : mx / -8
+      store<f32>(sp, d)
+      if (d == 0) { v128.store(qp, i8x16.splat(<i8>0x88)); continue }
+      if (k1 - k0 == 32) {
+        const p = row + (<usize>k0 << 2)
+        const sc = f32x4.splat(d)
+        const a = i16x8.narrow_i32x4_s(
+          q4r(v128.load(p), sc, half, mhalf, one, eight, lo, hi), q4r(v128.load(p, 16), sc, half, mhalf, one, eight, lo, hi))
+        const b = i16x8.narrow_i32x4_s(
+          q4r(v128.load(p, 32), sc, half, mhalf, one, eight, lo, hi), q4r(v128.load(p, 48), sc, half, mhalf, one, eight, lo, hi))
+        const c = i16x8.narrow_i32x4_s(
+          q4r(v128.load(p, 64), sc, half, mhalf, one, eight, lo, hi), q4r(v128.load(p, 80), sc, half, mhalf, one, eight, lo, hi))
+        const e = i16x8.narrow_i32x4_s(
+          q4r(v128.load(p, 96), sc, half, mhalf, one, eight, lo, hi), q4r(v128.load(p, 112), sc, half, mhalf, one, eight, lo, hi))
+        // a, b, c, e: elements 0..7, 8..15, 16..23, 24..31 (levels < 16) -> the four nibbles of each lane
+        v128.store(qp, v128.or(v128.or(a, i16x8.shl(b, 4)), v128.or(i16x8.shl(c, 8), i16x8.shl(e, 12))))
+        continue
+      }
+      memory.fill(qp, 0, 16)
+      for (let j = 0; j < 32; j++) {
+        const k = k0 + j
+        const level = k < k1 ? q4level(load<f32>(row + (<usize>k << 2)) / d) : 8
+        const bp = qp + <usize>q4byte(j)
+        store<u8>(bp, load<u8>(bp) | <u8>(level << q4shift(j)))
+      }
+    }
+  }
+}
+
+/** Four lanes of the q4 quantizer: clamp(round_half_away(w / sc) + 8, 0, 15) as i32x4 (as q4level). */
+// @ts-ignore: decorator
+@inline function q4r(w: v128, sc: v128, half: v128, mhalf: v128, one: v128, eight: v128, lo: v128, hi: v128): v128 {
+  const v = f32x4.div(w, sc)
+  const t = f32x4.trunc(v)
+  const d = f32x4.sub(v, t)
+  let r = f32x4.add(t, v128.and(f32x4.ge(d, half), one))
+  r = f32x4.sub(r, v128.and(f32x4.le(d, mhalf), one))
+  r = f32x4.min(f32x4.max(f32x4.add(r, eight), lo), hi)
+  return i32x4.trunc_sat_f32x4_s(r)
+}
+
+/** The q4 weight w[n, k] of a table of `rows` rows (the q8 / q4 layout): f32(level - 8) * d. */
+// @ts-ignore: decorator
+@inline function q4value(w4: usize, scales: usize, n: i32, rows: i32, nb: i32, k: i32): f32 {
+  const byte = <i32>load<u8>(gblock(w4, n, rows, k >> 5, nb, 16) + <usize>q4byte(k & 31))
+  const level = (byte >> q4shift(k & 31)) & 15
+  return <f32>(level - 8) * load<f32>(gscale(scales, n, rows, k >> 5, nb))
+}
+
+/** The q8 weight w[n, k] of a table of `rows` rows (the q8 / q4 layout): f32(q) * d. */
+// @ts-ignore: decorator
+@inline function q8value(wq: usize, scales: usize, n: i32, rows: i32, nb: i32, k: i32): f32 {
+  return <f32>load<i8>(gblock(wq, n, rows, k >> 5, nb, 32) + <usize>(k & 31)) * load<f32>(gscale(scales, n, rows, k >> 5, nb))
+}
+
+/** Four values f32(q) * sc stored at o + off, or added to what is there. */
+// @ts-ignore: decorator
+@inline function e4(o: usize, off: usize, q: v128, sc: v128, accumulate: i32): void {
+  const v = f32x4.mul(f32x4.convert_i32x4_s(q), sc)
+  const p = o + off
+  v128.store(p, accumulate ? f32x4.add(v128.load(p), v) : v)
+}
+
+/** Eight i16 values (one i16x8) times sc, stored or added at o + off and o + off + 16. */
+// @ts-ignore: decorator
+@inline function e8(o: usize, off: usize, q: v128, sc: v128, accumulate: i32): void {
+  e4(o, off, i32x4.extend_low_i16x8_s(q), sc, accumulate)
+  e4(o, off + 16, i32x4.extend_high_i16x8_s(q), sc, accumulate)
+}
+
+/**
+ * embed_q8 / embed_q4: out[t, :] (+)= row ids[t] of a table of `rows` rows in the q8 / q4 layout (q8: values f32(q) * d;
+ * q4: f32(level - 8) * d); a negative id is a zero row (stored as zeros, nothing added), as embed_f32.
+ */
+// @ts-ignore: decorator
+@inline function embed_rg<Q>(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32, rows: i32): void {
+  const Cp = (C + 31) & ~31, nb = Cp >> 5, BB = isSigned<Q>() ? 32 : 16
+  const C32 = C & ~31
+  const m8 = i16x8.splat(8)
+  for (let t = 0; t < T; t++) {
+    const id = load<i32>(ids + (<usize>t << 2))
+    const op = out + ((<usize>t * <usize>C) << 2)
+    if (id < 0) {
+      if (!accumulate) memory.fill(op, 0, <usize>C << 2)
+      continue
+    }
+    for (let c = 0; c < C32; c += 32) {
+      const bp = gblock(table, id, rows, c >> 5, nb, BB)
+      const sc = v128.load32_splat(gscale(scales, id, rows, c >> 5, nb))
+      const o = op + (<usize>c << 2)
+      if (isSigned<Q>()) {
+        e8(o, 0, v128.load8x8_s(bp), sc, accumulate); e8(o, 32, v128.load8x8_s(bp, 8), sc, accumulate)
+        e8(o, 64, v128.load8x8_s(bp, 16), sc, accumulate); e8(o, 96, v128.load8x8_s(bp, 24), sc, accumulate)
+      } else {
+        const raw = v128.load(bp) // elements 0..7, 8..15, 16..23, 24..31 as i16 values (level - 8)
+        e8(o, 0, i16x8.sub(q4lanes(raw, 0), m8), sc, accumulate); e8(o, 32, i16x8.sub(q4lanes(raw, 1), m8), sc, accumulate)
+        e8(o, 64, i16x8.sub(q4lanes(raw, 2), m8), sc, accumulate); e8(o, 96, i16x8.sub(q4lanes(raw, 3), m8), sc, accumulate)
+      }
+    }
+    for (let c = C32; c < C; c++) {
+      const o = op + (<usize>c << 2)
+      const v = isSigned<Q>() ? q8value(table, scales, id, rows, nb, c) : q4value(table, scales, id, rows, nb, c)
+      store<f32>(o, accumulate ? load<f32>(o) + v : v)
+    }
+  }
+}
+
+/** embed_q8 / embed_q4 one element at a time. */
+// @ts-ignore: decorator
+@inline function embed_rg_naive<Q>(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32, rows: i32): void {
+  const nb = ((C + 31) & ~31) >> 5
+  for (let t = 0; t < T; t++) {
+    const id = load<i32>(ids + (<usize>t << 2))
+    const op = out + ((<usize>t * <usize>C) << 2)
+    for (let c = 0; c < C; c++) {
+      const o = op + (<usize>c << 2)
+      if (id < 0) { // a zero row: stored as zeros, nothing added
+        if (!accumulate) store<f32>(o, 0)
+        continue
+      }
+      const v = isSigned<Q>() ? q8value(table, scales, id, rows, nb, c) : q4value(table, scales, id, rows, nb, c)
+      store<f32>(o, accumulate ? load<f32>(o) + v : v)
+    }
+  }
+}
+
+/** table: q8 i8 [rows, Cp] + scales f32 [rows, Cp/32], in the q8 / q4 layout. */
+export function embed_q8(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32, rows: i32): void {
+  embed_rg<i8>(out, table, scales, ids, T, C, accumulate, rows)
+}
+export function embed_q8_naive(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32, rows: i32): void {
+  embed_rg_naive<i8>(out, table, scales, ids, T, C, accumulate, rows)
+}
+/** table: q4 u8 [rows, Cp/2] + scales f32 [rows, Cp/32], in the q8 / q4 layout. */
+export function embed_q4(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32, rows: i32): void {
+  embed_rg<u8>(out, table, scales, ids, T, C, accumulate, rows)
+}
+export function embed_q4_naive(out: usize, table: usize, scales: usize, ids: usize, T: i32, C: i32, accumulate: i32, rows: i32): void {
+  embed_rg_naive<u8>(out, table, scales, ids, T, C, accumulate, rows)
 }

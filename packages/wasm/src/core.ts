@@ -37,27 +37,57 @@ export const MAX_MEMORY_BYTES = MAX_PAGES * PAGE_BYTES
 
 /** Every export of the kernel module (see packages/wasm/assembly/*.ts for shapes). Pointers are byte offsets. */
 export interface KernelExports {
-  // gemm.ts — out[T, N] = x[T, K] · W[N, K]^T (+ b[N]), rows n in [n0, n1); b = 0: no bias
-  matmul_f32(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
-  matmul_f16(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
-  matmul_bf16(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
-  matmul_q8(n0: number, n1: number, out: number, x: number, w: number, scales: number, b: number, T: number, K: number, N: number): void
+  // gemm.ts — out[T, N] = x[T, K] · W[N, K]^T (+ b[N]), rows n in [n0, n1); b = 0: no bias. scratch: a matmul
+  // scratch (scratch.ts; 0 or left out: none): f16 (T >= 6) / bf16 (T >= 12) prefill widens weight panels once
+  // there (panel.ts), with the same results bit for bit; f32 ignores it
+  matmul_f32(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number): void
+  matmul_f16(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number): void
+  matmul_bf16(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number): void
   matmul_f32_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
   matmul_f16_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
   matmul_bf16_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
-  matmul_q8_naive(n0: number, n1: number, out: number, x: number, w: number, scales: number, b: number, T: number, K: number, N: number): void
-  /** f32 [N, K] -> i8 [N, Kp] + f32 scales [N, Kp/32], Kp = ceil(K/32)*32. */
-  quantize_q8(wq: number, scales: number, src: number, N: number, K: number): void
+  // gemm_q8.ts — the same product for q8 / q4 weights, in integers: xa is NOT x but x quantized by
+  // quantize_act (once per call, before the split). Per output: isum_b = the exact integer dot product of
+  // block b (32 weights, 32 activations), s = sum over b in order of f32(isum_b) * (dw[n, b] * xd[t, b]),
+  // then + b[n]; bitwise equal in the SIMD and _naive kernels and the js device.
+  /**
+   * w: i8 [N, Kp] (Kp = ceil(K/32)*32, zero padded), scales: f32 [N, Kp/32], both in quant.ts's q8 / q4
+   * layout (K chunks of 64 blocks; in a chunk, row groups of 4 with their blocks interleaved).
+   */
+  matmul_q8(n0: number, n1: number, out: number, xa: number, w: number, scales: number, b: number, T: number, K: number, N: number): void
+  matmul_q8_naive(n0: number, n1: number, out: number, xa: number, w: number, scales: number, b: number, T: number, K: number, N: number): void
+  /** w: u8 [N, Kp/2] (4-bit levels, 16 bytes a block, quant.ts's nibble layout; value level - 8), scales: f32 [N, Kp/32]; layout as q8. */
+  matmul_q4(n0: number, n1: number, out: number, xa: number, w: number, scales: number, b: number, T: number, K: number, N: number): void
+  matmul_q4_naive(n0: number, n1: number, out: number, xa: number, w: number, scales: number, b: number, T: number, K: number, N: number): void
+  /**
+   * x f32 [T, K] -> xa (actBytes(T, K) bytes): xq i16 [T, Kp], then xd f32 [T, Kp/32], then xs i32 [T, Kp/32]
+   * (block sums); per block of 32: d = max|x| / 127, q = round-half-away(x / d) (the quantize_q8 rule).
+   * q4: 0 for matmul_q8, 1 for matmul_q4 (xq pre-scaled by 256, 16, 1, 256 for the four parts of 8 of a
+   * block). Not split (one thread): the matmul that follows is.
+   */
+  quantize_act(xa: number, x: number, T: number, K: number, q4: number): void
+  quantize_act_naive(xa: number, x: number, T: number, K: number, q4: number): void
+  /**
+   * Rows [r0, r1) of an f32 [N, K] weight (src: those rows) -> i8 [N, Kp] + f32 scales [N, Kp/32], Kp =
+   * ceil(K/32)*32, in quant.ts's q8 / q4 layout (K chunks of 64 blocks, row groups of 4).
+   */
+  quantize_q8(wq: number, scales: number, src: number, N: number, K: number, r0: number, r1: number): void
+  /** Rows [r0, r1) of an f32 [N, K] weight -> u8 [N, Kp/2] (levels) + f32 scales [N, Kp/32], same layout: ggml's q4_0 rule with an f32 scale (quant.ts). */
+  quantize_q4(w4: number, scales: number, src: number, N: number, K: number, r0: number, r1: number): void
   // embed.ts — out[t, :] (+)= table[ids[t], :]; ids: i32 [T]; accumulate: 0 | 1. A negative id is a
   // zero row: out[t, :] = 0 when storing, unchanged when accumulating (gathers from a table split in row ranges)
   embed_f32(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
   embed_f16(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
   embed_bf16(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
-  embed_q8(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number): void
+  /** table: q8 i8 [rows, Cp] + scales f32 [rows, Cp/32] in quant.ts's q8 / q4 layout (which depends on `rows`). */
+  embed_q8(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number, rows: number): void
   embed_f32_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
   embed_f16_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
   embed_bf16_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
-  embed_q8_naive(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number): void
+  embed_q8_naive(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number, rows: number): void
+  /** table: q4 u8 [rows, Cp/2] + scales f32 [rows, Cp/32], the q8 / q4 layout; value f32(level - 8) * scale (quant.ts). */
+  embed_q4(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number, rows: number): void
+  embed_q4_naive(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number, rows: number): void
   // norm.ts
   layernorm(out: number, x: number, g: number, b: number, T: number, C: number, eps: number): void
   layernorm_naive(out: number, x: number, g: number, b: number, T: number, C: number, eps: number): void
@@ -154,8 +184,15 @@ export const SPLIT_KERNELS = [
   'logprobs', 'logprobs_naive',
   'matmul_backward_dx', 'matmul_backward_dx_naive', 'matmul_backward_dw', 'matmul_backward_dw_naive',
   'attention_backward', 'attention_backward_naive', 'crossentropy', 'crossentropy_naive',
+  'matmul_q4', 'matmul_q4_naive',
 ] as const satisfies readonly (keyof KernelExports)[]
 export type SplitKernelName = (typeof SPLIT_KERNELS)[number]
+
+/** Bytes of quantize_act's output for x [T, K]: i16 [T, Kp] + f32 [T, Kp/32] + i32 [T, Kp/32]. */
+export function actBytes(T: number, K: number): number {
+  const Kp = Math.ceil(K / 32) * 32
+  return T * (2 * Kp + 8 * (Kp / 32))
+}
 
 /** Where the build puts the kernel module: dist/../build/refgpt.wasm. */
 export function kernelWasmPath(): string {

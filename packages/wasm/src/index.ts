@@ -1,8 +1,9 @@
 // @refgpt/wasm — refgpt's AssemblyScript WASM-SIMD kernels and the TypeScript side that runs them:
 // the compiled module and its memories (core.ts), and the worker pool (pool.ts, worker.ts).
 export {
-  CTL, MAX_MEMORY_BYTES, MAX_PAGES, PAGE_BYTES, SPLIT_KERNELS, WasmMemory, WasmOutOfMemoryError,
+  CTL, MAX_MEMORY_BYTES, actBytes, MAX_PAGES, PAGE_BYTES, SPLIT_KERNELS, WasmMemory, WasmOutOfMemoryError,
   instantiateKernels, kernelHeapBase, kernelWasmPath, loadKernelModule, setKernelModule,
   type KernelExports, type SplitKernelName, type WasmMemoryObject, type WasmModule,
 } from './core.js'
 export { createWasmCore, type WasmCore, type WasmCoreOptions } from './pool.js'
+export { GEMM_SLOT_BYTES, allocGemmScratch, gemmScratchBytes } from './scratch.js'

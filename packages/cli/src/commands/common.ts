@@ -50,7 +50,7 @@ const MODEL_LINE: Record<string, string> = {
 const COMMON_HELP = `      --device NAME      ${DEVICES.join(' | ')} (default: ${DEVICES[0]}: the WASM-SIMD kernels; js: plain loops;
                          cpu = wasm, as transformers spells it)
   -t, --threads N        threads for the wasm device (default: the number of cores)
-      --dtype TYPE       weight storage: f32 | f16 | bf16 | q8 (default: as stored in the checkpoint)
+      --dtype TYPE       weight storage: f32 | f16 | bf16 | q8 | q4 (default: as stored in the checkpoint)
       --variant NAME     read model.<NAME>.safetensors (Hugging Face variants, e.g. bf16)
       --max-memory SIZE  memory the model may use, e.g. 512M, 8G, 1.5GiB or bytes (default: the free
                          memory); a model that needs more is refused before anything is allocated
@@ -81,7 +81,7 @@ export const CONTEXT_HELP = `      --max-context N    positions a sequence may u
                          and the memory loading checks, are sized for it
 `
 
-const DTYPES: Record<string, Storage> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8: 'Q8' }
+const DTYPES: Record<string, Storage> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8: 'Q8', q4: 'Q4' }
 
 /** The default model's language per command (chat talks to the Chinese one). */
 const DEFAULT_LANG: Record<string, string> = { chat: 'zh' }

@@ -2,13 +2,76 @@
 // slow, obvious, and the reference every other device is tested against. Keep it readable.
 //
 // Buffers are Float32Arrays; sums accumulate in JS numbers (f64) and are rounded to f32 on store.
+// Q8 / Q4 weights are QuantizedWeights (their integers and block scales): embed reads their values, a
+// matmul with one is the integer product that defines quantized storage (matmulQuantized below).
 
 import { ResourceError } from '../errors.js'
-import { storedValues } from './storage.js'
-import type { Activation, AttentionOptions, Buf, Device, TrainOps } from './types.js'
+import { Q8_BLOCK, q8Cols, quantizeQ4, quantizeQ8, storedValues } from './storage.js'
+import type { Activation, AttentionOptions, Buf, Device, Storage, TrainOps } from './types.js'
 
-const f32 = (b: Buf) => b as unknown as Float32Array
-const buf = (a: Float32Array) => a as unknown as Buf
+/**
+ * A [rows, cols] weight kept as Q8 or Q4 (device/storage.ts): one integer per value, rows padded with
+ * zeros to colsPadded = q8Cols(cols), and one f32 scale per block of 32 of a row. The value is q * scale,
+ * with q the int8 of Q8, or level - 8 for Q4 (so q is in [-8, 7]).
+ */
+export class QuantizedWeight {
+  readonly colsPadded: number
+  constructor(
+    readonly storage: 'Q8' | 'Q4',
+    readonly q: Int8Array,
+    readonly scales: Float32Array,
+    readonly rows: number,
+    readonly cols: number,
+  ) {
+    this.colsPadded = q8Cols(cols)
+  }
+
+  static quantize(data: Float32Array, rows: number, cols: number, storage: 'Q8' | 'Q4'): QuantizedWeight {
+    if (storage === 'Q8') {
+      const { q, scales } = quantizeQ8(data, rows, cols)
+      return new QuantizedWeight('Q8', q, scales, rows, cols)
+    }
+    const { levels, scales } = quantizeQ4(data, rows, cols)
+    return new QuantizedWeight('Q4', Int8Array.from(levels, (l) => l - 8), scales, rows, cols)
+  }
+
+  /** The value of element (r, c): q * scale, rounded to f32. */
+  value(r: number, c: number): number {
+    return Math.fround(this.q[r * this.colsPadded + c] * this.scales[r * (this.colsPadded / Q8_BLOCK) + Math.floor(c / Q8_BLOCK)])
+  }
+}
+
+const f32 = (b: Buf) => {
+  if (b instanceof QuantizedWeight) throw new RangeError(`js device: a ${b.storage} weight can only be used by embed and matmul (training needs F32 weights)`)
+  return b as unknown as Float32Array
+}
+const buf = (a: Float32Array | QuantizedWeight) => a as unknown as Buf
+
+/**
+ * out[T, N] = x[T, K] · W[N, K]^T (+ b) with a quantized W, in integers (ggml's q8_0 x q8_0 / q4_0 x q8_0):
+ * the rows of x are quantized like a Q8 weight (quantizeQ8: per block of 32, d = max|x| / 127,
+ * q = round-half-away(x / d)); then for each output
+ *   isum_b = sum over the 32 k of block b of w.q[n, k] * xq[t, k]      (an exact integer)
+ *   s = 0;  for each block b in order:  s = s + f32(isum_b) * (w.scale[n, b] * xd[t, b])
+ *   out[t, n] = s (+ b[n])
+ * with every f32 operation rounded to f32 where it happens (Math.fround). The wasm kernels compute
+ * exactly this (packages/wasm/assembly/gemm_q8.ts), so js and wasm agree bit for bit.
+ */
+export function matmulQuantized(o: Float32Array, xs: Float32Array, w: QuantizedWeight, bs: Float32Array | null, T: number, K: number, N: number): void {
+  const cp = q8Cols(K), nb = cp / Q8_BLOCK
+  const x = quantizeQ8(xs.subarray(0, T * K), T, K)
+  for (let t = 0; t < T; t++) {
+    for (let n = 0; n < N; n++) {
+      let s = 0
+      for (let b = 0; b < nb; b++) {
+        let isum = 0
+        for (let k = b * Q8_BLOCK; k < (b + 1) * Q8_BLOCK; k++) isum += w.q[n * cp + k] * x.q[t * cp + k]
+        s = Math.fround(s + Math.fround(isum * Math.fround(w.scales[n * nb + b] * x.scales[t * nb + b])))
+      }
+      o[t * N + n] = bs ? Math.fround(s + bs[n]) : s
+    }
+  }
+}
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI)
 
@@ -115,8 +178,11 @@ export function createJsDevice(opts: JsDeviceOptions = {}): Device {
       }
     },
     free: () => {}, // the garbage collector frees a Float32Array nobody references
-    // keeps the values the storage type represents (rounded / quantized) as f32
-    weight: (data, shape, storage) => buf(storedValues(data, shape, storage)),
+    // keeps the values the storage type represents (rounded) as f32; Q8 / Q4 matrices as their integers and scales
+    weight: (data, shape, storage?: Storage) =>
+      shape.length === 2 && (storage === 'Q8' || storage === 'Q4')
+        ? buf(QuantizedWeight.quantize(data, shape[0], shape[1], storage))
+        : buf(storedValues(data, shape, storage)),
     zero: (b, n) => f32(b).fill(0, 0, n),
     write: (b, src, offset = 0) => f32(b).set(src, offset),
     // ops run at once, so the data is there now; the Promise is the interface's contract
@@ -133,15 +199,21 @@ export function createJsDevice(opts: JsDeviceOptions = {}): Device {
 
     // out[t, :] (+)= table[ids[t], :]; a negative id is a row of zeros
     embed(out, table, ids, T, C, accumulate) {
-      const o = f32(out), tab = f32(table)
+      const o = f32(out)
+      const qw = table instanceof QuantizedWeight ? table : null, tab = qw ? null : f32(table)
+      const value = (r: number, c: number) => (qw ? qw.value(r, c) : tab![r * C + c])
       for (let t = 0; t < T; t++) {
-        const row = ids[t] * C
-        for (let c = 0; c < C; c++) o[t * C + c] = (accumulate ? o[t * C + c] : 0) + (ids[t] < 0 ? 0 : tab[row + c])
+        if (ids[t] < 0) { // a zero row: stored as zeros, nothing added
+          if (!accumulate) o.fill(0, t * C, (t + 1) * C)
+          continue
+        }
+        for (let c = 0; c < C; c++) o[t * C + c] = accumulate ? o[t * C + c] + value(ids[t], c) : value(ids[t], c)
       }
     },
 
-    // out[T, N] = x[T, K] · W[N, K]^T + b[N]
+    // out[T, N] = x[T, K] · W[N, K]^T + b[N]  (a Q8 / Q4 W: the integer product, matmulQuantized)
     matmul(out, x, w, b, T, K, N) {
+      if (w instanceof QuantizedWeight) return matmulQuantized(f32(out), f32(x), w, b ? f32(b) : null, T, K, N)
       const o = f32(out), xs = f32(x), ws = f32(w), bs = b ? f32(b) : null
       for (let t = 0; t < T; t++) {
         for (let n = 0; n < N; n++) {

@@ -21,13 +21,17 @@ export interface Buf {
 }
 
 /**
- * How a device keeps a weight: as stored in checkpoints (F32, F16, BF16), or Q8 (int8 with one f32
- * scale per block of 32 values along a row). Arithmetic is always f32: a device may keep fewer bits
- * but must compute with exactly the values the storage type represents (f16/bf16-rounded, or
- * quantized then dequantized), so every device gives the same result for the same storage.
- * 1-D tensors (biases, LayerNorm) stay f32 under Q8 and are rounded under F16/BF16.
+ * How a device keeps a weight: as stored in checkpoints (F32, F16, BF16), Q8 (int8 with one f32 scale
+ * per block of 32 values along a row) or Q4 (4-bit levels with one f32 scale per block of 32; ggml's
+ * q4_0 rule). F32/F16/BF16 arithmetic is f32 on exactly the values the storage type represents
+ * (f16/bf16-rounded). A matmul with a Q8 or Q4 weight is an integer product: the activations are
+ * quantized per block of 32 as well (device/storage.ts, quantizeQ8) and each block's dot product is an
+ * exact integer, scaled and summed in f32 in a fixed order (matmulQuantized in device/js.ts); every
+ * device computes exactly that, so every device gives the same result for the same storage. Embedding
+ * gathers read the dequantized values. 1-D tensors (biases, LayerNorm) stay f32 under Q8 / Q4 and are
+ * rounded under F16/BF16.
  */
-export type Storage = DType | 'Q8'
+export type Storage = DType | 'Q8' | 'Q4'
 
 /** Activation functions HF's ACT2FN names map onto (see models/arch.ts). */
 export type Activation = 'gelu_tanh' | 'gelu_erf' | 'relu' | 'silu' | 'quick_gelu'

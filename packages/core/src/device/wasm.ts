@@ -9,10 +9,16 @@
 // between them. Ops run at once on the calling thread (and the pool's workers), so read() has the
 // data before it returns; it still answers with a Promise, as the Device interface asks.
 //
-// A Buf is a number: group * 2^32 + byte offset. Weights stored as F16/BF16/Q8 have a side entry
-// (storage type, Q8 scales) looked up per matmul; everything else is f32.
+// A Buf is a number: group * 2^32 + byte offset. Weights stored as F16/BF16/Q8/Q4 have a side entry
+// (storage type, Q8/Q4 scales) looked up per matmul; everything else is f32.
+//
+// A matmul with a Q8 / Q4 weight first quantizes its activations (quantize_act, on the calling thread,
+// into a scratch area of the weight's memory that grows when a call needs more), then runs the integer
+// kernel split over the threads: every thread reads the same quantized block.
 
-import { WasmOutOfMemoryError, createWasmCore, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
+import {
+  WasmOutOfMemoryError, actBytes, allocGemmScratch, createWasmCore, gemmScratchBytes, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory,
+} from '@refgpt/wasm'
 import { ResourceError } from '../errors.js'
 import { f32ToBf16Array, f32ToF16Array } from '../io/dtype.js'
 import { Q8_BLOCK, q8Cols, storedValues } from './storage.js'
@@ -30,9 +36,14 @@ const MAX_ROWS = 4096
 
 interface Stored {
   storage: Exclude<Storage, 'F32'>
-  /** Q8: byte offset of the f32 scales [rows, colsPadded / 32]. */
+  /** Q8 / Q4: byte offset of the f32 scales [rows, colsPadded / 32]. */
   scales: number
+  /** Rows of the weight (Q8 / Q4 keep them in groups of 4: the last group's size depends on it). */
+  rows: number
 }
+
+/** Token rows the quantized-activation scratch of a memory holds from the start (sessions' default maxT). */
+const ACT_ROWS = 64
 
 export interface WasmDeviceOptions {
   /** Threads including the calling one (default: the number of cores). */
@@ -59,8 +70,11 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
   const core = await createWasmCore({ threads: opts.threads })
   const stored = new Map<number, Stored>()
   const limit = opts.memoryBytes ?? 2 ** 32 - (64 << 20)
-  /** Per memory: kernels, and a staging area for i32 row data (ids, positions). */
-  const mems: { k: KernelExports; mem: WasmMemory; rows: number }[] = []
+  /**
+   * Per memory: kernels, a staging area for i32 row data (ids, positions), and the scratch of quantized
+   * activations for Q8 / Q4 matmuls (act: offset, 0 until the first quantized weight; actBytes: its size).
+   */
+  const mems: { k: KernelExports; mem: WasmMemory; rows: number; act: number; actBytes: number; gemm: number; fresh: number }[] = []
   let current = 0
 
   /**
@@ -84,8 +98,18 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       }
     }
     const mem = core.memories[g]
-    mems.push({ k: core.kernels(g), mem, rows: 0 })
+    mems.push({ k: core.kernels(g), mem, rows: 0, act: 0, actBytes: 0, gemm: 0, fresh: 0 })
     mems[g].rows = memAlloc(g, 4 * MAX_ROWS)
+    // the matmul scratch: one slot per thread, where prefill widens weight panels (gemm: its offset; 0:
+    // none, when it would take more than 1/64 of the memory limit: matmuls then keep the in-register tiles)
+    if (gemmScratchBytes(core.threads) <= limit / 64) {
+      try {
+        mems[g].gemm = allocGemmScratch(mem, core.threads)
+      } catch (e) {
+        throw outOfMemory(e)
+      }
+    }
+    mems[g].fresh = mem.bytesUsed // what a memory holds before anything is placed in it
   }
   addGroup(0)
 
@@ -100,6 +124,21 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     return f32v[g]
   }
   const i32 = (g: number) => (f32(g), i32v[g])
+
+  /**
+   * The quantized-activation scratch of memory g, at least `bytes` long. Sized at load time for ACT_ROWS
+   * rows of the widest quantized weight; a call with more rows (a longer prefill chunk) grows it once.
+   */
+  const actScratch = (g: number, bytes: number): number => {
+    const m = mems[g]
+    if (m.actBytes < bytes) {
+      if (m.act) m.mem.free(m.act)
+      m.act = 0
+      m.act = memAlloc(g, bytes)
+      m.actBytes = bytes
+    }
+    return m.act
+  }
 
   const alloc = (bytes: number): Buf => handle(current, memAlloc(current, bytes))
 
@@ -121,8 +160,9 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
 
   // kernel names, chosen once (SIMD or naive)
   const MATMUL: Record<Storage, SplitKernelName> = opts.naive
-    ? { F32: 'matmul_f32_naive', F16: 'matmul_f16_naive', BF16: 'matmul_bf16_naive', Q8: 'matmul_q8_naive' }
-    : { F32: 'matmul_f32', F16: 'matmul_f16', BF16: 'matmul_bf16', Q8: 'matmul_q8' }
+    ? { F32: 'matmul_f32_naive', F16: 'matmul_f16_naive', BF16: 'matmul_bf16_naive', Q8: 'matmul_q8_naive', Q4: 'matmul_q4_naive' }
+    : { F32: 'matmul_f32', F16: 'matmul_f16', BF16: 'matmul_bf16', Q8: 'matmul_q8', Q4: 'matmul_q4' }
+  const QUANTIZE_ACT = opts.naive ? 'quantize_act_naive' : 'quantize_act'
   const ATTENTION: SplitKernelName = opts.naive ? 'attention_naive' : 'attention'
   const LOGPROBS: SplitKernelName = opts.naive ? 'logprobs_naive' : 'logprobs'
 
@@ -201,7 +241,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
         // keep the current memory while the request fits
         const m = mems[current].mem
         if (m.bytesUsed + bytes <= limit) return current
-        if (m.bytesUsed <= m.base + MAX_ROWS * 4 + 64) return current // nothing placed here yet: a new memory would not hold it either
+        if (m.bytesUsed <= mems[current].fresh) return current // nothing placed here yet: a new memory would not hold it either
         addGroup(mems.length)
         current = mems.length - 1
         return current
@@ -211,7 +251,13 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       },
     },
 
-    alloc: (n) => alloc(4 * n),
+    alloc: (n) => {
+      // sessions' activations and KV caches: a big one is first touched now, on every thread (load /
+      // session time), not page by page as the token loop first writes it (a page fault per KV row)
+      const b = alloc(4 * n)
+      prefault(b, 4 * n)
+      return b
+    },
     free: (b) => mems[group(b)].mem.free(ptr(b)),
 
     weight(data, shape, storage = 'F32') {
@@ -224,29 +270,33 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
         return b
       }
       const [rows, cols] = shape
-      if (storage === 'Q8') {
+      if (storage === 'Q8' || storage === 'Q4') {
         // quantize in the kernel, a chunk of rows at a time through a scratch area that is freed after
+        // (the kernel places rows [r0, r1) where the layout of the whole weight puts them)
+        actScratch(g, actBytes(ACT_ROWS, cols))
         const cp = q8Cols(cols)
+        const rowBytes = storage === 'Q8' ? cp : cp / 2
         const mem = mems[g].mem
-        const b = alloc(rows * cp)
-        prefault(b, rows * cp)
+        const b = alloc(rows * rowBytes)
+        prefault(b, rows * rowBytes)
         const s = memAlloc(g, 4 * rows * (cp / Q8_BLOCK))
-        const chunk = Math.max(1, Math.floor((4 << 20) / cols))
+        const chunk = Math.max(4, Math.floor((1 << 20) / cols) * 4)
         const tmp = memAlloc(g, 4 * chunk * cols)
+        const quantize = storage === 'Q8' ? mems[g].k.quantize_q8 : mems[g].k.quantize_q4
         for (let r0 = 0; r0 < rows; r0 += chunk) {
           const r1 = Math.min(rows, r0 + chunk)
           f32(g).set(data.subarray(r0 * cols, r1 * cols), tmp / 4)
-          mems[g].k.quantize_q8(ptr(b) + r0 * cp, s + 4 * r0 * (cp / Q8_BLOCK), tmp, r1 - r0, cols)
+          quantize(ptr(b), s, tmp, rows, cols, r0, r1)
         }
         mem.free(tmp)
-        stored.set(b as unknown as number, { storage, scales: s })
+        stored.set(b as unknown as number, { storage, scales: s, rows })
         return b
       }
       const bits = storage === 'F16' ? f32ToF16Array(data) : f32ToBf16Array(data)
       const b = alloc(2 * bits.length)
       prefault(b, 2 * bits.length)
       new Uint16Array(mems[g].mem.buffer, ptr(b), bits.length).set(bits)
-      stored.set(b as unknown as number, { storage, scales: 0 })
+      stored.set(b as unknown as number, { storage, scales: 0, rows })
       return b
     },
     weightF32(shape, fill) {
@@ -288,7 +338,8 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       const at = stage(g, ids, T), st = stored.get(table as unknown as number)
       const acc = accumulate ? 1 : 0
       if (!st) k.embed_f32(ptr(out), ptr(table), at, T, C, acc)
-      else if (st.storage === 'Q8') k.embed_q8(ptr(out), ptr(table), st.scales, at, T, C, acc)
+      else if (st.storage === 'Q8') (opts.naive ? k.embed_q8_naive : k.embed_q8)(ptr(out), ptr(table), st.scales, at, T, C, acc, st.rows)
+      else if (st.storage === 'Q4') (opts.naive ? k.embed_q4_naive : k.embed_q4)(ptr(out), ptr(table), st.scales, at, T, C, acc, st.rows)
       else if (st.storage === 'F16') k.embed_f16(ptr(out), ptr(table), at, T, C, acc)
       else k.embed_bf16(ptr(out), ptr(table), at, T, C, acc)
     },
@@ -296,15 +347,24 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     matmul(out, x, w, b, T, K, N) {
       const g = group(w), st = stored.get(w as unknown as number)
       const a = core.args
+      const quantized = st?.storage === 'Q8' || st?.storage === 'Q4'
+      let xa = ptr(x)
+      if (quantized) {
+        // the activations, quantized once for every thread (the scratch is sized at load; a longer chunk grows it)
+        xa = actScratch(g, actBytes(T, K))
+        mems[g].k[QUANTIZE_ACT](xa, ptr(x), T, K, st.storage === 'Q4' ? 1 : 0)
+      }
       a[0] = ptr(out)
-      a[1] = ptr(x)
+      a[1] = xa
       a[2] = ptr(w)
       let n = 3
-      if (st?.storage === 'Q8') a[n++] = st.scales
+      if (quantized) a[n++] = st.scales
       a[n++] = b ? ptr(b) : 0
       a[n++] = T
       a[n++] = K
       a[n++] = N
+      a[n] = 0 // an optional trailing pointer argument (a kernel scratch) reads "none", not a stale value
+      if (!quantized) a[n++] = mems[g].gemm // the matmul scratch: f16 / bf16 prefill widens weight panels there (f32 ignores it)
       split(g, MATMUL[st ? st.storage : 'F32'], n, N, T * K * N)
     },
 

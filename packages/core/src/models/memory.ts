@@ -231,7 +231,7 @@ export function checkMemory(e: MemoryEstimate, where: string, opts: { dtype?: St
   const breakdown = `weights ${formatBytes(e.weights)} + KV cache ${formatBytes(e.kvCache)} (${e.maxContext} positions × ${e.sequences} sequence${e.sequences === 1 ? '' : 's'}) + activations ${formatBytes(e.activations)}`
   const context = e.fittingContext !== null ? `--max-context ${e.fittingContext} or less (maxContext)` : 'a smaller --max-context (maxContext)'
   const smaller = e.device === 'js' ? '--device wasm with --dtype bf16 (the js device keeps every weight as f32)'
-    : opts.dtype !== 'BF16' && opts.dtype !== 'F16' && opts.dtype !== 'Q8' ? '--dtype bf16 for smaller weights' : ''
+    : opts.dtype !== 'BF16' && opts.dtype !== 'F16' && opts.dtype !== 'Q8' && opts.dtype !== 'Q4' ? '--dtype bf16 for smaller weights' : ''
   if (e.tooBigForGroup)
     throw new ResourceError({
       where,

@@ -506,7 +506,7 @@ function allWeights(shared: object, layers: unknown[]): Weight[] {
 
 /** Spellings of LoadOptions.dtype: the Storage names and the CLI's / torch's lower-case ones. */
 const STORAGE_NAMES: Record<string, Storage> = {
-  f32: 'F32', float32: 'F32', f16: 'F16', float16: 'F16', fp16: 'F16', half: 'F16', bf16: 'BF16', bfloat16: 'BF16', q8: 'Q8',
+  f32: 'F32', float32: 'F32', f16: 'F16', float16: 'F16', fp16: 'F16', half: 'F16', bf16: 'BF16', bfloat16: 'BF16', q8: 'Q8', q4: 'Q4',
 }
 
 /** opts with dtype as a Storage name ('q8' -> 'Q8'); any other value is a UsageError before anything is read. */
