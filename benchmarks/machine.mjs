@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import os from 'node:os'
-import { kernelWasmPath } from '@refgpt/wasm'
+import { kernelWasmPath, selectSimdBuild } from '@refgpt/wasm'
 
 /**
  * CPU accounting (Linux /proc/stat, USER_HZ = 100): the share of all cores used by OTHER processes
@@ -29,11 +29,15 @@ export function othersShare(m) {
 export const fmtShare = (x) => (x == null ? '?' : `${(x * 100).toFixed(0)}`)
 /** Which kernel module is measured: path, size, build time and a short sha256 (compare runs by it). */
 export function moduleLine() {
-  const path = kernelWasmPath()
+  let build = 'plain'
+  try {
+    build = selectSimdBuild() // what a core made now loads (REFGPT_SIMD, the runtime's relaxed SIMD)
+  } catch {}
+  const path = kernelWasmPath(build)
   try {
     const bytes = readFileSync(path)
     const sha = createHash('sha256').update(bytes).digest('hex').slice(0, 12)
-    return `kernel module: ${path} (${(bytes.length / 1024).toFixed(1)} KiB, built ${statSync(path).mtime.toISOString()}, sha256 ${sha})`
+    return `kernel module: ${path} (${build} SIMD, ${(bytes.length / 1024).toFixed(1)} KiB, built ${statSync(path).mtime.toISOString()}, sha256 ${sha})`
   } catch (e) {
     return `kernel module: ${path}: ${e.message}`
   }

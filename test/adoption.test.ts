@@ -66,7 +66,7 @@ test("dtype: the CLI's lower-case spellings work in loadModel ('q8' was a TypeEr
       assert.unreachable(`dtype ${String(bad)}`)
     } catch (e) {
       assert.instance(e, UsageError)
-      assert.match((e as Error).message, /unknown dtype \(expected F32, F16, BF16 or Q8/)
+      assert.match((e as Error).message, /unknown dtype \(expected F32, F16, BF16, Q8 or Q4/)
     }
 })
 

@@ -8,7 +8,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import {
   CheckpointError, ConfigError, RefgptError, ResourceError, UsageError, createJsDevice, createWasmDevice, inspectModel, loadModel,
-  loadRandomModel, type Device,
+  loadRandomModel, wasmMemoryBuffers, type Device,
 } from '@refgpt/core'
 import { modelDir, readSafetensors, refgpt, writeSafetensors, linkTest } from './helpers.js'
 
@@ -172,6 +172,32 @@ test('maxMemory large enough: loads, and info.memory is the estimate checked (to
   const info = inspectModel(modelDir('gpt2-tiny'), { device: 'js', maxMemory: 2 ** 40 })
   assert.equal(info.memory, e)
 })
+
+test('wasm: the estimate covers what the memories hold after a forward, in f32, q8 and q4; it counts the scratch a fresh memory holds', async () => {
+  for (const dtype of ['F32', 'Q8', 'Q4'] as const) {
+    const m = await loadModel(modelDir('gpt-neo-tiny'), { device: 'wasm', threads: 2, dtype, maxMemory: 2 ** 40, maxContext: 64 })
+    const s = m.createSession()
+    await s.forward(Array.from({ length: 40 }, (_, i) => (i * 7) % 50), 0)
+    await s.forward([3], 40)
+    const used = wasmBytesUsed(m.device)
+    assert.ok(used <= m.info.memory.total, `${dtype}: the memories hold ${used} bytes, the estimate is ${m.info.memory.total}`)
+    s.dispose()
+    await m.dispose()
+  }
+  // what the device allocates in a memory before any weight (row staging, one matmul scratch slot per thread)
+  const arch = inspectModel(modelDir('gpt-neo-tiny')).arch
+  for (const threads of [1, 2, 3]) {
+    const dev = await createWasmDevice({ threads })
+    const fresh = wasmBytesUsed(dev), counted = wasmMemoryBuffers(arch, threads, 'F32')
+    assert.ok(fresh <= counted && counted - fresh < 4096, `${threads} threads: a fresh memory holds ${fresh} bytes, the planner counts ${counted}`)
+    await (dev as unknown as { dispose(): Promise<void> }).dispose()
+  }
+})
+
+function wasmBytesUsed(dev: Device): number {
+  const core = (dev as unknown as { core: { memories: { bytesUsed: number; base: number }[] } }).core
+  return core.memories.reduce((sum, mem) => sum + mem.bytesUsed - mem.base, 0)
+}
 
 test('maxMemory must be a whole number of bytes >= 1', async () => {
   for (const bad of [0, -1, 1.5, NaN, '1G' as unknown as number]) await failsFast(() => loadModel(modelDir('gpt2-tiny'), { device: 'js', maxMemory: bad }), UsageError, /maxMemory/)

@@ -161,7 +161,9 @@ export function refgpt(args: string[], input?: string) {
 }
 
 // A hung test (a thread waiting forever) must fail CI, not stall it: every test file imports this module.
-const WATCHDOG_MS = 15 * 60_000
+// uvu runs every file in one process, so this bounds the whole suite (about 9 minutes on 2 quiet cores;
+// a loaded machine takes twice that), well inside CI's 90 minutes.
+const WATCHDOG_MS = 40 * 60_000
 setTimeout(() => {
   console.error(`test watchdog: still running after ${WATCHDOG_MS / 60_000} minutes; exiting`)
   process.exit(1)
@@ -188,4 +190,31 @@ export function groupedBlock(n: number, b: number, rows: number, blocks: number)
   const g0 = n & ~3, R = Math.min(4, rows - g0)
   const c0 = b - (b % 64), cb = Math.min(64, blocks - c0)
   return rows * c0 + g0 * cb + (b - c0) * R + (n & 3)
+}
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+
+/**
+ * Runs `node <flags> script <args>` in the repository root the way the tests run (tsx, the `source`
+ * export condition), with env added to this process's environment (an undefined value removes the
+ * variable): for checks that need V8 flags, such as --experimental-wasm-relaxed-simd on Node 20.
+ */
+export function nodeChild(flags: string[], script: string, args: string[] = [], env: Record<string, string | undefined> = {}) {
+  const r = spawnSync(process.execPath, [...flags, '--conditions=source', '--import', 'tsx', script, ...args], { cwd: ROOT, encoding: 'utf8', env: childEnv(env), timeout: 600_000 })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+/** refgpt() with node flags before the binary and env added (an undefined value removes the variable). */
+export function refgptWith(flags: string[], args: string[], env: Record<string, string | undefined> = {}, input?: string) {
+  const r = spawnSync(process.execPath, [...flags, BIN, ...args], { encoding: 'utf8', input, env: childEnv(env), timeout: 120_000 })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+function childEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...process.env }
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) delete out[k]
+    else out[k] = v
+  }
+  return out
 }

@@ -504,23 +504,27 @@ for (const dtype of ['Q8', 'Q4'] as const) {
   })
 }
 
-acc('Q4 storage: weightBytes from the format (4 bits a weight + an f32 scale per 32; 1-D tensors f32), inspect = load; --dtype q4 in the CLI', async () => {
+acc('Q4 storage: weightBytes from the format (4 bits a weight + an f32 scale per 32; the vocabulary tables q8; 1-D tensors f32), inspect = load; --dtype q4 in the CLI', async () => {
   for (const name of ['gpt-neo-odd', 'gpt-j-tiny']) {
     const q4 = inspectModel(modelDir(name), { dtype: 'q4' as never })
-    assert.equal(Object.keys(q4.storageDtypes), ['Q4'])
-    // GPT-Neo / GPT-J place their checkpoint tensors as they are (no Conv1D, no fused qkv), less HF's buffers
-    let want = 0
+    assert.equal(Object.keys(q4.storageDtypes).sort(), ['Q4', 'Q8'])
+    // GPT-Neo / GPT-J place their checkpoint tensors as they are (no Conv1D, no fused qkv), less HF's buffers;
+    // a table with a row per token (wte, an untied lm_head) is kept as q8 (1 byte a weight + a scale per 32)
+    let want = 0, q8Elements = 0
     const ck = openCheckpoint(modelDir(name))
     try {
       for (const [n, t] of ck.tensors) {
         if (/(^|\.)attn\.(bias|masked_bias)$/.test(n) || (q4.arch.tiedLmHead && n === 'lm_head.weight')) continue
         const elements = t.shape.reduce((p, d) => p * d, 1)
         const Kp = Math.ceil(t.shape[1] / 32) * 32
-        want += t.shape.length === 2 ? t.shape[0] * (Kp / 2 + (4 * Kp) / 32) : 4 * elements
+        const perToken = /(^|\.)(wte|lm_head)\.weight$/.test(n)
+        if (perToken) q8Elements += elements
+        want += t.shape.length === 2 ? t.shape[0] * ((perToken ? Kp : Kp / 2) + (4 * Kp) / 32) : 4 * elements
       }
     } finally {
       ck.close()
     }
+    assert.is(q4.storageDtypes.Q8, q8Elements, `${name}: the vocabulary tables are q8`)
     assert.is(q4.weightBytes, want, `${name}: Q4 weightBytes`)
     const m = await loadModel(modelDir(name), { device: 'js', dtype: 'Q4' })
     assert.is(m.info.weightBytes, want, `${name}: loadModel(Q4).info.weightBytes`)
@@ -528,7 +532,7 @@ acc('Q4 storage: weightBytes from the format (4 bits a weight + an f32 scale per
   }
   const r = refgpt(['inspect', '--model', modelDir('gpt-neo-odd'), '--dtype', 'q4'])
   assert.is(r.code, 0, r.stderr)
-  assert.match(r.stdout, /stored as Q4/)
+  assert.match(r.stdout, /stored as Q8 [\d.]+ M, Q4 [\d.]+ M/)
 })
 
 acc('the js device computes the same model within the logits tolerance (its other ops sum in f64)', async () => {

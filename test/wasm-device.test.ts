@@ -120,6 +120,14 @@ test('refgpt bench runs a random-weight model of a real shape', () => {
   const expected = 50257 * C + 2048 * C + 2 * (12 * C * C + 10 * C) + 2 * C
   assert.is(b.parameters, expected)
   for (const k of ['load_s', 'prefill_tokens_per_s', 'decode_tokens_per_s', 'decode_gb_per_s', 'peak_rss_bytes']) assert.ok(b[k] > 0, k)
+  // the machine's limits, measured in a child before and after: each figure as a share of their mean
+  const p = b.probe
+  for (const k of ['stream_gb_per_s_before', 'stream_gb_per_s_after', 'madd_gflops_before', 'madd_gflops_after']) assert.ok(p[k] > 0, k)
+  const share = (x: number, a: number, c: number) => Math.round((1000 * x) / ((a + c) / 2)) / 1000
+  assert.ok(Math.abs(p.decode_of_stream - share(b.decode_gb_per_s, p.stream_gb_per_s_before, p.stream_gb_per_s_after)) <= 0.002, 'decode_of_stream')
+  assert.ok(Math.abs(p.prefill_of_madd - share(b.prefill_gflops, p.madd_gflops_before, p.madd_gflops_after)) <= 0.002, 'prefill_of_madd')
+  const quiet = JSON.parse(refgpt(['bench', '--shape', 'gpt2', '--layers', '1', '--prompt-tokens', '4', '--new-tokens', '1', '--no-rows', '--no-probe', '--json']).stdout)
+  assert.is(quiet.probe, null, '--no-probe')
 })
 
 test('refgpt bench --train: a training step of a real shape (1 layer), its FLOP count and its share of the madd peak', () => {

@@ -7,6 +7,7 @@ import { DEFAULT_MODEL_NAMES, RefgptError, UsageError } from '@refgpt/core'
 import * as bench from './commands/bench.js'
 import * as chat from './commands/chat.js'
 import * as evaluate from './commands/eval.js'
+import * as exportCmd from './commands/export.js'
 import * as generate from './commands/generate.js'
 import * as golden from './commands/golden.js'
 import * as inspect from './commands/inspect.js'
@@ -22,7 +23,7 @@ interface Command {
   run(argv: string[]): Promise<void>
 }
 
-const COMMANDS: Record<string, Command> = { generate, chat, tokenize, inspect, step, golden, bench, train, eval: evaluate, worker }
+const COMMANDS: Record<string, Command> = { generate, chat, tokenize, inspect, step, golden, bench, train, eval: evaluate, export: exportCmd, worker }
 
 const HELP = `refgpt — GPT-2, GPT-Neo and GPT-J from Hugging Face folders (and ModelScope's Chinese GPT-3), in TypeScript
 

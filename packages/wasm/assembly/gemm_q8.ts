@@ -32,11 +32,23 @@
 // i32x4 of the rows' isum_b, so the f32 part runs with one row per lane (each lane does exactly the scalar
 // sequence above).
 //
+// Relaxed SIMD (build/refgpt-relaxed.wasm: ASC_FEATURE_RELAXED_SIMD is true; the same source): q4's block
+// sums come from i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw on x86: int8 x int8 pairwise sums in i16),
+// widened by i32x4.extadd_pairwise_i16x8_s, on int8 activations (quantize_act's relaxed layout for q4,
+// quant.ts). The instruction is the same on every CPU only when every lane of its SECOND operand is in
+// [0, 127]: the levels (0..15) are that operand, the activations (|q| <= 127) the first, so no pairwise
+// sum saturates (2 * 15 * 127, and the two halves' sum 7620, fit i16); fix() then subtracts 8 * xs. It is
+// the same exact integer isum_b, so the plain and relaxed builds agree bit for bit. q8 keeps the plain
+// kernel in both builds: its weights are signed, so the relaxed form needs two unsigned activation planes,
+// dot(w, max(q, 0)) - dot(w, max(-q, 0)), as many instructions as dot_i16x8_s (it measured the same). Not
+// i32x4.relaxed_dot_i8x16_i7x16_add_s: Node 20's baseline compiler (Liftoff) returns twice the dot product
+// and drops the addend on an AVX-VNNI machine (TurboFan is right), so results would change on tier-up.
+//
 // Code shape: V8 (TurboFan) issues all the loads of a loop body before the arithmetic that uses them. Each
 // row's partial sums are therefore stored (to the tile's own output, overwritten at the end): the store
 // keeps the next row's weight loads after it, so one row's loads are in registers at a time, not four
 // (16+ live vectors spilled to the stack otherwise).
-import { QCHUNK, act_xd, gblock, gscale, q4byte, q4shift, q4xscale } from './quant'
+import { QCHUNK, act_q, act_xd, gblock, gscale, q4byte, q4shift } from './quant'
 
 // --- the weight formats --------------------------------------------------------------------------------
 // Q is a marker type: i8 = q8, u8 = q4.
@@ -48,12 +60,14 @@ import { QCHUNK, act_xd, gblock, gscale, q4byte, q4shift, q4xscale } from './qua
 }
 
 /**
- * The block at p times x0..x3 (elements 0..7, .., 24..31 of the token's block, i16): i32x4 whose lanes add
- * up to the block sum. m: i16x8.splat(15), passed in (q4's masks are m, m << 4, m << 8: a constant would be
- * rematerialized inside the loop on every use).
+ * The block at p times x0..x3 (the token's block of xq, 4 x 16 bytes: elements 0..7, .., 24..31 as i16;
+ * q4 in the relaxed build: bdot4_relaxed): i32x4 whose lanes add up to the block sum (q4,
+ * plain: * 256, with the levels; fix() finishes it). m: i16x8.splat(15) (relaxed build: i8x16.splat(15)), passed
+ * in (q4's masks are m, m << 4, m << 8: a constant would be rematerialized inside the loop on every use).
  */
 // @ts-ignore: decorator
 @inline function bdot<Q>(p: usize, x0: v128, x1: v128, x2: v128, x3: v128, m: v128): v128 {
+  if (relaxed<Q>()) return bdot4_relaxed(p, x0, x1, m)
   if (isSigned<Q>()) { // q8: the values, sign-extended to i16 as they are loaded
     return i32x4.add(
       i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(p), x0), i32x4.dot_i16x8_s(v128.load8x8_s(p, 8), x1)),
@@ -68,10 +82,38 @@ import { QCHUNK, act_xd, gblock, gscale, q4byte, q4shift, q4xscale } from './qua
     i32x4.add(i32x4.dot_i16x8_s(v128.and(raw, i16x8.shl(m, 8)), x2), i32x4.dot_i16x8_s(i16x8.shr_u(raw, 12), x3)))
 }
 
+/** Whether the kernel for Q uses relaxed SIMD: q4 in the relaxed build (see the top). */
+// @ts-ignore: decorator
+@inline function relaxed<Q>(): bool {
+  return ASC_FEATURE_RELAXED_SIMD && !isSigned<Q>()
+}
+
+/**
+ * bdot for q4 in the relaxed build: x0 = the token's q (int8) of the elements in the weight block's low
+ * nibbles (0, 16, 1, 17, .., 7, 23), x1 = of its high nibbles (8, 24, .., 15, 31) — quant.ts's relaxed
+ * layout; the levels (0..15, m = i8x16.splat(15)) are the second operand, in [0, 127] as the instruction asks.
+ * The lanes add up to sum level * q (fix() subtracts 8 * xs).
+ */
+// @ts-ignore: decorator
+@inline function bdot4_relaxed(p: usize, x0: v128, x1: v128, m: v128): v128 {
+  const raw = v128.load(p)
+  const lo = v128.and(raw, m), hi = v128.and(i16x8.shr_u(raw, 4), m) // the levels, one a byte
+  // pairwise sums of level * q: each <= 2 * 15 * 127 in magnitude, the two halves' sum <= 7620: exact in i16
+  return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi)))
+}
+
+/** The third and fourth 16 bytes of the token's block (x2, x3) at xp + off; the relaxed q4 kernel does not use them (x0 instead: no load). */
+// @ts-ignore: decorator
+@inline function xload<Q>(xp: usize, off: usize, x0: v128): v128 {
+  if (relaxed<Q>()) return x0
+  return v128.load(xp + off)
+}
+
 /** bdot with the token's block read from memory at xp (i16 [32]). */
 // @ts-ignore: decorator
 @inline function bdotm<Q>(p: usize, xp: usize, m: v128): v128 {
-  return bdot<Q>(p, v128.load(xp), v128.load(xp, 16), v128.load(xp, 32), v128.load(xp, 48), m)
+  const x0 = v128.load(xp)
+  return bdot<Q>(p, x0, v128.load(xp, 16), xload<Q>(xp, 32, x0), xload<Q>(xp, 48, x0), m)
 }
 
 /** [sum a, sum b, sum c, sum d] of four i32x4 (exact). */
@@ -82,10 +124,11 @@ import { QCHUNK, act_xd, gblock, gscale, q4byte, q4shift, q4xscale } from './qua
   return i32x4.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7))
 }
 
-/** q4: isum / 256 - 8 * xs (the products carry * 256, the levels + 8; the division is exact); q8: isum. xsp: the token's block sum. */
+/** q4: isum / 256 - 8 * xs (the products carry * 256, the levels + 8; the division is exact; relaxed: no * 256); q8: isum. xsp: the token's block sum. */
 // @ts-ignore: decorator
 @inline function fix<Q>(isum: v128, xsp: usize): v128 {
   if (isSigned<Q>()) return isum
+  if (relaxed<Q>()) return i32x4.sub(isum, i32x4.shl(v128.load32_splat(xsp), 3))
   return i32x4.sub(i32x4.shr_s(isum, 8), i32x4.shl(v128.load32_splat(xsp), 3))
 }
 
@@ -118,7 +161,7 @@ function tile4x1<Q>(out: usize, xa: usize, w: usize, ws: usize, b: usize, n: i32
   const op = out + ((<usize>t * <usize>N + <usize>n) << 2)
   let acc = c0 == 0 ? f32x4.splat(0) : v128.load(op)
   for (; p < pend; p += BB << 2) {
-    const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48)
+    const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = xload<Q>(xp, 32, x0), x3 = xload<Q>(xp, 48, x0)
     const d0 = bdot<Q>(p, x0, x1, x2, x3, m)
     v128.store(op, d0)
     const d1 = bdot<Q>(p + BB, x0, x1, x2, x3, m)
@@ -148,8 +191,8 @@ function tile4x2<Q>(out: usize, xa: usize, w: usize, ws: usize, b: usize, n: i32
   if (c0 > 0) { acc0 = v128.load(op); acc1 = v128.load(op1) }
   for (; p < pend; p += BB << 2) {
     const yp = xp + ystep
-    const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48)
-    const y0 = v128.load(yp), y1 = v128.load(yp, 16), y2 = v128.load(yp, 32), y3 = v128.load(yp, 48)
+    const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = xload<Q>(xp, 32, x0), x3 = xload<Q>(xp, 48, x0)
+    const y0 = v128.load(yp), y1 = v128.load(yp, 16), y2 = xload<Q>(yp, 32, y0), y3 = xload<Q>(yp, 48, y0)
     const a0 = bdot<Q>(p, x0, x1, x2, x3, m), e0 = bdot<Q>(p, y0, y1, y2, y3, m)
     v128.store(op, a0); v128.store(op1, e0)
     const a1 = bdot<Q>(p + BB, x0, x1, x2, x3, m), e1 = bdot<Q>(p + BB, y0, y1, y2, y3, m)
@@ -176,7 +219,7 @@ function tile1x1<Q>(out: usize, xa: usize, w: usize, ws: usize, b: usize, n: i32
   for (let bi = 0; bi < nb; bi++) {
     const d = bdotm<Q>(gblock(w, n, N, bi, nb, BB), xp, m)
     let isum = (i32x4.extract_lane(d, 0) + i32x4.extract_lane(d, 1)) + (i32x4.extract_lane(d, 2) + i32x4.extract_lane(d, 3))
-    if (!isSigned<Q>()) isum = (isum >> 8) - (load<i32>(xdp + xso) << 3)
+    if (!isSigned<Q>()) isum = (relaxed<Q>() ? isum : isum >> 8) - (load<i32>(xdp + xso) << 3)
     s += <f32>isum * (load<f32>(gscale(ws, n, N, bi, nb)) * load<f32>(xdp))
     xp += 64; xdp += 4
   }
@@ -189,7 +232,7 @@ function tile1x1<Q>(out: usize, xa: usize, w: usize, ws: usize, b: usize, n: i32
   const Kp = (K + 31) & ~31
   // i16x8.splat(15) as a value the compiler does not know (Kp >= 32 when there is any block): a constant
   // argument is propagated into the tile (binaryen) and rematerialized inside its loop (V8)
-  const m = i16x8.splat(<i16>min(Kp, 15))
+  const m = ASC_FEATURE_RELAXED_SIMD ? i8x16.splat(<i8>min(Kp, 15)) : i16x8.splat(<i16>min(Kp, 15))
   const nb = Kp >> 5
   let n = n0
   for (; n < n1 && (n & 3) != 0; n++) for (let t = 0; t < T; t++) tile1x1<Q>(out, xa, w, ws, b, n, t, T, Kp, N, m) // rows before the first whole group
@@ -217,12 +260,8 @@ function tile1x1<Q>(out: usize, xa: usize, w: usize, ws: usize, b: usize, n: i32
         const bp = gblock(w, n, N, bi, nb, bbytes<Q>())
         let isum: i32 = 0
         for (let j = 0; j < 32; j++) {
-          let wv: i32, xv = <i32>load<i16>(xa + ((<usize>t * <usize>Kp + <usize>((bi << 5) + j)) << 1))
-          if (isSigned<Q>()) wv = <i32>load<i8>(bp + <usize>j)
-          else {
-            wv = ((<i32>load<u8>(bp + <usize>q4byte(j)) >> q4shift(j)) & 15) - 8
-            xv /= q4xscale(j) // quantize_act(q4 = 1) stored q pre-scaled
-          }
+          const xv = act_q(xa, t, Kp, (bi << 5) + j, isSigned<Q>() ? 0 : 1) // q, in either build's layout
+          const wv = isSigned<Q>() ? <i32>load<i8>(bp + <usize>j) : ((<i32>load<u8>(bp + <usize>q4byte(j)) >> q4shift(j)) & 15) - 8
           isum += wv * xv
         }
         s += <f32>isum * (load<f32>(gscale(ws, n, N, bi, nb)) * load<f32>(xd + ((<usize>t * <usize>nb + <usize>bi) << 2)))

@@ -333,6 +333,14 @@ export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32
 // 16..23, 24..31 of each block (|q| * 256 <= 32512 fits i16), so that matmul_q4 can use the nibbles
 // masked in place (level * 16 and level * 256 for the middle two) and get 256 * the block's sum; xs stays
 // the plain sum of q.
+//
+//
+// The relaxed-SIMD build (ASC_FEATURE_RELAXED_SIMD, build/refgpt-relaxed.wasm) keeps the same buffer and
+// sizes, and the same bytes for q4 = 0; with q4 = 1 a block's 64 bytes of xq hold its values q as int8 —
+// the first operand of matmul_q4's i16x8.relaxed_dot_i8x16_i7x16_s (gemm_q8.ts) — in the order of the
+// weight block's nibbles: bytes 0..15 elements 0, 16, 1, 17, .., 7, 23 (the low nibbles of its 16 bytes),
+// bytes 16..31 elements 8, 24, .., 15, 31 (the high nibbles), bytes 32..63 zero. xd and xs are unchanged.
+// act_q reads an element back in either build (the _naive kernels use it).
 
 /** Byte offset of xd in an activation buffer of T rows; xs follows at + 4 T nb. */
 // @ts-ignore: decorator
@@ -346,6 +354,28 @@ export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32
   return j < 8 || j >= 24 ? 256 : j < 16 ? 16 : 1
 }
 
+/** Byte offset, inside a block's 64 bytes of xq in the relaxed build with q4 = 1, of element j (0..31): the nibble order. */
+// @ts-ignore: decorator
+@inline function act_pos4(j: i32): i32 {
+  return q4byte(j) + (q4shift(j) << 2) // the weight byte holding element j's level, + 16 for a high nibble
+}
+
+/** Stores q (in [-127, 127]) as element j of the block of xq at qp (the layout of this build; q4: see above). */
+// @ts-ignore: decorator
+@inline function act_put(qp: usize, j: i32, q: i32, q4: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD && q4) store<i8>(qp + <usize>act_pos4(j), <i8>q)
+  else store<i16>(qp + (<usize>j << 1), <i16>(q4 ? q * q4xscale(j) : q))
+}
+
+/** The activation value q (in [-127, 127]) of element k of row t in a buffer quantize_act(xa, x, T, K, q4) wrote, in either build. */
+// @ts-ignore: decorator
+@inline export function act_q(xa: usize, t: i32, Kp: i32, k: i32, q4: i32): i32 {
+  const qp = xa + ((<usize>t * <usize>Kp + <usize>(k & ~31)) << 1), j = k & 31 // the block's 64 bytes
+  if (ASC_FEATURE_RELAXED_SIMD && q4) return <i32>load<i8>(qp + <usize>act_pos4(j))
+  const v = <i32>load<i16>(qp + (<usize>j << 1))
+  return q4 ? v / q4xscale(j) : v
+}
+
 /** Scalar path of one block [k0, k0+32) of row `row` (k1 = min(k0+32, K)): stores q (and zeros past k1), d at sp, sum q at ssum. */
 // @ts-ignore: decorator
 @inline function act_block_scalar(row: usize, qp: usize, k0: i32, k1: i32, sp: usize, ssum: usize, q4: i32): void {
@@ -355,6 +385,7 @@ export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32
   store<f32>(sp, d)
   const ok = d > 0 && d < Infinity
   let sum = 0
+  if (ASC_FEATURE_RELAXED_SIMD && q4) memory.fill(qp, 0, 64) // (bytes 32..63 stay zero)
   for (let k = k0; k < k0 + 32; k++) {
     let q: i32 = 0
     if (ok && k < k1) {
@@ -362,7 +393,7 @@ export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32
       r = min(max(r, -127), 127)
       q = <i32>r
     }
-    store<i16>(qp + (<usize>(k - k0) << 1), <i16>(q4 ? q * q4xscale(k - k0) : q))
+    act_put(qp, k - k0, q, q4)
     sum += q
   }
   store<i32>(ssum, sum)
@@ -400,7 +431,8 @@ export function quantize_act(xa: usize, x: usize, T: i32, K: i32, q4: i32): void
       const r6 = q8r(w6, sc, half, mhalf, one, lo, hi), r7 = q8r(w7, sc, half, mhalf, one, lo, hi)
       const v0 = i16x8.narrow_i32x4_s(r0, r1), v1 = i16x8.narrow_i32x4_s(r2, r3)
       const v2 = i16x8.narrow_i32x4_s(r4, r5), v3 = i16x8.narrow_i32x4_s(r6, r7)
-      if (q4) {
+      if (ASC_FEATURE_RELAXED_SIMD && q4) act_store4_relaxed(qp, v0, v1, v2, v3)
+      else if (q4) {
         v128.store(qp, i16x8.shl(v0, 8)); v128.store(qp, i16x8.shl(v1, 4), 16)
         v128.store(qp, v2, 32); v128.store(qp, i16x8.shl(v3, 8), 48)
       } else {
@@ -410,6 +442,16 @@ export function quantize_act(xa: usize, x: usize, T: i32, K: i32, q4: i32): void
       store<i32>(xs + at, (i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1)) + (i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3)))
     }
   }
+}
+
+/** Relaxed build, q4 = 1: a block's values (v0..v3: elements 0..7, .., 24..31 as i16x8, in [-127, 127]) at qp, as act_put. */
+// @ts-ignore: decorator
+@inline function act_store4_relaxed(qp: usize, v0: v128, v1: v128, v2: v128, v3: v128): void {
+  // elements 0..7 | 16..23 and 8..15 | 24..31 as int8, then interleaved: 0, 16, 1, 17, .. (the nibble order)
+  const a = i8x16.narrow_i16x8_s(v0, v2), b = i8x16.narrow_i16x8_s(v1, v3), z = i32x4.splat(0)
+  v128.store(qp, i8x16.shuffle(a, a, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15))
+  v128.store(qp, i8x16.shuffle(b, b, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15), 16)
+  v128.store(qp, z, 32); v128.store(qp, z, 48)
 }
 
 /** quantize_act, one element at a time (the definition above, written out). */

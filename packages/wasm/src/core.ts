@@ -1,4 +1,10 @@
-// The kernel module (build/refgpt.wasm) and the linear memories it runs on.
+// The kernel module (build/refgpt.wasm, or build/refgpt-relaxed.wasm) and the linear memories it runs on.
+//
+// Two builds of the same kernels (scripts/build.mjs): `plain` (WASM SIMD) and `relaxed` (with Relaxed
+// SIMD where it gives the same results: the q8 / q4 integer dot products). Which one a core runs is chosen
+// once, by selectSimdBuild: REFGPT_SIMD=auto (default: relaxed when the runtime validates a relaxed-SIMD
+// instruction, else plain) | plain | relaxed (an error where the runtime lacks it; Node 20 needs
+// `--experimental-wasm-relaxed-simd`). Every result is the same bit for bit in both builds.
 //
 // One compiled WebAssembly.Module serves every instance: one instance per (thread, memory).
 // Each memory is a shared WebAssembly.Memory of up to 65536 pages (4 GiB, the wasm32 limit) with an
@@ -7,7 +13,7 @@
 // and at session / KV-growth time (a session's KV cache is allocated when it starts, reallocated
 // when it grows, freed when it ends), never per token: the token loop neither allocates nor grows
 // memory. Pointers are byte offsets (numbers up to 2^32), passed to the kernels as they are.
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 // The slice of the WebAssembly JS API used here. This project compiles without lib.dom (where the
@@ -22,6 +28,7 @@ export interface WasmMemoryObject {
   grow(deltaPages: number): number
 }
 interface WebAssemblyApi {
+  validate(bytes: Uint8Array): boolean
   Module: new (bytes: Uint8Array) => WasmModule
   Instance: new (module: WasmModule, imports: object) => { readonly exports: object }
   Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => WasmMemoryObject
@@ -194,30 +201,107 @@ export function actBytes(T: number, K: number): number {
   return T * (2 * Kp + 8 * (Kp / 32))
 }
 
-/** Where the build puts the kernel module: dist/../build/refgpt.wasm. */
-export function kernelWasmPath(): string {
-  return fileURLToPath(new URL('../build/refgpt.wasm', import.meta.url))
+/** The two builds of the kernels: plain WASM SIMD, or with Relaxed SIMD where the results are the same. */
+export type SimdBuild = 'plain' | 'relaxed'
+/** What to run: a build, or `auto` (relaxed where the runtime has Relaxed SIMD, else plain). */
+export type SimdChoice = SimdBuild | 'auto'
+
+/** Where the build puts a kernel module: dist/../build/refgpt.wasm (plain) or refgpt-relaxed.wasm. */
+export function kernelWasmPath(build: SimdBuild = 'plain'): string {
+  return fileURLToPath(new URL(build === 'relaxed' ? '../build/refgpt-relaxed.wasm' : '../build/refgpt.wasm', import.meta.url))
 }
 
-let compiled: WasmModule | undefined
+/**
+ * A module of one function `() -> v128` that runs i16x8.relaxed_dot_i8x16_i7x16_s (0xfd 0x112) on two
+ * zero vectors: the instruction the relaxed build relies on.
+ */
+function relaxedProbeModule(): Uint8Array {
+  const zero = [0xfd, 0x0c, ...new Array<number>(16).fill(0)] // v128.const 0
+  const body = [0x00, ...zero, ...zero, 0xfd, 0x92, 0x02, 0x0b] // no locals; 2 x v128.const; relaxed dot; end
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // \0asm, version 1
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: one type, () -> v128
+    0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+    0x0a, body.length + 2, 0x01, body.length, ...body, // code section
+  ])
+}
 
-/** Compiles build/refgpt.wasm once (synchronously) and returns the cached module. */
-export function loadKernelModule(): WasmModule {
-  if (compiled) return compiled
-  const path = kernelWasmPath()
+/** The compiled modules, by build; and the build of each module handed out. */
+const compiled: Partial<Record<SimdBuild, WasmModule>> = {}
+const buildOf = new WeakMap<WasmModule, SimdBuild>()
+
+let relaxedSupport: boolean | undefined
+
+/** Whether this runtime has Relaxed SIMD (validates a relaxed-SIMD instruction). Node 20: only with --experimental-wasm-relaxed-simd. */
+export function relaxedSimdSupported(): boolean {
+  if (relaxedSupport === undefined) {
+    try {
+      relaxedSupport = WA.validate(relaxedProbeModule())
+    } catch {
+      relaxedSupport = false
+    }
+  }
+  return relaxedSupport
+}
+
+/** Reads REFGPT_SIMD (unset or empty: auto). */
+function simdFromEnv(): SimdChoice {
+  const v = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.REFGPT_SIMD ?? ''
+  if (v === '' || v === 'auto' || v === 'plain' || v === 'relaxed') return v === '' ? 'auto' : v
+  throw new Error(`refgpt wasm: REFGPT_SIMD=${v}: expected auto, plain or relaxed`)
+}
+
+/**
+ * The build a choice means on this runtime (choice: default REFGPT_SIMD, else auto). auto: relaxed when
+ * the runtime has Relaxed SIMD and build/refgpt-relaxed.wasm is there, else plain. relaxed where the
+ * runtime lacks it: an error.
+ */
+export function selectSimdBuild(choice: SimdChoice = simdFromEnv()): SimdBuild {
+  if (choice === 'plain') return 'plain'
+  if (choice === 'relaxed') {
+    if (!relaxedSimdSupported()) {
+      throw new Error(`refgpt wasm: the relaxed-SIMD kernels were asked for (REFGPT_SIMD=relaxed or simd: 'relaxed') but this runtime does not support Relaxed SIMD; expected a runtime that validates i16x8.relaxed_dot_i8x16_i7x16_s; hint: Node 20 needs \`node --experimental-wasm-relaxed-simd\` (newer Node has it on), or use REFGPT_SIMD=auto / plain`)
+    }
+    return 'relaxed'
+  }
+  if (choice !== 'auto') throw new Error(`refgpt wasm: simd ${String(choice)}: expected auto, plain or relaxed`)
+  if (!relaxedSimdSupported()) return 'plain'
+  // a package without the relaxed module (or a host that set only a plain one): the plain build
+  return compiled.relaxed || existsSync(kernelWasmPath('relaxed')) ? 'relaxed' : 'plain'
+}
+
+/**
+ * Compiles a kernel module once (synchronously) and returns the cached module: build (default:
+ * selectSimdBuild(), i.e. REFGPT_SIMD or auto) — 'plain' build/refgpt.wasm, 'relaxed' build/refgpt-relaxed.wasm.
+ */
+export function loadKernelModule(build: SimdBuild = selectSimdBuild()): WasmModule {
+  const cached = compiled[build]
+  if (cached) return cached
+  const path = kernelWasmPath(build)
   let bytes: Buffer
   try {
     bytes = readFileSync(path)
   } catch (e) {
     throw new Error(`refgpt wasm: cannot read the kernel module ${path}: ${(e as Error).message}; hint: run \`node scripts/build.mjs\` (it compiles packages/wasm/assembly)`)
   }
-  compiled = new WA.Module(bytes)
-  return compiled
+  if (build === 'relaxed' && !WA.validate(bytes)) {
+    throw new Error(`refgpt wasm: the relaxed-SIMD kernel module ${path} does not validate on this runtime; expected a runtime with Relaxed SIMD; hint: Node 20 needs \`node --experimental-wasm-relaxed-simd\`, or set REFGPT_SIMD=plain`)
+  }
+  const module = new WA.Module(bytes)
+  compiled[build] = module
+  buildOf.set(module, build)
+  return module
 }
 
-/** Uses an already compiled kernel module (e.g. one compiled from fetched bytes in a browser). */
-export function setKernelModule(module: WasmModule): void {
-  compiled = module
+/** Uses an already compiled kernel module (e.g. one compiled from fetched bytes in a browser) for `build` (default plain). */
+export function setKernelModule(module: WasmModule, build: SimdBuild = 'plain'): void {
+  compiled[build] = module
+  buildOf.set(module, build)
+}
+
+/** Which build a module loadKernelModule / setKernelModule handed out is ('plain' for any other). */
+export function kernelBuildOf(module: WasmModule): SimdBuild {
+  return buildOf.get(module) ?? 'plain'
 }
 
 let heapBase: { module: WasmModule; bytes: number } | undefined

@@ -2,8 +2,9 @@
 // the compiled module and its memories (core.ts), and the worker pool (pool.ts, worker.ts).
 export {
   CTL, MAX_MEMORY_BYTES, actBytes, MAX_PAGES, PAGE_BYTES, SPLIT_KERNELS, WasmMemory, WasmOutOfMemoryError,
-  instantiateKernels, kernelHeapBase, kernelWasmPath, loadKernelModule, setKernelModule,
-  type KernelExports, type SplitKernelName, type WasmMemoryObject, type WasmModule,
+  instantiateKernels, kernelBuildOf, kernelHeapBase, kernelWasmPath, loadKernelModule, relaxedSimdSupported, selectSimdBuild,
+  setKernelModule, type KernelExports, type SimdBuild, type SimdChoice, type SplitKernelName, type WasmMemoryObject, type WasmModule,
 } from './core.js'
 export { createWasmCore, type WasmCore, type WasmCoreOptions } from './pool.js'
 export { GEMM_SLOT_BYTES, allocGemmScratch, gemmScratchBytes } from './scratch.js'
+export { measureProbes, probesInChild, type ProbeFigures } from './probes.js'

@@ -11,8 +11,8 @@
 import { availableParallelism } from 'node:os'
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
 import {
-  CTL, SPLIT_KERNELS, WasmMemory, instantiateKernels, kernelHeapBase, loadKernelModule,
-  type KernelExports, type SplitKernelName,
+  CTL, SPLIT_KERNELS, WasmMemory, instantiateKernels, kernelHeapBase, loadKernelModule, selectSimdBuild,
+  type KernelExports, type SimdBuild, type SimdChoice, type SplitKernelName,
 } from './core.js'
 import type { WorkerInit } from './worker.js'
 
@@ -26,10 +26,17 @@ export interface WasmCoreOptions {
   spin?: number
   /** Initial size of memory 0 in bytes (it grows on alloc; default 1 MiB). */
   initialBytes?: number
+  /**
+   * Which build of the kernels (core.ts): 'plain', 'relaxed' (an error where the runtime lacks Relaxed
+   * SIMD) or 'auto' (relaxed where the runtime has it). Default: the REFGPT_SIMD environment variable, else auto.
+   */
+  simd?: SimdChoice
 }
 
 export interface WasmCore {
   readonly threads: number
+  /** The build of the kernels this core runs, on the main thread and in every worker (they get the same compiled module). */
+  readonly simd: SimdBuild
   /** Memory 0 exists at creation; addMemory() appends. */
   readonly memories: WasmMemory[]
   /** A new shared memory (4 GiB max), instantiated on the main thread and in every worker; returns its index. */
@@ -54,7 +61,8 @@ export async function createWasmCore(opts: WasmCoreOptions = {}): Promise<WasmCo
     throw new Error(`refgpt wasm: threads must be an integer in [1, 256], got ${threads}`)
   }
   const spin = opts.spin ?? (threads <= availableParallelism() ? 20000 : 0)
-  const module = loadKernelModule()
+  const simd = selectSimdBuild(opts.simd)
+  const module = loadKernelModule(simd)
   const reserved = kernelHeapBase(module)
 
   const memories: WasmMemory[] = []
@@ -137,6 +145,7 @@ export async function createWasmCore(opts: WasmCoreOptions = {}): Promise<WasmCo
 
   const core: WasmCore = {
     threads,
+    simd,
     memories,
     args,
     addMemory() {

@@ -3,7 +3,7 @@
 // through the Trainer, then the host-side AdamW), against the multiply-add peak of the same process.
 
 import { readFileSync } from 'node:fs'
-import { AdamW, SHAPES, Trainer, UsageError, argmax, inspectModel, loadModel, loadRandomModel, shapeConfig, type Example, type Model, type WasmDevice } from '@refgpt/core'
+import { AdamW, SHAPES, Trainer, UsageError, argmax, inspectModel, loadModel, loadRandomModel, probesInChild, shapeConfig, type Example, type Model, type ProbeFigures, type WasmDevice } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
 import { MODEL_OPTIONS, modelHelp, modelLabel, modelOptions, noLang, withLoadProgress } from './common.js'
 
@@ -17,6 +17,9 @@ load time, prefill tokens/s and GFLOP/s, decode tokens/s, the weight bytes one d
 and the bandwidth that implies, and the process's peak RSS. Then it runs the same prompt through
 session.logProbs (log-probabilities of given next tokens, computed on the device: the evaluation
 and training path) and session.logits (every row's logits copied out), and prints their tokens/s.
+On the wasm device it measures the machine's limits before loading and after the timings, in a child
+process on the same number of threads (a 1 GiB stream read: the wall for decode; the multiply-add
+peak: the wall for prefill), and prints each figure as a share of them (--no-probe skips that).
 
 Options:
       --shape NAME          ${Object.keys(SHAPES).join(' | ')}
@@ -25,6 +28,7 @@ Options:
       --new-tokens N        tokens to decode (default 64; 0 skips the decode measurement)
       --seed N              PRNG seed for the random weights and prompt (default 1234)
       --no-rows             skip the logProbs / every-row logits measurements
+      --no-probe            skip the bandwidth / multiply-add probes
       --json                print one JSON object
 
 Training step (--train): F32 weights (random or --model, widened), a batch of --batch-size
@@ -52,6 +56,7 @@ export async function run(argv: string[]): Promise<void> {
     seed: { type: 'string' },
     json: { type: 'boolean' },
     'no-rows': { type: 'boolean' },
+    'no-probe': { type: 'boolean' },
     train: { type: 'boolean' },
     'batch-size': { type: 'string' },
     'max-length': { type: 'string' },
@@ -61,7 +66,7 @@ export async function run(argv: string[]): Promise<void> {
     throw new UsageError({ where: 'refgpt bench', what: 'give exactly one of --shape and --model', hint: `shapes: ${Object.keys(SHAPES).join(', ')}` })
   noLang('bench', v)
   const o = modelOptions('bench', v)
-  const trainOnly = ['batch-size', 'max-length', 'steps'], inferOnly = ['prompt-tokens', 'new-tokens', 'no-rows']
+  const trainOnly = ['batch-size', 'max-length', 'steps'], inferOnly = ['prompt-tokens', 'new-tokens', 'no-rows', 'no-probe']
   for (const name of v.train ? inferOnly : trainOnly) {
     if (v[name] !== undefined)
       throw new UsageError({ where: 'refgpt bench', what: `--${name} ${v.train ? 'does not apply to --train' : 'needs --train'}`, hint: 'see `refgpt bench --help`' })
@@ -73,6 +78,10 @@ export async function run(argv: string[]): Promise<void> {
   const layers = v.layers === undefined ? undefined : intOption('bench', 'layers', v.layers as string, 0, 1)
   const ctx = promptTokens + newTokens
   const load = { device: o.device, threads: o.threads, dtype: o.dtype, maxContext: ctx, maxBatchTokens: Math.min(promptTokens, 512), maxMemory: o.maxMemory, followSymlinks: o.followSymlinks }
+
+  // the machine's limits before anything is loaded (wasm only: the probes run the wasm kernels)
+  const probing = !v['no-probe'] && o.device === 'wasm'
+  const probeBefore = probing ? probesInChild({ threads: o.threads }) : null
 
   const t0 = performance.now()
   const model: Model = await withLoadProgress(v.shape !== undefined ? String(v.shape) : modelLabel(o.dir), (p) => v.shape !== undefined
@@ -119,6 +128,7 @@ export async function run(argv: string[]): Promise<void> {
     model: v.shape !== undefined ? `${v.shape}${layers ? ` (${layers} layers)` : ''}` : o.dir,
     device: model.device.name,
     threads: (model.device as { threads?: number }).threads ?? 1,
+    simd: (model.device as { simd?: string }).simd ?? null, // the wasm kernels' build: plain | relaxed (REFGPT_SIMD)
     dtype: Object.keys(model.info.storageDtypes).join('+'),
     parameters: model.info.parameters,
     weight_bytes: model.info.weightBytes,
@@ -138,8 +148,23 @@ export async function run(argv: string[]): Promise<void> {
       all_logits_tokens_per_s: round((1000 * promptTokens) / logitsMs),
     }),
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+    probe: null as null | Record<string, number | null>,
   }
   await model.dispose()
+  if (probing) {
+    const after = probesInChild({ threads: o.threads })
+    const both = (f: (p: ProbeFigures) => number) => (probeBefore && after ? (f(probeBefore) + f(after)) / 2 : probeBefore ? f(probeBefore) : after ? f(after) : null)
+    const stream = both((p) => p.streamGBps), madd = both((p) => p.maddGflops)
+    result.probe = {
+      stream_gb_per_s_before: probeBefore ? round(probeBefore.streamGBps) : null,
+      stream_gb_per_s_after: after ? round(after.streamGBps) : null,
+      madd_gflops_before: probeBefore ? round(probeBefore.maddGflops) : null,
+      madd_gflops_after: after ? round(after.maddGflops) : null,
+      // the figures as a share of the mean of the two probes
+      decode_of_stream: stream && result.decode_gb_per_s !== null ? round(result.decode_gb_per_s / stream) : null,
+      prefill_of_madd: madd ? round(result.prefill_gflops / madd) : null,
+    }
+  }
   if (v.json) {
     process.stdout.write(JSON.stringify(result) + '\n')
     return
@@ -147,7 +172,7 @@ export async function run(argv: string[]): Promise<void> {
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`
   process.stdout.write(
     [
-      `model       ${result.model} on ${result.device} (${result.threads} threads), ${result.dtype}, ${(result.parameters / 1e6).toFixed(1)} M parameters, ${gib(result.weight_bytes)} of weights in ${result.memory_groups} memor${result.memory_groups === 1 ? 'y' : 'ies'}`,
+      `model       ${result.model} on ${result.device} (${result.threads} threads${result.simd ? `, ${result.simd} SIMD` : ''}), ${result.dtype}, ${(result.parameters / 1e6).toFixed(1)} M parameters, ${gib(result.weight_bytes)} of weights in ${result.memory_groups} memor${result.memory_groups === 1 ? 'y' : 'ies'}`,
       `load        ${result.load_s} s`,
       `prefill     ${promptTokens} tokens in ${result.prefill_s} s: ${result.prefill_tokens_per_s} tokens/s, ${result.prefill_gflops} GFLOP/s (matmuls)`,
       newTokens === 0 ? 'decode      skipped (--new-tokens 0)' : `decode      ${newTokens} tokens: ${result.decode_tokens_per_s} tokens/s, ${gib(result.decode_bytes_per_token)} of weights per token = ${result.decode_gb_per_s} GB/s`,
@@ -156,11 +181,20 @@ export async function run(argv: string[]): Promise<void> {
         `all logits  ${promptTokens} tokens: ${result.all_logits_tokens_per_s} tokens/s ([T, V] logits copied to the host)`,
       ]),
       `peak RSS    ${gib(result.peak_rss_bytes)}`,
+      ...(result.probe ? [probeLine(result.probe)] : probing ? ['probes      failed (the child process did not report)'] : []),
     ].join('\n') + '\n',
   )
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000
+
+/** "probes      before / after: stream read 30.1 / 29.8 GB/s (decode at 85 %), multiply-add 94 / 95 GFLOP/s (prefill at 77 %)" */
+function probeLine(p: Record<string, number | null>): string {
+  const pair = (a: number | null, b: number | null) => `${a ?? '-'} / ${b ?? '-'}`
+  const share = (what: string, x: number | null) => (x === null ? '' : ` (${what} at ${Math.round(100 * x)} %)`)
+  return `probes      before / after: stream read ${pair(p.stream_gb_per_s_before, p.stream_gb_per_s_after)} GB/s${share('decode', p.decode_of_stream)}, ` +
+    `multiply-add ${pair(p.madd_gflops_before, p.madd_gflops_after)} GFLOP/s${share('prefill', p.prefill_of_madd)}`
+}
 
 // --- training step ----------------------------------------------------------------------------------
 
@@ -284,6 +318,7 @@ async function runTrain(v: Record<string, unknown>, o: ReturnType<typeof modelOp
       model: v.shape !== undefined ? `${v.shape}${layers ? ` (${layers} layers)` : ''}` : o.dir,
       device: model.device.name,
       threads: (model.device as { threads?: number }).threads ?? 1,
+      simd: (model.device as { simd?: string }).simd ?? null,
       dtype: 'F32',
       parameters: params,
       load_s: round(loadMs / 1000),
@@ -322,7 +357,7 @@ async function runTrain(v: Record<string, unknown>, o: ReturnType<typeof modelOp
     const cpu = (x: number | null) => (x === null ? '?' : `${Math.round(100 * x)} %`)
     process.stdout.write(
       [
-        `model       ${result.model} on ${result.device} (${result.threads} threads), F32, ${(params / 1e6).toFixed(1)} M parameters; load ${result.load_s} s`,
+        `model       ${result.model} on ${result.device} (${result.threads} threads${result.simd ? `, ${result.simd} SIMD` : ''}), F32, ${(params / 1e6).toFixed(1)} M parameters; load ${result.load_s} s`,
         `batch       ${batchSize} x ${maxLength} tokens = ${tokens} tokens per step; 1 warm-up step, ${steps} timed`,
         ...result.per_step.map((r, i) => `step ${String(i + 1).padEnd(6)} fwd+bwd ${r.fwd_bwd_s.toFixed(3)} s (${r.fwd_bwd_gflops.toFixed(1)} GFLOP/s), optimizer ${r.optimizer_s.toFixed(3)} s, zero_grad ${r.zero_s.toFixed(3)} s: ${r.tokens_per_s.toFixed(1)} tokens/s, loss ${r.loss.toFixed(4)} (other processes ${cpu(r.other_cpu)} of the CPU)`),
         `median      fwd+bwd ${result.fwd_bwd_s} s, optimizer ${result.optimizer_s} s (readGradients + AdamW + writeParameters), zero_grad ${result.zero_grad_s} s`,

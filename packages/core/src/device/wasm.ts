@@ -17,7 +17,8 @@
 // kernel split over the threads: every thread reads the same quantized block.
 
 import {
-  WasmOutOfMemoryError, actBytes, allocGemmScratch, createWasmCore, gemmScratchBytes, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory,
+  WasmOutOfMemoryError, actBytes, allocGemmScratch, createWasmCore, gemmScratchBytes, type KernelExports, type SimdBuild, type SimdChoice,
+  type SplitKernelName, type WasmCore, type WasmMemory,
 } from '@refgpt/wasm'
 import { ResourceError } from '../errors.js'
 import { f32ToBf16Array, f32ToF16Array } from '../io/dtype.js'
@@ -32,7 +33,7 @@ const handle = (g: number, p: number) => (g * GROUP + p) as unknown as Buf
 /** Below this many multiply-adds a matmul runs on the calling thread (dispatch costs a few µs). */
 const PARALLEL_MIN_MACS = 1 << 15
 /** ids / positions of up to this many rows are staged in each memory for embed and rotary. */
-const MAX_ROWS = 4096
+export const MAX_ROWS = 4096
 
 interface Stored {
   storage: Exclude<Storage, 'F32'>
@@ -57,17 +58,24 @@ export interface WasmDeviceOptions {
   memoryBytes?: number
   /** Bytes one buffer may hold (default: no limit); tests set it small to split weights into parts. */
   maxBufferBytes?: number
+  /**
+   * Build of the kernels: 'plain' (WASM SIMD), 'relaxed' (Relaxed SIMD for the q8 / q4 dot products; the
+   * same results bit for bit; an error where the runtime lacks it) or 'auto'. Default: REFGPT_SIMD, else auto.
+   */
+  simd?: SimdChoice
 }
 
 export interface WasmDevice extends Device {
   readonly core: WasmCore
   readonly threads: number
+  /** The build of the kernels running: 'plain' or 'relaxed' (see WasmDeviceOptions.simd). */
+  readonly simd: SimdBuild
   /** Stops the worker threads. */
   dispose(): Promise<void>
 }
 
 export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<WasmDevice> {
-  const core = await createWasmCore({ threads: opts.threads })
+  const core = await createWasmCore({ threads: opts.threads, simd: opts.simd })
   const stored = new Map<number, Stored>()
   const limit = opts.memoryBytes ?? 2 ** 32 - (64 << 20)
   /**
@@ -234,6 +242,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     limits: { maxBufferBytes: opts.maxBufferBytes ?? Infinity },
     core,
     threads: core.threads,
+    simd: core.simd,
     dispose: () => core.close(),
 
     placement: {

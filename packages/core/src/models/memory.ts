@@ -8,7 +8,9 @@
 //   checkMemory(estimate)        throws the ResourceError
 
 import { readFileSync } from 'node:fs'
-import { freemem } from 'node:os'
+import { availableParallelism, freemem } from 'node:os'
+import { actBytes, gemmScratchBytes } from '@refgpt/wasm'
+import { MAX_ROWS } from '../device/wasm.js'
 import type { Storage } from '../device/types.js'
 import { ResourceError, UsageError, show } from '../errors.js'
 import type { Arch } from './arch.js'
@@ -57,6 +59,8 @@ export interface MemoryOptions {
   sequences?: number
   /** wasm: bytes per memory before layers spill into the next (LoadOptions.memoryBytes). */
   memoryBytes?: number
+  /** wasm: threads, which size the per-memory matmul scratch (default os.availableParallelism()). */
+  threads?: number
   /** Bytes the model may use; overrides the memory available (LoadOptions.maxMemory, --max-memory). */
   maxMemory?: number
   /** The weights as a dry run of the checkpoint counted them (loadModel, inspectModel); else from arch and dtype. */
@@ -119,6 +123,7 @@ export function checkMaxMemory(maxMemory: unknown, where = 'loadModel'): number 
 export function planFromArch(arch: Arch, dtype: Storage = 'F32'): WeightPlan {
   const family = FAMILIES[arch.family]
   const r = new WeightReader(null as unknown as LoadedCheckpoint, null, '', dtype, true)
+  r.vocabRows = arch.nVocab
   r.recorder = new Map()
   return planWeights(r, (rr) => family.loadShared(rr, arch), (rr, l) => family.loadLayer(rr, arch, l), arch.nLayer)
 }
@@ -167,6 +172,7 @@ function compute(arch: Arch, plan: WeightPlan, opts: MemoryOptions, maxContext: 
   const bytesOf = (p: PlanPart) => (device === 'js' ? 4 * p.elements : p.bytes) + BUFFER_SLACK_BYTES * p.buffers
   const rt = runtimeBytes(arch, maxT, maxContext, sequences)
   const rotary = 4 * maxContext * arch.rotaryDim // [maxContext, rotaryDim / 2, 2] f32, one per group
+  const fixed = device === 'wasm' ? wasmMemoryBuffers(arch, opts.threads, opts.dtype) : 0 // per group
 
   // placement groups, as loadModel's place() and the wasm device's reserve() make them
   let groups = 1
@@ -175,7 +181,7 @@ function compute(arch: Arch, plan: WeightPlan, opts: MemoryOptions, maxContext: 
   let layerBytes = 0
   if (device === 'wasm') {
     const limit = opts.memoryBytes ?? WASM32_DEFAULT_GROUP_BYTES
-    let used = sharedBytes + rotary, promised = rt.activations
+    let used = sharedBytes + rotary + fixed, promised = rt.activations
     if (used + promised > WASM32_MEMORY_BYTES) tooBigForGroup = { part: 'the embeddings and the LM head, with the activations', bytes: used + promised }
     for (let l = 0; l < plan.layers.length; l++) {
       const w = bytesOf(plan.layers[l])
@@ -183,7 +189,7 @@ function compute(arch: Arch, plan: WeightPlan, opts: MemoryOptions, maxContext: 
       // a group always holds something when a layer is placed (the shared weights, or a layer): it spills when full
       if (used + w + rt.kvPerLayer + promised + rotary > limit) {
         groups++
-        used = rotary
+        used = rotary + fixed
         promised = rt.activations
       }
       used += w
@@ -197,7 +203,7 @@ function compute(arch: Arch, plan: WeightPlan, opts: MemoryOptions, maxContext: 
   const weights = sharedBytes + layerBytes + rotary * groups
   const kvCache = rt.kvPerLayer * arch.nLayer
   const activations =
-    rt.activations * groups +
+    (rt.activations + fixed) * groups +
     4 * (C + V) + // the last row and its logits (group 0)
     4 * maxT * (V + 2) + // the every-row head: [maxT, V] logits, log-probabilities, greedy flags
     4 * V * sequences + // each slot's logits on the host
@@ -209,6 +215,16 @@ function compute(arch: Arch, plan: WeightPlan, opts: MemoryOptions, maxContext: 
     fits: total <= available && tooBigForGroup === null,
     maxContext, sequences, groups, tooBigForGroup, fittingContext: null,
   }
+}
+
+/**
+ * What the wasm device allocates in every memory before any weight (device/wasm.ts addGroup): the row
+ * staging area (i32 ids / positions), the matmul scratch (one prefill panel slot per thread) and, for q8 /
+ * q4 weights, the quantized-activation scratch for 64 rows of the widest input (the MLP's second matrix).
+ */
+export function wasmMemoryBuffers(arch: Arch, threads = availableParallelism(), dtype?: Storage): number {
+  const quantized = dtype === 'Q8' || dtype === 'Q4'
+  return 4 * MAX_ROWS + gemmScratchBytes(threads) + (quantized ? actBytes(64, Math.max(arch.nInner, arch.nEmbd)) : 0) + 3 * BUFFER_SLACK_BYTES
 }
 
 /** "1.50 GiB" */

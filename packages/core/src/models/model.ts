@@ -418,6 +418,7 @@ function sizes(arch: Arch, opts: LoadOptions): Sizes {
  */
 function planModel(o: Opened, opts: LoadOptions): { reader: WeightReader; plan: WeightPlan } {
   const r = new WeightReader(o.ckpt, null, o.prefix, opts.dtype, true)
+  r.vocabRows = o.arch.nVocab
   if (typeof opts.device === 'object' && opts.device !== null) r.bufferLimit = opts.device.limits.maxBufferBytes
   else if (opts.maxBufferBytes !== undefined) r.bufferLimit = opts.maxBufferBytes
   const plan = planWeights(r, (rr) => o.family.loadShared(rr, o.arch), (rr, l) => o.family.loadLayer(rr, o.arch, l), o.arch.nLayer)
@@ -429,7 +430,8 @@ function estimate(o: Opened, plan: WeightPlan, opts: LoadOptions, sz: Sizes): Me
   const device = typeof opts.device === 'object' && opts.device !== null ? opts.device.name : resolveDeviceName(opts.device)
   return estimateMemory(o.arch, {
     device, plan, maxContext: sz.maxContext, maxBatchTokens: sz.maxT, sequences: sz.sequences,
-    memoryBytes: opts.memoryBytes, maxMemory: opts.maxMemory,
+    memoryBytes: opts.memoryBytes, maxMemory: opts.maxMemory, dtype: opts.dtype,
+    threads: typeof opts.device === 'object' && opts.device !== null ? (opts.device as { threads?: number }).threads : opts.threads,
   })
 }
 
@@ -442,6 +444,7 @@ function estimate(o: Opened, plan: WeightPlan, opts: LoadOptions, sz: Sizes): Me
 function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan: WeightPlan): { weights: Weights; reader: WeightReader; decodeBytes: number } {
   const { arch: a, family } = o
   const r = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype)
+  r.vocabRows = a.nVocab
   const progress = opts.onProgress
   const total = plan.shared.bytes + plan.layers.reduce((s, p) => s + p.bytes, 0)
   let reported = 0
@@ -515,7 +518,7 @@ function withStorage<T extends LoadOptions>(opts: T): T {
   if (d === undefined || d === null) return opts
   const s = typeof d === 'string' ? STORAGE_NAMES[d.toLowerCase()] : undefined
   if (!s || (typeof d === 'string' && !Object.hasOwn(STORAGE_NAMES, d.toLowerCase())))
-    throw new UsageError({ where: 'loadModel', what: 'unknown dtype', expected: 'F32, F16, BF16 or Q8 (or f32, f16, bf16, q8, float16, bfloat16)', found: show(d) })
+    throw new UsageError({ where: 'loadModel', what: 'unknown dtype', expected: 'F32, F16, BF16, Q8 or Q4 (or f32, f16, bf16, q8, q4, float16, bfloat16)', found: show(d) })
   return { ...opts, dtype: s }
 }
 

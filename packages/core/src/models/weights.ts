@@ -76,6 +76,11 @@ export class WeightReader {
   recorder: Map<string, number[]> | null = null
   /** A dry run's buffer limit (the device's maxBufferBytes), so it counts the buffers a split weight takes. */
   bufferLimit = Infinity
+  /**
+   * The vocabulary size: under Q4, a table with one row per token (the embeddings, the LM head) is kept
+   * as Q8, as llama.cpp keeps its output tensor above 4 bits (0: every tensor as requested).
+   */
+  vocabRows = 0
   /** Called after each tensor (or part of a fused one) is placed on the device, with `bytes` so far (not for dry runs). */
   onPlaced: ((bytes: number) => void) | null = null
 
@@ -151,7 +156,8 @@ export class WeightReader {
 
   /** The storage a tensor is placed as; counts its elements and bytes. */
   private account(t: Read): Storage {
-    const storage: Storage = this.storage ?? t.dtype
+    const perToken = t.shape.length === 2 && t.shape[0] === this.vocabRows
+    const storage: Storage = this.storage === 'Q4' && perToken ? 'Q8' : this.storage ?? t.dtype
     const n = t.shape.reduce((p, d) => p * d, 1)
     this.counts[storage] = (this.counts[storage] ?? 0) + n
     this.elements += n
