@@ -33,7 +33,8 @@ import { QuantizedWeight } from '../device/js.js'
 import { rotaryTable } from '../device/storage.js'
 import type { Activation, Buf, Device } from '../device/types.js'
 import { f32ToF16Array } from '../io/dtype.js'
-import { CheckpointError, RefgptError, UsageError, show } from '../errors.js'
+import { ioError } from '../io/write.js'
+import { RefgptError, UsageError, show } from '../errors.js'
 import type { Arch, Linear, Norm, Weight } from '../models/arch.js'
 import type { Model } from '../models/model.js'
 import type { Gpt2Layer } from '../models/gpt2.js'
@@ -576,16 +577,6 @@ class PendingFile {
       // nothing to remove
     }
   }
-}
-
-function ioError(what: string, file: string, e: unknown): CheckpointError {
-  const code = (e as NodeJS.ErrnoException | undefined)?.code
-  const hint =
-    code === 'ENOSPC' ? 'the disk is full; free some space or write elsewhere'
-    : code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'the folder is not writable'
-    : code === 'ENOENT' ? 'create the folder first'
-    : undefined
-  return new CheckpointError({ what: `${what} (${code ?? String(e)})`, where: file, hint }, { cause: e })
 }
 
 /** Checks that `file` can be written (its folder exists, it is not a folder) before anything is read. */

@@ -185,7 +185,8 @@ function isSystemError(e: unknown): e is NodeJS.ErrnoException {
   return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string'
 }
 
-function ioError(what: string, file: string, e: unknown): CheckpointError {
+/** A failed write as a CheckpointError naming the file, with a hint for the usual causes. */
+export function ioError(what: string, file: string, e: unknown): CheckpointError {
   const code = (e as NodeJS.ErrnoException | undefined)?.code
   const hint =
     code === 'ENOSPC' ? 'the disk is full; free some space or write elsewhere'
