@@ -504,12 +504,12 @@ for (const dtype of ['Q8', 'Q4'] as const) {
   })
 }
 
-acc('Q4 storage: weightBytes from the format (4 bits a weight + an f32 scale per 32; the vocabulary tables q8; 1-D tensors f32), inspect = load; --dtype q4 in the CLI', async () => {
+acc('Q4 storage: weightBytes from the format (4 bits a weight + an f32 scale per 32; the LM head q8; 1-D tensors f32), inspect = load; --dtype q4 in the CLI', async () => {
   for (const name of ['gpt-neo-odd', 'gpt-j-tiny']) {
     const q4 = inspectModel(modelDir(name), { dtype: 'q4' as never })
     assert.equal(Object.keys(q4.storageDtypes).sort(), ['Q4', 'Q8'])
     // GPT-Neo / GPT-J place their checkpoint tensors as they are (no Conv1D, no fused qkv), less HF's buffers;
-    // a table with a row per token (wte, an untied lm_head) is kept as q8 (1 byte a weight + a scale per 32)
+    // the LM head (GPT-J's lm_head; the tied wte of GPT-Neo) is kept as q8 (1 byte a weight + a scale per 32)
     let want = 0, q8Elements = 0
     const ck = openCheckpoint(modelDir(name))
     try {
@@ -517,14 +517,14 @@ acc('Q4 storage: weightBytes from the format (4 bits a weight + an f32 scale per
         if (/(^|\.)attn\.(bias|masked_bias)$/.test(n) || (q4.arch.tiedLmHead && n === 'lm_head.weight')) continue
         const elements = t.shape.reduce((p, d) => p * d, 1)
         const Kp = Math.ceil(t.shape[1] / 32) * 32
-        const perToken = /(^|\.)(wte|lm_head)\.weight$/.test(n)
+        const perToken = q4.arch.tiedLmHead ? /(^|\.)wte\.weight$/.test(n) : /(^|\.)lm_head\.weight$/.test(n)
         if (perToken) q8Elements += elements
         want += t.shape.length === 2 ? t.shape[0] * ((perToken ? Kp : Kp / 2) + (4 * Kp) / 32) : 4 * elements
       }
     } finally {
       ck.close()
     }
-    assert.is(q4.storageDtypes.Q8, q8Elements, `${name}: the vocabulary tables are q8`)
+    assert.is(q4.storageDtypes.Q8, q8Elements, `${name}: the LM head is q8`)
     assert.is(q4.weightBytes, want, `${name}: Q4 weightBytes`)
     const m = await loadModel(modelDir(name), { device: 'js', dtype: 'Q4' })
     assert.is(m.info.weightBytes, want, `${name}: loadModel(Q4).info.weightBytes`)

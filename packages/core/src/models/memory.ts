@@ -124,6 +124,7 @@ export function planFromArch(arch: Arch, dtype: Storage = 'F32'): WeightPlan {
   const family = FAMILIES[arch.family]
   const r = new WeightReader(null as unknown as LoadedCheckpoint, null, '', dtype, true)
   r.vocabRows = arch.nVocab
+  r.tiedHead = arch.tiedLmHead
   r.recorder = new Map()
   return planWeights(r, (rr) => family.loadShared(rr, arch), (rr, l) => family.loadLayer(rr, arch, l), arch.nLayer)
 }

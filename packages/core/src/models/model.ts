@@ -419,6 +419,7 @@ function sizes(arch: Arch, opts: LoadOptions): Sizes {
 function planModel(o: Opened, opts: LoadOptions): { reader: WeightReader; plan: WeightPlan } {
   const r = new WeightReader(o.ckpt, null, o.prefix, opts.dtype, true)
   r.vocabRows = o.arch.nVocab
+  r.tiedHead = o.arch.tiedLmHead
   if (typeof opts.device === 'object' && opts.device !== null) r.bufferLimit = opts.device.limits.maxBufferBytes
   else if (opts.maxBufferBytes !== undefined) r.bufferLimit = opts.maxBufferBytes
   const plan = planWeights(r, (rr) => o.family.loadShared(rr, o.arch), (rr, l) => o.family.loadLayer(rr, o.arch, l), o.arch.nLayer)
@@ -445,6 +446,7 @@ function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan: Weigh
   const { arch: a, family } = o
   const r = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype)
   r.vocabRows = a.nVocab
+  r.tiedHead = a.tiedLmHead
   const progress = opts.onProgress
   const total = plan.shared.bytes + plan.layers.reduce((s, p) => s + p.bytes, 0)
   let reported = 0

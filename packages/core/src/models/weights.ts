@@ -77,10 +77,12 @@ export class WeightReader {
   /** A dry run's buffer limit (the device's maxBufferBytes), so it counts the buffers a split weight takes. */
   bufferLimit = Infinity
   /**
-   * The vocabulary size: under Q4, a table with one row per token (the embeddings, the LM head) is kept
-   * as Q8, as llama.cpp keeps its output tensor above 4 bits (0: every tensor as requested).
+   * Under Q4 the LM head is kept as Q8, as llama.cpp keeps its output tensor above 4 bits: the table of
+   * `vocabRows` rows named lm_head, or, when `tiedHead`, the token embedding that serves as the head
+   * (0: every tensor as requested).
    */
   vocabRows = 0
+  tiedHead = false
   /** Called after each tensor (or part of a fused one) is placed on the device, with `bytes` so far (not for dry runs). */
   onPlaced: ((bytes: number) => void) | null = null
 
@@ -156,8 +158,8 @@ export class WeightReader {
 
   /** The storage a tensor is placed as; counts its elements and bytes. */
   private account(t: Read): Storage {
-    const perToken = t.shape.length === 2 && t.shape[0] === this.vocabRows
-    const storage: Storage = this.storage === 'Q4' && perToken ? 'Q8' : this.storage ?? t.dtype
+    const head = t.shape.length === 2 && t.shape[0] === this.vocabRows && (this.tiedHead || /(^|\.)lm_head\.weight$/.test(t.name))
+    const storage: Storage = this.storage === 'Q4' && head ? 'Q8' : this.storage ?? t.dtype
     const n = t.shape.reduce((p, d) => p * d, 1)
     this.counts[storage] = (this.counts[storage] ?? 0) + n
     this.elements += n
