@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { UsageError, isNpuAvailable, loadModel, loadTokenizer, parseVocabTxt, pipeline, resolveDeviceName } from '@refgpt/core'
-import { modelDir } from './helpers.js'
+import { ResourceError, UsageError, isNpuAvailable, loadModel, loadTokenizer, parseVocabTxt, pipeline, resolveDeviceName } from '@refgpt/core'
+import { WEBGPU_ERROR, modelDir } from './helpers.js'
 
 async function lastLogits(dir: string, opts: Parameters<typeof loadModel>[1]): Promise<{ device: string; logits: Float32Array }> {
   const m = await loadModel(dir, opts)
@@ -26,19 +26,29 @@ test("device: transformers' spellings — 'cpu' is the default CPU device (wasm)
   assert.is(resolveDeviceName(undefined), 'wasm')
   assert.is(resolveDeviceName('js'), 'js')
   assert.is(isNpuAvailable(), false) // no NPU device is registered in this build
-  for (const [name, re] of [['cuda:0', /no GPU device in this build/], ['gpu', /no GPU device/], ['npu:0', /no NPU device in this build/], ['tpu', /unknown device/]] as const)
+  // transformers' GPU spellings mean the webgpu device
+  for (const name of ['cuda:0', 'cuda', 'gpu', 'GPU:1', 'webgpu']) assert.is(resolveDeviceName(name), 'webgpu', name)
+  for (const [name, re] of [['npu:0', /no NPU device in this build/], ['tpu', /unknown device/]] as const)
     assert.throws(() => resolveDeviceName(name), (e: Error) => e instanceof UsageError && re.test(e.message) && !e.message.includes('\n'), name)
   const dir = modelDir('gpt2-tiny')
   const cpu = await lastLogits(dir, { device: 'cpu' })
   const wasm = await lastLogits(dir, { device: 'wasm' })
   assert.is(cpu.device, 'wasm')
   assert.equal(cpu.logits, wasm.logits) // the same device, bit for bit
+  // 'cuda' promises a GPU: where the only WebGPU adapter is a CPU driver (SwiftShader here and in CI), or
+  // there is none, it is one ResourceError line pointing at "cpu", never a silent run on the CPU driver
+  let onGpu: Awaited<ReturnType<typeof loadModel>> | null = null
   try {
-    await loadModel(dir, { device: 'cuda' })
-    assert.unreachable('cuda')
+    onGpu = await loadModel(dir, { device: 'cuda' })
   } catch (e) {
-    assert.instance(e, UsageError)
-    assert.match((e as Error).message, /no GPU device in this build .*hint: use device "cpu"/)
+    assert.instance(e, ResourceError)
+    assert.not.match((e as Error).message, /\n/)
+    assert.match((e as Error).message, WEBGPU_ERROR === null ? /a GPU was asked for, but the only WebGPU adapter here is .*\(a CPU driver\).*hint: use device "cpu"/ : /webgpu device/)
+  }
+  if (onGpu) {
+    // a machine with a real GPU adapter: it runs there
+    assert.is((onGpu.device as unknown as { adapter: { cpu: boolean } }).adapter.cpu, false)
+    await onGpu.dispose()
   }
   // the GPT-Neo card's call, line by line: device = "npu:0" if is_torch_npu_available() else "cpu"
   const gen = await pipeline('text-generation', modelDir('gpt-neo-tiny'), { device: isNpuAvailable() ? 'npu:0' : 'cpu' })

@@ -22,7 +22,7 @@ import {
   type Model,
   type Storage,
 } from '@refgpt/core'
-import { MODELS, TEST_DEVICES, TOL, assertClose, loadGolden, maxDiff, modelDir, pickRows, writeSafetensors } from './helpers.js'
+import { MODELS, TEST_DEVICES, TOL, assertClose, loadGolden, maxDiff, modelDir, modelsOn, pickRows, writeSafetensors } from './helpers.js'
 
 /** The cached-vs-full tolerance (KV cache, chunks): what models.test.ts allows between the two paths. */
 const CACHED = { atol: 2e-5, rtol: 2e-5 }
@@ -68,7 +68,7 @@ const SAMPLE = { do_sample: true, top_k: 20, seed: 7, max_new_tokens: 12 }
 const BEAM = { num_beams: 3, max_new_tokens: 10 }
 
 for (const device of TEST_DEVICES) {
-  for (const name of MODELS) {
+  for (const name of modelsOn(device)) {
     const test = suite(`engine: generations sharing one ${name} model on ${device}`)
     const golden = loadGolden(name)
     const g = golden.json
@@ -174,7 +174,7 @@ for (const device of TEST_DEVICES) {
 
 for (const device of TEST_DEVICES) {
   const test = suite(`engine: session slots and KV growth on ${device}`)
-  for (const name of ['gpt2-tiny', 'gpt-j-tiny', 'gpt-neo-odd']) {
+  for (const name of modelsOn(device, ['gpt2-tiny', 'gpt-j-tiny', 'gpt-neo-odd'])) {
     const golden = loadGolden(name)
     const g = golden.json
     const p2 = ids(g, 'p2'), p3 = ids(g, 'p3')
@@ -284,7 +284,7 @@ for (const device of TEST_DEVICES) {
 
 for (const device of TEST_DEVICES) {
   const test = suite(`engine: session.logProbs on ${device}`)
-  for (const name of MODELS) {
+  for (const name of modelsOn(device)) {
     const golden = loadGolden(name)
     const g = golden.json
 
@@ -404,7 +404,7 @@ const SPLIT_BYTES = 8 * 1024
 
 for (const device of TEST_DEVICES) {
   const test = suite(`engine: weights split into ${SPLIT_BYTES}-byte buffers on ${device}`)
-  for (const name of MODELS) {
+  for (const name of modelsOn(device)) {
     const golden = loadGolden(name)
     const g = golden.json
     test(`${name}: split weights give the golden logits, the golden greedy ids and the unsplit logProbs`, async () => {
@@ -493,7 +493,7 @@ function lens64(x: ArrayLike<number>, h: ReturnType<typeof headWeights>, V: numb
 
 for (const device of TEST_DEVICES) {
   const test = suite(`engine: asynchronous tracing and the logit lens on ${device}`)
-  for (const name of MODELS) {
+  for (const name of modelsOn(device)) {
     const golden = loadGolden(name)
     const g = golden.json
     test(`${name}: collectTrace + settle: hidden states, attention probabilities and logits equal transformers`, async () => {

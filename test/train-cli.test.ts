@@ -404,7 +404,7 @@ test('bad options: exit 2, one line on stderr, nothing on stdout, no output fold
     [[...base, '--warmup-steps', '0'], /the noam schedule needs --warmup-steps >= 1/],
     [[...base, '--dtype', 'q8'], /--dtype q8 cannot be trained/],
     [[...base, '--dtype', 'f16'], /--dtype f16 cannot be trained/],
-    [[...base, '--device', 'gpu'], /no GPU device in this build/], [[...base, '--device', 'tpu'], /unknown --device/],
+    [[...base, '--device', 'gpu'], /the webgpu device cannot train \(it has no backward kernels\)/], [[...base, '--device', 'webgpu'], /cannot train/], [[...base, '--device', 'tpu'], /unknown --device/],
     [[...base, '--data', at('missing.jsonl')], /--data file not found/],
     [[...base, '--eval-data', at('missing.jsonl')], /--eval-data file not found/],
     [['--model', at('no-model'), '--data', at('en.jsonl'), '--out', out], /--model folder not found/],

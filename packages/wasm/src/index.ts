@@ -6,5 +6,5 @@ export {
   setKernelModule, type KernelExports, type SimdBuild, type SimdChoice, type SplitKernelName, type WasmMemoryObject, type WasmModule,
 } from './core.js'
 export { createWasmCore, type WasmCore, type WasmCoreOptions } from './pool.js'
-export { GEMM_SLOT_BYTES, allocGemmScratch, gemmScratchBytes } from './scratch.js'
+export { GEMM_SLOT_BYTES, MAX_STAGED_ROWS, allocGemmScratch, gemmScratchBytes } from './scratch.js'
 export { measureProbes, probesInChild, type ProbeFigures } from './probes.js'

@@ -19,6 +19,9 @@ export const GEMM_SLOT_BYTES = 2 * 4 * 4096 * 4 + 128 * 4 * 16
 
 const align64 = (n: number) => Math.ceil(n / 64) * 64
 
+/** Rows whose i32 ids / positions the wasm device stages in each memory (embed, rotary): 4 bytes each. */
+export const MAX_STAGED_ROWS = 4096
+
 /** Bytes of a scratch with `slots` slots of `slotBytes` each. */
 export function gemmScratchBytes(slots: number, slotBytes = GEMM_SLOT_BYTES): number {
   return 64 + align64(4 * slots) + slots * align64(slotBytes)

@@ -48,7 +48,8 @@ const MODEL_LINE: Record<string, string> = {
 }
 
 const COMMON_HELP = `      --device NAME      ${DEVICES.join(' | ')} (default: ${DEVICES[0]}: the WASM-SIMD kernels; js: plain loops;
-                         cpu = wasm, as transformers spells it)
+                         webgpu: WGSL shaders on a GPU, or on SwiftShader where there is none;
+                         cpu = wasm, gpu / cuda = webgpu, as transformers spells them)
   -t, --threads N        threads for the wasm device (default: the number of cores)
       --dtype TYPE       weight storage: f32 | f16 | bf16 | q8 | q4 (default: as stored in the checkpoint)
       --variant NAME     read model.<NAME>.safetensors (Hugging Face variants, e.g. bf16)
@@ -95,7 +96,7 @@ export function modelOptions(command: string, v: Record<string, unknown>) {
   const asked = (v.device as string | undefined) ?? DEVICES[0]
   let device: string
   try {
-    device = resolveDeviceName(asked) // also transformers' spellings: cpu, cuda:0, npu:0
+    device = resolveDeviceName(asked) // also transformers' spellings: cpu, cuda:0 (webgpu), npu:0
   } catch (e) {
     const d = e instanceof UsageError ? e.details : { what: 'unknown device' }
     throw new UsageError({ ...d, where: `refgpt ${command}`, what: d.what === 'unknown device' ? 'unknown --device' : d.what, found: JSON.stringify(asked) })

@@ -125,6 +125,8 @@ export async function run(argv: string[]): Promise<void> {
   noLang('train', v)
   const o = modelOptions('train', v)
   if (o.dtype && o.dtype !== 'F32') throw new UsageError({ where, what: `--dtype ${String(v.dtype)} cannot be trained`, hint: 'training is f32: f16 / bf16 checkpoints are widened; q8 is refused' })
+  if (o.device !== 'wasm' && o.device !== 'js')
+    throw new UsageError({ where, what: `the ${o.device} device cannot train (it has no backward kernels)`, found: `--device ${String(v.device)}`, hint: 'use --device wasm (or js)' })
   if (v.model === undefined && v.resume === undefined) throw new UsageError({ where, what: 'no --model', expected: 'a model folder to fine-tune (or --resume DIR)' })
   if (v.resume === '') throw new UsageError({ where, what: 'empty --resume', expected: 'a checkpoint folder (OUT or OUT/checkpoint-STEP)' })
   // a resumed run may leave out --data: the checkpoint names its file

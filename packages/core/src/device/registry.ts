@@ -1,5 +1,5 @@
 // Devices by name. Model code never imports a device: it receives a Device object, made here from a
-// name ('wasm', 'js', or one a program registers, e.g. a WebGPU device in a browser build). The
+// name ('wasm', 'js', 'webgpu', or one a program registers). The
 // built-in devices are imported only when first asked for, so a program that never uses the wasm
 // device never compiles its kernels.
 
@@ -7,6 +7,8 @@ import { UsageError, show } from '../errors.js'
 import type { Device } from './types.js'
 
 export interface DeviceOptions {
+  /** Set by createDevice when the name was transformers' 'gpu' / 'cuda': a device then refuses a software (CPU) driver. */
+  gpuOnly?: boolean
   /** wasm: threads including the calling one (default: the number of cores). */
   threads?: number
   /** wasm: bytes per linear memory before layers spill into the next one (default ~4 GiB; tests set it small). */
@@ -60,12 +62,15 @@ export function resolveDeviceName(device: string | undefined): string {
 /** A device by name (default: the first registered, wasm; transformers' 'cpu' / 'cuda' / 'npu' spellings too), or the Device object given. */
 export async function createDevice(device: string | Device | undefined, opts: DeviceOptions = {}): Promise<Device> {
   if (typeof device === 'object' && device !== null) return device
-  const factory = factories.get(resolveDeviceName(device))!
+  const name = resolveDeviceName(device)
+  const factory = factories.get(name)!
   if (opts.maxBufferBytes !== undefined && !(opts.maxBufferBytes >= 1024))
     throw new UsageError({ what: 'bad maxBufferBytes', expected: 'a number of bytes >= 1024', found: show(opts.maxBufferBytes) })
   if (opts.memoryBytes !== undefined && !(typeof opts.memoryBytes === 'number' && Number.isInteger(opts.memoryBytes) && opts.memoryBytes >= 1 << 16 && opts.memoryBytes <= 2 ** 32))
     throw new UsageError({ what: 'bad memoryBytes', expected: 'a whole number of bytes in 64 KiB .. 4 GiB (one wasm32 memory)', found: show(opts.memoryBytes) })
-  return factory(opts)
+  // transformers' 'gpu' / 'cuda' promise a GPU: the webgpu device then refuses a CPU driver (SwiftShader)
+  const gpuSpelling = name === 'webgpu' && typeof device === 'string' && !/^\s*webgpu/i.test(device)
+  return factory(gpuSpelling ? { ...opts, gpuOnly: true } : opts)
 }
 
 registerDevice('wasm', async (opts) => {
@@ -78,4 +83,11 @@ registerDevice('wasm', async (opts) => {
 registerDevice('js', async (opts) => {
   const { createJsDevice } = await import('./js.js')
   return createJsDevice({ maxBufferBytes: opts.maxBufferBytes })
+})
+// WGSL compute shaders on a WebGPU adapter: navigator.gpu in a browser, the optional `webgpu` package
+// (Dawn) in Node, SwiftShader's CPU driver where there is no GPU (device/webgpu/adapter.ts). Creating it
+// without an adapter is one ResourceError line saying what is missing.
+registerDevice('webgpu', async (opts) => {
+  const { createWebGpuDevice } = await import('./webgpu.js')
+  return createWebGpuDevice({ maxBufferBytes: opts.maxBufferBytes, gpuOnly: opts.gpuOnly })
 })

@@ -17,7 +17,7 @@
 // kernel split over the threads: every thread reads the same quantized block.
 
 import {
-  WasmOutOfMemoryError, actBytes, allocGemmScratch, createWasmCore, gemmScratchBytes, type KernelExports, type SimdBuild, type SimdChoice,
+  WasmOutOfMemoryError, MAX_STAGED_ROWS, actBytes, allocGemmScratch, createWasmCore, gemmScratchBytes, type KernelExports, type SimdBuild, type SimdChoice,
   type SplitKernelName, type WasmCore, type WasmMemory,
 } from '@refgpt/wasm'
 import { ResourceError } from '../errors.js'
@@ -33,7 +33,7 @@ const handle = (g: number, p: number) => (g * GROUP + p) as unknown as Buf
 /** Below this many multiply-adds a matmul runs on the calling thread (dispatch costs a few µs). */
 const PARALLEL_MIN_MACS = 1 << 15
 /** ids / positions of up to this many rows are staged in each memory for embed and rotary. */
-export const MAX_ROWS = 4096
+const MAX_ROWS = MAX_STAGED_ROWS
 
 interface Stored {
   storage: Exclude<Storage, 'F32'>

@@ -9,8 +9,7 @@
 
 import { readFileSync } from 'node:fs'
 import { availableParallelism, freemem } from 'node:os'
-import { actBytes, gemmScratchBytes } from '@refgpt/wasm'
-import { MAX_ROWS } from '../device/wasm.js'
+import { MAX_STAGED_ROWS, actBytes, gemmScratchBytes } from '@refgpt/wasm'
 import type { Storage } from '../device/types.js'
 import { ResourceError, UsageError, show } from '../errors.js'
 import type { Arch } from './arch.js'
@@ -225,7 +224,7 @@ function compute(arch: Arch, plan: WeightPlan, opts: MemoryOptions, maxContext: 
  */
 export function wasmMemoryBuffers(arch: Arch, threads = availableParallelism(), dtype?: Storage): number {
   const quantized = dtype === 'Q8' || dtype === 'Q4'
-  return 4 * MAX_ROWS + gemmScratchBytes(threads) + (quantized ? actBytes(64, Math.max(arch.nInner, arch.nEmbd)) : 0) + 3 * BUFFER_SLACK_BYTES
+  return 4 * MAX_STAGED_ROWS + gemmScratchBytes(threads) + (quantized ? actBytes(64, Math.max(arch.nInner, arch.nEmbd)) : 0) + 3 * BUFFER_SLACK_BYTES
 }
 
 /** "1.50 GiB" */
