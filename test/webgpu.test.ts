@@ -270,8 +270,27 @@ cliRun('generate --device webgpu: the greedy ids of the wasm device', () => {
     assert.is(r.code, 0, r.stderr)
     return JSON.parse(r.stdout).sequences[0].ids
   }
-  assert.equal(ids('webgpu'), ids('wasm'))
-  assert.equal(ids('gpu'), ids('wasm')) // transformers' spelling
+  const wasm = ids('wasm')
+  assert.equal(ids('webgpu'), wasm)
+  // transformers' spelling promises a GPU: the same ids on one, one line and exit 1 on a CPU driver (SwiftShader)
+  const gpu = refgpt(['generate', '-m', tiny, '--prompt', 'Hello there', '-n', '8', '--json', '--device', 'gpu'])
+  if (gpu.code === 0) assert.equal(JSON.parse(gpu.stdout).sequences[0].ids, wasm)
+  else {
+    assert.is(gpu.code, 1)
+    assert.is(gpu.stdout, '')
+    assert.match(gpu.stderr.trim(), /^refgpt generate: .*a GPU was asked for, but the only WebGPU adapter here is .*\(a CPU driver\).*hint: use device "cpu"[^\n]*$/)
+  }
+})
+
+cliRun('bench --device webgpu names the adapter (and says when it is a CPU driver)', () => {
+  const r = refgpt(['bench', '--shape', 'gpt2', '--layers', '1', '--device', 'webgpu', '--prompt-tokens', '2', '--new-tokens', '1', '--no-rows', '--json'])
+  assert.is(r.code, 0, r.stderr)
+  const b = JSON.parse(r.stdout)
+  assert.is(b.device, 'webgpu')
+  assert.type(b.adapter, 'string')
+  assert.ok(b.adapter.length > 0)
+  assert.is(b.probe, null, 'no wasm probes on webgpu')
+  if (/swiftshader/i.test(b.adapter)) assert.match(b.adapter, /, a CPU driver$/)
 })
 
 cliRun('golden verify --device webgpu passes on a golden file made on wasm; step --device webgpu prints every stage', () => {

@@ -129,6 +129,7 @@ export async function run(argv: string[]): Promise<void> {
     device: model.device.name,
     threads: (model.device as { threads?: number }).threads ?? 1,
     simd: (model.device as { simd?: string }).simd ?? null, // the wasm kernels' build: plain | relaxed (REFGPT_SIMD)
+    adapter: adapterOf(model), // webgpu: the driver (a GPU, or SwiftShader on the CPU)
     dtype: Object.keys(model.info.storageDtypes).join('+'),
     parameters: model.info.parameters,
     weight_bytes: model.info.weightBytes,
@@ -172,7 +173,7 @@ export async function run(argv: string[]): Promise<void> {
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`
   process.stdout.write(
     [
-      `model       ${result.model} on ${result.device} (${result.threads} threads${result.simd ? `, ${result.simd} SIMD` : ''}), ${result.dtype}, ${(result.parameters / 1e6).toFixed(1)} M parameters, ${gib(result.weight_bytes)} of weights in ${result.memory_groups} memor${result.memory_groups === 1 ? 'y' : 'ies'}`,
+      `model       ${result.model} on ${result.device} (${result.adapter ?? `${result.threads} threads`}${result.simd ? `, ${result.simd} SIMD` : ''}), ${result.dtype}, ${(result.parameters / 1e6).toFixed(1)} M parameters, ${gib(result.weight_bytes)} of weights in ${result.memory_groups} memor${result.memory_groups === 1 ? 'y' : 'ies'}`,
       `load        ${result.load_s} s`,
       `prefill     ${promptTokens} tokens in ${result.prefill_s} s: ${result.prefill_tokens_per_s} tokens/s, ${result.prefill_gflops} GFLOP/s (matmuls)`,
       newTokens === 0 ? 'decode      skipped (--new-tokens 0)' : `decode      ${newTokens} tokens: ${result.decode_tokens_per_s} tokens/s, ${gib(result.decode_bytes_per_token)} of weights per token = ${result.decode_gb_per_s} GB/s`,
@@ -187,6 +188,12 @@ export async function run(argv: string[]): Promise<void> {
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000
+
+/** The webgpu device's adapter: "google swiftshader, a CPU driver"; null on other devices. */
+function adapterOf(model: Model): string | null {
+  const a = (model.device as { adapter?: { vendor: string; architecture: string; cpu: boolean } }).adapter
+  return a ? `${[a.vendor, a.architecture].filter(Boolean).join(' ') || 'unknown adapter'}${a.cpu ? ', a CPU driver' : ''}` : null
+}
 
 /** "probes      before / after: stream read 30.1 / 29.8 GB/s (decode at 85 %), multiply-add 94 / 95 GFLOP/s (prefill at 77 %)" */
 function probeLine(p: Record<string, number | null>): string {
