@@ -13,8 +13,10 @@
 // and at session / KV-growth time (a session's KV cache is allocated when it starts, reallocated
 // when it grows, freed when it ends), never per token: the token loop neither allocates nor grows
 // memory. Pointers are byte offsets (numbers up to 2^32), passed to the kernels as they are.
-import { existsSync, readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+// Host access (the module's bytes, its path) is in platform.ts (Node) / platform.browser.ts (a page).
+import { kernelFileExists, kernelWasmPath, readKernelBytes } from './platform.js'
+
+export { kernelWasmPath }
 
 // The slice of the WebAssembly JS API used here. This project compiles without lib.dom (where the
 // WebAssembly namespace is declared), so it is typed locally instead of declaring globals.
@@ -206,11 +208,6 @@ export type SimdBuild = 'plain' | 'relaxed'
 /** What to run: a build, or `auto` (relaxed where the runtime has Relaxed SIMD, else plain). */
 export type SimdChoice = SimdBuild | 'auto'
 
-/** Where the build puts a kernel module: dist/../build/refgpt.wasm (plain) or refgpt-relaxed.wasm. */
-export function kernelWasmPath(build: SimdBuild = 'plain'): string {
-  return fileURLToPath(new URL(build === 'relaxed' ? '../build/refgpt-relaxed.wasm' : '../build/refgpt.wasm', import.meta.url))
-}
-
 /**
  * A module of one function `() -> v128` that runs i16x8.relaxed_dot_i8x16_i7x16_s (0xfd 0x112) on two
  * zero vectors: the instruction the relaxed build relies on.
@@ -267,7 +264,7 @@ export function selectSimdBuild(choice: SimdChoice = simdFromEnv()): SimdBuild {
   if (choice !== 'auto') throw new Error(`refgpt wasm: simd ${String(choice)}: expected auto, plain or relaxed`)
   if (!relaxedSimdSupported()) return 'plain'
   // a package without the relaxed module (or a host that set only a plain one): the plain build
-  return compiled.relaxed || existsSync(kernelWasmPath('relaxed')) ? 'relaxed' : 'plain'
+  return compiled.relaxed || kernelFileExists('relaxed') ? 'relaxed' : 'plain'
 }
 
 /**
@@ -278,12 +275,7 @@ export function loadKernelModule(build: SimdBuild = selectSimdBuild()): WasmModu
   const cached = compiled[build]
   if (cached) return cached
   const path = kernelWasmPath(build)
-  let bytes: Buffer
-  try {
-    bytes = readFileSync(path)
-  } catch (e) {
-    throw new Error(`refgpt wasm: cannot read the kernel module ${path}: ${(e as Error).message}; hint: run \`node scripts/build.mjs\` (it compiles packages/wasm/assembly)`)
-  }
+  const bytes = readKernelBytes(build)
   if (build === 'relaxed' && !WA.validate(bytes)) {
     throw new Error(`refgpt wasm: the relaxed-SIMD kernel module ${path} does not validate on this runtime; expected a runtime with Relaxed SIMD; hint: Node 20 needs \`node --experimental-wasm-relaxed-simd\`, or set REFGPT_SIMD=plain`)
   }

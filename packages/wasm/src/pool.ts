@@ -8,16 +8,21 @@
 // counter and a done counter) with Atomics.notify / Atomics.wait after a short spin on both sides:
 // no message, no allocation, no promise per call. Split kernels compute each output element the
 // same way whatever the slice, so results do not depend on the thread count.
-import { availableParallelism } from 'node:os'
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
+//
+// The workers are the host's (platform.ts: Node worker threads; platform.browser.ts: Web Workers, only
+// where the page is cross-origin isolated); every worker runs worker-loop.ts.
 import {
   CTL, SPLIT_KERNELS, WasmMemory, instantiateKernels, kernelHeapBase, loadKernelModule, selectSimdBuild,
   type KernelExports, type SimdBuild, type SimdChoice, type SplitKernelName,
 } from './core.js'
-import type { WorkerInit } from './worker.js'
+import { hardwareThreads, startWorker } from './platform.js'
+import type { PoolWorker, WorkerStart } from './worker-loop.js'
 
 export interface WasmCoreOptions {
-  /** Threads including the main thread (default: os.availableParallelism()). 1 starts no worker. */
+  /**
+   * Threads including the main thread (default: os.availableParallelism(); in a page,
+   * navigator.hardwareConcurrency when cross-origin isolated, else 1). 1 starts no worker.
+   */
   threads?: number
   /**
    * Spin iterations before Atomics.wait, on both sides (default 20000, some tens of microseconds;
@@ -56,11 +61,14 @@ type SplitFn = (r0: number, r1: number, ...args: number[]) => unknown
 const KERNEL_ID: Record<SplitKernelName, number> = Object.fromEntries(SPLIT_KERNELS.map((n, i) => [n, i])) as Record<SplitKernelName, number>
 
 export async function createWasmCore(opts: WasmCoreOptions = {}): Promise<WasmCore> {
-  const threads = opts.threads ?? availableParallelism()
+  const threads = opts.threads ?? hardwareThreads()
   if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
     throw new Error(`refgpt wasm: threads must be an integer in [1, 256], got ${threads}`)
   }
-  const spin = opts.spin ?? (threads <= availableParallelism() ? 20000 : 0)
+  if (threads > 1 && typeof SharedArrayBuffer === 'undefined') {
+    throw new Error(`refgpt wasm: ${threads} threads need SharedArrayBuffer, which this page lacks; hint: serve the page cross-origin isolated (headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp), or use 1 thread`)
+  }
+  const spin = opts.spin ?? (threads <= hardwareThreads() ? 20000 : 0)
   const simd = selectSimdBuild(opts.simd)
   const module = loadKernelModule(simd)
   const reserved = kernelHeapBase(module)
@@ -78,35 +86,24 @@ export async function createWasmCore(opts: WasmCoreOptions = {}): Promise<WasmCo
   }
   newMemory(opts.initialBytes ?? 1 << 20)
 
-  const control = new SharedArrayBuffer(CTL.BYTES)
+  // a plain buffer when no worker shares it (a page that is not cross-origin isolated has no SharedArrayBuffer)
+  const control = (threads > 1 ? new SharedArrayBuffer(CTL.BYTES) : new ArrayBuffer(CTL.BYTES)) as SharedArrayBuffer
   const ctl = new Int32Array(control, 0, CTL.I32_LEN)
   const args = new Float64Array(control, CTL.ARGS_BYTE, CTL.ARGS_LEN)
-  const workers: Worker[] = []
-  const ports: MessagePort[] = []
+  const workers: PoolWorker[] = []
   let closed = false
 
-  try {
-    await Promise.all(
-      Array.from({ length: threads - 1 }, async (_, i) => {
-        const { port1, port2 } = new MessageChannel()
-        const init: WorkerInit = { module, memories: [memories[0].memory], control, port: port2, index: i + 1, threads, spin }
-        const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, transferList: [port2], execArgv: [] })
-        workers.push(w)
-        ports.push(port1)
-        await new Promise<void>((resolve, reject) => {
-          w.once('message', () => resolve())
-          w.once('error', reject)
-          w.once('exit', (code) => reject(new Error(`refgpt wasm: worker ${i + 1} exited with code ${code} while starting`)))
-        })
-        w.removeAllListeners()
-        w.on('error', () => {}) // a worker error after start is reported through the control block
-        w.unref()
-        port1.unref()
-      }),
-    )
-  } catch (e) {
+  const started = await Promise.allSettled(
+    Array.from({ length: threads - 1 }, (_, i) => {
+      const start: WorkerStart = { module, memories: [memories[0].memory], control, index: i + 1, threads, spin }
+      return startWorker(start)
+    }),
+  )
+  for (const s of started) if (s.status === 'fulfilled') workers.push(s.value)
+  const failed = started.find((s) => s.status === 'rejected')
+  if (failed) {
     await Promise.all(workers.map((w) => w.terminate()))
-    throw e
+    throw (failed as PromiseRejectedResult).reason
   }
 
   /** Bumps the generation with op set, and waits until every worker has acknowledged it. */
@@ -152,7 +149,7 @@ export async function createWasmCore(opts: WasmCoreOptions = {}): Promise<WasmCo
       if (closed) throw new Error('refgpt wasm: the core is closed')
       const mem = newMemory()
       if (workers.length > 0) {
-        for (const p of ports) p.postMessage({ memory: mem.memory })
+        for (const w of workers) w.post({ memory: mem.memory })
         dispatch(CTL.OP_SYNC, 0, 0, null)
       }
       return memories.length - 1
@@ -181,7 +178,6 @@ export async function createWasmCore(opts: WasmCoreOptions = {}): Promise<WasmCo
         Atomics.add(ctl, CTL.GEN, 1)
         Atomics.notify(ctl, CTL.GEN)
         await Promise.all(workers.map((w) => w.terminate()))
-        for (const p of ports) p.close()
       }
     },
   }

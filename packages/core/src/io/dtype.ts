@@ -8,11 +8,9 @@
 // done on bit patterns (Uint32Array views) so that NaN payloads survive unchanged. Narrowing
 // (32 -> 16 bits) rounds to nearest, ties to even, like torch's `.half()` / `.bfloat16()` and numpy.
 
-import { endianness } from 'node:os'
-
 // Checkpoints are little-endian and refgpt reads their bytes straight into typed arrays, which use the
 // machine's byte order: refuse to run on a big-endian machine instead of silently reading garbage.
-if (endianness() !== 'LE') {
+if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
   throw new Error('refgpt reads little-endian checkpoint bytes directly and needs a little-endian machine')
 }
 

@@ -10,24 +10,16 @@
 
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { CheckpointError, type ErrorDetails, RefgptError } from '../errors.js'
+import { CheckpointError, RefgptError } from '../errors.js'
+import { FILE_CAPS, decodeText, type ErrorClass } from './folder.js'
 
-export type ErrorClass = new (details: ErrorDetails, options?: { cause?: unknown }) => RefgptError
+export type { ErrorClass }
+export { FILE_CAPS }
 
 export interface FileAccessOptions {
   /** Follow symlinks that lead outside the model folder (default false: refused). */
   followSymlinks?: boolean
 }
-
-/** Caps on the files refgpt reads whole (checkpoint data is read by range and bounded by its headers). */
-export const FILE_CAPS = {
-  /** config.json, generation_config.json, configuration.json, indexes, tokenizer_config.json, ... */
-  json: 256 << 20,
-  /** tokenizer.json (GPT-2's is 1.4 MB; the largest public ones are tens of MB) */
-  tokenizerJson: 256 << 20,
-  /** vocab.json, merges.txt, vocab.txt */
-  vocab: 64 << 20,
-} as const
 
 /** The real path of a folder, or the resolved path when it does not exist (the caller reports that). */
 function realFolder(dir: string): string {
@@ -116,12 +108,5 @@ export function readFileCapped(file: string, what: string, max: number, ErrorCla
  * as Python's open(..., errors='replace') would). A leading byte order mark is dropped.
  */
 export function readTextCapped(file: string, what: string, max: number, ErrorClass: ErrorClass = CheckpointError, fatal = false): string {
-  const bytes = readFileCapped(file, what, max, ErrorClass)
-  let text: string
-  try {
-    text = new TextDecoder('utf-8', { fatal }).decode(bytes)
-  } catch {
-    throw new ErrorClass({ what: `${what} is not valid UTF-8`, where: path.resolve(file) })
-  }
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text
+  return decodeText(readFileCapped(file, what, max, ErrorClass), what, path.resolve(file), ErrorClass, fatal)
 }

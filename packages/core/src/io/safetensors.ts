@@ -1,9 +1,10 @@
 // The safetensors reader, and the two building blocks that the torch reader shares with it:
 //
-//   RandomAccessFile  an open file descriptor with bounds-checked, positioned reads;
+//   RandomAccess      bounds-checked, positioned reads of one file (access.ts): RandomAccessFile, an open
+//                     file descriptor (platform.ts, Node), or a picked file or a URL (browser.ts);
 //   TensorFile        the tensors of one weights file: for each name, its dtype/shape and a function that
-//                     reads its raw bytes from disk on demand (index.ts turns one or more of these into a
-//                     Checkpoint).
+//                     reads its raw bytes from the source on demand (checkpoint.ts turns one or more of
+//                     these into a Checkpoint).
 //
 // safetensors layout (https://github.com/huggingface/safetensors):
 //   8 bytes    N, little-endian u64: length of the header
@@ -16,10 +17,12 @@
 // anything is allocated from it, the number of tensors is counted (a cheap scan of the header bytes)
 // before the header is parsed, and every failure is a one-line CheckpointError.
 
-import * as fs from 'node:fs'
-import * as path from 'node:path'
-import { CheckpointError, RefgptError, show } from '../errors.js'
+import { CheckpointError, show } from '../errors.js'
+import type { RandomAccess } from './access.js'
+import { RandomAccessFile, fsError } from './platform.js'
 import type { DType, TensorInfo } from './types.js'
+
+export { RandomAccessFile, fsError }
 
 /** The reference implementation's limit on the header length. */
 export const MAX_SAFETENSORS_HEADER = 100_000_000
@@ -34,148 +37,6 @@ export const MAX_TENSORS_PER_FILE = 1 << 18
 /** Most dimensions a tensor may have (numpy's limit is 64; weights have at most 4 or 5). */
 export const MAX_TENSOR_RANK = 64
 
-/** Largest single readSync (Node refuses lengths of 2 GiB and more). */
-const MAX_READ_CHUNK = 1 << 30
-
-// ---------------------------------------------------------------------------------------------------
-// RandomAccessFile
-
-/** A read-only file descriptor; every read is checked against the size the file had when opened. */
-export class RandomAccessFile {
-  readonly path: string
-  readonly size: number
-  private fd: number | undefined
-  private readonly closeHooks: (() => void)[] = []
-
-  private constructor(file: string, fd: number, size: number) {
-    this.path = file
-    this.fd = fd
-    this.size = size
-  }
-
-  /**
-   * Opens `file` (made absolute) for reading; a missing file, a folder, a pipe or device is a CheckpointError.
-   * `openPath`, when given, is what is really opened (the resolved real path of `file`); errors still name `file`.
-   */
-  static open(file: string, openPath?: string): RandomAccessFile {
-    if (typeof file !== 'string' || (openPath !== undefined && typeof openPath !== 'string')) {
-      throw new CheckpointError({ what: 'weights file path is not a string', found: show(file) })
-    }
-    const abs = path.resolve(file)
-    let fd: number
-    try {
-      // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer (it is refused below)
-      fd = fs.openSync(path.resolve(openPath ?? abs), fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0))
-    } catch (e) {
-      throw fsError(abs, e)
-    }
-    try {
-      const st = fs.fstatSync(fd)
-      if (!st.isFile()) {
-        throw new CheckpointError({
-          what: 'is not a regular file',
-          where: abs,
-          found: st.isDirectory() ? 'a folder' : 'a device, pipe or socket',
-          hint: 'pass the path of a weights file',
-        })
-      }
-      return new RandomAccessFile(abs, fd, st.size)
-    } catch (e) {
-      closeQuietly(fd)
-      throw e instanceof RefgptError ? e : fsError(abs, e)
-    }
-  }
-
-  /** Runs `fn` when the file is closed (frees what was cached from it). */
-  onClose(fn: () => void): void {
-    this.closeHooks.push(fn)
-  }
-
-  get closed(): boolean {
-    return this.fd === undefined
-  }
-
-  /** Reads `length` bytes at `position` into a new array (bounds-checked before allocating). */
-  read(position: number, length: number): Uint8Array {
-    this.checkRange(position, length)
-    const out = new Uint8Array(length)
-    this.readInto(out, position)
-    return out
-  }
-
-  /** Fills `dst` with the bytes at `position`; the range must lie inside the file. */
-  readInto(dst: Uint8Array, position: number): void {
-    this.checkRange(position, dst.length)
-    const fd = this.fd
-    if (fd === undefined) {
-      throw new CheckpointError({ what: 'read after the checkpoint was closed', where: this.path })
-    }
-    let done = 0
-    while (done < dst.length) {
-      const want = Math.min(dst.length - done, MAX_READ_CHUNK)
-      let got: number
-      try {
-        got = fs.readSync(fd, dst, done, want, position + done)
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException | undefined)?.code
-        throw new CheckpointError({ what: `cannot read file (${code ?? String(e)})`, where: this.path, found: `at offset ${position + done}` }, { cause: e })
-      }
-      if (got === 0) {
-        throw new CheckpointError({
-          what: 'file ended early',
-          where: this.path,
-          expected: `${dst.length} bytes at offset ${position}`,
-          found: `${done}`,
-          hint: 'the file was truncated or changed while it was open',
-        })
-      }
-      done += got
-    }
-  }
-
-  close(): void {
-    if (this.fd !== undefined) {
-      closeQuietly(this.fd)
-      this.fd = undefined
-      for (const fn of this.closeHooks.splice(0)) fn()
-    }
-  }
-
-  private checkRange(position: number, length: number): void {
-    if (!Number.isSafeInteger(position) || !Number.isSafeInteger(length) || position < 0 || length < 0 ||
-        position + length > this.size) {
-      throw new CheckpointError({
-        what: 'read past the end of the file',
-        where: this.path,
-        expected: `a range inside ${this.size} bytes`,
-        found: `${length} bytes at offset ${position}`,
-      })
-    }
-  }
-}
-
-/** Closes a read-only descriptor; a failure (nothing was written) is not worth reporting. */
-function closeQuietly(fd: number): void {
-  try {
-    fs.closeSync(fd)
-  } catch {
-    // ignored
-  }
-}
-
-/** A CheckpointError for a failed open/stat of `file`. */
-export function fsError(file: string, e: unknown): CheckpointError {
-  const code = (e as NodeJS.ErrnoException | undefined)?.code
-  if (code === 'ENOENT') return new CheckpointError({ what: 'file does not exist', where: file })
-  if (code === 'EISDIR') {
-    return new CheckpointError({ what: 'is a folder, not a file', where: file, hint: 'pass the path of a weights file' })
-  }
-  if (code === 'EACCES' || code === 'EPERM') {
-    return new CheckpointError({ what: `no permission to read the file (${code})`, where: file }, { cause: e })
-  }
-  return new CheckpointError({ what: `cannot open file (${code ?? String(e)})`, where: file }, { cause: e })
-}
-
 // ---------------------------------------------------------------------------------------------------
 // TensorFile: what a format reader produces
 
@@ -188,6 +49,8 @@ export interface TensorEntry {
   read(dst: Uint8Array, start: number): void
   /** True when a partial read costs only its length; false when every read materialises the tensor. */
   ranged: boolean
+  /** The bytes of the file a whole read() reads, [position, length] (for sources that fetch: Checkpoint.prefetch). */
+  fileRange: readonly [number, number]
 }
 
 /** A tensor whose dtype refgpt does not compute with (e.g. GPT-J's boolean `attn.bias` buffers). */
@@ -199,10 +62,10 @@ export interface UnsupportedTensor {
   file: string
 }
 
-/** The tensors of one weights file, with its open descriptor (closed by the Checkpoint that owns it). */
+/** The tensors of one weights file, with its open source (closed by the Checkpoint that owns it). */
 export interface TensorFile {
   file: string
-  handle: RandomAccessFile
+  handle: RandomAccess
   tensors: Map<string, TensorEntry>
   unsupported: Map<string, UnsupportedTensor>
   /** safetensors `__metadata__` (empty for other formats). */
@@ -265,9 +128,13 @@ class RangeEntry implements TensorEntry {
   constructor(
     readonly info: TensorInfo,
     readonly byteLength: number,
-    private readonly handle: RandomAccessFile,
+    private readonly handle: RandomAccess,
     private readonly position: number,
   ) {}
+
+  get fileRange(): readonly [number, number] {
+    return [this.position, this.byteLength]
+  }
 
   read(dst: Uint8Array, start: number): void {
     if (start < 0 || start + dst.length > this.byteLength) {
@@ -287,7 +154,11 @@ class RangeEntry implements TensorEntry {
  * when given, is the file really opened (the resolved real path of `file`); messages name `file`.
  */
 export function loadSafetensorsFile(file: string, openPath?: string): TensorFile {
-  const handle = RandomAccessFile.open(file, openPath)
+  return parseSafetensors(RandomAccessFile.open(file, openPath))
+}
+
+/** Validates a safetensors file from any source; the result owns `handle` (closed here on an error). */
+export function parseSafetensors(handle: RandomAccess): TensorFile {
   try {
     const { entries, metadata, dataStart } = readHeader(handle)
     const tensors = new Map<string, TensorEntry>()
@@ -318,7 +189,7 @@ export function loadSafetensorsFile(file: string, openPath?: string): TensorFile
 }
 
 /** Reads, parses and validates the header; returns the entries sorted by offset. */
-function readHeader(handle: RandomAccessFile): { entries: HeaderEntry[]; metadata: Record<string, string>; dataStart: number } {
+function readHeader(handle: RandomAccess): { entries: HeaderEntry[]; metadata: Record<string, string>; dataStart: number } {
   const where = handle.path
   const hint = 'the file is truncated or not a safetensors file; download it again'
   if (handle.size < 8) {

@@ -15,6 +15,7 @@
 // read inflate a 1 GiB storage), and it is inflated once per open checkpoint (ZipArchive.readWholeCached).
 
 import { CheckpointError, show } from '../errors.js'
+import type { RandomAccess } from './access.js'
 import { PickleDict, TorchTensor, describe, unpickle, type PickleValue } from './pickle.js'
 import type { DType } from './types.js'
 import {
@@ -45,7 +46,11 @@ const LEGACY_HINT =
  * `openPath`, when given, is the file really opened (the resolved real path of `file`); messages name `file`.
  */
 export function loadTorchFile(file: string, openPath?: string): TensorFile {
-  const handle = RandomAccessFile.open(file, openPath)
+  return parseTorchFile(RandomAccessFile.open(file, openPath))
+}
+
+/** Validates a torch.save zip checkpoint from any source; the result owns `handle` (closed here on an error). */
+export function parseTorchFile(handle: RandomAccess): TensorFile {
   try {
     checkMagic(handle)
     const zip = new ZipArchive(handle)
@@ -104,7 +109,7 @@ export function loadTorchFile(file: string, openPath?: string): TensorFile {
 }
 
 /** Refuses files that are not zip archives, recognising the legacy torch format and Git LFS pointers. */
-function checkMagic(handle: RandomAccessFile): void {
+function checkMagic(handle: RandomAccess): void {
   const head = handle.read(0, Math.min(handle.size, 64))
   if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) return
   if (isLfsPointer(head)) {
@@ -260,14 +265,17 @@ function tensorEntry(zip: ZipArchive, storage: ZipEntry, t: TorchTensor, name: s
   const start = t.offset * itemSize
   const info = { name, dtype: t.dtype.dtype as DType, shape: t.shape, size, file: zip.file.path }
   const stored = isStored(storage)
+  // what a read reaches in the file: the tensor's bytes of a stored entry, or a whole compressed one
+  const whole: readonly [number, number] = [storage.dataOffset, storage.compressedSize]
   if (isContiguous(t.shape, t.stride)) {
     if (stored) {
-      return { info, byteLength, ranged: true, read: (dst, at) => zip.readRange(storage, dst, start + at) }
+      return { info, byteLength, ranged: true, fileRange: [storage.dataOffset + start, byteLength], read: (dst, at) => zip.readRange(storage, dst, start + at) }
     }
     return {
       info,
       byteLength,
       ranged: false,
+      fileRange: whole,
       read: (dst, at) => dst.set(readInflated(zip, storage).subarray(start + at, start + at + dst.length)),
     }
   }
@@ -296,7 +304,7 @@ function tensorEntry(zip: ZipArchive, storage: ZipEntry, t: TorchTensor, name: s
     gather(span, t.shape, t.stride, itemSize, all)
     dst.set(all.subarray(at, at + dst.length))
   }
-  return { info, byteLength, ranged: false, read }
+  return { info, byteLength, ranged: false, fileRange: stored ? [storage.dataOffset + start, spanBytes] : whole, read }
 }
 
 /** A compressed storage, inflated (and CRC-checked) on its first read and kept until close. */

@@ -39,7 +39,11 @@ import * as path from 'node:path'
 import * as zlib from 'node:zlib'
 import { CheckpointError, RefgptError, UsageError, show } from '../errors.js'
 import { f32ToBf16Array, f32ToF16Array } from './dtype.js'
+import { crc32Table } from './crc32.js'
+import { crc32 } from './platform.js'
 import { MAX_SAFETENSORS_HEADER } from './safetensors.js'
+
+export { crc32, crc32Table }
 
 /** The dtypes the writers store (those refgpt reads). */
 export type WriteDType = 'F32' | 'F16' | 'BF16'
@@ -698,30 +702,4 @@ class ZipWriter {
 // ---------------------------------------------------------------------------------------------------
 // CRC-32 (zlib.crc32 where this Node has it, 20.15 and later; else a table)
 
-let crcTable: Int32Array | undefined
 
-/** CRC-32 of the bytes of `data` (any size; computed over views of at most 1 GiB). */
-export function crc32(data: ArrayBufferView): number {
-  const native = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32
-  let crc = 0
-  for (let done = 0; done < data.byteLength; done += MAX_WRITE_CHUNK) {
-    const chunk = new Uint8Array(data.buffer, data.byteOffset + done, Math.min(data.byteLength - done, MAX_WRITE_CHUNK))
-    crc = typeof native === 'function' ? native(chunk, crc) >>> 0 : crc32Table(chunk, crc)
-  }
-  return crc
-}
-
-/** The table-driven CRC-32 (IEEE 802.3, as zip uses it), continuing from `crc`. */
-export function crc32Table(data: Uint8Array, crc = 0): number {
-  if (!crcTable) {
-    crcTable = new Int32Array(256)
-    for (let n = 0; n < 256; n++) {
-      let c = n
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
-      crcTable[n] = c
-    }
-  }
-  let c = ~crc
-  for (let i = 0; i < data.length; i++) c = crcTable[(c ^ data[i]) & 0xff] ^ (c >>> 8)
-  return (c ^ -1) >>> 0
-}

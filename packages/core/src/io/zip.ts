@@ -12,10 +12,10 @@
 // The central directory is authoritative for sizes and offsets; values 0xFFFFFFFF (0xFFFF) mean "see the
 // ZIP64 extra field (id 0x0001)", which lists, in order, only the fields that overflowed.
 
-import * as zlib from 'node:zlib'
 import { CheckpointError } from '../errors.js'
-import { messageName, type RandomAccessFile } from './safetensors.js'
-import { crc32 as defaultCrc32 } from './write.js'
+import type { RandomAccess } from './access.js'
+import { crc32 as defaultCrc32, inflateRaw } from './platform.js'
+import { messageName } from './safetensors.js'
 
 const SIG_LOCAL = 0x04034b50
 const SIG_CENTRAL = 0x02014b50
@@ -63,14 +63,14 @@ export interface ZipEntry {
 }
 
 export class ZipArchive {
-  readonly file: RandomAccessFile
+  readonly file: RandomAccess
   readonly entries: Map<string, ZipEntry>
   private readonly crc32: (data: Uint8Array) => number
   /** Inflated entries kept by readWholeCached, least recently used first. */
   private readonly cache = new Map<string, Uint8Array>()
   private cachedBytes = 0
 
-  constructor(file: RandomAccessFile, opts: ZipOptions = {}) {
+  constructor(file: RandomAccess, opts: ZipOptions = {}) {
     this.file = file
     this.crc32 = opts.crc32 ?? ((d) => defaultCrc32(d))
     const dir = readEndOfCentralDirectory(file)
@@ -174,7 +174,7 @@ interface CentralDirectoryLocation {
   limit: number
 }
 
-function zipError(file: RandomAccessFile, what: string, extra: { expected?: string; found?: string } = {}): CheckpointError {
+function zipError(file: RandomAccess, what: string, extra: { expected?: string; found?: string } = {}): CheckpointError {
   return new CheckpointError({
     what,
     where: file.path,
@@ -184,7 +184,7 @@ function zipError(file: RandomAccessFile, what: string, extra: { expected?: stri
 }
 
 /** Finds the end-of-central-directory record (and its ZIP64 counterpart) by scanning the file's tail. */
-function readEndOfCentralDirectory(file: RandomAccessFile): CentralDirectoryLocation {
+function readEndOfCentralDirectory(file: RandomAccess): CentralDirectoryLocation {
   if (file.size < EOCD_SIZE) throw zipError(file, 'file too small to be a zip archive')
   const tailLen = Math.min(file.size, EOCD_SIZE + MAX_COMMENT)
   const tailStart = file.size - tailLen
@@ -236,7 +236,7 @@ function readEndOfCentralDirectory(file: RandomAccessFile): CentralDirectoryLoca
 }
 
 /** Parses the central directory and each entry's local header. */
-function readCentralDirectory(file: RandomAccessFile, loc: CentralDirectoryLocation): Map<string, ZipEntry> {
+function readCentralDirectory(file: RandomAccess, loc: CentralDirectoryLocation): Map<string, ZipEntry> {
   const cd = file.read(loc.offset, loc.size)
   const v = view(cd)
   const names = new TextDecoder('utf-8')
@@ -284,7 +284,7 @@ function readCentralDirectory(file: RandomAccessFile, loc: CentralDirectoryLocat
 }
 
 /** Checks an entry's local header and returns the offset of its data (which must end before `limit`). */
-function readLocalHeader(file: RandomAccessFile, name: string, offset: number, compressedSize: number, limit: number): number {
+function readLocalHeader(file: RandomAccess, name: string, offset: number, compressedSize: number, limit: number): number {
   if (offset + LOCAL_SIZE > limit) throw zipError(file, `zip entry ${messageName(name)} has its local header outside the file`)
   const h = view(file.read(offset, LOCAL_SIZE))
   if (h.getUint32(0, true) !== SIG_LOCAL) throw zipError(file, `zip entry ${messageName(name)} has a bad local header signature`)
@@ -315,9 +315,9 @@ function findExtraField(v: DataView, start: number, len: number, id: number): { 
 /** Inflates raw deflate data that must expand to exactly `size` bytes. */
 function inflate(compressed: Uint8Array, size: number, where: string): Uint8Array {
   inflates++
-  let out: Buffer
+  let out: Uint8Array
   try {
-    out = zlib.inflateRawSync(compressed, { maxOutputLength: Math.max(size, 1) })
+    out = inflateRaw(compressed, Math.max(size, 1))
   } catch (e) {
     const found = e instanceof Error ? e.message.slice(0, 200) : undefined
     throw new CheckpointError({ what: 'zip entry does not inflate', where, expected: `${size} bytes`, found }, { cause: e })
@@ -354,7 +354,7 @@ function view(b: Uint8Array): DataView {
 }
 
 /** A little-endian u64 that must be a safe integer (2^53 bytes is beyond any real file). */
-function u64(v: DataView, at: number, file: RandomAccessFile, what: string): number {
+function u64(v: DataView, at: number, file: RandomAccess, what: string): number {
   const x = v.getBigUint64(at, true)
   if (x > BigInt(Number.MAX_SAFE_INTEGER)) throw zipError(file, `zip ${what} is too large`, { found: `${x}` })
   return Number(x)

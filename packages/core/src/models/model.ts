@@ -1,20 +1,19 @@
 // loadModel(dir): a Hugging Face model folder -> the model's weights on a device.
-//   a folder, or a model id found in the Hugging Face / ModelScope caches (io/hub.ts)
+//   a folder, or a model id found in the Hugging Face / ModelScope caches (io/hub.ts), or a ModelFolder
+//   (io/folder.ts: a page's picked files or a URL, io/browser.ts; files are read through it)
 //   config.json -> model_type -> family file -> Arch (a ModelScope GPT-3 folder: configuration.json, see folderKind)
 //   checkpoint (safetensors / sharded / pytorch_model.bin) -> family.loadShared / loadLayer -> device buffers
 // A Model holds only immutable weights; model.createSession() makes the state that runs it
 // (activations, KV-cache slots: decoder.ts). Devices come by name from the device registry.
 
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
 import { createDevice, deviceNames, resolveDeviceName, type DeviceOptions } from '../device/registry.js'
 import { rotaryTable, storageBytes } from '../device/storage.js'
 import type { Buf, Device, Storage } from '../device/types.js'
 import { CheckpointError, ConfigError, RefgptError, UsageError, show } from '../errors.js'
-import { FILE_CAPS, insideFolder, readTextCapped } from '../io/files.js'
-import { locateModel } from '../io/hub.js'
-import { openCheckpoint, readJsonFile } from '../io/index.js'
-import type { LoadedCheckpoint } from '../io/index.js'
+import { settle } from '../io/access.js'
+import { openCheckpointIn, readFolderJson as readJson, type LoadedCheckpoint } from '../io/checkpoint.js'
+import { FILE_CAPS, isModelFolder, type ModelFolder } from '../io/folder.js'
+import { locateFolder, modelFolder } from '../io/platform.js'
 import type { CheckpointFormat, DType } from '../io/types.js'
 import type { Arch, Family, Traits, Weight } from './arch.js'
 import { Session, runtimeBytes, type SessionOptions, type Weights } from './decoder.js'
@@ -158,21 +157,19 @@ interface FolderOptions {
   followSymlinks?: boolean
 }
 
-/** A JSON file of the model folder, read through insideFolder (a link out of the folder is refused unless followed). */
-function readFolderJson(dir: string, name: string, what: string, opts: FolderOptions): unknown {
-  return readJsonFile(insideFolder(dir, name, { followSymlinks: opts.followSymlinks }, ConfigError), what, ConfigError)
+/** A JSON file of the model folder (on disk: a link out of the folder is refused unless followed). */
+function readFolderJson(folder: ModelFolder, name: string, what: string): unknown {
+  return readJson(folder, name, what, ConfigError)
 }
 
 /** config.json + checkpoint headers: everything but the tensor data. */
-function open(dir: string, opts: FolderOptions = {}): Opened {
-  if (!existsSync(dir))
-    throw new ConfigError({ where: dir, what: 'model folder not found', hint: 'pass a folder with config.json and model weights' })
-  const configFile = join(dir, 'config.json')
-  const config = readFolderJson(dir, 'config.json', 'model config', opts)
-  const ms = modelscopeFolder(dir, config, opts)
+function open(folder: ModelFolder, opts: FolderOptions = {}): Opened {
+  const configFile = folder.where('config.json')
+  const config = readFolderJson(folder, 'config.json', 'model config')
+  const ms = modelscopeFolder(folder, config)
   const parsed = parseModelConfig(config, configFile, ms?.modelType)
-  if (ms) checkVocabTxt(dir, parsed.arch, opts)
-  const ckpt = openCheckpoint(dir, { variant: opts.variant, followSymlinks: opts.followSymlinks })
+  if (ms) checkVocabTxt(folder, parsed.arch)
+  const ckpt = openCheckpointIn(folder, { variant: opts.variant })
   try {
     checkLayerCount(parsed.arch, parsed.config, configFile, ckpt)
     const prefixes = parsed.family.prefixes ?? PREFIXES
@@ -208,12 +205,12 @@ function checkLayerCount(a: Arch, config: Record<string, unknown>, configFile: s
  * comes from configuration.json's model.type. A folder with vocab.txt and a config.json without
  * model_type but no configuration.json is reported as such (it looks like a ModelScope download).
  */
-function modelscopeFolder(dir: string, config: unknown, opts: FolderOptions): { modelType: string; configuration: Record<string, unknown> } | null {
+function modelscopeFolder(folder: ModelFolder, config: unknown): { modelType: string; configuration: Record<string, unknown> } | null {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) return null
   if ((config as Record<string, unknown>).model_type !== undefined) return null
-  const file = join(dir, 'configuration.json')
-  if (!existsSync(file)) {
-    if (existsSync(join(dir, 'vocab.txt')))
+  const file = folder.where('configuration.json')
+  if (!folder.has('configuration.json')) {
+    if (folder.has('vocab.txt'))
       throw new ConfigError({
         where: file,
         what: 'configuration.json is missing',
@@ -222,7 +219,7 @@ function modelscopeFolder(dir: string, config: unknown, opts: FolderOptions): { 
       })
     return null
   }
-  const json = readFolderJson(dir, 'configuration.json', 'ModelScope configuration', opts)
+  const json = readFolderJson(folder, 'configuration.json', 'ModelScope configuration')
   if (typeof json !== 'object' || json === null || Array.isArray(json))
     throw new ConfigError({ where: file, what: 'configuration.json is not a JSON object', found: show(json) })
   const configuration = json as Record<string, unknown>
@@ -250,13 +247,13 @@ export type FolderKind = 'hf' | 'modelscope-gpt3'
  * is "gpt3" (damo/nlp_gpt3_*), which ModelScope's own text-generation pipeline runs (modelscopeGenerate).
  * Reads the two JSON files only; a folder whose files cannot be read is 'hf' (loadModel then says why).
  */
-export function folderKind(idOrDir: string, opts: { revision?: string; followSymlinks?: boolean } = {}): FolderKind {
-  const dir = locateModel(idOrDir, { revision: opts.revision }).dir
+export function folderKind(idOrDir: string | ModelFolder, opts: { revision?: string; followSymlinks?: boolean } = {}): FolderKind {
+  const folder = isModelFolder(idOrDir) ? idOrDir : locateFolder(idOrDir, opts)
   try {
-    const config = readFolderJson(dir, 'config.json', 'model config', opts)
+    const config = readFolderJson(folder, 'config.json', 'model config')
     if (typeof config !== 'object' || config === null || Array.isArray(config) || (config as Record<string, unknown>).model_type !== undefined) return 'hf'
-    if (!existsSync(join(dir, 'configuration.json'))) return 'hf'
-    const ms = readFolderJson(dir, 'configuration.json', 'ModelScope configuration', opts)
+    if (!folder.has('configuration.json')) return 'hf'
+    const ms = readFolderJson(folder, 'configuration.json', 'ModelScope configuration')
     const model = typeof ms === 'object' && ms !== null ? (ms as Record<string, unknown>).model : undefined
     return typeof model === 'object' && model !== null && (model as Record<string, unknown>).type === 'gpt3' ? 'modelscope-gpt3' : 'hf'
   } catch (e) {
@@ -266,16 +263,15 @@ export function folderKind(idOrDir: string, opts: { revision?: string; followSym
 }
 
 /** folderKind(idOrDir, opts) === 'modelscope-gpt3'. */
-export function isModelscopeGpt3Folder(idOrDir: string, opts: { revision?: string; followSymlinks?: boolean } = {}): boolean {
+export function isModelscopeGpt3Folder(idOrDir: string | ModelFolder, opts: { revision?: string; followSymlinks?: boolean } = {}): boolean {
   return folderKind(idOrDir, opts) === 'modelscope-gpt3'
 }
 
 /** vocab.txt may have fewer lines than vocab_size (padded embedding rows) but never more. */
-function checkVocabTxt(dir: string, a: Arch, opts: FolderOptions): void {
-  const file = join(dir, 'vocab.txt')
-  if (!existsSync(file)) return // the tokenizer reports a missing vocab when it is needed
-  const real = insideFolder(dir, 'vocab.txt', { followSymlinks: opts.followSymlinks }, ConfigError)
-  const lines = countVocabLines(readTextCapped(real, 'vocab.txt', FILE_CAPS.vocab, ConfigError))
+function checkVocabTxt(folder: ModelFolder, a: Arch): void {
+  const file = folder.where('vocab.txt')
+  if (!folder.has('vocab.txt')) return // the tokenizer reports a missing vocab when it is needed
+  const lines = countVocabLines(folder.readText('vocab.txt', 'vocab.txt', FILE_CAPS.vocab, ConfigError).text)
   if (lines > a.nVocab)
     throw new ConfigError({
       where: file,
@@ -442,8 +438,21 @@ function estimate(o: Opened, plan: WeightPlan, opts: LoadOptions, sz: Sizes): Me
  * session's activations and `sequences` full-context KV caches of its layers. `plan` is the dry run
  * that already checked every tensor and counted its bytes.
  */
-function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan: WeightPlan): { weights: Weights; reader: WeightReader; decodeBytes: number } {
+async function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan: WeightPlan): Promise<{ weights: Weights; reader: WeightReader; decodeBytes: number }> {
   const { arch: a, family } = o
+  // a source that fetches (a page's files or URL) fetches each part's tensors before the part is placed,
+  // the next part's while this one is placed (fetched(part) waits for part's, and asks for part + 1's)
+  const prefetch = o.ckpt.prefetch?.bind(o.ckpt)
+  const ask = (names: string[]) => {
+    const p = prefetch?.(names)
+    p?.catch(() => {}) // awaited by fetched(); a load that fails first must not leave it unhandled
+    return p
+  }
+  let ahead = ask(tensorNames(o, -1))
+  const fetched = async (part: number) => {
+    await ahead
+    ahead = ask(part + 1 < a.nLayer ? tensorNames(o, part + 1) : [])
+  }
   const r = new WeightReader(o.ckpt, dev, o.prefix, opts.dtype)
   r.vocabRows = a.nVocab
   r.tiedHead = a.tiedLmHead
@@ -465,6 +474,7 @@ function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan: Weigh
   // activations, and `sequences` full-context KV caches of every layer placed there so far
   let promised = rt.activations
   dev.placement?.reserve(plan.shared.bytes + slack(plan.shared.buffers) + promised + rotaryBytes)
+  if (prefetch) await fetched(-1)
   const shared = family.loadShared(r, a)
   newGroup()
   const layers: unknown[] = [], layerGroup: number[] = []
@@ -481,8 +491,13 @@ function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan: Weigh
     }
     promised += rt.kvPerLayer
     decodeBytes += part.bytes
+    if (prefetch) await fetched(l)
     layers.push(family.loadLayer(r, a, l))
     layerGroup.push(g)
+  }
+  if (prefetch) {
+    await ahead
+    await prefetch([]) // drops what the last parts fetched
   }
   dev.placement?.use(0)
   if (progress && reported !== total) progress(total, total) // a safety net: the dry run counted the same bytes, so the last tensor reported the total
@@ -494,6 +509,15 @@ function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan: Weigh
     nCtx: sz.maxContext, maxPartRows, maxT: sz.maxT, placements: r.placements,
   }
   return { weights, reader: r, decodeBytes }
+}
+
+/** The checkpoint tensors the shared weights (layer -1) or layer `layer` read: a dry run that records names. */
+function tensorNames(o: Opened, layer: number): string[] {
+  const r = new WeightReader(null as unknown as LoadedCheckpoint, null, o.prefix, undefined, true)
+  r.recorder = new Map()
+  if (layer < 0) o.family.loadShared(r, o.arch)
+  else o.family.loadLayer(r, o.arch, layer)
+  return [...r.recorder.keys()]
 }
 
 /** Every Weight in the shared weights and the layers (found by shape: objects with parts). */
@@ -526,27 +550,30 @@ function withStorage<T extends LoadOptions>(opts: T): T {
 
 /**
  * Loads a model onto a device: a Hugging Face model folder (GPT-2, GPT-Neo, GPT-J) or a ModelScope GPT-3
- * folder, given by its path or by its id in the Hugging Face / ModelScope caches (resolveModelDir).
+ * folder, given by its path or by its id in the Hugging Face / ModelScope caches (resolveModelDir), or as a
+ * ModelFolder (a page's files or URL: io/browser.ts; fetched as the load goes, a layer at a time).
  */
-export async function loadModel(idOrDir: string, opts: LoadOptions = {}): Promise<Model> {
+export async function loadModel(idOrDir: string | ModelFolder, opts: LoadOptions = {}): Promise<Model> {
   opts = withStorage(opts)
-  const dir = locateModel(idOrDir, { revision: opts.revision }).dir
-  const o = open(dir, opts)
-  let generationConfig: Record<string, unknown> | null
-  try {
-    generationConfig = readGenerationConfig(dir, opts)
-  } catch (e) {
-    o.ckpt.close()
-    throw e
-  }
+  const folder = isModelFolder(idOrDir) ? idOrDir : modelFolder(idOrDir, opts)
+  // configs and checkpoint headers; a source that fetches runs this again after each fetch (settle)
+  const { o, generationConfig } = await settle(() => {
+    const o = open(folder, opts)
+    try {
+      return { o, generationConfig: readGenerationConfig(folder) }
+    } catch (e) {
+      o.ckpt.close()
+      throw e
+    }
+  })
   return build(o, opts, generationConfig)
 }
 
 /** generation_config.json (a JSON object), or null when the folder has none. */
-function readGenerationConfig(dir: string, opts: FolderOptions): Record<string, unknown> | null {
-  const file = join(dir, 'generation_config.json')
-  if (!existsSync(file)) return null
-  const json = readFolderJson(dir, 'generation_config.json', 'generation config', opts)
+function readGenerationConfig(folder: ModelFolder): Record<string, unknown> | null {
+  const file = folder.where('generation_config.json')
+  if (!folder.has('generation_config.json')) return null
+  const json = readFolderJson(folder, 'generation_config.json', 'generation config')
   if (typeof json !== 'object' || json === null || Array.isArray(json))
     throw new ConfigError({ where: file, what: 'generation_config.json is not a JSON object', found: show(json) })
   return json as Record<string, unknown>
@@ -572,7 +599,7 @@ async function build(o: Opened, opts: LoadOptions, generationConfig: Record<stri
     const memory = estimate(o, plan, opts, sz)
     checkMemory(memory, o.ckpt.dir, { dtype: opts.dtype })
     dev = await createDevice(opts.device, opts)
-    const { weights, reader, decodeBytes } = place(o, dev, opts, sz, plan)
+    const { weights, reader, decodeBytes } = await place(o, dev, opts, sz, plan)
     const info = { ...describe(o, reader, sz.maxContext, sz.maxT, memory), groups: weights.nGroups, decodeBytesPerToken: decodeBytes }
     const device = dev
     return {
@@ -599,9 +626,9 @@ async function build(o: Opened, opts: LoadOptions, generationConfig: Record<stri
 }
 
 /** Reads config.json and the checkpoint headers, checks every tensor name and shape, reads no data. A folder or an id, as loadModel. */
-export function inspectModel(idOrDir: string, opts: LoadOptions = {}): ModelInfo & { arch: Arch; traits: Traits; config: Record<string, unknown> } {
+export function inspectModel(idOrDir: string | ModelFolder, opts: LoadOptions = {}): ModelInfo & { arch: Arch; traits: Traits; config: Record<string, unknown> } {
   opts = withStorage(opts)
-  const o = open(locateModel(idOrDir, { revision: opts.revision }).dir, opts)
+  const o = open(isModelFolder(idOrDir) ? idOrDir : modelFolder(idOrDir, opts), opts)
   try {
     const sz = sizes(o.arch, opts)
     const { reader, plan } = planModel(o, opts)

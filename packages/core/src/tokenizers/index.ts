@@ -1,12 +1,11 @@
 // Tokenizer loading: find the tokenizer files in a model folder and build the tokenizer. Every file is
-// read through io/files.ts: it must be a regular file no larger than its cap, and a symlink that leads out
-// of the model folder is refused unless `followSymlinks`.
+// read through the folder (io/folder.ts); on disk through io/files.ts: it must be a regular file no larger
+// than its cap, and a symlink that leads out of the model folder is refused unless `followSymlinks`.
 
-import { existsSync, opendirSync, statSync } from 'node:fs'
-import { join } from 'node:path'
 import { TokenizerError, show } from '../errors.js'
-import { FILE_CAPS, insideFolder, readFileCapped, readTextCapped } from '../io/files.js'
-import { isModelId, resolveModelDir } from '../io/hub.js'
+import { settle } from '../io/access.js'
+import { FILE_CAPS, isModelFolder, type ModelFolder } from '../io/folder.js'
+import { tokenizerFolder } from '../io/platform.js'
 import {
   fromTokenizerJson,
   fromVocabMerges,
@@ -52,15 +51,9 @@ export interface LoadTokenizerOptions {
   revision?: string
 }
 
-/** Whether the folder has `name` (a dangling link counts as missing). */
-const has = (dir: string, name: string) => existsSync(join(dir, name))
-
-/** The real path of a file about to be read, refused when it is a link that leads out of the folder. */
-const real = (dir: string, name: string, opts: LoadTokenizerOptions) => insideFolder(dir, name, opts, TokenizerError)
-
 /** Text of a file, invalid UTF-8 replaced by U+FFFD (as readFileSync(.., 'utf8') did), a BOM dropped. */
-function readText(dir: string, name: string, max: number, opts: LoadTokenizerOptions): string {
-  return readTextCapped(real(dir, name, opts), name, max, TokenizerError)
+function readText(folder: ModelFolder, name: string, max: number): string {
+  return folder.readText(name, name, max, TokenizerError).text
 }
 
 /**
@@ -70,48 +63,49 @@ function readText(dir: string, name: string, max: number, opts: LoadTokenizerOpt
  * tokens of `tokenizer_config.json` (added_tokens_decoder, bos/eos/unk/...) and
  * `special_tokens_map.json` when those exist. '<|endoftext|>' is special whenever the vocab has it.
  */
-export function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}): Tokenizer {
+export function loadTokenizer(dir: string | ModelFolder, opts: LoadTokenizerOptions = {}): Tokenizer {
+  if (isModelFolder(dir)) return tokenizerIn(dir)
   if (typeof dir !== 'string' || dir === '') {
     throw new TokenizerError({ what: 'loadTokenizer() needs the path of a model folder', found: dir === '' ? 'an empty string' : dir === null ? 'null' : typeof dir })
   }
   opts ??= {}
   // a model id (no such folder here): the folder in the Hugging Face / ModelScope cache
-  if (isModelId(dir) && !existsSync(dir)) dir = resolveModelDir(dir, { revision: opts.revision })
-  let isDir = false
-  try {
-    isDir = statSync(dir).isDirectory()
-  } catch {
-    throw new TokenizerError({ what: 'tokenizer folder not found', where: dir, hint: 'pass the model folder that holds tokenizer.json or vocab.json + merges.txt' })
-  }
-  if (!isDir) {
-    throw new TokenizerError({ what: 'not a folder', where: dir, expected: 'a model folder', hint: 'pass the folder, not a file inside it' })
+  return tokenizerIn(tokenizerFolder(dir, opts))
+}
+
+/** loadTokenizer for a folder whose files may have to be fetched first (a page's files or URL: io/browser.ts). */
+export function loadTokenizerAsync(folder: string | ModelFolder, opts: LoadTokenizerOptions = {}): Promise<Tokenizer> {
+  return settle(() => loadTokenizer(folder, opts))
+}
+
+function tokenizerIn(folder: ModelFolder): Tokenizer {
+  const dir = folder.dir
+  const has = (name: string) => folder.has(name)
+  if (has('tokenizer.json')) {
+    return fromTokenizerJson(readText(folder, 'tokenizer.json', FILE_CAPS.tokenizerJson), folder.where('tokenizer.json'))
   }
 
-  if (has(dir, 'tokenizer.json')) {
-    return fromTokenizerJson(readText(dir, 'tokenizer.json', FILE_CAPS.tokenizerJson, opts), join(dir, 'tokenizer.json'))
-  }
-
-  const hasVocab = has(dir, 'vocab.json')
-  if (has(dir, 'vocab.txt') && !hasVocab) {
+  const hasVocab = has('vocab.json')
+  if (has('vocab.txt') && !hasVocab) {
     // BERT WordPiece (ModelScope's Chinese GPT-3): vocab.txt + optional tokenizer_config.json.
     // transformers reads vocab.txt with open(.., encoding='utf-8'): a BOM stays part of the first token,
     // and (as before) invalid UTF-8 becomes U+FFFD instead of an error.
-    const configPath = join(dir, 'tokenizer_config.json')
-    const config = has(dir, 'tokenizer_config.json') ? parseJsonFile(readText(dir, 'tokenizer_config.json', FILE_CAPS.json, opts), configPath) : {}
+    const configPath = folder.where('tokenizer_config.json')
+    const config = has('tokenizer_config.json') ? parseJsonFile(readText(folder, 'tokenizer_config.json', FILE_CAPS.json), configPath) : {}
     const obj = typeof config === 'object' && config !== null && !Array.isArray(config) ? (config as Record<string, unknown>) : {}
-    const bytes = readFileCapped(real(dir, 'vocab.txt', opts), 'vocab.txt', FILE_CAPS.vocab, TokenizerError)
-    return fromVocabTxt(new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes), join(dir, 'vocab.txt'), obj)
+    const { bytes } = folder.readFile('vocab.txt', 'vocab.txt', FILE_CAPS.vocab, TokenizerError)
+    return fromVocabTxt(new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes), folder.where('vocab.txt'), obj)
   }
 
-  const hasMerges = has(dir, 'merges.txt')
+  const hasMerges = has('merges.txt')
   if (hasVocab && hasMerges) {
-    const vocabPath = join(dir, 'vocab.json')
-    const mergesPath = join(dir, 'merges.txt')
+    const vocabPath = folder.where('vocab.json')
+    const mergesPath = folder.where('merges.txt')
     return fromVocabMerges(
-      readText(dir, 'vocab.json', FILE_CAPS.vocab, opts),
-      readText(dir, 'merges.txt', FILE_CAPS.vocab, opts),
+      readText(folder, 'vocab.json', FILE_CAPS.vocab),
+      readText(folder, 'merges.txt', FILE_CAPS.vocab),
       { vocab: vocabPath, merges: mergesPath },
-      readSideFiles(dir, opts),
+      readSideFiles(folder),
     )
   }
   if (hasVocab || hasMerges) {
@@ -126,37 +120,28 @@ export function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}): Tok
     what: 'no tokenizer files',
     where: dir,
     expected: 'tokenizer.json, vocab.json + merges.txt, or vocab.txt (WordPiece)',
-    found: someNames(dir),
+    found: someNames(folder),
     hint: "download the model's tokenizer files (e.g. from its Hugging Face repository) into this folder",
   })
 }
 
 /** The first few names in a folder, quoted, for an error message (reads at most 9 entries). */
-function someNames(dir: string): string {
-  const names: string[] = []
-  try {
-    const d = opendirSync(dir)
-    try {
-      for (let e = d.readSync(); e !== null && names.length < 9; e = d.readSync()) names.push(e.name)
-    } finally {
-      d.closeSync()
-    }
-  } catch {
-    return 'an unreadable folder'
-  }
+function someNames(folder: ModelFolder): string {
+  const names = folder.names(9)
+  if (names === null) return 'an unreadable folder'
   if (names.length === 0) return 'an empty folder'
   return names.slice(0, 8).map((n) => show(n, 40)).join(', ') + (names.length > 8 ? ', ...' : '')
 }
 
 /** Added and special tokens from tokenizer_config.json and special_tokens_map.json (both optional). */
-function readSideFiles(dir: string, opts: LoadTokenizerOptions): VocabMergesOptions {
+function readSideFiles(folder: ModelFolder): VocabMergesOptions {
   const addedTokens: AddedToken[] = []
   const specialTokens: string[] = []
   let unkToken: string | undefined
 
-  const configPath = join(dir, 'tokenizer_config.json')
-  if (has(dir, 'tokenizer_config.json')) {
-    const config = parseJsonFile(readText(dir, 'tokenizer_config.json', FILE_CAPS.json, opts), configPath)
+  const configPath = folder.where('tokenizer_config.json')
+  if (folder.has('tokenizer_config.json')) {
+    const config = parseJsonFile(readText(folder, 'tokenizer_config.json', FILE_CAPS.json), configPath)
     if (typeof config === 'object' && config !== null && !Array.isArray(config)) {
       const decoder = (config as Record<string, unknown>)['added_tokens_decoder']
       if (typeof decoder === 'object' && decoder !== null && !Array.isArray(decoder)) {
@@ -170,9 +155,9 @@ function readSideFiles(dir: string, opts: LoadTokenizerOptions): VocabMergesOpti
       if (unk.length) unkToken = unk[0]
     }
   }
-  if (has(dir, 'special_tokens_map.json')) {
-    const mapPath = join(dir, 'special_tokens_map.json')
-    for (const s of specialTokenStrings(parseJsonFile(readText(dir, 'special_tokens_map.json', FILE_CAPS.json, opts), mapPath))) specialTokens.push(s)
+  if (folder.has('special_tokens_map.json')) {
+    const mapPath = folder.where('special_tokens_map.json')
+    for (const s of specialTokenStrings(parseJsonFile(readText(folder, 'special_tokens_map.json', FILE_CAPS.json), mapPath))) specialTokens.push(s)
   }
   return { addedTokens, specialTokens, ...(unkToken !== undefined ? { unkToken } : {}) }
 }

@@ -1,0 +1,120 @@
+// The page: model from a URL or picked files, prompt, sampling controls, streamed output. The model runs in
+// the engine worker (engine.ts); this file only talks to it and updates the page. State the tests read:
+// #env[data-state] (ready), #model-info[data-state] (loading / loaded / error), #timings[data-state]
+// (running / done / error), #ids (JSON of the prompt and new ids).
+
+type Msg = { type: string; req: number; [k: string]: unknown }
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T
+const env = $('env'), info = $('model-info'), timings = $('timings'), idsOut = $('ids')
+const progress = $<HTMLProgressElement>('progress')
+const runBtn = $<HTMLButtonElement>('run'), stopBtn = $<HTMLButtonElement>('stop')
+const outPrompt = $('out-prompt'), outNew = $('out-new')
+const num = (id: string) => {
+  const v = $<HTMLInputElement>(id).value.trim()
+  return v === '' ? undefined : Number(v)
+}
+
+const engine = new Worker(new URL('./engine.js', import.meta.url), { type: 'module', name: 'refgpt-engine' })
+let nextReq = 1
+const pending = new Map<number, { resolve: (m: Msg) => void; reject: (e: Error) => void; onEvent?: (m: Msg) => void }>()
+engine.onmessage = (ev: MessageEvent<Msg>) => {
+  const m = ev.data
+  const p = pending.get(m.req)
+  if (!p) return
+  if (m.type === 'progress' || m.type === 'token') p.onEvent?.(m)
+  else {
+    pending.delete(m.req)
+    if (m.type === 'error') p.reject(new Error(String(m.message)))
+    else p.resolve(m)
+  }
+}
+engine.onerror = (e) => setState(env, 'error', `the engine failed to start: ${e.message}`)
+
+function ask(msg: Record<string, unknown>, onEvent?: (m: Msg) => void): Promise<Msg> {
+  const req = nextReq++
+  return new Promise((resolve, reject) => {
+    pending.set(req, { resolve, reject, onEvent })
+    engine.postMessage({ ...msg, req })
+  })
+}
+
+function setState(el: HTMLElement, state: string, text: string) {
+  el.dataset.state = state
+  el.textContent = text
+}
+
+const mb = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`
+
+async function load(source: Record<string, unknown>, what: string) {
+  runBtn.disabled = true
+  progress.value = 0
+  setState(info, 'loading', `loading ${what}…`)
+  try {
+    const m = await ask({ type: 'load', source, threads: num('threads') }, (e) => {
+      if (e.type === 'progress') progress.value = Number(e.done) / Math.max(1, Number(e.total))
+    })
+    progress.value = 1
+    setState(info, 'loaded', `${m.modelType} (${m.family}) · ${(Number(m.parameters) / 1e6).toFixed(2)}M parameters, ${mb(Number(m.weightBytes))} · ${m.nLayer} layers · ${m.format} · loaded in ${(Number(m.loadMs) / 1000).toFixed(2)} s · ${m.threads} thread(s), ${m.simd} SIMD · ${m.dir}`)
+    info.dataset.threads = String(m.threads)
+    runBtn.disabled = false
+  } catch (e) {
+    setState(info, 'error', (e as Error).message)
+  }
+}
+
+$('url-form').addEventListener('submit', (ev) => {
+  ev.preventDefault()
+  const url = $<HTMLInputElement>('url').value.trim()
+  // relative to the page (the engine worker's own URL is dist/engine.js)
+  if (url) void load({ kind: 'url', url: new URL(url, location.href).href }, url)
+})
+for (const id of ['pick-dir', 'pick-files']) {
+  $<HTMLInputElement>(id).addEventListener('change', (ev) => {
+    const files = [...((ev.target as HTMLInputElement).files ?? [])]
+    if (files.length) void load({ kind: 'files', files }, `${files.length} file(s)`)
+  })
+}
+
+$('gen-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault()
+  const prompt = $<HTMLTextAreaElement>('prompt').value
+  const doSample = $<HTMLInputElement>('sample').checked
+  runBtn.disabled = true
+  stopBtn.disabled = false
+  outPrompt.textContent = prompt
+  outNew.textContent = ''
+  idsOut.textContent = ''
+  setState(timings, 'running', 'generating…')
+  try {
+    const m = await ask(
+      { type: 'generate', prompt, maxNewTokens: num('max-new') ?? 20, doSample, temperature: num('temperature'), topK: num('top-k'), topP: num('top-p'), seed: num('seed') ?? null },
+      (e) => {
+        if (e.type === 'token') outNew.textContent += String(e.text)
+      },
+    )
+    idsOut.textContent = JSON.stringify({ prompt: m.promptIds, ids: m.ids, new: m.newIds })
+    const n = (m.newIds as number[]).length
+    setState(timings, 'done', `${n} new tokens · first token ${Number(m.firstTokenMs).toFixed(0)} ms · ${Number(m.tokensPerS).toFixed(1)} tokens/s after it · ${(Number(m.totalMs) / 1000).toFixed(2)} s in all · ${m.finishReason}${m.seed !== null ? ` · seed ${m.seed}` : ''}`)
+  } catch (e) {
+    setState(timings, 'error', (e as Error).message)
+  } finally {
+    runBtn.disabled = false
+    stopBtn.disabled = true
+  }
+})
+stopBtn.addEventListener('click', () => void ask({ type: 'stop' }))
+
+// a URL in the page's address (?model=models/gpt2-tiny/) fills the field
+const fromQuery = new URLSearchParams(location.search).get('model')
+$<HTMLInputElement>('url').value = fromQuery ?? 'models/gpt2-tiny/'
+
+ask({ type: 'init' }).then(
+  (m) => {
+    setState(env, 'ready', `cross-origin isolated: ${m.crossOriginIsolated ? 'yes' : 'no (1 thread)'} · threads: ${m.threads} · kernels: ${m.simd} SIMD`)
+    env.dataset.threads = String(m.threads)
+    env.dataset.isolated = String(m.crossOriginIsolated)
+    $<HTMLInputElement>('threads').placeholder = String(m.threads)
+  },
+  (e) => setState(env, 'error', `the engine failed to start: ${(e as Error).message}`),
+)
