@@ -23,3 +23,8 @@ export type { GenerateOptions, GenerateResult, GeneratedSequence, FinishReason }
 export { resolveGenerationConfig, HF_DEFAULTS } from './generation/config.js'
 export type { GenerationConfig, GenerationOptions } from './generation/config.js'
 export { modelscopeGenerate, isModelscopeModel } from './generation/modelscope.js'
+export { collectTrace } from './trace/tracer.js'
+export type { Tracer, TraceEvent, CollectedTrace } from './trace/tracer.js'
+// the step-through view: stages of one traced forward (trace/step.ts) and their HTML (trace/step-html.ts)
+export * as stepThrough from './trace/step.js'
+export * as stepHtml from './trace/step-html.js'

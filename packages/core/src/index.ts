@@ -59,6 +59,9 @@ export type { ModelscopeGenerateOptions, ModelscopeResult } from './generation/m
 export type { Sampler } from './generation/sampler.js'
 export { collectTrace } from './trace/tracer.js'
 export type { Tracer, TraceEvent, CollectedTrace } from './trace/tracer.js'
+// the step-through (refgpt step, the demo page's view): stages of one traced forward, and their HTML
+export * as stepThrough from './trace/step.js'
+export * as stepHtml from './trace/step-html.js'
 export { pipeline, modelscope } from './pipeline.js'
 export type { TextGenerationPipeline, TextGenerationOutput, ModelscopeTextGenerationPipeline, ModelscopeTextGenerationOutput, PipelineOptions } from './pipeline.js'
 export { exportGolden, readGolden, verifyGolden, packGolden, tensorFilter, goldenTensor, defaultTolerance, GOLDEN_FORMAT, GOLDEN_VERSION, MAX_GOLDEN_TENSORS, MAX_GOLDEN_BYTES } from './trace/golden.js'

@@ -1,14 +1,19 @@
-// The page: model from a URL or picked files, prompt, sampling controls, streamed output. The model runs in
-// the engine worker (engine.ts); this file only talks to it and updates the page. State the tests read:
-// #env[data-state] (ready), #model-info[data-state] (loading / loaded / error), #timings[data-state]
-// (running / done / error), #ids (JSON of the prompt and new ids).
+// The page: model from a URL or picked files, a device (wasm, or webgpu where the browser has it), prompt,
+// sampling controls, streamed output, and the step-through view (one traced forward of the prompt, drawn
+// by the same renderer as `refgpt step --html`). The model runs in the engine worker (engine.ts); this file
+// only talks to it and updates the page. State the tests read: #env[data-state] (ready; data-webgpu),
+// #model-info[data-state] (loading / loaded / error; data-device), #timings[data-state] (running / done /
+// error), #ids (JSON of the prompt and new ids), #step-state[data-state] (running / done / error; the view
+// is in #step-view's open shadow root).
 
 type Msg = { type: string; req: number; [k: string]: unknown }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T
 const env = $('env'), info = $('model-info'), timings = $('timings'), idsOut = $('ids')
 const progress = $<HTMLProgressElement>('progress')
-const runBtn = $<HTMLButtonElement>('run'), stopBtn = $<HTMLButtonElement>('stop')
+const runBtn = $<HTMLButtonElement>('run'), stopBtn = $<HTMLButtonElement>('stop'), stepBtn = $<HTMLButtonElement>('step')
+const stepState = $('step-state'), stepView = $('step-view')
+const deviceSel = $<HTMLSelectElement>('device')
 const outPrompt = $('out-prompt'), outNew = $('out-new')
 const num = (id: string) => {
   const v = $<HTMLInputElement>(id).value.trim()
@@ -46,18 +51,26 @@ function setState(el: HTMLElement, state: string, text: string) {
 
 const mb = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`
 
+/** Buttons that need a loaded model and an idle engine. */
+function busy(on: boolean) {
+  runBtn.disabled = on
+  stepBtn.disabled = on
+}
+
 async function load(source: Record<string, unknown>, what: string) {
-  runBtn.disabled = true
+  busy(true)
   progress.value = 0
   setState(info, 'loading', `loading ${what}…`)
   try {
-    const m = await ask({ type: 'load', source, threads: num('threads') }, (e) => {
+    const device = deviceSel.value === 'webgpu' ? 'webgpu' : 'wasm'
+    const m = await ask({ type: 'load', source, threads: num('threads'), device }, (e) => {
       if (e.type === 'progress') progress.value = Number(e.done) / Math.max(1, Number(e.total))
     })
     progress.value = 1
-    setState(info, 'loaded', `${m.modelType} (${m.family}) · ${(Number(m.parameters) / 1e6).toFixed(2)}M parameters, ${mb(Number(m.weightBytes))} · ${m.nLayer} layers · ${m.format} · loaded in ${(Number(m.loadMs) / 1000).toFixed(2)} s · ${m.threads} thread(s), ${m.simd} SIMD · ${m.dir}`)
+    setState(info, 'loaded', `${m.modelType} (${m.family}) · ${(Number(m.parameters) / 1e6).toFixed(2)}M parameters, ${mb(Number(m.weightBytes))} · ${m.nLayer} layers · ${m.format} · loaded in ${(Number(m.loadMs) / 1000).toFixed(2)} s · ${m.device === 'webgpu' ? `webgpu: ${m.adapter}` : `${m.threads} thread(s), ${m.simd} SIMD`} · ${m.dir}`)
     info.dataset.threads = String(m.threads)
-    runBtn.disabled = false
+    info.dataset.device = String(m.device)
+    busy(false)
   } catch (e) {
     setState(info, 'error', (e as Error).message)
   }
@@ -80,7 +93,7 @@ $('gen-form').addEventListener('submit', async (ev) => {
   ev.preventDefault()
   const prompt = $<HTMLTextAreaElement>('prompt').value
   const doSample = $<HTMLInputElement>('sample').checked
-  runBtn.disabled = true
+  busy(true)
   stopBtn.disabled = false
   outPrompt.textContent = prompt
   outNew.textContent = ''
@@ -99,11 +112,35 @@ $('gen-form').addEventListener('submit', async (ev) => {
   } catch (e) {
     setState(timings, 'error', (e as Error).message)
   } finally {
-    runBtn.disabled = false
+    busy(false)
     stopBtn.disabled = true
   }
 })
 stopBtn.addEventListener('click', () => void ask({ type: 'stop' }))
+
+// The step-through: the engine runs one traced forward of the prompt and renders it with refgpt step's
+// renderer (core's stepHtml); the view goes into a shadow root so its style sheet stays its own.
+const stepRoot = stepView.attachShadow({ mode: 'open' })
+stepBtn.addEventListener('click', async () => {
+  const prompt = $<HTMLTextAreaElement>('prompt').value
+  busy(true)
+  setState(stepState, 'running', 'tracing one forward pass…')
+  try {
+    const m = await ask({ type: 'step', prompt })
+    // the CLI page's style sheet, minus what it sets on <body>: here the view is a block of the page
+    stepRoot.innerHTML = `<style>:host{display:block;font:14px/1.4 system-ui,sans-serif;color:#222}${String(m.css).replace(/^body\{[^}]*\}/, '')}</style>${m.html}`
+    // the hover titles: the CLI page's script, run over the shadow root in place of the document
+    new Function('document', String(m.js))(stepRoot)
+    stepView.hidden = false
+    stepState.dataset.layers = String(m.nLayer)
+    stepState.dataset.heads = String(m.nHead)
+    setState(stepState, 'done', `${m.stages} stages · ${m.nLayer} layers · ${(m.ids as number[]).length} tokens · traced and rendered in ${(Number(m.ms) / 1000).toFixed(2)} s`)
+  } catch (e) {
+    setState(stepState, 'error', (e as Error).message)
+  } finally {
+    busy(false)
+  }
+})
 
 // a URL in the page's address (?model=models/gpt2-tiny/) fills the field
 const fromQuery = new URLSearchParams(location.search).get('model')
@@ -114,6 +151,9 @@ ask({ type: 'init' }).then(
     setState(env, 'ready', `cross-origin isolated: ${m.crossOriginIsolated ? 'yes' : 'no (1 thread)'} · threads: ${m.threads} · kernels: ${m.simd} SIMD`)
     env.dataset.threads = String(m.threads)
     env.dataset.isolated = String(m.crossOriginIsolated)
+    // the device choice is shown where the browser has WebGPU (navigator.gpu in the engine's worker)
+    env.dataset.webgpu = String(m.webgpu === true)
+    $('device-choice').hidden = m.webgpu !== true
     $<HTMLInputElement>('threads').placeholder = String(m.threads)
   },
   (e) => setState(env, 'error', `the engine failed to start: ${(e as Error).message}`),

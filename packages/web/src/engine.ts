@@ -1,8 +1,9 @@
 // The page's engine: a module Web Worker that holds the model (so the page stays responsive, and the wasm
-// thread pool may block in Atomics.wait). Messages in: init, load, generate, stop; out: ready, progress,
-// loaded, token, done, error. Every message out carries the `req` number of the request it answers.
+// thread pool may block in Atomics.wait). Messages in: init, load, generate, step, stop; out: ready,
+// progress, loaded, token, done, error. Every message out carries the `req` number of the request it
+// answers. The model runs on the wasm device or, where the browser has WebGPU, on the webgpu device.
 import {
-  HOST, RefgptError, StreamDecoder, filesFolder, generateStream, loadModel, loadTokenizerAsync, urlFolder,
+  HOST, RefgptError, StreamDecoder, filesFolder, generateStream, loadModel, loadTokenizerAsync, stepHtml, stepThrough, urlFolder,
   type Model, type ModelFolder, type Tokenizer,
 } from '@refgpt/core/browser'
 import { hardwareThreads, loadKernelModuleFrom, relaxedSimdSupported, setPoolWorkerUrl } from '@refgpt/wasm'
@@ -17,8 +18,9 @@ const scope = globalThis as unknown as Scope
 type Source = { kind: 'url'; url: string } | { kind: 'files'; files: File[]; label?: string }
 type Request =
   | { type: 'init'; req: number }
-  | { type: 'load'; req: number; source: Source; threads?: number }
+  | { type: 'load'; req: number; source: Source; threads?: number; device?: 'wasm' | 'webgpu' }
   | { type: 'generate'; req: number; prompt: string; maxNewTokens: number; doSample: boolean; temperature?: number; topK?: number; topP?: number; seed?: number | null }
+  | { type: 'step'; req: number; prompt: string }
   | { type: 'stop'; req: number }
 
 let model: Model | undefined
@@ -36,10 +38,12 @@ async function init(): Promise<Record<string, unknown>> {
     await loadKernelModuleFrom(new URL('./refgpt-relaxed.wasm', import.meta.url), 'relaxed')
     simd = 'relaxed'
   }
-  return { host: HOST, crossOriginIsolated: scope.crossOriginIsolated === true, threads: hardwareThreads(), simd }
+  // navigator.gpu in this worker (an adapter is asked for only when the webgpu device is chosen)
+  const webgpu = typeof (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu === 'object'
+  return { host: HOST, crossOriginIsolated: scope.crossOriginIsolated === true, threads: hardwareThreads(), simd, webgpu }
 }
 
-async function load(req: number, source: Source, threads?: number): Promise<Record<string, unknown>> {
+async function load(req: number, source: Source, threads?: number, device: 'wasm' | 'webgpu' = 'wasm'): Promise<Record<string, unknown>> {
   await model?.dispose()
   model = undefined
   tokenizer = undefined
@@ -48,8 +52,8 @@ async function load(req: number, source: Source, threads?: number): Promise<Reco
   tokenizer = await loadTokenizerAsync(folder)
   let last = 0
   const m = await loadModel(folder, {
-    device: 'wasm',
-    threads,
+    device,
+    ...(device === 'wasm' ? { threads } : {}),
     onProgress: (done, total) => {
       const now = performance.now()
       if (done === total || now - last > 100) {
@@ -59,8 +63,11 @@ async function load(req: number, source: Source, threads?: number): Promise<Reco
     },
   })
   model = m
-  const dev = m.device as { threads?: number }
+  const dev = m.device as { threads?: number; adapter?: { vendor: string; architecture: string; description: string; cpu: boolean } }
+  const ad = dev.adapter
   return {
+    device,
+    adapter: ad ? `${[ad.vendor, ad.architecture, ad.description].filter(Boolean).join(' ')}${ad.cpu ? ' (a CPU driver)' : ''}` : null,
     loadMs: performance.now() - t0,
     dir: m.info.dir,
     family: m.family,
@@ -72,7 +79,7 @@ async function load(req: number, source: Source, threads?: number): Promise<Reco
     nLayer: m.arch.nLayer,
     nVocab: m.arch.nVocab,
     maxContext: m.info.maxContext,
-    threads: dev.threads ?? threads ?? hardwareThreads(),
+    threads: device === 'wasm' ? dev.threads ?? threads ?? hardwareThreads() : null,
     simd,
   }
 }
@@ -124,9 +131,38 @@ async function run(req: number, r: Extract<Request, { type: 'generate' }>): Prom
   }
 }
 
+/**
+ * One traced forward of the prompt (core's stepThrough.runStages: the stages of `refgpt step`), rendered
+ * with the CLI's renderer (core's stepHtml): the sections, their style sheet and the hover script.
+ */
+async function step(r: Extract<Request, { type: 'step' }>): Promise<Record<string, unknown>> {
+  if (!model || !tokenizer) throw new Error('no model loaded')
+  const ids = tokenizer.encode(r.prompt)
+  if (ids.length === 0) throw new Error('the prompt has no tokens')
+  const t0 = performance.now()
+  const run = await stepThrough.runStages(model, tokenizer, ids)
+  const ms = performance.now() - t0
+  const pieces = run.ids.map((id) => stepThrough.pieceText(tokenizer!, id))
+  return {
+    html: `${stepHtml.stepHeaderHtml(model, r.prompt)}\n${stepHtml.stepSectionsHtml(run, model, pieces)}`,
+    css: stepHtml.STEP_CSS,
+    js: stepHtml.STEP_JS,
+    ids: run.ids,
+    next: run.next,
+    nLayer: model.arch.nLayer,
+    nHead: model.arch.nHead,
+    stages: run.stages.length,
+    ms,
+  }
+}
+
 const handlers: Record<Request['type'], (r: Request) => Promise<Record<string, unknown>>> = {
   init: () => init(),
-  load: (r) => load(r.req, (r as Extract<Request, { type: 'load' }>).source, (r as Extract<Request, { type: 'load' }>).threads),
+  load: (r) => {
+    const l = r as Extract<Request, { type: 'load' }>
+    return load(l.req, l.source, l.threads, l.device)
+  },
+  step: (r) => step(r as Extract<Request, { type: 'step' }>),
   generate: (r) => run(r.req, r as Extract<Request, { type: 'generate' }>),
   stop: async () => {
     stopped = true
