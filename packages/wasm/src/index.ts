@@ -7,4 +7,4 @@ export {
 } from './core.js'
 export { createWasmCore, type WasmCore, type WasmCoreOptions } from './pool.js'
 export { GEMM_SLOT_BYTES, MAX_STAGED_ROWS, allocGemmScratch, gemmScratchBytes } from './scratch.js'
-export { measureProbes, probesInChild, type ProbeFigures } from './probes.js'
+export { maddPeak, measureProbes, probesInChild, type ProbeFigures } from './probes.js'

@@ -7,7 +7,7 @@
 // benchmarks/compare-ort.mjs call measureProbes (in a child process, so that the probe's buffer does
 // not count in the benchmark's peak RSS: probesInChild) before and after what they time.
 import { spawnSync } from 'node:child_process'
-import { createWasmCore } from './pool.js'
+import { createWasmCore, type WasmCore } from './pool.js'
 
 export interface ProbeFigures {
   threads: number
@@ -21,7 +21,8 @@ export interface ProbeFigures {
 
 const MADD_UNITS = 64, MADD_ITERS = 100_000, MADD_FLOPS = MADD_UNITS * MADD_ITERS * 96
 
-const median = (xs: number[]) => {
+/** The median of xs (the mean of the two middle values for an even count). */
+const median = (xs: number[]): number => {
   const a = [...xs].sort((p, q) => p - q), m = a.length >> 1
   return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2
 }
@@ -36,6 +37,18 @@ function timeMedian(fn: () => void, calls: number): number {
     ms.push(performance.now() - t)
   }
   return median(ms)
+}
+
+/**
+ * The multiply-add peak of `core`'s pool, GFLOP/s: the median of `calls` timed calls of probe_madd (64
+ * units of 100 000 iterations of 12 f32x4 mul + add chains) split over every thread, after 3 untimed ones.
+ */
+export function maddPeak(core: WasmCore, calls = 60): number {
+  const ms = timeMedian(() => {
+    core.args[0] = MADD_ITERS
+    core.run(0, 'probe_madd', 1, MADD_UNITS)
+  }, calls)
+  return MADD_FLOPS / (ms * 1e6)
 }
 
 /**
@@ -56,11 +69,7 @@ export async function measureProbes(opts: { threads?: number; streamBytes?: numb
       core.run(0, 'probe_stream_read', 2, streamBytes / 16)
     }, calls)
     mem.release(buf)
-    const maddMs = timeMedian(() => {
-      core.args[0] = MADD_ITERS
-      core.run(0, 'probe_madd', 1, MADD_UNITS)
-    }, 4 * calls)
-    return { threads: core.threads, streamBytes, streamGBps: streamBytes / (streamMs * 1e6), maddGflops: MADD_FLOPS / (maddMs * 1e6) }
+    return { threads: core.threads, streamBytes, streamGBps: streamBytes / (streamMs * 1e6), maddGflops: maddPeak(core, 4 * calls) }
   } finally {
     await core.close()
   }

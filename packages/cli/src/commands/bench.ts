@@ -3,7 +3,7 @@
 // through the Trainer, then the host-side AdamW), against the multiply-add peak of the same process.
 
 import { readFileSync } from 'node:fs'
-import { AdamW, SHAPES, Trainer, UsageError, argmax, inspectModel, loadModel, loadRandomModel, probesInChild, shapeConfig, type Example, type Model, type ProbeFigures, type WasmDevice } from '@refgpt/core'
+import { AdamW, SHAPES, Trainer, UsageError, argmax, inspectModel, loadModel, loadRandomModel, maddPeak, probesInChild, shapeConfig, type Example, type Model, type ProbeFigures, type WasmDevice } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
 import { MODEL_OPTIONS, modelHelp, modelLabel, modelOptions, noLang, withLoadProgress } from './common.js'
 
@@ -205,28 +205,10 @@ function probeLine(p: Record<string, number | null>): string {
 
 // --- training step ----------------------------------------------------------------------------------
 
-/** probe_madd (benchmarks/probes.bench.mjs): 64 units of 100 000 iterations of 12 f32x4 mul + add chains. */
-const MADD_UNITS = 64, MADD_ITERS = 100_000, MADD_FLOPS = MADD_UNITS * MADD_ITERS * 96
-
-/**
- * The multiply-add peak of the wasm device's own pool, GFLOP/s: the median of `calls` timed calls of
- * probe_madd split over every thread (after 3 untimed ones). null on devices without a wasm core.
- */
-function maddPeak(model: Model, calls = 60): number | null {
+/** The multiply-add peak of the wasm device's own pool, GFLOP/s (null on devices without a wasm core). */
+function poolMaddPeak(model: Model): number | null {
   const core = (model.device as Partial<WasmDevice>).core
-  if (!core) return null
-  const once = () => {
-    core.args[0] = MADD_ITERS
-    core.run(0, 'probe_madd', 1, MADD_UNITS)
-  }
-  for (let i = 0; i < 3; i++) once()
-  const ms: number[] = []
-  for (let i = 0; i < calls; i++) {
-    const t = performance.now()
-    once()
-    ms.push(performance.now() - t)
-  }
-  return MADD_FLOPS / (median(ms) * 1e6)
+  return core ? maddPeak(core) : null
 }
 
 const median = (xs: number[]) => {
@@ -289,7 +271,7 @@ async function runTrain(v: Record<string, unknown>, o: ReturnType<typeof modelOp
     })
     const tokens = batchSize * maxLength
 
-    const peakBefore = maddPeak(model)
+    const peakBefore = poolMaddPeak(model)
     const rows: { zero_s: number; fwd_bwd_s: number; optimizer_s: number; loss: number; other_cpu: number | null }[] = []
     for (let i = 0; i <= steps; i++) {
       const mark = cpuMark()
@@ -304,7 +286,7 @@ async function runTrain(v: Record<string, unknown>, o: ReturnType<typeof modelOp
       const td = performance.now()
       if (i > 0) rows.push({ zero_s: (tb - ta) / 1000, fwd_bwd_s: (tc - tb) / 1000, optimizer_s: (td - tc) / 1000, loss: r.loss, other_cpu: othersShare(mark) })
     }
-    const peakAfter = maddPeak(model)
+    const peakAfter = poolMaddPeak(model)
     const peaks = [peakBefore, peakAfter].filter((p): p is number => p !== null)
     const peak = peaks.length ? Math.max(...peaks) : null
 
