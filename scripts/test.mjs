@@ -20,9 +20,9 @@ child.on('close', (code) => {
   const failed = Number.isFinite(total) && Number.isFinite(passed) ? total - passed : 1
   console.log(`${Number.isFinite(passed) ? passed : 0} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`)
   if (code !== 0 || failed !== 0 || !(total > 0)) process.exit(code || 1)
-  // CI installs Chromium (whose SwiftShader gives WebGPU an adapter), libvulkan1 and tmux (.ci/run): there,
-  // a skipped browser, terminal or webgpu test is a failure
-  const mustRun = plain.split('\n').filter((l) => /^\s*SKIP (step (TUI|--html browser check)|webgpu)/.test(l) || /^\s*SKIP web page/.test(l))
+  // CI installs Chromium (whose SwiftShader gives WebGPU an adapter), libvulkan1, tmux and haproxy (.ci/run):
+  // there, a skipped browser, terminal, webgpu or load-balancer test is a failure
+  const mustRun = plain.split('\n').filter((l) => /^\s*SKIP (step (TUI|--html browser check)|webgpu|serve behind haproxy)/.test(l) || /^\s*SKIP web page/.test(l))
   if (process.env.CI === 'true' && mustRun.length > 0) {
     console.log(`CI: ${mustRun.length} browser/terminal/webgpu test(s) skipped, which CI must run:\n${mustRun.join('\n')}`)
     process.exit(1)

@@ -6,8 +6,9 @@
 //   save     regenerate one input and save it under the out folder (for hangs/aborts the parent saw)
 //   repro    run one saved (or regenerated) input in this process and print what happened, with stacks
 //
-// Classification: the call returned -> ok; threw a RefgptError -> err (clean); threw anything else, or
-// left an unhandled rejection / uncaught exception behind -> crash.
+// Classification: the call returned -> ok; threw a RefgptError (or what the target's isClean accepts: serve's
+// HttpError 4xx) -> err (clean); threw anything else, or left an unhandled rejection / uncaught exception
+// behind -> crash.
 
 import { writeSync, mkdirSync, rmSync } from 'node:fs'
 import { join, relative } from 'node:path'
@@ -39,6 +40,9 @@ async function setup(targets = []) {
   const work = job.workDir ?? join(process.env.TMPDIR ?? '/tmp', `refgpt-fuzz-${process.pid}`)
   mkdirSync(work, { recursive: true })
   const env = prepareEnv(work, S.outside)
+  // targets that import more than @refgpt/core (serve: the CLI's request parsers) do it now, so that a
+  // failed import stops the worker at start-up rather than making every input a crash
+  for (const t of targets) await parseTargetSpec(t).target.prepare?.()
   // the golden target verifies against the tiny GPT-2 (loaded once, on first use)
   let goldenModel
   const ctx = {
@@ -62,7 +66,8 @@ async function runOne(core, ctx, c, path, lateErrors) {
     await target.run(path, core, ctx, c)
     result = { c: 'ok' }
   } catch (e) {
-    result = e instanceof core.RefgptError ? { c: 'err', error: e } : { c: 'crash', error: e }
+    // clean: a RefgptError, or what the target calls a clean refusal (serve: an HttpError 4xx)
+    result = e instanceof core.RefgptError || target.isClean?.(e) ? { c: 'err', error: e } : { c: 'crash', error: e }
   }
   // let rejections nobody awaited surface before the input is over
   await new Promise((r) => setImmediate(r))
@@ -158,7 +163,7 @@ async function repro() {
   const start = performance.now()
   const res = await runOne(core, ctx, c, path, lateErrors)
   const ms = performance.now() - start
-  const verdict = res.c === 'ok' ? 'CLEAN (returned)' : res.c === 'err' ? 'CLEAN (RefgptError)' : `CRASH${res.late ? ' (unhandled rejection / uncaught exception)' : ''}`
+  const verdict = res.c === 'ok' ? 'CLEAN (returned)' : res.c === 'err' ? `CLEAN (${res.error instanceof core.RefgptError ? 'RefgptError' : `refused: ${res.error?.name}`})` : `CRASH${res.late ? ' (unhandled rejection / uncaught exception)' : ''}`
   out(`${verdict} in ${ms.toFixed(1)} ms, rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB`)
   if (res.error) {
     let e = res.error, depth = 0

@@ -1,5 +1,5 @@
 // How outcomes are named and grouped. A crash's signature is target | error class: message with paths,
-// quoted text and numbers blanked | top stack frame (in packages/core or a dependency), so that one bug
+// quoted text and numbers blanked | top stack frame (in packages/core, packages/cli or a dependency), so that one bug
 // met by a thousand inputs is one line of the summary. Hangs, aborts and memory blow-ups have no stack:
 // they are grouped by target and mutation tags (expensiveSignature).
 
@@ -17,7 +17,7 @@ export function describeError(e, target) {
   const frames = stack.split('\n').filter((l) => /^\s+at /.test(l)).map((l) => l.trim().replace(ROOT + '/', '').replace('file://', ''))
   // the first frame in the library (or a dependency); a stack overflow in native code (String() of a
   // deep array) has thousands of native frames above it, hence the child's Error.stackTraceLimit
-  const at = frames.findIndex((f) => f.includes('packages/core') || f.includes('node_modules'))
+  const at = frames.findIndex((f) => f.includes('packages/core') || f.includes('packages/cli') || f.includes('node_modules'))
   const top = frames[at] ?? frames[0] ?? ''
   const shown = at > 6 ? [...frames.slice(0, 3), `... ${at - 4} frames ...`, ...frames.slice(at - 1, at + 8)] : frames.slice(0, 12)
   const topShort = top.replace(/^at /, '').replace(/:(\d+):\d+(\)?)$/, ':$1$2')

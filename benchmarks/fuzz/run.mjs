@@ -108,7 +108,7 @@ const opts = parseArgs(process.argv.slice(2))
 const nodeFlags = () => [...(opts.core === 'source' ? ['--conditions=source', '--import', 'tsx'] : []), `--max-old-space-size=${opts.rssMb + 1024}`, '--expose-gc']
 
 if (opts.list) {
-  for (const [name, t] of Object.entries(TARGETS)) process.stdout.write(`${name}${DEFAULT_TARGETS.includes(name) ? '' : ' (tests only)'}: ${t.mutators.join(' ')}\n`)
+  for (const [name, t] of Object.entries(TARGETS)) process.stdout.write(`${name}${DEFAULT_TARGETS.includes(name) ? '' : name === 'planted' ? ' (tests only)' : ` (not in the default run: --targets ${name})`}: ${t.mutators.join(' ')}\n`)
   process.exit(0)
 }
 if (opts.repro || opts.reproCase) {

@@ -108,8 +108,64 @@ function modelTensors(core, config, dtype = 'F32') {
 }
 
 /**
+ * Request bodies of `refgpt serve` (the `serve` target): valid OpenAI legacy completions bodies (text, token
+ * ids, a list of prompts, a stream with stream_options, lm-eval's echo + logprobs request, stop lists, the
+ * sampling extensions), chat bodies (system/assistant/developer turns, content as text parts, logprobs +
+ * top_logprobs, the spellings of "no tools"), and llama.cpp's /tokenize and /detokenize bodies. `endpoint`
+ * picks the parser (packages/cli/src/serve/schema.ts); a few are refused on purpose (an unknown spelling).
+ */
+export function serveSeeds() {
+  const completions = [
+    ['plain', { prompt: 'Hello', max_tokens: 8, temperature: 0 }],
+    ['stream', { model: 'gpt2', prompt: 'Once upon a time', max_tokens: 16, temperature: 0.7, top_p: 0.9, stream: true, stream_options: { include_usage: true } }],
+    ['ids', { prompt: [[1, 2, 3]], max_tokens: 4 }],
+    ['one-ids', { prompt: [50256, 15496, 995], max_tokens: 0, echo: true, logprobs: 5 }],
+    ['list', { prompt: ['Hello', 'World', ''], max_tokens: 4, n: 2, temperature: 1, seed: 7 }],
+    ['lm-eval', { prompt: [[3347, 1234, 262]], temperature: 0, max_tokens: 1, logprobs: 1, seed: 1234, echo: true }],
+    ['stop', { prompt: 'Q: 2+2?\nA:', max_tokens: 32, temperature: 0, stop: ['\n\n', 'Question:', '<|endoftext|>'] }],
+    ['extensions', {
+      model: null, prompt: 'x', max_tokens: null, top_k: 40, min_p: 0.05, repetition_penalty: 1.1, best_of: 1, n: 1, presence_penalty: 0, frequency_penalty: 0,
+      logit_bias: {}, user: 'u', suffix: null, stop: '\n', stream: false, seed: null, logprobs: null, echo: false,
+    }],
+  ]
+  const chat = [
+    ['user', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 }],
+    ['turns', {
+      model: 'gpt2', temperature: 0.5, max_completion_tokens: 20, stream: true, stream_options: { include_usage: false },
+      messages: [
+        { role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Hello' },
+        { role: 'assistant', content: 'Hi.', tool_calls: [], refusal: null, function_call: null }, { role: 'user', content: 'Again', name: 'bob' },
+      ],
+    }],
+    ['parts', {
+      messages: [{ role: 'developer', content: [{ type: 'text', text: 'Be brief.' }] }, { role: 'user', content: [{ type: 'text', text: 'Hi ' }, { type: 'text', text: 'there' }] }],
+      max_tokens: 8,
+    }],
+    ['logprobs', { messages: [{ role: 'user', content: '2+2=' }], max_tokens: 1, logprobs: true, top_logprobs: 5, temperature: 0, seed: 1 }],
+    ['no-tools', {
+      messages: [{ role: 'user', content: 'x' }], tools: [], tool_choice: 'none', functions: [], function_call: 'none', response_format: { type: 'text' },
+      n: 2, stop: ['\n'], top_k: -1, min_p: 0, repetition_penalty: 1, max_tokens: 3, max_completion_tokens: 3, presence_penalty: 0, user: 'u',
+    }],
+  ]
+  const tokenize = [
+    ['pieces', { content: 'x', with_pieces: true }],
+    ['prompt', { prompt: 'x', add_special_tokens: false }], // llama.cpp's other spelling: refused as unrecognized
+    ['special', { content: 'Hello world <|endoftext|>', add_special: true, model: 'gpt2' }],
+  ]
+  const detokenize = [
+    ['ids', { tokens: [1, 2] }],
+    ['empty', { tokens: [], model: 'gpt2' }],
+    ['eot', { tokens: [50256, 0, 15496] }],
+  ]
+  const out = []
+  for (const [endpoint, list] of Object.entries({ completions, chat, tokenize, detokenize }))
+    for (const [name, value] of list) out.push({ endpoint, name: `${endpoint}-${name}`, value, bytes: enc.encode(JSON.stringify(value)) })
+  return out
+}
+
+/**
  * Builds every seed. `core` is the imported @refgpt/core. Returns
- * { safetensors, torch, sharded, tokenizer, config, golden, outside } (see targets.mjs for their use).
+ * { safetensors, torch, sharded, tokenizer, config, golden, serve, outside } (see targets.mjs for their use).
  */
 export async function buildSeeds(core) {
   const tmp = mkdtempSync(join(tmpdir(), 'refgpt-fuzz-seeds-'))
@@ -199,7 +255,7 @@ export async function buildSeeds(core) {
     // files a symlink "to outside the folder" points at: valid copies, so following one would succeed
     const outside = {}
     for (const group of [sharded, tokenizer, config]) for (const s of group) for (const [f, b] of Object.entries(s.entries)) outside[f] ??= b
-    return { safetensors, torch, sharded, tokenizer, config, golden, outside }
+    return { safetensors, torch, sharded, tokenizer, config, golden, serve: serveSeeds(), outside }
   } finally {
     rmSync(tmp, { recursive: true, force: true })
   }

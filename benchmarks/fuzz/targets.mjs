@@ -6,9 +6,10 @@
 // An input is CLEAN when run() returns or throws a RefgptError; anything else is a finding.
 
 import { readFileSync } from 'node:fs'
+import { basename } from 'node:path'
 import { mutateBytes, BYTE_MUTATORS } from './bytes.mjs'
 import { FS_OP_NAMES, mutateFs } from './case.mjs'
-import { BOUNDARY_STRINGS, TEXT_OP_NAMES, TREE_OP_NAMES, cached, mutateJsonFile } from './json.mjs'
+import { BOUNDARY_NUMBERS, BOUNDARY_STRINGS, RAW_NUMBERS, Raw, TEXT_OP_NAMES, TREE_OP_NAMES, boundaryValue, cached, mutateJsonFile, stringify } from './json.mjs'
 import { GOLDEN_OP_NAMES, mutateGolden } from './msgpack.mjs'
 import { PICKLE_OP_NAMES, mutatePickle } from './pickle.mjs'
 import { ST_OP_NAMES, mutateSafetensors } from './safetensors.mjs'
@@ -376,6 +377,203 @@ const golden = {
   },
 }
 
+// ---------------------------------------------------------------------------------------------------
+// `refgpt serve`'s request parsing (packages/cli/src/serve/schema.ts)
+
+/** The parsers' limits in this target (as `refgpt serve` with --max-n 4 and a 2048-token context). */
+export const SERVE_LIMITS = Object.freeze({ maxN: 4, maxPrompts: 256, maxTokens: 2048 })
+export const SERVE_ENDPOINTS = ['completions', 'chat', 'tokenize', 'detokenize']
+
+let serveMod // { parseCompletion, parseChat, parseTokenize, parseDetokenize, HttpError } once imported
+/**
+ * Imports the CLI's request parsers and HttpError: from the TypeScript source when the worker runs with
+ * `--core source` (tsx and the `source` condition, as @refgpt/core), else from the built packages/cli/dist.
+ * http is imported by the same URL schema imports it by, so `instanceof HttpError` holds for its errors.
+ */
+async function loadServe() {
+  if (serveMod) return serveMod
+  const source = process.execArgv.includes('--conditions=source')
+  const at = (f) => new URL(`../../packages/cli/${source ? 'src' : 'dist'}/serve/${f}.${source ? 'ts' : 'js'}`, import.meta.url).href
+  const [schema, http] = await Promise.all([import(at('schema')), import(at('http'))])
+  serveMod = { ...schema, HttpError: http.HttpError }
+  return serveMod
+}
+
+/** Known fields by endpoint (schema.ts's key lists), where the `field` mutator steers its edits. */
+const SERVE_SAMPLING_KEYS = ['model', 'max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'n', 'best_of', 'stop', 'seed', 'stream',
+  'stream_options', 'user', 'presence_penalty', 'frequency_penalty', 'logit_bias']
+const SERVE_KEYS = {
+  completions: [...SERVE_SAMPLING_KEYS, 'prompt', 'logprobs', 'echo', 'suffix'],
+  chat: [...SERVE_SAMPLING_KEYS, 'max_completion_tokens', 'messages', 'logprobs', 'top_logprobs', 'tools', 'tool_choice', 'functions', 'function_call', 'response_format'],
+  tokenize: ['content', 'add_special', 'with_pieces', 'model', 'prompt', 'add_special_tokens'],
+  detokenize: ['tokens', 'model'],
+}
+const SERVE_MESSAGE_KEYS = ['role', 'content', 'name', 'tool_calls', 'function_call', 'refusal']
+/** Values that sit at the edges of what the fields accept. */
+const SERVE_VALUES = () => [
+  0, -1, 1, 2, 4, 5, 6, 16, 17, 20, 21, 256, 257, 2048, 2049, -0.0001, 1e-300, 2.0000001, 1.9999999, 0.5, 2 ** 53 - 1, 2 ** 53, -(2 ** 53), 1e308,
+  new Raw('1e400'), new Raw('-1e400'), new Raw('-0'), new Raw('4.0'), new Raw('1e0'), new Raw('9007199254740993'),
+  '', 'x', 'none', 'auto', 'text', 'system', 'user', 'assistant', 'developer', 'tool', 'function', '__proto__', 'constructor', '\ud800',
+  [], [''], ['', 'a'], ['a', 1], Array.from({ length: 16 }, (_, i) => `s${i}`), Array.from({ length: 17 }, (_, i) => `s${i}`), [[]], [[1, -1]], [[1, 2], 'a'], [1.5],
+  [2 ** 53], [0, 2 ** 53 - 1], [-0], ['a', ['b']], Array.from({ length: 257 }, () => [1]), Array.from({ length: 257 }, () => 'a'), [null], [{ type: 'text', text: 'a' }],
+  [{ type: 'image_url', image_url: { url: 'x' } }], [{ type: 'text' }], [{ type: 'text', text: 1 }], [{ text: 'a' }], [{ type: 'text', text: 'a', extra: 1 }], [{ role: 'user', content: 'x' }],
+  {}, { type: 'text' }, { type: 'json_object' }, { type: 'text', x: 1 }, { include_usage: true }, { include_usage: 1 }, { include_usage: true, x: 1 }, { 1: 5 }, { 50256: -100 },
+  JSON.parse('{"__proto__":{"include_usage":true}}'), { role: 'user', content: 'x' }, null, true, false,
+]
+
+/** Edits of `field`: a known field of the endpoint (or of a message) set to an edge value, of the right type or not. */
+function serveField(r, value, endpoint) {
+  const tags = []
+  const n = r.small(3)
+  for (let i = 0; i < n; i++) {
+    let obj = value, keys = SERVE_KEYS[endpoint], where = ''
+    if (Array.isArray(value?.messages) && value.messages.length && r.chance(0.3)) {
+      const j = r.int(value.messages.length)
+      if (value.messages[j] && typeof value.messages[j] === 'object' && !Array.isArray(value.messages[j])) (obj = value.messages[j]), (keys = SERVE_MESSAGE_KEYS), (where = 'message.')
+    }
+    if (!obj || typeof obj !== 'object' || Array.isArray(obj)) break
+    const k = r.pick(keys)
+    const v = r.weighted([[6, () => r.pick(SERVE_VALUES())], [3, () => boundaryValue(r)], [1, () => r.pick(BOUNDARY_NUMBERS)], [1, () => new Raw(r.pick(RAW_NUMBERS))], [1, () => r.pick(BOUNDARY_STRINGS)]])()
+    Object.defineProperty(obj, k, { value: v, enumerable: true, writable: true, configurable: true })
+    tags.push(`field.${where}${k}`)
+  }
+  return tags
+}
+
+/** A parsed request's invariants (what the server relies on); a violation throws a plain Error: a finding. */
+function serveCheck(endpoint, q, L) {
+  const fail = (what) => {
+    throw new Error(`serve ${endpoint}: parsed request breaks an invariant: ${what}`)
+  }
+  const isInt = (x, lo, hi) => Number.isSafeInteger(x) && x >= lo && x <= hi
+  const isId = (x) => Number.isSafeInteger(x) && x >= 0
+  const show = (v) => {
+    try {
+      return (JSON.stringify(v) ?? String(v)).slice(0, 120)
+    } catch {
+      return String(v).slice(0, 120)
+    }
+  }
+  if (q === null || typeof q !== 'object') fail(`not an object: ${show(q)}`)
+  if (endpoint === 'tokenize') {
+    if (typeof q.content !== 'string') fail(`content ${show(q.content)}`)
+    if (typeof q.addSpecial !== 'boolean' || typeof q.withPieces !== 'boolean') fail(`addSpecial/withPieces ${show([q.addSpecial, q.withPieces])}`)
+    return
+  }
+  if (endpoint === 'detokenize') {
+    if (!Array.isArray(q.tokens) || !q.tokens.every(isId)) fail(`tokens ${show(q.tokens)}`)
+    return
+  }
+  // completions and chat: the sampling fields
+  if (!isInt(q.n, 1, L.maxN)) fail(`n ${show(q.n)}`)
+  if (!(q.maxTokens === null || isInt(q.maxTokens, 0, L.maxTokens))) fail(`maxTokens ${show(q.maxTokens)}`)
+  if (typeof q.temperature !== 'number' || !(q.temperature >= 0 && q.temperature <= 2)) fail(`temperature ${show(q.temperature)}`)
+  if (typeof q.topP !== 'number' || !(q.topP > 0 && q.topP <= 1)) fail(`topP ${show(q.topP)}`)
+  if (!isInt(q.topK, 0, Number.MAX_SAFE_INTEGER)) fail(`topK ${show(q.topK)}`)
+  if (typeof q.minP !== 'number' || !(q.minP >= 0 && q.minP <= 1)) fail(`minP ${show(q.minP)}`)
+  if (typeof q.repetitionPenalty !== 'number' || !(q.repetitionPenalty > 0 && Number.isFinite(q.repetitionPenalty))) fail(`repetitionPenalty ${show(q.repetitionPenalty)}`)
+  if (!Array.isArray(q.stop) || q.stop.length > 16 || !q.stop.every((s) => typeof s === 'string' && s !== '')) fail(`stop ${show(q.stop)}`)
+  if (!(q.seed === null || isId(q.seed))) fail(`seed ${show(q.seed)}`)
+  if (typeof q.stream !== 'boolean' || typeof q.includeUsage !== 'boolean' || (q.includeUsage && !q.stream)) fail(`stream/includeUsage ${show([q.stream, q.includeUsage])}`)
+  if (!(q.model === null || typeof q.model === 'string')) fail(`model ${show(q.model)}`)
+  if (endpoint === 'completions') {
+    if (!Array.isArray(q.prompts) || q.prompts.length < 1) fail(`prompts ${show(q.prompts)}`)
+    if (q.prompts.length > L.maxPrompts && !(q.prompts.length === 1)) fail(`${q.prompts.length} prompts (max ${L.maxPrompts})`)
+    for (const p of q.prompts) {
+      const keys = p && typeof p === 'object' ? Object.keys(p) : []
+      const ok = keys.length === 1 && (keys[0] === 'text' ? typeof p.text === 'string' : keys[0] === 'ids' && Array.isArray(p.ids) && p.ids.length > 0 && p.ids.every(isId))
+      if (!ok) fail(`prompt ${show(p)}`)
+    }
+    if (!(q.logprobs === null || isInt(q.logprobs, 0, 5))) fail(`logprobs ${show(q.logprobs)}`)
+    if (typeof q.echo !== 'boolean') fail(`echo ${show(q.echo)}`)
+  } else {
+    if (!Array.isArray(q.messages) || q.messages.length < 1) fail(`messages ${show(q.messages)}`)
+    for (const m of q.messages)
+      if (!m || !['system', 'user', 'assistant'].includes(m.role) || typeof m.content !== 'string') fail(`message ${show(m)}`)
+    if (typeof q.logprobs !== 'boolean') fail(`logprobs ${show(q.logprobs)}`)
+    if (!(q.topLogprobs === null || (isInt(q.topLogprobs, 0, 20) && q.logprobs))) fail(`topLogprobs ${show(q.topLogprobs)} with logprobs ${q.logprobs}`)
+  }
+}
+
+const utf8Fatal = new TextDecoder('utf-8', { fatal: true })
+
+/**
+ * `refgpt serve`'s request handling: a request body (the file's name is its endpoint) -> what the server does
+ * before the model runs: UTF-8 decoding, JSON.parse and the object check (as http.ts's readJson: a failure is
+ * a 400), then the endpoint's parser with SERVE_LIMITS, then the parsed request's invariants. Clean: the
+ * request parsed (ok), or an HttpError with a 4xx status (counted as refgpt_error). A RefgptError, an
+ * HttpError of another status, any other error or a broken invariant is a crash.
+ */
+const serve = {
+  name: 'serve',
+  mutators: ['field', ...prefixed('json', TREE_OP_NAMES), ...prefixed('text', TEXT_OP_NAMES), 'bytes', 'mix'],
+  generate(r, S, force) {
+    const seed = r.pick(S.serve)
+    const main = `${seed.endpoint}.json`
+    const tags = [`endpoint.${seed.endpoint}`, `seed.${seed.name}`]
+    if (!force && r.chance(VALID_SHARE)) return { entries: { [main]: seed.bytes }, main, tags: [...tags, 'valid'] }
+    const [fam, op] = forced(force)
+    const family = fam ?? r.weighted([[4, 'field'], [10, 'json'], [1.5, 'text'], [2, 'bytes'], [1, 'mix']])
+    let data
+    if (family === 'field') {
+      const value = structuredClone(seed.value)
+      tags.push(...serveField(r, value, seed.endpoint))
+      data = enc.encode(stringify(value, r.chance(0.3) ? 2 : 0))
+    } else if (family === 'json' || family === 'text') {
+      const m = mutateJsonFile(r, seed.value, { indent: r.chance(0.3) ? 2 : 0, force: family === 'json' ? op : undefined, forceText: family === 'text' ? op : undefined })
+      data = m.data
+      tags.push(...m.tags)
+    } else if (family === 'mix') {
+      // another endpoint's body (or a mutation of it) sent here
+      const other = r.pick(S.serve.filter((s) => s.endpoint !== seed.endpoint))
+      data = r.chance(0.5) ? other.bytes : mutateJsonFile(r, other.value).data
+      tags.push(`mix.${other.name}`)
+    } else {
+      const m = mutateBytes(r, seed.bytes, r.pick(S.serve).bytes)
+      data = m.data
+      tags.push(...m.tags)
+    }
+    return { entries: { [main]: data }, main, tags }
+  },
+  async prepare() {
+    await loadServe()
+  },
+  /** The parsers' refusal: an HttpError with a 4xx status (not a RefgptError, so child.mjs asks). */
+  isClean(e) {
+    return serveMod !== undefined && e instanceof serveMod.HttpError && e.status >= 400 && e.status < 500
+  },
+  async run(path, core) {
+    const m = await loadServe()
+    const endpoint = basename(path, '.json')
+    const parse = {
+      completions: (b) => m.parseCompletion(b, SERVE_LIMITS),
+      chat: (b) => m.parseChat(b, SERVE_LIMITS),
+      tokenize: (b) => m.parseTokenize(b),
+      detokenize: (b) => m.parseDetokenize(b),
+    }[endpoint]
+    if (!parse) throw new Error(`serve: no endpoint ${JSON.stringify(endpoint)} (the input file is named <endpoint>.json)`)
+    const bytes = readFileSync(path)
+    // as readJson/parseBody: an empty body, bad UTF-8, bad JSON or a non-object is a 400 before any parser
+    if (bytes.length === 0) throw new m.HttpError(400, 'empty request body')
+    let body
+    try {
+      body = JSON.parse(utf8Fatal.decode(bytes))
+    } catch (e) {
+      throw new m.HttpError(400, `request body is not valid UTF-8 JSON: ${e?.name}`)
+    }
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new m.HttpError(400, 'request body must be a JSON object')
+    let q
+    try {
+      q = parse(body)
+    } catch (e) {
+      // a RefgptError is clean for the other targets; from a request parser it is a bug (the server answers 500)
+      if (e instanceof core.RefgptError) throw new Error(`serve ${endpoint}: the parser threw ${e.name} (not an HttpError): ${e.message}`, { cause: e })
+      throw e
+    }
+    serveCheck(endpoint, q, SERVE_LIMITS)
+  },
+}
+
 /**
  * Test-only target (never in the default list): 'planted:MODE' misbehaves on purpose, to check the
  * classifier and the watchdogs. MODE: ok, refgpt, typeerror, reject, hang, alloc, abort, exit.
@@ -405,8 +603,11 @@ const planted = {
   },
 }
 
-export const TARGETS = { safetensors, sharded, torch, tokenizer, config, golden, planted }
-/** The targets a run uses unless told (planted is for tests). */
+export const TARGETS = { safetensors, sharded, torch, tokenizer, config, golden, serve, planted }
+/**
+ * The targets a run uses unless told (planted is for tests; serve is asked for by name: --targets serve, so the
+ * default run's inputs, and test/fuzz.test.ts's 50 per default target of 300, stay as they were).
+ */
 export const DEFAULT_TARGETS = ['safetensors', 'sharded', 'torch', 'tokenizer', 'config', 'golden']
 
 /** 'planted:hang' -> { target, option }. */

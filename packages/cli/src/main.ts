@@ -11,6 +11,7 @@ import * as exportCmd from './commands/export.js'
 import * as generate from './commands/generate.js'
 import * as golden from './commands/golden.js'
 import * as inspect from './commands/inspect.js'
+import * as serve from './commands/serve.js'
 import * as step from './commands/step.js'
 import * as tokenize from './commands/tokenize.js'
 import * as train from './commands/train.js'
@@ -23,7 +24,7 @@ interface Command {
   run(argv: string[]): Promise<void>
 }
 
-const COMMANDS: Record<string, Command> = { generate, chat, tokenize, inspect, step, golden, bench, train, eval: evaluate, export: exportCmd, worker }
+const COMMANDS: Record<string, Command> = { generate, chat, serve, tokenize, inspect, step, golden, bench, train, eval: evaluate, export: exportCmd, worker }
 
 const HELP = `refgpt — GPT-2, GPT-Neo and GPT-J from Hugging Face folders (and ModelScope's Chinese GPT-3), in TypeScript
 

@@ -38,7 +38,9 @@ export type { DeviceName, LoadOptions, Model, ModelInfo } from './models/model.j
 export { Session } from './models/decoder.js'
 export type { ForwardOptions, LogProbsOptions, ScoredTokens, SessionOptions } from './models/decoder.js'
 export { generate, generateStream, Generation, defaultEos } from './generation/generate.js'
-export type { GenerateOptions, GenerateResult, GeneratedSequence, FinishReason, ModelShape, GenerationPlan } from './generation/generate.js'
+export type { GenerateOptions, GenerateResult, GeneratedSequence, FinishReason, ModelShape, GenerationPlan, Stepper } from './generation/generate.js'
+export { Scheduler, StepperGroup, QueueFullError, CancelledError } from './generation/scheduler.js'
+export type { Job, SchedulerOptions, SchedulerStats } from './generation/scheduler.js'
 export { argmax, softmax, logSoftmax, logSumExp, topK, rankDescending } from './generation/logits.js'
 export { resolveGenerationConfig, HF_DEFAULTS } from './generation/config.js'
 export type { GenerationConfig, GenerationOptions } from './generation/config.js'
@@ -54,6 +56,7 @@ export {
   modelscopeSequenceLength,
   removeSpaceBetweenChineseChars,
   isModelscopeModel,
+  ModelscopeGeneration,
 } from './generation/modelscope.js'
 export type { ModelscopeGenerateOptions, ModelscopeResult } from './generation/modelscope.js'
 export type { Sampler } from './generation/sampler.js'

@@ -111,7 +111,7 @@ export function checkModelscopeModel(model: Model, dir: string, command = 'gener
 }
 
 /** The reply of the kuakua robot: the pipeline text after the prompt, without the eod token. */
-export function replyOf(tok: WordPieceTokenizer, r: ModelscopeResult): string {
+export function replyOf(tok: WordPieceTokenizer, r: Pick<ModelscopeResult, 'ids' | 'promptLength' | 'finishReason'>): string {
   const ids = r.finishReason === 'eod' ? r.ids.slice(0, -1) : r.ids
   const full = modelscopePostprocess(tok, ids).text
   const prompt = modelscopePostprocess(tok, r.ids.slice(0, r.promptLength)).text

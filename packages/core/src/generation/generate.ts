@@ -31,9 +31,9 @@ import { eosList, maxLength, resolveGenerationConfig, type CamelGenerationOption
 import { argmax } from './logits.js'
 import { buildLogitsProcessor, type LogitsChain } from './processors.js'
 import { createSampler, randomSeed, type Sampler } from './sampler.js'
-import type { FinishReason, GenerateResult, GeneratedSequence } from './types.js'
+import type { FinishReason, GenerateResult, GeneratedSequence, Stepper } from './types.js'
 
-export type { FinishReason, GenerateResult, GeneratedSequence } from './types.js'
+export type { FinishReason, GenerateResult, GeneratedSequence, Stepper } from './types.js'
 
 /**
  * generate()'s options: every GenerationConfig key, in snake_case (max_new_tokens) or camelCase
@@ -41,8 +41,12 @@ export type { FinishReason, GenerateResult, GeneratedSequence } from './types.js
  * and at run time (JavaScript callers, options built at run time) a UsageError naming it.
  */
 export interface GenerateOptions extends GenerationOptions, CamelGenerationOptions {
-  /** Called with each new token as soon as it is chosen (row = index into the returned sequences). */
-  onToken?: (id: number, row: number) => void
+  /**
+   * Called with each new token as soon as it is chosen (row = index into the returned sequences), and
+   * the model's logits it was chosen from, before any processor or warper (valid during the call only;
+   * beam search gives none).
+   */
+  onToken?: (id: number, row: number, logits?: Float32Array) => void
   /** Needed for stop_strings (the text is checked after each token). */
   tokenizer?: Tokenizer
   /** Run in this session (acquiring and releasing slots) instead of one made for the call. */
@@ -117,8 +121,10 @@ function checkPrompts(model: ModelShape, list: ArrayLike<number>[]): number {
  * One generation in progress (greedy or sampling): step() advances every unfinished row by one token.
  * generate() runs it to the end; generateStream() yields between steps. Make it with
  * Generation.start(), which runs the prefill; close() releases its slots (and its own session).
+ * A scheduler sharing one session among several generations drives wants() and choose() instead of
+ * step() (the Stepper interface), batching every generation's rows into one Session.step().
  */
-export class Generation {
+export class Generation implements Stepper {
   readonly config: GenerationConfig
   readonly seed: number | null
   readonly rows: { ids: number[]; start: number; prompt: number; done: FinishReason | null; newText: string }[] = []
@@ -131,7 +137,8 @@ export class Generation {
   /** The total length asked for; when the context stops a row before it, the row ends with 'context'. */
   private readonly requested: number
   readonly padded: number
-  private pending: Float32Array[] = []
+  /** The prefill's logits of each row, until its first token is chosen. */
+  private pending: (Float32Array | undefined)[] = []
   /** forward() options per row, made once (no object per token) */
   private readonly slot: { slot: number }[] = []
   private readonly session: Session
@@ -224,7 +231,7 @@ export class Generation {
     else for (const s of this.slot.splice(0)) this.session.release(s.slot)
   }
 
-  private readonly onToken?: (id: number, row: number) => void
+  private readonly onToken?: (id: number, row: number, logits?: Float32Array) => void
   private readonly tokenizer: Tokenizer | null
 
   get done(): boolean {
@@ -234,22 +241,40 @@ export class Generation {
   /** Chooses the next token of every unfinished row (prefill logits first, then one forward each). */
   async step(): Promise<void> {
     const t0 = performance.now()
+    for (let b = 0; b < this.rows.length; b++) {
+      const row = this.rows[b]
+      if (row.done || this.pending[b]) continue
+      this.step1[0] = row.ids[row.ids.length - 1]
+      await this.session.forward(this.step1, row.ids.length - 1 - row.start, this.slot[b])
+    }
+    this.decodeMs += performance.now() - t0
+    this.choose()
+  }
+
+  /** Stepper: the unfinished rows past their prefill need their last token run (at its position in the row's slot). */
+  wants(need: (slot: number, id: number, pos: number) => void): void {
+    for (let b = 0; b < this.rows.length; b++) {
+      const row = this.rows[b]
+      if (!row.done && !this.pending[b]) need(this.slot[b].slot, row.ids[row.ids.length - 1], row.ids.length - 1 - row.start)
+    }
+  }
+
+  /** Stepper: each unfinished row's next token, from its prefill logits or its slot's latest (session.logitsOf). */
+  choose(): void {
+    const t0 = performance.now()
     const V = this.scores.length
     for (let b = 0; b < this.rows.length; b++) {
       const row = this.rows[b]
       if (row.done) continue
       let logits = this.pending[b]
-      if (logits) delete this.pending[b]
-      else {
-        this.step1[0] = row.ids[row.ids.length - 1]
-        logits = await this.session.forward(this.step1, row.ids.length - 1 - row.start, this.slot[b])
-      }
+      if (logits) this.pending[b] = undefined
+      else logits = this.session.logitsOf(this.slot[b].slot)
       const scores = this.scores
       scores.set(logits) // logits are [nVocab]
       this.chain.apply(scores, row.ids)
       const next = this.sampler ? this.sampler.sample(scores, V) : argmax(scores, V)
       row.ids.push(next)
-      this.onToken?.(next, b)
+      this.onToken?.(next, b, logits)
       if (this.eos.includes(next)) row.done = 'eos'
       else if (this.config.stop_strings && this.hitStopString(row, next)) row.done = 'stop_string'
       else if (row.ids.length >= this.limit) row.done = this.limit < this.requested ? 'context' : 'length'
@@ -341,7 +366,7 @@ export async function* generateStream(model: Model, prompts: Prompts, opts: Gene
   const list = normalizePrompts(prompts)
   if (resolveGenerationConfig(model, splitOptions(opts).config).num_beams > 1)
     throw new UsageError({ where: 'generateStream', what: 'beam search cannot stream', hint: 'use generate()' })
-  const g = await Generation.start(model, list, { ...opts, onToken: (id, row) => { queue.push({ id, row }); opts?.onToken?.(id, row) } })
+  const g = await Generation.start(model, list, { ...opts, onToken: (id, row, logits) => { queue.push({ id, row }); opts?.onToken?.(id, row, logits) } })
   try {
     while (!g.done) {
       await g.step()

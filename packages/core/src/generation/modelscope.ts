@@ -20,7 +20,8 @@ import type { Model } from '../models/model.js'
 import { WordPieceTokenizer, isChineseChar } from '../tokenizers/wordpiece.js'
 import type { Tokenizer } from '../tokenizers/types.js'
 import { argmax, rankDescending, softmax } from './logits.js'
-import { createSampler, randomSeed } from './sampler.js'
+import { createSampler, randomSeed, type Sampler } from './sampler.js'
+import type { Stepper } from './types.js'
 
 export interface ModelscopeGenerateOptions {
   /** Default: config.json top_k (0). */
@@ -35,8 +36,8 @@ export interface ModelscopeGenerateOptions {
   sequenceLength?: number
   /** Sampling seed (default: random). Unused for greedy (top_k 1). */
   seed?: number
-  /** Called with each new id. */
-  onToken?: (id: number) => void
+  /** Called with each new id and the logits it was drawn from (before MS's filtering; valid during the call only). */
+  onToken?: (id: number, logits: Float32Array) => void
   /** Run in this session (one slot acquired and released) instead of one made for the call. */
   session?: Session
 }
@@ -173,51 +174,137 @@ export async function modelscopeGenerateIds(
   promptLength: number,
   opts: ModelscopeGenerateOptions = {},
 ): Promise<Omit<ModelscopeResult, 'text' | 'decoded' | 'paddedIds'>> {
-  const gen = generationConfig(model.config, 'config.json')
-  const topK = opts.topK ?? gen.topK
-  const topP = opts.topP ?? gen.topP
-  const temperature = opts.temperature ?? 1
-  const maxLength = opts.maxLength ?? padded.length + 100
-  if (!Number.isInteger(maxLength) || maxLength < 1) throw new UsageError({ where: 'modelscope generation', what: 'bad max_length', expected: 'an integer >= 1', found: show(maxLength) })
-  const maxlen = Math.min(maxLength, model.arch.nPositions, model.info.maxContext)
-  if (promptLength >= maxlen)
-    throw new UsageError({
-      where: 'modelscope generation',
-      what: 'context length too large',
-      expected: `a prompt shorter than ${maxlen} tokens (${maxlen === maxLength ? 'max_length' : maxlen === model.arch.nPositions ? 'max_position_embeddings' : 'the context'}), [CLS] included`,
-      found: `${promptLength} tokens`,
-      hint: maxlen === maxLength ? 'raise max_length or shorten the prompt' : 'shorten the prompt',
-    })
-  const greedy = topK === 1
-  modelscopeFilter(new Float32Array(model.arch.nVocab), topK, topP, temperature) // validates the options up front
-  const seed = greedy ? null : (opts.seed ?? randomSeed())
-  const sampler = seed === null ? null : createSampler(seed)
-  const ids = padded.slice(0, promptLength)
-  const newTokens: number[] = []
-  const session = opts.session ?? model.createSession()
-  const slot = opts.session ? session.acquire() : 0
-  const at = { slot }
+  const g = await ModelscopeGeneration.start(model, padded, promptLength, opts)
   try {
-    const t0 = performance.now()
-    let logits = await session.forward(ids, 0, at)
-    const t1 = performance.now()
-    let finishReason: ModelscopeResult['finishReason'] = maxlen < maxLength ? 'context' : 'length'
-    for (let c = promptLength; c < maxlen; c++) {
-      const filtered = modelscopeFilter(logits, topK, topP, temperature)
-      const next = filtered === null ? argmax(logits) : Math.min(Math.max(sampler!.sample(filtered), 0), model.arch.nVocab - 1)
-      ids.push(next)
-      newTokens.push(next)
-      opts.onToken?.(next)
-      if (next === gen.eodId) {
-        finishReason = 'eod'
-        break
-      }
-      if (c + 1 < maxlen) logits = await session.forward([next], c, at)
-    }
-    return { ids, promptLength, newTokens, finishReason, seed, timings: { prefillMs: t1 - t0, decodeMs: performance.now() - t1 } }
+    while (!g.done) await g.step()
+    return g.result()
   } finally {
-    if (opts.session) session.release(slot)
-    else session.dispose()
+    g.close()
+  }
+}
+
+/**
+ * One ModelScope generation in progress (one row): start() checks the options and runs the prompt,
+ * step() adds a token; or, in a session shared with other generations, a scheduler drives wants() and
+ * choose() (the Stepper interface), batching the rows of every generation into one Session.step().
+ */
+export class ModelscopeGeneration implements Stepper {
+  readonly ids: number[]
+  readonly newTokens: number[] = []
+  readonly seed: number | null
+  finishReason: ModelscopeResult['finishReason'] | null = null
+  private readonly sampler: Sampler | null
+  private readonly session: Session
+  private readonly at: { slot: number }
+  private readonly step1 = new Int32Array(1)
+  private pending: Float32Array | null = null
+  private prefillMs = 0
+  private decodeMs = 0
+  private closed = false
+
+  private constructor(
+    private readonly model: Model,
+    readonly promptLength: number,
+    private readonly topK: number,
+    private readonly topP: number,
+    private readonly temperature: number,
+    private readonly maxlen: number,
+    private readonly stopReason: 'context' | 'length',
+    private readonly eodId: number,
+    padded: number[],
+    private readonly opts: ModelscopeGenerateOptions,
+  ) {
+    this.seed = topK === 1 ? null : (opts.seed ?? randomSeed())
+    this.sampler = this.seed === null ? null : createSampler(this.seed)
+    this.ids = padded.slice(0, promptLength)
+    this.session = opts.session ?? model.createSession()
+    this.at = { slot: opts.session ? this.session.acquire() : 0 }
+  }
+
+  /** Checks the options (MS's assertions), takes a slot and runs the prompt. */
+  static async start(model: Model, padded: number[], promptLength: number, opts: ModelscopeGenerateOptions = {}): Promise<ModelscopeGeneration> {
+    const gen = generationConfig(model.config, 'config.json')
+    const topK = opts.topK ?? gen.topK
+    const topP = opts.topP ?? gen.topP
+    const temperature = opts.temperature ?? 1
+    const maxLength = opts.maxLength ?? padded.length + 100
+    if (!Number.isInteger(maxLength) || maxLength < 1) throw new UsageError({ where: 'modelscope generation', what: 'bad max_length', expected: 'an integer >= 1', found: show(maxLength) })
+    const maxlen = Math.min(maxLength, model.arch.nPositions, model.info.maxContext)
+    if (promptLength >= maxlen)
+      throw new UsageError({
+        where: 'modelscope generation',
+        what: 'context length too large',
+        expected: `a prompt shorter than ${maxlen} tokens (${maxlen === maxLength ? 'max_length' : maxlen === model.arch.nPositions ? 'max_position_embeddings' : 'the context'}), [CLS] included`,
+        found: `${promptLength} tokens`,
+        hint: maxlen === maxLength ? 'raise max_length or shorten the prompt' : 'shorten the prompt',
+      })
+    modelscopeFilter(new Float32Array(model.arch.nVocab), topK, topP, temperature) // validates the options up front
+    const g = new ModelscopeGeneration(model, promptLength, topK, topP, temperature, maxlen, maxlen < maxLength ? 'context' : 'length', gen.eodId, padded, opts)
+    try {
+      const t0 = performance.now()
+      g.pending = (await g.session.forward(g.ids, 0, g.at)).slice()
+      g.prefillMs = performance.now() - t0
+    } catch (e) {
+      g.close()
+      throw e
+    }
+    return g
+  }
+
+  get done(): boolean {
+    return this.finishReason !== null
+  }
+
+  /** Adds one token (a forward of the last one first, after the prompt's). */
+  async step(): Promise<void> {
+    if (this.done) return
+    if (!this.pending) {
+      const t0 = performance.now()
+      this.step1[0] = this.ids[this.ids.length - 1]
+      await this.session.forward(this.step1, this.ids.length - 1, this.at)
+      this.decodeMs += performance.now() - t0
+    }
+    this.choose()
+  }
+
+  /** Stepper: after the first token, the last one runs at its position. */
+  wants(need: (slot: number, id: number, pos: number) => void): void {
+    if (!this.done && !this.pending) need(this.at.slot, this.ids[this.ids.length - 1], this.ids.length - 1)
+  }
+
+  /** Stepper: MS sample() on the prompt's logits or the slot's latest; stops after eod_id or at maxlen. */
+  choose(): void {
+    if (this.done) return
+    const t0 = performance.now()
+    const logits = this.pending ?? this.session.logitsOf(this.at.slot)
+    this.pending = null
+    const filtered = modelscopeFilter(logits, this.topK, this.topP, this.temperature)
+    const next = filtered === null ? argmax(logits) : Math.min(Math.max(this.sampler!.sample(filtered), 0), this.model.arch.nVocab - 1)
+    this.ids.push(next)
+    this.newTokens.push(next)
+    this.opts.onToken?.(next, logits)
+    if (next === this.eodId) this.finishReason = 'eod'
+    else if (this.ids.length >= this.maxlen) this.finishReason = this.stopReason
+    this.decodeMs += performance.now() - t0
+  }
+
+  result(): Omit<ModelscopeResult, 'text' | 'decoded' | 'paddedIds'> {
+    return {
+      ids: this.ids,
+      promptLength: this.promptLength,
+      newTokens: this.newTokens,
+      finishReason: this.finishReason ?? this.stopReason,
+      seed: this.seed,
+      timings: { prefillMs: this.prefillMs, decodeMs: this.decodeMs },
+    }
+  }
+
+  /** Releases the slot (or the session made for the call). Idempotent. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.opts.session) this.session.release(this.at.slot)
+    else this.session.dispose()
   }
 }
 

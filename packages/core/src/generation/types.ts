@@ -36,3 +36,20 @@ export interface GenerateResult {
   newTokens: number[]
   finishReason: FinishReason
 }
+
+/**
+ * A generation a scheduler can advance together with others in one shared Session (continuous
+ * batching): each step, wants() names the rows that need a forward (slot, last token, its position),
+ * the scheduler runs them all in one Session.step(), then choose() picks every unfinished row's next
+ * token from its slot's logits. Generation (transformers' semantics) and ModelscopeGeneration implement it.
+ */
+export interface Stepper {
+  /** Every row has finished. */
+  readonly done: boolean
+  /** Calls need(slot, id, pos) for each row whose next token needs a forward of id at pos first. */
+  wants(need: (slot: number, id: number, pos: number) => void): void
+  /** Chooses the next token of every unfinished row (after the forwards wants() asked for). */
+  choose(): void
+  /** Releases the rows' slots. Idempotent. */
+  close(): void
+}

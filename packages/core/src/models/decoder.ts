@@ -85,7 +85,7 @@ export interface ScoredTokens {
 export function runtimeBytes(a: Arch, maxT: number, nCtx: number, sequences = 1): { activations: number; kvPerLayer: number } {
   const C = a.nEmbd
   return {
-    activations: 4 * (maxT * (8 * C + a.nInner) + 2 * C + a.nVocab + maxT + a.nHead * nCtx),
+    activations: 4 * (maxT * (8 * C + a.nInner) + 4 * C + a.nVocab + maxT + a.nHead * nCtx),
     kvPerLayer: 4 * 2 * sequences * nCtx * C,
   }
 }
@@ -99,8 +99,9 @@ interface Slot {
   logits: Float32Array
 }
 
-const LAST = 0, ALL = 1, LOGPROBS = 2
-type Head = typeof LAST | typeof ALL | typeof LOGPROBS
+const LAST = 0, ALL = 1, LOGPROBS = 2, ROWS = 3
+/** What a pass ends with: the last row's logits, every row's, the targets' log-probabilities, or each row's into its own slot (step). */
+type Head = typeof LAST | typeof ALL | typeof LOGPROBS | typeof ROWS
 
 /**
  * The state of one user of a model: activation buffers, and KV-cache slots acquired and released.
@@ -121,6 +122,9 @@ export class Session {
   private lp: Buf | null = null
   private greedyBuf: Buf | null = null
   private lensBufs: { x: Buf; logits: Buf } | null = null
+  /** step(): the slot of each row and, per layer, the rows' caches (made on the first step). */
+  private stepSlots: Slot[] = []
+  private stepKV: LayerKV[] | null = null
   private readonly kvCapacity: number
   private disposed = false
 
@@ -318,6 +322,45 @@ export class Session {
     return g ? { logprobs: out, greedy: Uint8Array.from(g) } : out
   }
 
+  /**
+   * One decode step of several sequences together (continuous batching): row b runs token ids[b] at
+   * position positions[b] of slot slots[b] (a slot at most once per step; positions before it must be in
+   * its cache). The matmuls take all rows at once, so the weights are read once per step instead of once
+   * per sequence; attention runs row by row over each slot's own cache. Resolves when every slot's
+   * logitsOf(slot) holds its row's next-token logits: the same numbers forward([id], pos, { slot }) gives.
+   * More rows than maxBatchTokens run in chunks. `n` (default slots.length): the rows to run, the first n
+   * entries of each array (a scheduler passes preallocated arrays: no array per step).
+   */
+  async step(slots: ArrayLike<number>, ids: ArrayLike<number>, positions: ArrayLike<number>, n = slots.length): Promise<void> {
+    if (!Number.isInteger(n) || n < 0 || n > slots.length || n > ids.length || n > positions.length)
+      fail('step', 'slots, ids and positions hold fewer than n rows', `n <= ${Math.min(slots.length, ids.length, positions.length)}`, show(n))
+    if (n === 0) return
+    const rows = this.stepSlots
+    rows.length = 0
+    for (let b = 0; b < n; b++) {
+      const sl = this.slot(slots[b], 'step')
+      if (rows.includes(sl)) fail('step', `slot ${slots[b]} appears twice`, 'each slot at most once per step', `rows ${rows.indexOf(sl)} and ${b}`)
+      rows.push(sl)
+    }
+    for (let b = 0; b < n; b++) {
+      const id = ids[b]
+      if (!Number.isInteger(id) || id < 0 || id >= this.w.a.nVocab) fail('step', `token id at index ${b} out of range`, `0 .. ${this.w.a.nVocab - 1}`, show(id))
+    }
+    for (let b = 0; b < n; b++) {
+      const p = positions[b]
+      if (!Number.isInteger(p) || p < 0 || p >= this.w.nCtx) fail('step', `position of row ${b} out of range`, `0 .. ${this.w.nCtx - 1} (the context)`, show(p))
+    }
+    for (let b = 0; b < n; b++) this.reserve(rows[b], positions[b] + 1)
+    this.prepareRows()
+    this.prepareStep()
+    await this.pass(ids, 0, null, ROWS, undefined, false, null, null, null, positions, n)
+  }
+
+  /** The next-token logits the last forward() or step() of a slot left: the slot's own array, overwritten by its next run. */
+  logitsOf(slot: number): Float32Array {
+    return this.slot(slot, 'logitsOf').logits
+  }
+
   /** Frees the session's buffers and slots. */
   dispose(): void {
     if (this.disposed) return
@@ -335,21 +378,23 @@ export class Session {
    * One pass over ids in chunks of maxT rows: embeddings, the blocks, the final norm and the head.
    * Every op is issued before this returns; the readbacks of ALL / LOGPROBS are returned to await.
    */
-  private pass(ids: ArrayLike<number>, pos: number, sl: Slot, head: Head, tracer: Tracer | undefined, lens: boolean,
-    out: Float32Array | null, targets: ArrayLike<number> | null, greedy: Float32Array | null = null): Promise<unknown> | null {
+  private pass(ids: ArrayLike<number>, pos: number, sl: Slot | null, head: Head, tracer: Tracer | undefined, lens: boolean,
+    out: Float32Array | null, targets: ArrayLike<number> | null, greedy: Float32Array | null = null,
+    positions: ArrayLike<number> | null = null, rows = ids.length): Promise<unknown> | null {
     const w = this.w, { dev, a, shared, family, layers, layerGroup } = w
     const f = this.f, groups = this.groups, g0 = groups[0]
-    const C = a.nEmbd, V = a.nVocab, n = ids.length
+    const C = a.nEmbd, V = a.nVocab, n = rows
     if (tracer) this.prepareTrace(lens)
     if (head !== LAST) this.prepareRows()
     f.trace = tracer
+    f.rows = sl ? null : this.stepKV
     let reads: Promise<unknown>[] | null = null
     for (let done = 0; done < n; ) {
       const T = Math.min(this.maxBatchTokens, n - done)
       const pos0 = pos + done
       for (let t = 0; t < T; t++) {
         this.ids[t] = ids[done + t]
-        f.positions[t] = pos0 + t
+        f.positions[t] = positions ? positions[done + t] : pos0 + t
       }
       f.T = T
       f.pos0 = pos0
@@ -366,7 +411,8 @@ export class Session {
         if (gl !== g) dev.copy(groups[gl].x, 0, groups[g].x, 0, T * C)
         g = gl
         f.s = groups[g]
-        f.kv = sl.kv[l]
+        if (sl) f.kv = sl.kv[l]
+        else for (let t = 0; t < T; t++) this.stepKV![t] = this.stepSlots[done + t].kv[l]
         f.rotary = w.rotary[g]
         family.block(f, layers[l], l)
         trace(f, l, 'out', f.s.x, T, C)
@@ -392,6 +438,7 @@ export class Session {
         trace(f, null, 'logits', logitsT, T, V)
         reads ??= []
         if (head === ALL) reads.push(dev.read(logitsT, out!.subarray(done * V, (done + T) * V)))
+        else if (head === ROWS) for (let t = 0; t < T; t++) reads.push(dev.read(logitsT, this.stepSlots[done + t].logits, t * V))
         else {
           for (let t = 0; t < T; t++) this.targets[t] = targets![done + t]
           dev.logProbs(this.lp!, logitsT, this.targets, T, V, greedy ? this.greedyBuf : null)
@@ -402,6 +449,7 @@ export class Session {
       done += T
     }
     f.trace = undefined
+    f.rows = null
     return reads ? Promise.all(reads) : null
   }
 
@@ -448,6 +496,18 @@ export class Session {
     this.logitsT = this.alloc(this.maxBatchTokens * this.w.a.nVocab)
     this.lp = this.alloc(this.maxBatchTokens)
     this.greedyBuf = this.alloc(this.maxBatchTokens)
+  }
+
+  /** Buffers only step() uses: one query / attention row per group, the rows' caches per layer (first use only). */
+  private prepareStep(): void {
+    if (this.stepKV) return
+    const { dev, a } = this.w
+    for (let g = 0; g < this.groups.length; g++) {
+      dev.placement?.use(g)
+      this.groups[g].row = { q: this.alloc(a.nEmbd), att: this.alloc(a.nEmbd) }
+    }
+    dev.placement?.use(0)
+    this.stepKV = new Array<LayerKV>(this.maxBatchTokens)
   }
 
   /** Validates a call before touching any buffer: ids in range, positions inside the context. */

@@ -42,6 +42,8 @@ export interface RunState {
   probs: Buf | null
   /** (maxT, rows of the largest weight part) output of one part of a split weight, or null. */
   partOut: Buf | null
+  /** (C) each: one row's query and attention output, for a batched decode step (allocated on its first use). */
+  row?: { q: Buf; att: Buf } | null
 }
 
 /** One layer's cached keys and values of one sequence: (capacity, C) each, written in place. */
@@ -65,6 +67,11 @@ export interface Fwd {
   partIds: Int32Array
   /** The current layer's cache for the sequence in flight. */
   kv: LayerKV
+  /**
+   * A batched decode step (Session.step): row t is one new token of its own sequence, at positions[t],
+   * with this layer's cache rows[t] (kv is unused). null for a forward of one sequence.
+   */
+  rows?: LayerKV[] | null
   /** The group's rotary sin/cos table (GPT-J), or null. */
   rotary: Buf | null
   trace: Tracer | undefined
@@ -152,29 +159,53 @@ export function selfAttention(f: Fwd, out: Buf, xn: Buf, q: Linear, k: Linear, v
   trace(f, layer, 'attn.q', s.q, T, C)
   trace(f, layer, 'attn.k', s.k, T, C)
   trace(f, layer, 'attn.v', s.v, T, C)
-  // the KV cache: this chunk's keys and values at positions pos0 .. pos0+T-1
-  dev.copy(f.kv.k, pos0 * C, s.k, 0, T * C)
-  dev.copy(f.kv.v, pos0 * C, s.v, 0, T * C)
   const kind = a.layers[layer]
   const opts = s.attn
-  opts.T = T
-  opts.pos0 = pos0
   opts.scale = kind.scale
   opts.window = kind.window
-  opts.probs = tape ? tape.buffer(layer, 'attn.probs', a.nHead * T * T) : f.trace ? s.probs : null
-  if (tape) {
-    tape.keep(layer, 'attn.q', s.q, T * C)
-    tape.keep(layer, 'attn.k', s.k, T * C)
-    tape.keep(layer, 'attn.v', s.v, T * C)
-  }
-  dev.attention(s.att, s.q, f.kv.k, f.kv.v, opts)
-  if (tape) tape.keep(layer, 'attn.att', s.att, T * C)
-  if (f.trace && opts.probs) {
-    const probs = opts.probs, n = a.nHead * T * (pos0 + T)
-    f.trace({ name: `h.${layer}.attn.probs`, layer, shape: [a.nHead, T, pos0 + T], pos0, read: () => dev.snapshot(probs, 0, n) })
+  if (f.rows) attendRows(f, f.rows)
+  else {
+    // the KV cache: this chunk's keys and values at positions pos0 .. pos0+T-1
+    dev.copy(f.kv.k, pos0 * C, s.k, 0, T * C)
+    dev.copy(f.kv.v, pos0 * C, s.v, 0, T * C)
+    opts.T = T
+    opts.pos0 = pos0
+    opts.probs = tape ? tape.buffer(layer, 'attn.probs', a.nHead * T * T) : f.trace ? s.probs : null
+    if (tape) {
+      tape.keep(layer, 'attn.q', s.q, T * C)
+      tape.keep(layer, 'attn.k', s.k, T * C)
+      tape.keep(layer, 'attn.v', s.v, T * C)
+    }
+    dev.attention(s.att, s.q, f.kv.k, f.kv.v, opts)
+    if (tape) tape.keep(layer, 'attn.att', s.att, T * C)
+    if (f.trace && opts.probs) {
+      const probs = opts.probs, n = a.nHead * T * (pos0 + T)
+      f.trace({ name: `h.${layer}.attn.probs`, layer, shape: [a.nHead, T, pos0 + T], pos0, read: () => dev.snapshot(probs, 0, n) })
+    }
   }
   linear(f, out, s.att, o, T, C)
   trace(f, layer, 'attn.out', out, T, C)
+}
+
+/**
+ * Attention of a batched decode step: each row is the next token of a different sequence, so each row
+ * stores its key and value in its own cache at its own position and attends over that cache alone
+ * (the same op, with T = 1, that a forward of that sequence runs; the row is copied in and out of s.row).
+ */
+function attendRows(f: Fwd, rows: LayerKV[]): void {
+  const { dev, s, T, positions } = f
+  const C = f.a.nEmbd, opts = s.attn, row = s.row!
+  opts.T = 1
+  opts.probs = null
+  for (let t = 0; t < T; t++) {
+    const kv = rows[t], p = positions[t]
+    dev.copy(kv.k, p * C, s.k, t * C, C)
+    dev.copy(kv.v, p * C, s.v, t * C, C)
+    dev.copy(row.q, 0, s.q, t * C, C)
+    opts.pos0 = p
+    dev.attention(row.att, row.q, kv.k, kv.v, opts)
+    dev.copy(s.att, t * C, row.att, 0, C)
+  }
 }
 
 /** The MLP of the T rows of xn into out: fcOut(act(fcIn(xn))). */
