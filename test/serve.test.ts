@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert'
 import { generate, loadModel, loadTokenizer, modelscopeGenerate, WordPieceTokenizer, type Model, type Tokenizer } from '@refgpt/core'
 import { replyOf } from '../packages/cli/src/commands/chat.js'
 import { createServe, type RefgptServer, type ServeOptions } from '../packages/cli/src/serve/server.js'
-import { fixture, modelDir } from './helpers.js'
+import { fixture, modelDir, refgpt } from './helpers.js'
 
 interface Running {
   srv: RefgptServer
@@ -83,6 +83,10 @@ async function metric(url: string, name: string): Promise<number> {
     const lib = await generate(r.model, ids, { max_new_tokens: 10, do_sample: true, temperature: 0.8, top_p: 0.9, seed: 42, num_return_sequences: 2 })
     assert.equal(sampled.choices.map((c) => c.text), lib.sequences.map((q) => r.tok.decode(q.newTokens)))
     assert.equal(sampled.choices.map((c) => c.index), [0, 1])
+    // and the command line with the same options and seed
+    const cli = refgpt(['generate', '--model', modelDir('gpt2-tiny'), prompt, '--max-new-tokens', '10', '--do-sample', '--temperature', '0.8', '--top-p', '0.9', '--seed', '42', '--num-return-sequences', '2', '--json'])
+    assert.is(cli.code, 0, cli.stderr)
+    assert.equal(JSON.parse(cli.stdout).sequences.map((q: { new_ids: number[] }) => r.tok.decode(q.new_ids)), sampled.choices.map((c) => c.text))
   })
 
   test('completions: streaming (SSE) deltas join to the non-streamed text; include_usage adds a last chunk', async () => {

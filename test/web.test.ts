@@ -315,6 +315,8 @@ if (CHROMIUM && webgpuSkip) console.log(`  SKIP web page webgpu: ${webgpuSkip}`)
   const page = await openPage(errors)
   try {
     assert.is(await page.getAttribute('#env', 'data-webgpu'), 'true')
+    // Debian's Chromium on Linux has no WebNN (navigator.ml): the page says so
+    assert.is(await page.getAttribute('#env', 'data-webnn'), 'false')
     const info = await loadFrom(page, 'gpt2-tiny', 'webgpu')
     assert.match(info, /webgpu: .*swiftshader/i)
     assert.equal(await greedyIds(page, 'gpt2-tiny'), golden('gpt2-tiny').greedy.p1.sequence, "gpt2-tiny on webgpu: greedy ids equal transformers' (golden.json)")

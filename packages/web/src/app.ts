@@ -148,7 +148,8 @@ $<HTMLInputElement>('url').value = fromQuery ?? 'models/gpt2-tiny/'
 
 ask({ type: 'init' }).then(
   (m) => {
-    setState(env, 'ready', `cross-origin isolated: ${m.crossOriginIsolated ? 'yes' : 'no (1 thread)'} · threads: ${m.threads} · kernels: ${m.simd} SIMD`)
+    setState(env, 'ready', `cross-origin isolated: ${m.crossOriginIsolated ? 'yes' : 'no (1 thread)'} · threads: ${m.threads} · kernels: ${m.simd} SIMD · WebNN: ${m.webnn ? 'present (not used yet)' : 'not in this browser'}`)
+    env.dataset.webnn = String(m.webnn === true)
     env.dataset.threads = String(m.threads)
     env.dataset.isolated = String(m.crossOriginIsolated)
     // the device choice is shown where the browser has WebGPU (navigator.gpu in the engine's worker)

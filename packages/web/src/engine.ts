@@ -40,7 +40,9 @@ async function init(): Promise<Record<string, unknown>> {
   }
   // navigator.gpu in this worker (an adapter is asked for only when the webgpu device is chosen)
   const webgpu = typeof (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu === 'object'
-  return { host: HOST, crossOriginIsolated: scope.crossOriginIsolated === true, threads: hardwareThreads(), simd, webgpu }
+  // WebNN (navigator.ml): detected and reported only — no device runs on it yet (docs/onnx.md)
+  const webnn = typeof (globalThis as { navigator?: { ml?: unknown } }).navigator?.ml === 'object'
+  return { host: HOST, crossOriginIsolated: scope.crossOriginIsolated === true, threads: hardwareThreads(), simd, webgpu, webnn }
 }
 
 async function load(req: number, source: Source, threads?: number, device: 'wasm' | 'webgpu' = 'wasm'): Promise<Record<string, unknown>> {

@@ -3,6 +3,7 @@
 // through the Trainer, then the host-side AdamW), against the multiply-add peak of the same process.
 
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { AdamW, SHAPES, Trainer, UsageError, argmax, inspectModel, loadModel, loadRandomModel, maddPeak, probesInChild, shapeConfig, type Example, type Model, type ProbeFigures, type WasmDevice } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
 import { MODEL_OPTIONS, modelHelp, modelLabel, modelOptions, noLang, withLoadProgress } from './common.js'
@@ -127,7 +128,8 @@ export async function run(argv: string[]): Promise<void> {
   const result = {
     model: v.shape !== undefined ? `${v.shape}${layers ? ` (${layers} layers)` : ''}` : o.dir,
     device: model.device.name,
-    threads: (model.device as { threads?: number }).threads ?? 1,
+    // ONNX Runtime's intra-op pool: --threads, else its default (the cores)
+    threads: model.device.name.startsWith('ort:') ? (o.threads ?? availableParallelism()) : ((model.device as { threads?: number }).threads ?? 1),
     simd: (model.device as { simd?: string }).simd ?? null, // the wasm kernels' build: plain | relaxed (REFGPT_SIMD)
     adapter: adapterOf(model), // webgpu: the driver (a GPU, or SwiftShader on the CPU)
     dtype: Object.keys(model.info.storageDtypes).join('+'),

@@ -47,9 +47,12 @@ const MODEL_LINE: Record<string, string> = {
 `,
 }
 
-const COMMON_HELP = `      --device NAME      ${DEVICES.join(' | ')} (default: ${DEVICES[0]}: the WASM-SIMD kernels; js: plain loops;
-                         webgpu: WGSL shaders on a GPU, or on SwiftShader where there is none;
-                         cpu = wasm, gpu / cuda = webgpu, as transformers spells them)
+const COMMON_HELP = `      --device NAME      ${DEVICES.join(' | ')} | ort:EP | npu (default: ${DEVICES[0]}: the WASM-SIMD kernels; js: plain
+                         loops; webgpu: WGSL shaders on a GPU, or on SwiftShader where there is none;
+                         cpu = wasm, gpu / cuda = webgpu, as transformers spells them; ort:cpu, ort:cuda,
+                         ort:webgpu ...: the model exported to ONNX and run by that ONNX Runtime execution
+                         provider (onnxruntime-node); npu: ONNX Runtime's NPU provider (QNN, CANN,
+                         OpenVINO, CoreML, DirectML) where the build has one, else an error)
   -t, --threads N        threads for the wasm device (default: the number of cores)
       --dtype TYPE       weight storage: f32 | f16 | bf16 | q8 | q4 (default: as stored in the checkpoint)
       --variant NAME     read model.<NAME>.safetensors (Hugging Face variants, e.g. bf16)

@@ -16,6 +16,14 @@ model description and weights:
            position_ids [batch, seq] int64, past_key_values.{i}.key / .value [batch, heads, past, head_dim]
   outputs  logits [batch, seq, vocab], present.{i}.key / .value [batch, heads, past + seq, head_dim]
 (the names transformers.js and Optimum use; the first step passes past tensors with past = 0).
+With --static, every shape is fixed (what NPU execution providers and WebNN need): batch 1, N new tokens
+per call, a KV cache of C positions:
+  inputs   input_ids, position_ids [1, N]; attention_mask [1, C + N] (1: the cached positions before the
+           first new token and the real new rows); past_key_values.{i}.key / .value [1, heads, C, head_dim]
+  outputs  logits [1, N, vocab]; present.{i}.key / .value [1, heads, N, head_dim]: the new rows only,
+           which the caller writes into its cache at their positions (cache index = position)
+Export it twice: --static-tokens 1 (the decode step) and e.g. --static-tokens 64 (the prefill, the prompt
+padded at the end with attention_mask 0).
 GPT-2, GPT-Neo (global and local layers), GPT-J (rotary) and ModelScope GPT-3 folders are exported.
 Weights bigger than ONNX's 2 GiB protobuf limit go to FILE.data (external data) beside FILE. The files
 appear only when complete; an error leaves nothing behind.
@@ -28,6 +36,9 @@ Options:
       --max-context N    positions the graph serves (the rows of the position / rotary table written;
                          default: the model's n_positions)
       --external-data    keep the weights in FILE.data even when the model is small
+      --static           a static graph (batch 1, fixed sizes: see above)
+      --static-tokens N  with --static: new tokens per call (default 1: the decode step)
+      --static-capacity C  with --static: KV-cache positions (default: --max-context, else n_positions)
       --variant NAME     read model.<NAME>.safetensors (Hugging Face variants, e.g. bf16)
       --revision REV     with a model id: the branch, tag or full commit hash to take from the cache
       --max-memory SIZE  memory the model may use while it is read (default: the free memory)
@@ -54,6 +65,9 @@ export async function run(argv: string[]): Promise<void> {
     dtype: { type: 'string' },
     'max-context': { type: 'string' },
     'external-data': { type: 'boolean' },
+    static: { type: 'boolean' },
+    'static-tokens': { type: 'string' },
+    'static-capacity': { type: 'string' },
     variant: { type: 'string' },
     revision: { type: 'string' },
     'max-memory': { type: 'string' },
@@ -70,6 +84,16 @@ export async function run(argv: string[]): Promise<void> {
     throw new UsageError({ where: `refgpt ${cmd}`, what: 'unknown --dtype', expected: `one of ${DTYPES.join(', ')}`, found: JSON.stringify(dtype) })
   const maxContext = v['max-context'] === undefined ? undefined : intOption(cmd, 'max-context', v['max-context'] as string, 1, 1)
   const maxMemory = v['max-memory'] === undefined ? undefined : sizeOption(cmd, 'max-memory', v['max-memory'] as string)
+  if (!v.static && (v['static-tokens'] !== undefined || v['static-capacity'] !== undefined))
+    throw new UsageError({ where: `refgpt ${cmd}`, what: `--${v['static-tokens'] !== undefined ? 'static-tokens' : 'static-capacity'} needs --static` })
+  const fixed = v.static
+    ? {
+        tokens: intOption(cmd, 'static-tokens', v['static-tokens'] as string | undefined, 1, 1),
+        capacity: v['static-capacity'] === undefined ? undefined : intOption(cmd, 'static-capacity', v['static-capacity'] as string, 1, 1),
+      }
+    : undefined
+  if (fixed && maxContext !== undefined && (fixed.tokens > maxContext || (fixed.capacity ?? 0) > maxContext))
+    throw new UsageError({ where: `refgpt ${cmd}`, what: '--static-tokens and --static-capacity must fit --max-context', expected: `at most ${maxContext}`, found: `${fixed.tokens} / ${fixed.capacity ?? '-'}` })
   checkOnnxOutput(out)
   const revision = v.revision as string | undefined
   const dir = !existsSync(model) && isModelId(model) ? resolveModelDir(model, { revision }) : model
@@ -81,11 +105,12 @@ export async function run(argv: string[]): Promise<void> {
     followSymlinks: v['follow-symlinks'] === true, maxBatchTokens: 1,
   })
   try {
-    const r = await exportOnnx(m, out, { dtype: dtype as OnnxDType, maxContext, externalData: v['external-data'] === true ? true : undefined })
+    const r = await exportOnnx(m, out, { dtype: dtype as OnnxDType, maxContext, externalData: v['external-data'] === true ? true : undefined, static: fixed })
     const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`
     const data = r.dataFile ? ` + ${r.dataFile} ${mib(r.dataBytes)}` : ''
     process.stdout.write(
       `wrote ${out}: ${mib(r.bytes)}${data}; ${m.family} "${m.info.modelType}", ${m.arch.nLayer} layers, opset 17, ${dtype} weights, ` +
+        (r.static ? `static (batch 1, ${r.static.tokens} tokens per call, KV capacity ${r.static.capacity}), ` : '') +
         `${r.nodes} nodes, ${r.initializers} initializers; inputs ${r.inputs.length} (input_ids, attention_mask, position_ids, past_key_values.*), ` +
         `outputs ${r.outputs.length} (logits, present.*)\n`,
     )

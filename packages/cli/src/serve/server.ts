@@ -407,14 +407,19 @@ export function createServe(o: ServeOptions): RefgptServer {
     }
   }
 
-  /** Waits for every job; the first failure cancels the others and is thrown. */
-  async function settle(jobs: PromptJob[], ac: AbortController): Promise<void> {
-    const results = await Promise.allSettled(jobs.map((j) => j.promise))
-    const bad = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined
-    if (bad) {
-      ac.abort()
-      throw bad.reason
-    }
+  /** Waits for every job; the first failure cancels the others at once and is thrown. */
+  function settle(jobs: PromptJob[], ac: AbortController): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let left = jobs.length
+      for (const j of jobs)
+        j.promise.then(
+          () => void (--left === 0 && resolve()),
+          (e: unknown) => {
+            ac.abort(e)
+            reject(e)
+          },
+        )
+    })
   }
 
   /** The stepper's finish reasons onto the choices (after a job ends). */

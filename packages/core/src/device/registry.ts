@@ -4,6 +4,7 @@
 // device never compiles its kernels.
 
 import { UsageError, show } from '../errors.js'
+import type { Model } from '../models/model.js'
 import type { Device } from './types.js'
 
 export interface DeviceOptions {
@@ -32,37 +33,79 @@ export function deviceNames(): string[] {
   return [...factories.keys()]
 }
 
-/** True when an NPU device is registered (the counterpart of transformers' is_torch_npu_available()). */
-export function isNpuAvailable(): boolean {
-  return factories.has('npu')
+/**
+ * Graph offload (offload/ort.ts, registered by the Node entry point): models exported to ONNX and run by
+ * ONNX Runtime's execution providers, named 'ort' / 'ort:EP' ('ort:cpu', 'ort:cuda', 'ort:webgpu', 'ort:qnn' ...),
+ * and 'npu' where the onnxruntime build has an NPU provider.
+ */
+export interface Offload {
+  /** The execution providers this onnxruntime build lists ([] when onnxruntime-node is not installed). */
+  providers(): string[]
+  /** The NPU execution provider 'npu' would use, or null. */
+  npuProvider(): string | null
+  /** A Model running `js`'s weights as an ONNX graph on `provider` ('npu': the NPU provider). */
+  load(js: Model, provider: string, opts: { threads?: number }): Promise<Model>
+}
+
+let offload: Offload | null = null
+
+export function registerOffload(o: Offload): void {
+  offload = o
+}
+
+/** The registered offload (null in the browser build). */
+export function getOffload(): Offload | null {
+  return offload
 }
 
 /**
- * The registered device a name means. Besides the registered names it takes transformers' spellings, so
- * that a model card's `device="cpu"` or `"npu:0" if is_torch_npu_available() else "cpu"` runs as written:
- * 'cpu' (and 'cpu:N') is the default CPU device (wasm); 'gpu', 'cuda', 'cuda:N' and 'webgpu' mean the
- * 'webgpu' device; 'npu' and 'npu:N' the 'npu' device. A GPU or NPU spelling without that device
- * registered is a UsageError, never a silent fall back to the CPU.
+ * True when an NPU is there to run on: an 'npu' device is registered, or onnxruntime-node has an NPU
+ * execution provider (QNN, CANN, OpenVINO, CoreML, DirectML ...) — the counterpart of transformers'
+ * is_torch_npu_available(), for a model card's `device: isNpuAvailable() ? 'npu:0' : 'cpu'`.
+ */
+export function isNpuAvailable(): boolean {
+  return factories.has('npu') || (offload?.npuProvider() ?? null) !== null
+}
+
+/**
+ * The device a name means. Besides the registered names it takes transformers' spellings, so that a model
+ * card's `device="cpu"` or `"npu:0" if is_torch_npu_available() else "cpu"` runs as written: 'cpu' (and
+ * 'cpu:N') is the default CPU device (wasm); 'gpu', 'cuda', 'cuda:N' and 'webgpu' mean the 'webgpu'
+ * device; 'npu' and 'npu:N' the 'npu' device, else ONNX Runtime's NPU provider ('npu'); 'ort' / 'ort:EP'
+ * an ONNX Runtime execution provider ('ort:cpu' for 'ort'). A GPU or NPU spelling without such a device is
+ * a UsageError, never a silent fall back to the CPU.
  */
 export function resolveDeviceName(device: string | undefined): string {
   const name = device ?? deviceNames()[0]
   if (typeof name === 'string' && factories.has(name)) return name
   const s = typeof name === 'string' ? name.trim().toLowerCase() : ''
+  const ort = /^ort(?::([a-z0-9_-]+))?$/.exec(s)
+  if (ort && offload) return `ort:${ort[1] ?? 'cpu'}`
   const kind = /^cpu(:\d+)?$/.test(s) ? 'cpu' : /^(gpu|cuda|webgpu)(:\d+)?$/.test(s) ? 'webgpu' : /^npu(:\d+)?$/.test(s) ? 'npu' : null
   if (kind === 'cpu' && factories.has('wasm')) return 'wasm'
   if (kind !== null && kind !== 'cpu' && factories.has(kind)) return kind
+  if (kind === 'npu' && offload?.npuProvider()) return 'npu'
   throw new UsageError({
-    what: kind === 'webgpu' ? 'no GPU device in this build' : kind === 'npu' ? 'no NPU device in this build' : 'unknown device',
-    expected: `one of ${deviceNames().join(', ')} (or cpu)`,
+    what: ort ? 'ONNX Runtime devices need Node (onnxruntime-node)' : kind === 'webgpu' ? 'no GPU device in this build' : kind === 'npu' ? 'no NPU here' : 'unknown device',
+    expected: `one of ${deviceNames().join(', ')}${offload ? ', ort:EP' : ''} (or cpu)`,
     found: show(device),
-    hint: kind === null ? undefined : `use device "cpu"; isNpuAvailable() says whether an NPU device is registered`,
+    hint: kind === 'npu'
+      ? `no NPU device is registered and ${offload ? `this onnxruntime build has no NPU execution provider (it has ${offload.providers().join(', ') || 'none'})` : 'ONNX Runtime is not available'}; use device "cpu" (isNpuAvailable() says whether an NPU is there)`
+      : kind === null ? undefined : 'use device "cpu"',
   })
+}
+
+/** Whether a resolved device name runs on ONNX Runtime (loadModel exports the graph), not on a Device. */
+export function isOffloadDevice(name: string): boolean {
+  return name.startsWith('ort:') || (name === 'npu' && !factories.has('npu'))
 }
 
 /** A device by name (default: the first registered, wasm; transformers' 'cpu' / 'cuda' / 'npu' spellings too), or the Device object given. */
 export async function createDevice(device: string | Device | undefined, opts: DeviceOptions = {}): Promise<Device> {
   if (typeof device === 'object' && device !== null) return device
   const name = resolveDeviceName(device)
+  if (isOffloadDevice(name))
+    throw new UsageError({ what: `${name} runs a whole model graph, not device ops`, found: show(device), hint: `load the model with loadModel(dir, { device: '${name}' })` })
   const factory = factories.get(name)!
   if (opts.maxBufferBytes !== undefined && !(opts.maxBufferBytes >= 1024))
     throw new UsageError({ what: 'bad maxBufferBytes', expected: 'a number of bytes >= 1024', found: show(opts.maxBufferBytes) })

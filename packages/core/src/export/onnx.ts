@@ -80,8 +80,24 @@ export interface OnnxExportOptions {
    * row per sequence, as refgpt's forward() does (benchmarks). Default false: every position.
    */
   lastLogitsOnly?: boolean
+  /**
+   * Batch-1 graphs for refgpt's own ort devices: an extra input `logits_rows` [K] int64 picks the rows the
+   * LM head runs on (forward(): the last; logits(): all); logits is then [1, K, V]. Not Optimum's interface.
+   */
+  selectRows?: boolean
   /** Keep the initializers in FILE.data: true, false, or by size (default: only past ONNX_INLINE_LIMIT). */
   externalData?: boolean
+  /**
+   * A static graph (NPUs, WebNN: every shape fixed): batch 1, `tokens` new tokens per call (1: the decode
+   * graph; e.g. 64: a prefill graph, the prompt padded at the end), a KV cache of `capacity` positions
+   * (default maxContext). Inputs: input_ids / position_ids [1, tokens], attention_mask [1, capacity + tokens]
+   * (1 for the cached positions before the first new token and for the real new rows, 0 elsewhere),
+   * past_key_values.{i}.key/.value [1, H, capacity, D]; outputs: logits [1, tokens, V] and present.{i}.key/.value
+   * [1, H, tokens, D] — the new rows' keys and values only, which the caller writes into its cache at their
+   * positions (cache index = position). Attention masks by positions: a key at position p is seen by a query
+   * at q when p <= q (and q - p < window for local layers) and its attention_mask entry is 1.
+   */
+  static?: { tokens: number; capacity?: number }
   /** Called after each initializer is read, with the bytes done and the total. */
   onProgress?: (doneBytes: number, totalBytes: number) => void
 }
@@ -96,6 +112,8 @@ export interface OnnxExportResult {
   initializers: number
   inputs: string[]
   outputs: string[]
+  /** The static shape, or null for the dynamic graph. */
+  static: { tokens: number; capacity: number } | null
 }
 
 // --- the graph under construction --------------------------------------------------------------------
@@ -234,17 +252,28 @@ export interface OnnxGraph {
   /** Bytes of every initializer. */
   initializerBytes: number
   maxContext: number
+  /** The static shape (new tokens per call, KV capacity), or null for the dynamic graph. */
+  static: { tokens: number; capacity: number } | null
 }
 
 interface Built extends OnnxGraph {
   inits: Initializer[]
 }
 
-function checkOptions(model: Model, opts: OnnxExportOptions): { maxContext: number; dtype: OnnxDType } {
+function checkOptions(model: Model, opts: OnnxExportOptions): { maxContext: number; dtype: OnnxDType; fixed: { tokens: number; capacity: number } | null } {
   const a = model.arch
   const maxContext = opts.maxContext ?? model.weights.nCtx
   if (!Number.isInteger(maxContext) || maxContext < 1 || maxContext > a.nPositions)
     throw new UsageError({ where: 'ONNX export', what: 'maxContext out of range', expected: `1 .. ${a.nPositions} (the model's positions)`, found: show(opts.maxContext) })
+  let fixed: { tokens: number; capacity: number } | null = null
+  if (opts.static !== undefined) {
+    const { tokens, capacity = maxContext } = opts.static
+    if (!Number.isInteger(tokens) || tokens < 1 || tokens > maxContext)
+      throw new UsageError({ where: 'ONNX export', what: 'static tokens out of range', expected: `1 .. ${maxContext} (the context)`, found: show(tokens) })
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > maxContext)
+      throw new UsageError({ where: 'ONNX export', what: 'static KV capacity out of range', expected: `1 .. ${maxContext} (the context)`, found: show(capacity) })
+    fixed = { tokens, capacity }
+  }
   const dtype = opts.dtype ?? 'f32'
   if (dtype !== 'f32' && dtype !== 'f16')
     throw new UsageError({ where: 'ONNX export', what: 'unknown dtype', expected: 'f32 or f16', found: show(opts.dtype) })
@@ -255,7 +284,7 @@ function checkOptions(model: Model, opts: OnnxExportOptions): { maxContext: numb
       what: `the weights are stored as ${storage.join('+')} on the ${model.device.name} device, which cannot read them back as f32`,
       hint: 'load the model on the js device (device: "js") or with dtype F32',
     })
-  return { maxContext, dtype }
+  return { maxContext, dtype, fixed }
 }
 
 /** Builds the ONNX graph of a loaded model (nothing is read from the device until it is written). */
@@ -264,7 +293,7 @@ export function buildOnnxGraph(model: Model, opts: OnnxExportOptions = {}): Onnx
 }
 
 function build(model: Model, opts: OnnxExportOptions): Built {
-  const { maxContext, dtype } = checkOptions(model, opts)
+  const { maxContext, dtype, fixed } = checkOptions(model, opts)
   const a = model.arch, dev = model.device, w = model.weights
   const { nEmbd: C, nHead: H, headDim: D, nVocab: V } = a
   const g = new Graph()
@@ -317,17 +346,20 @@ function build(model: Model, opts: OnnxExportOptions): Built {
   const value = (name: string, elemType: number, dims: (number | string)[]): ValueInfoProto => ({
     name, type: { tensorType: { elemType, shape: { dim: dims.map(dim) } } },
   })
+  // dynamic: Optimum's symbolic dims; static: batch 1, `tokens` new rows, a `capacity`-position cache
+  const B = fixed ? 1 : 'batch_size', S = fixed ? fixed.tokens : 'sequence_length'
   const inputs: ValueInfoProto[] = [
-    value('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
-    value('attention_mask', DataType.INT64, ['batch_size', 'total_sequence_length']),
-    value('position_ids', DataType.INT64, ['batch_size', 'sequence_length']),
+    value('input_ids', DataType.INT64, [B, S]),
+    value('attention_mask', DataType.INT64, [B, fixed ? fixed.capacity + fixed.tokens : 'total_sequence_length']),
+    value('position_ids', DataType.INT64, [B, S]),
   ]
   const last = opts.lastLogitsOnly === true
-  const outputs: ValueInfoProto[] = [value('logits', DataType.FLOAT, ['batch_size', last ? 1 : 'sequence_length', V])]
+  if (opts.selectRows) inputs.push(value('logits_rows', DataType.INT64, ['logits_rows']))
+  const outputs: ValueInfoProto[] = [value('logits', DataType.FLOAT, [B, opts.selectRows ? 'logits_rows' : last ? 1 : S, V])]
   for (let l = 0; l < a.nLayer; l++)
     for (const kv of ['key', 'value']) {
-      inputs.push(value(`past_key_values.${l}.${kv}`, DataType.FLOAT, ['batch_size', H, 'past_sequence_length', D]))
-      outputs.push(value(`present.${l}.${kv}`, DataType.FLOAT, ['batch_size', H, 'total_sequence_length', D]))
+      inputs.push(value(`past_key_values.${l}.${kv}`, DataType.FLOAT, [B, H, fixed ? fixed.capacity : 'past_sequence_length', D]))
+      outputs.push(value(`present.${l}.${kv}`, DataType.FLOAT, [B, H, fixed ? fixed.tokens : 'total_sequence_length', D]))
     }
 
   for (const io of [...inputs, ...outputs]) g.fresh(io.name) // reserved: no other value takes these names
@@ -340,12 +372,20 @@ function build(model: Model, opts: OnnxExportOptions): Built {
   const flat = g.i64('flat', [-1])
 
   // the attention masks, shared by every layer: causal (+ window) over sequence indices, and padding
-  const seqLen = g.op('Squeeze', [g.op('Shape', ['input_ids'], [attrInt('start', 1)])])
-  const totalLen = g.op('Squeeze', [g.op('Shape', ['attention_mask'], [attrInt('start', 1)])])
   const zero = g.i64('zero', [0], []), one = g.i64('one', [1], [])
-  const pastLen = g.op('Sub', [totalLen, seqLen])
-  const queryIndex = g.op('Range', [pastLen, totalLen, one]) // [S]: past .. total-1
-  const keyIndex = g.op('Range', [zero, totalLen, one]) // [T]
+  let queryIndex: string, keyIndex: string
+  if (fixed) {
+    // static: by positions. The cache holds position p at index p; the new rows sit at their position_ids
+    const rowPositions = g.op('Reshape', ['position_ids', g.i64('flat_static', [-1])]) // [S]
+    queryIndex = rowPositions
+    keyIndex = g.op('Concat', [g.op('Range', [zero, g.i64('capacity', [fixed.capacity], []), one]), rowPositions], [attrInt('axis', 0)]) // [capacity + S]
+  } else {
+    const seqLen = g.op('Squeeze', [g.op('Shape', ['input_ids'], [attrInt('start', 1)])])
+    const totalLen = g.op('Squeeze', [g.op('Shape', ['attention_mask'], [attrInt('start', 1)])])
+    const pastLen = g.op('Sub', [totalLen, seqLen])
+    queryIndex = g.op('Range', [pastLen, totalLen, one]) // [S]: past .. total-1
+    keyIndex = g.op('Range', [zero, totalLen, one]) // [T]
+  }
   const distance = g.op('Sub', [g.op('Unsqueeze', [queryIndex, g.i64('axis1', [1])]), g.op('Unsqueeze', [keyIndex, g.i64('axis0', [0])])]) // [S, T]: i - j
   const causal = g.op('GreaterOrEqual', [distance, zero])
   const padding = g.op('Unsqueeze', [g.op('Cast', ['attention_mask'], [attrInt('to', DataType.BOOL)]), g.i64('axes12', [1, 2])]) // [B, 1, 1, T]
@@ -442,8 +482,11 @@ function build(model: Model, opts: OnnxExportOptions): Built {
       k4 = rotate(k4, `${p}.k`)
     }
     const qh = g.op('Transpose', [q4], [attrInts('perm', toHeads)]) // [B, H, S, D]
-    const keys = g.op('Concat', [`past_key_values.${l}.key`, g.op('Transpose', [k4], [attrInts('perm', toHeads)])], [attrInt('axis', 2)], `present.${l}.key`)
-    const values = g.op('Concat', [`past_key_values.${l}.value`, g.op('Transpose', [v4], [attrInts('perm', toHeads)])], [attrInt('axis', 2)], `present.${l}.value`)
+    // dynamic: present = past + the new rows; static: present = the new rows (the caller writes them into its cache)
+    const kNew = g.op('Transpose', [k4], [attrInts('perm', toHeads)], fixed ? `present.${l}.key` : undefined)
+    const vNew = g.op('Transpose', [v4], [attrInts('perm', toHeads)], fixed ? `present.${l}.value` : undefined)
+    const keys = g.op('Concat', [`past_key_values.${l}.key`, kNew], [attrInt('axis', 2)], fixed ? undefined : `present.${l}.key`)
+    const values = g.op('Concat', [`past_key_values.${l}.value`, vNew], [attrInt('axis', 2)], fixed ? undefined : `present.${l}.value`)
     let scores = g.op('MatMul', [qh, g.op('Transpose', [keys], [attrInts('perm', [0, 1, 3, 2])])]) // [B, H, S, T]
     if (kind.scale !== 1) scores = g.op('Mul', [scores, g.f32(`${p}.attn.scale`, [kind.scale], [])])
     const probs = g.op('Softmax', [g.op('Where', [maskFor(kind.window), scores, masked])], [attrInt('axis', -1)])
@@ -460,14 +503,19 @@ function build(model: Model, opts: OnnxExportOptions): Built {
     }
   }
 
-  if (last) {
+  const pick = opts.selectRows === true
+  if (pick) {
+    // the rows asked for (batch 1): [S, C] -> [K, C]
+    x = g.op('Gather', [x, 'logits_rows'], [attrInt('axis', 0)], g.fresh('picked_rows'))
+  } else if (last) {
     // the last position of each row: [B, S, C] -> [B, C]
     const rows = g.op('Reshape', [x, shapeWith('hidden', [C])])
     x = g.op('Squeeze', [g.op('Gather', [rows, g.i64('last_index', [-1])], [attrInt('axis', 1)]), g.i64('axis1_sq', [1])])
   }
   const xf = layerNorm(x, w.shared.lnF, 'ln_f')
   const logits = linear(xf, w.shared.lmHead, 'lm_head')
-  if (last) g.op('Unsqueeze', [logits, g.i64('axis1_uq', [1])], [], 'logits')
+  if (pick) g.op('Unsqueeze', [logits, g.i64('axis0_uq', [0])], [], 'logits')
+  else if (last) g.op('Unsqueeze', [logits, g.i64('axis1_uq', [1])], [], 'logits')
   else g.op('Reshape', [logits, shapeWith('logits', [V])], [], 'logits')
 
   return {
@@ -478,6 +526,7 @@ function build(model: Model, opts: OnnxExportOptions): Built {
     outputs,
     initializerBytes: g.inits.reduce((s, i) => s + i.bytes, 0),
     maxContext,
+    static: fixed,
   }
 }
 
@@ -501,6 +550,7 @@ function modelProto(model: Model, built: Built, initializer: TensorProto[], dtyp
     'refgpt.family': a.family,
     'refgpt.model_type': model.info.modelType,
     'refgpt.max_context': String(built.maxContext),
+    ...(built.static ? { 'refgpt.static_tokens': String(built.static.tokens), 'refgpt.static_capacity': String(built.static.capacity) } : {}),
     'refgpt.dtype': dtype,
     'refgpt.source': model.info.dir,
     num_layers: String(a.nLayer),
@@ -666,6 +716,7 @@ export async function exportOnnx(model: Model, file: string, opts: OnnxExportOpt
       initializers: built.inits.length,
       inputs: built.inputs.map((i) => i.name),
       outputs: built.outputs.map((o) => o.name),
+      static: built.static,
     }
   } catch (e) {
     for (const f of pending) f.abort()

@@ -12,6 +12,7 @@ import type { Arch, SharedWeights } from './arch.js'
 import { embedding, layerNorm, linear, trace, type Fwd, type LayerKV, type RunState } from './layers.js'
 import type { FamilyModule } from './registry.js'
 import type { Tracer } from './tracing.js'
+import { SlotTable, checkStep, scoredRows } from './slots.js'
 import type { Placement } from './weights.js'
 
 /** A loaded model's weights and their layout on the device: immutable, shared by every session. */
@@ -104,13 +105,52 @@ const LAST = 0, ALL = 1, LOGPROBS = 2, ROWS = 3
 type Head = typeof LAST | typeof ALL | typeof LOGPROBS | typeof ROWS
 
 /**
- * The state of one user of a model: activation buffers, and KV-cache slots acquired and released.
- * Calls run in order; several may be in flight (awaiting their readback) at once, on different slots.
+ * The state of one user of a model: KV-cache slots (sequences) acquired and released, and the runs over
+ * them. Calls run in order; several may be in flight (awaiting their readback) at once, on different
+ * slots. Everything above the model (generate, beam search, the scheduler, evaluation) is written against
+ * this interface: DecoderSession runs refgpt's own forward on a Device, OrtSession (onnx/ort.ts) an
+ * exported ONNX graph in ONNX Runtime.
  */
-export class Session {
+export interface Session {
+  /** Token rows per forward step (longer inputs run in chunks). */
   readonly maxBatchTokens: number
+  /** Whether forward / logits / logProbs take a tracer (every stage observed); an ONNX graph shows its outputs only. */
+  readonly canTrace: boolean
+  /** A free KV-cache slot (sequence); slot 0 is acquired when the session is made. */
+  acquire(): number
+  /** Returns a slot and frees its KV cache. */
+  release(slot: number): void
+  /** Copies the first nPos cached positions of slot `from` into slot `to`. */
+  copySlot(from: number, to: number, nPos: number): void
+  /** Positions slot `slot`'s cache has room for now. */
+  kvCapacityOf(slot: number): number
+  /** Slots acquired and not released. */
+  readonly slotsInUse: number
+  /** Runs ids at positions pos, pos+1, ... of a slot; resolves to the last row's next-token logits (the slot's own array). */
+  forward(ids: ArrayLike<number>, pos: number, opts?: ForwardOptions): Promise<Float32Array>
+  /** Like forward, every row's logits, [ids.length, nVocab] (a new array). */
+  logits(ids: ArrayLike<number>, pos: number, opts?: ForwardOptions): Promise<Float32Array>
+  /** log p(target_t | ids[0 .. t]) for every row (see DecoderSession.logProbs). */
+  logProbs(ids: ArrayLike<number>, opts?: LogProbsOptions & { greedy?: false }): Promise<Float32Array>
+  logProbs(ids: ArrayLike<number>, opts: LogProbsOptions & { greedy: true }): Promise<ScoredTokens>
+  logProbs(ids: ArrayLike<number>, opts?: LogProbsOptions): Promise<Float32Array | ScoredTokens>
+  /** One decode step of several sequences together (continuous batching); then logitsOf(slot) holds each row's logits. */
+  step(slots: ArrayLike<number>, ids: ArrayLike<number>, positions: ArrayLike<number>, n?: number): Promise<void>
+  /** The next-token logits the last forward() or step() of a slot left. */
+  logitsOf(slot: number): Float32Array
+  /** Frees the session's buffers and slots. */
+  dispose(): void
+}
+
+/**
+ * A Session on refgpt's own forward: activation buffers on the model's Device, and KV-cache slots
+ * acquired and released.
+ */
+export class DecoderSession implements Session {
+  readonly maxBatchTokens: number
+  readonly canTrace = true
   private readonly groups: RunState[] = []
-  private readonly slots: (Slot | null)[] = []
+  private readonly slots = new SlotTable<Slot>()
   private readonly f: Fwd
   private readonly ids: Int32Array
   private readonly targets: Int32Array
@@ -191,10 +231,8 @@ export class Session {
   /** A free KV-cache slot (sequence) for forward(); slot 0 is acquired when the session is made. */
   acquire(): number {
     this.alive()
-    let i = this.slots.indexOf(null)
-    if (i < 0) i = this.slots.push(null) - 1
     const sl: Slot = { kv: [], cap: 0, logits: new Float32Array(this.w.a.nVocab) }
-    this.slots[i] = sl
+    const i = this.slots.add(sl)
     if (this.kvCapacity > 0) this.reserve(sl, this.kvCapacity)
     return i
   }
@@ -206,7 +244,7 @@ export class Session {
       this.w.dev.free(kv.k)
       this.w.dev.free(kv.v)
     }
-    this.slots[slot] = null
+    this.slots.remove(slot)
   }
 
   /** Copies the first nPos cached positions of slot `from` into slot `to` (beam search, shared prompts). */
@@ -230,14 +268,12 @@ export class Session {
 
   /** Slots acquired and not released. */
   get slotsInUse(): number {
-    return this.slots.filter((s) => s !== null).length
+    return this.slots.inUse
   }
 
   private slot(i: number, where: string): Slot {
     this.alive()
-    const sl = Number.isInteger(i) ? this.slots[i] : undefined
-    if (!sl) throw new UsageError({ where, what: 'no such slot in this session', expected: `an acquired slot (${this.slots.map((s, j) => (s ? j : -1)).filter((j) => j >= 0).join(', ') || 'none'})`, found: show(i) })
-    return sl
+    return this.slots.get(i, where)
   }
 
   /** Grows a slot's cache to hold `need` positions (a new buffer per layer, the old rows copied). */
@@ -302,19 +338,10 @@ export class Session {
     const sl = this.slot(opts.slot ?? 0, 'logProbs')
     const pos = opts.pos ?? 0
     const greedy = opts.greedy === true
-    let run = ids, targets = opts.targets
-    if (targets === undefined) {
-      if (ids.length < 2) return greedy ? { logprobs: new Float32Array(0), greedy: new Uint8Array(0) } : new Float32Array(0)
-      run = Array.prototype.slice.call(ids, 0, ids.length - 1) as number[]
-      targets = Array.prototype.slice.call(ids, 1) as number[]
-    } else if (targets.length !== ids.length) {
-      throw new UsageError({ where: 'logProbs', what: 'targets and ids differ in length', expected: String(ids.length), found: String(targets.length) })
-    }
+    const rows = scoredRows(ids, opts.targets, this.w.a.nVocab)
+    if (!rows) return greedy ? { logprobs: new Float32Array(0), greedy: new Uint8Array(0) } : new Float32Array(0)
+    const { run, targets } = rows
     this.check(run, pos, 'logProbs')
-    for (let i = 0; i < targets.length; i++) {
-      const t = targets[i]
-      if (!Number.isInteger(t) || t >= this.w.a.nVocab) fail('logProbs', `target at index ${i} out of range`, `an integer < ${this.w.a.nVocab} (negative: none)`, show(t))
-    }
     this.reserve(sl, pos + run.length)
     const out = new Float32Array(run.length)
     const g = greedy ? new Float32Array(run.length) : null
@@ -332,24 +359,8 @@ export class Session {
    * entries of each array (a scheduler passes preallocated arrays: no array per step).
    */
   async step(slots: ArrayLike<number>, ids: ArrayLike<number>, positions: ArrayLike<number>, n = slots.length): Promise<void> {
-    if (!Number.isInteger(n) || n < 0 || n > slots.length || n > ids.length || n > positions.length)
-      fail('step', 'slots, ids and positions hold fewer than n rows', `n <= ${Math.min(slots.length, ids.length, positions.length)}`, show(n))
+    const rows = checkStep(slots, ids, positions, n, (i) => this.slot(i, 'step'), this.w.a.nVocab, this.w.nCtx, this.stepSlots)
     if (n === 0) return
-    const rows = this.stepSlots
-    rows.length = 0
-    for (let b = 0; b < n; b++) {
-      const sl = this.slot(slots[b], 'step')
-      if (rows.includes(sl)) fail('step', `slot ${slots[b]} appears twice`, 'each slot at most once per step', `rows ${rows.indexOf(sl)} and ${b}`)
-      rows.push(sl)
-    }
-    for (let b = 0; b < n; b++) {
-      const id = ids[b]
-      if (!Number.isInteger(id) || id < 0 || id >= this.w.a.nVocab) fail('step', `token id at index ${b} out of range`, `0 .. ${this.w.a.nVocab - 1}`, show(id))
-    }
-    for (let b = 0; b < n; b++) {
-      const p = positions[b]
-      if (!Number.isInteger(p) || p < 0 || p >= this.w.nCtx) fail('step', `position of row ${b} out of range`, `0 .. ${this.w.nCtx - 1} (the context)`, show(p))
-    }
     for (let b = 0; b < n; b++) this.reserve(rows[b], positions[b] + 1)
     this.prepareRows()
     this.prepareStep()
@@ -364,7 +375,7 @@ export class Session {
   /** Frees the session's buffers and slots. */
   dispose(): void {
     if (this.disposed) return
-    for (let i = 0; i < this.slots.length; i++) if (this.slots[i]) this.release(i)
+    for (const i of this.slots.indices()) this.release(i)
     for (const b of this.owned) this.w.dev.free(b)
     this.owned.length = 0
     this.disposed = true

@@ -6,7 +6,7 @@
 // A Model holds only immutable weights; model.createSession() makes the state that runs it
 // (activations, KV-cache slots: decoder.ts). Devices come by name from the device registry.
 
-import { createDevice, deviceNames, resolveDeviceName, type DeviceOptions } from '../device/registry.js'
+import { createDevice, deviceNames, getOffload, isOffloadDevice, resolveDeviceName, type DeviceOptions } from '../device/registry.js'
 import { rotaryTable, storageBytes } from '../device/storage.js'
 import type { Buf, Device, Storage } from '../device/types.js'
 import { CheckpointError, ConfigError, RefgptError, UsageError, show } from '../errors.js'
@@ -16,7 +16,7 @@ import { FILE_CAPS, isModelFolder, type ModelFolder } from '../io/folder.js'
 import { locateFolder, modelFolder } from '../io/platform.js'
 import type { CheckpointFormat, DType } from '../io/types.js'
 import type { Arch, Family, Traits, Weight } from './arch.js'
-import { Session, runtimeBytes, type SessionOptions, type Weights } from './decoder.js'
+import { DecoderSession, runtimeBytes, type Session, type SessionOptions, type Weights } from './decoder.js'
 import { checkMaxMemory, checkMemory, estimateMemory, planWeights, BUFFER_SLACK_BYTES, type MemoryEstimate, type WeightPlan } from './memory.js'
 import { FAMILIES, PREFIXES, type FamilyModule } from './registry.js'
 import { shapeConfig, randomCheckpoint } from './random.js'
@@ -555,6 +555,8 @@ function withStorage<T extends LoadOptions>(opts: T): T {
  */
 export async function loadModel(idOrDir: string | ModelFolder, opts: LoadOptions = {}): Promise<Model> {
   opts = withStorage(opts)
+  const offloaded = offloadProvider(opts)
+  if (offloaded) return offload(() => loadModel(idOrDir, { ...opts, device: 'js' }), offloaded, opts)
   const folder = isModelFolder(idOrDir) ? idOrDir : modelFolder(idOrDir, opts)
   // configs and checkpoint headers; a source that fetches runs this again after each fetch (settle)
   const { o, generationConfig } = await settle(() => {
@@ -567,6 +569,28 @@ export async function loadModel(idOrDir: string | ModelFolder, opts: LoadOptions
     }
   })
   return build(o, opts, generationConfig)
+}
+
+/** The ONNX Runtime execution provider a device name asks for ('ort:cuda' -> 'cuda', 'npu' -> 'npu'), or null for a Device. */
+function offloadProvider(opts: LoadOptions): string | null {
+  if (typeof opts.device !== 'string') return null
+  const name = resolveDeviceName(opts.device)
+  return isOffloadDevice(name) ? (name === 'npu' ? 'npu' : name.slice('ort:'.length)) : null
+}
+
+/**
+ * A model on ONNX Runtime (offload/ort.ts): the weights load on the js device (f32 arithmetic on the
+ * storage dtype's values), are exported as an ONNX graph and run by the execution provider.
+ */
+async function offload(loadJs: () => Promise<Model>, provider: string, opts: LoadOptions): Promise<Model> {
+  const o = getOffload()!
+  const js = await loadJs()
+  try {
+    return await o.load(js, provider, { threads: opts.threads })
+  } catch (e) {
+    await js.dispose()
+    throw e
+  }
 }
 
 /** generation_config.json (a JSON object), or null when the folder has none. */
@@ -585,6 +609,8 @@ function readGenerationConfig(folder: ModelFolder): Record<string, unknown> | nu
  */
 export async function loadRandomModel(shape: string | Record<string, unknown>, opts: LoadOptions & { seed?: number; layers?: number } = {}): Promise<Model> {
   opts = withStorage(opts)
+  const offloaded = offloadProvider(opts)
+  if (offloaded) return offload(() => loadRandomModel(shape, { ...opts, device: 'js' }), offloaded, opts)
   const config = typeof shape === 'string' ? shapeConfig(shape, opts.layers) : shape
   return build(openRandom(config, opts.seed ?? 1234), opts, null)
 }
@@ -611,7 +637,7 @@ async function build(o: Opened, opts: LoadOptions, generationConfig: Record<stri
       modelscopeConfig: o.modelscopeConfig,
       device,
       info,
-      createSession: (sopts) => new Session(weights, sopts),
+      createSession: (sopts) => new DecoderSession(weights, sopts),
       weights,
       dispose: async () => {
         if (owned) await device.dispose?.()

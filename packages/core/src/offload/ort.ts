@@ -1,0 +1,323 @@
+// Graph offload: a loaded model exported to ONNX (export/onnx.ts) and run by ONNX Runtime's execution
+// providers — the CPU one, CUDA, WebGPU, and the NPU ones (QNN, CANN, CoreML, DirectML, OpenVINO) where
+// the onnxruntime build has them. `loadModel(dir, { device: 'ort:cpu' })` loads the weights on the js
+// device, exports the graph to a temporary file, opens an InferenceSession on it, and returns a Model
+// whose sessions run that graph (OrtSession): the same generate(), beam search, scheduler and evaluation
+// code drives it, through the Session interface.
+//
+// onnxruntime-node is an optional dependency: without it an ort device is a clear UsageError.
+// Sessions keep each slot's keys and values on the host ([1, H, length, D] per layer, the graph's
+// past_key_values) and pass them back in on the next call; log-probabilities are computed on the host from
+// the graph's logits (f64 log-softmax). A batched step runs its rows one by one.
+
+import * as fs from 'node:fs'
+import { createRequire } from 'node:module'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { UsageError, show } from '../errors.js'
+import type { ForwardOptions, LogProbsOptions, ScoredTokens, Session, SessionOptions } from '../models/decoder.js'
+import type { Model } from '../models/model.js'
+import { exportOnnx } from '../export/onnx.js'
+import { SlotTable, checkStep, scoredRows } from '../models/slots.js'
+
+// The part of onnxruntime-node's API used here (declared here, so that @refgpt/core's types do not need
+// onnxruntime-node installed: it is an optional dependency).
+export interface OrtTensorLike {
+  readonly data: unknown
+  readonly dims: readonly number[]
+}
+export interface OrtSessionLike {
+  run(feeds: Record<string, OrtTensorLike>): Promise<Record<string, OrtTensorLike>>
+  release(): Promise<void>
+}
+export interface OrtLike {
+  InferenceSession: { create(file: string, options?: Record<string, unknown>): Promise<OrtSessionLike> }
+  Tensor: new (type: 'int64' | 'float32', data: BigInt64Array | Float32Array, dims: readonly number[]) => OrtTensorLike
+  listSupportedBackends?: () => { name: string }[]
+}
+type Ort = OrtLike
+type OrtSessionHandle = OrtSessionLike
+type OrtTensor = OrtTensorLike
+
+/** Execution providers that drive an NPU (the first one this onnxruntime build has is what 'npu' picks). */
+export const NPU_PROVIDERS = ['qnn', 'cann', 'openvino', 'coreml', 'dml', 'vitisai', 'nnapi'] as const
+
+let ortModule: Ort | null | undefined
+let ortError = ''
+
+/** onnxruntime-node (loaded once, synchronously: isNpuAvailable() answers at once), or null when it cannot be loaded (ortError says why). */
+function loadOrt(): Ort | null {
+  if (ortModule !== undefined) return ortModule
+  try {
+    const mod = createRequire(import.meta.url)('onnxruntime-node') as Ort & { default?: Ort }
+    ortModule = mod.InferenceSession ? mod : (mod.default ?? null)
+    if (!ortModule?.InferenceSession) throw new Error('no InferenceSession export')
+  } catch (e) {
+    ortModule = null
+    ortError = (e as Error).message.split('\n')[0]
+  }
+  return ortModule
+}
+
+/** The execution providers this onnxruntime-node build lists ([] without onnxruntime-node). */
+export function ortProviders(): string[] {
+  const ort = loadOrt()
+  if (!ort) return []
+  const list = ort.listSupportedBackends?.() ?? [{ name: 'cpu' }]
+  return list.map((b) => b.name)
+}
+
+/** The NPU execution provider 'npu' runs on here (the first of NPU_PROVIDERS this build lists), or null. */
+export function npuProvider(): string | null {
+  const have = ortProviders()
+  return NPU_PROVIDERS.find((p) => have.includes(p)) ?? null
+}
+
+/** What the device registry calls (index.ts registers it in Node): ort devices and the NPU probe. */
+export const ortOffload = { providers: ortProviders, npuProvider, load: (js: Model, provider: string, opts: { threads?: number }) => ortModel(js, provider, opts) }
+
+/**
+ * A Model on ONNX Runtime: `js` is the model loaded on the js device (its weights are exported, and its
+ * arch, configs and info are this model's); `provider` the execution provider ('cpu', 'cuda', 'npu' ...).
+ */
+export async function ortModel(js: Model, provider: string, opts: { threads?: number } = {}): Promise<Model> {
+  const ort = loadOrt()
+  if (!ort)
+    throw new UsageError({
+      where: 'loadModel', what: `device ort:${provider} needs onnxruntime-node`, found: ortError || 'not installed',
+      hint: 'npm install onnxruntime-node (an optional dependency of @refgpt/core)',
+    })
+  const have = ortProviders()
+  let ep = provider
+  if (provider === 'npu') {
+    const npu = npuProvider()
+    if (!npu)
+      throw new UsageError({
+        where: 'loadModel', what: 'no NPU execution provider in this onnxruntime build', expected: `one of ${NPU_PROVIDERS.join(', ')}`, found: have.join(', ') || 'none',
+        hint: 'use device "cpu" (isNpuAvailable() says whether an NPU is there), or an onnxruntime build with QNN, CANN, OpenVINO, CoreML or DirectML',
+      })
+    ep = npu
+  } else if (!have.includes(provider))
+    throw new UsageError({ where: 'loadModel', what: `execution provider ${JSON.stringify(provider)} is not in this onnxruntime build`, expected: `one of ${have.join(', ')}`, found: JSON.stringify(provider), hint: 'device "ort:cpu" runs everywhere' })
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'refgpt-ort-'))
+  let handle: OrtSessionHandle
+  try {
+    const file = path.join(dir, 'model.onnx')
+    await exportOnnx(js, file, { maxContext: js.info.maxContext, selectRows: true })
+    const so: Record<string, unknown> = { executionProviders: [ep], graphOptimizationLevel: 'all' }
+    if (opts.threads) so.intraOpNumThreads = opts.threads
+    try {
+      handle = await ort.InferenceSession.create(file, so)
+    } catch (e) {
+      throw new UsageError({ where: 'loadModel', what: `ONNX Runtime could not open the exported graph on ${ep}`, found: (e as Error).message.split('\n')[0], hint: ep === 'cpu' ? undefined : 'this execution provider may need its runtime libraries installed; device "ort:cpu" runs everywhere' })
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true }) // the session holds the graph; the file is not needed
+  }
+  const name = `ort:${ep}`
+  const device = Object.create(js.device, { name: { value: name, enumerable: true } }) as Model['device']
+  return {
+    family: js.family,
+    arch: js.arch,
+    traits: js.traits,
+    config: js.config,
+    generationConfig: js.generationConfig,
+    modelscopeConfig: js.modelscopeConfig,
+    info: js.info,
+    weights: js.weights,
+    device,
+    createSession: (so?: SessionOptions) => new OrtSession(ort, handle, js, so),
+    async dispose() {
+      await handle.release()
+      await js.dispose()
+    },
+  }
+}
+
+interface OrtSlot {
+  /** Positions cached. */
+  len: number
+  /** Per layer, keys and values: [1, H, len, D] each (as the graph's present outputs). */
+  past: { key: Float32Array; value: Float32Array }[]
+  logits: Float32Array
+}
+
+/** A Session on an ONNX Runtime graph: the host keeps each slot's past keys and values. */
+export class OrtSession implements Session {
+  readonly maxBatchTokens: number
+  readonly canTrace = false
+  private readonly slots = new SlotTable<OrtSlot>()
+  private disposed = false
+
+  constructor(
+    private readonly ort: Ort,
+    private readonly handle: OrtSessionHandle,
+    private readonly model: Model,
+    opts: SessionOptions = {},
+  ) {
+    this.maxBatchTokens = opts.maxBatchTokens ?? model.weights.maxT
+    if (!Number.isInteger(this.maxBatchTokens) || this.maxBatchTokens < 1 || this.maxBatchTokens > 4096)
+      throw new UsageError({ where: 'createSession', what: 'maxBatchTokens out of range', expected: '1 .. 4096', found: show(opts.maxBatchTokens) })
+    this.acquire()
+  }
+
+  acquire(): number {
+    this.alive()
+    const a = this.model.arch
+    return this.slots.add({ len: 0, past: Array.from({ length: a.nLayer }, () => ({ key: new Float32Array(0), value: new Float32Array(0) })), logits: new Float32Array(a.nVocab) })
+  }
+
+  release(slot: number): void {
+    this.slot(slot, 'release')
+    this.slots.remove(slot)
+  }
+
+  copySlot(from: number, to: number, nPos: number): void {
+    const src = this.slot(from, 'copySlot'), dst = this.slot(to, 'copySlot')
+    if (!Number.isInteger(nPos) || nPos < 0 || nPos > src.len)
+      throw new UsageError({ where: 'copySlot', what: 'positions out of range', expected: `0 .. ${src.len} (the cached positions of slot ${from})`, found: show(nPos) })
+    if (from === to) return
+    dst.past = src.past.map((kv) => ({ key: this.prefix(kv.key, src.len, nPos), value: this.prefix(kv.value, src.len, nPos) }))
+    dst.len = nPos
+  }
+
+  kvCapacityOf(slot: number): number {
+    return this.slot(slot, 'kvCapacityOf').len
+  }
+
+  get slotsInUse(): number {
+    return this.slots.inUse
+  }
+
+  async forward(ids: ArrayLike<number>, pos: number, opts: ForwardOptions = {}): Promise<Float32Array> {
+    const sl = this.slot(opts.slot ?? 0, 'forward')
+    this.noTrace(opts, 'forward')
+    const V = this.model.arch.nVocab
+    let last: Float32Array | null = null
+    for (let done = 0; done < ids.length; ) {
+      const T = Math.min(this.maxBatchTokens, ids.length - done)
+      const logits = await this.run(sl, ids, done, T, pos + done, 'forward', done + T === ids.length ? 'last' : 'none')
+      if (done + T === ids.length) last = logits.subarray(0, V)
+      done += T
+    }
+    sl.logits.set(last!)
+    return sl.logits
+  }
+
+  async logits(ids: ArrayLike<number>, pos: number, opts: ForwardOptions = {}): Promise<Float32Array> {
+    const sl = this.slot(opts.slot ?? 0, 'logits')
+    this.noTrace(opts, 'logits')
+    const V = this.model.arch.nVocab
+    const out = new Float32Array(ids.length * V)
+    for (let done = 0; done < ids.length; ) {
+      const T = Math.min(this.maxBatchTokens, ids.length - done)
+      out.set(await this.run(sl, ids, done, T, pos + done, 'logits', 'all'), done * V)
+      done += T
+    }
+    return out
+  }
+
+  logProbs(ids: ArrayLike<number>, opts?: LogProbsOptions & { greedy?: false }): Promise<Float32Array>
+  logProbs(ids: ArrayLike<number>, opts: LogProbsOptions & { greedy: true }): Promise<ScoredTokens>
+  logProbs(ids: ArrayLike<number>, opts?: LogProbsOptions): Promise<Float32Array | ScoredTokens>
+  async logProbs(ids: ArrayLike<number>, opts: LogProbsOptions = {}): Promise<Float32Array | ScoredTokens> {
+    const V = this.model.arch.nVocab
+    const greedy = opts.greedy === true
+    if (opts.tracer) throw new UsageError({ where: 'logProbs', what: 'tracing needs refgpt\'s own forward', hint: 'use a js, wasm or webgpu device' })
+    const rows = scoredRows(ids, opts.targets, V)
+    if (!rows) return greedy ? { logprobs: new Float32Array(0), greedy: new Uint8Array(0) } : new Float32Array(0)
+    const { run, targets } = rows
+    const logits = await this.logits(run, opts.pos ?? 0, { slot: opts.slot })
+    const out = new Float32Array(run.length), flags = new Uint8Array(run.length)
+    for (let t = 0; t < run.length; t++) {
+      const row = logits.subarray(t * V, (t + 1) * V), target = targets[t]
+      if (target < 0) continue
+      let max = -Infinity, arg = 0
+      for (let i = 0; i < V; i++) if (row[i] > max) (max = row[i]), (arg = i)
+      let sum = 0
+      for (let i = 0; i < V; i++) sum += Math.exp(row[i] - max)
+      out[t] = row[target] - max - Math.log(sum)
+      flags[t] = arg === target && Number.isFinite(max) ? 1 : 0
+    }
+    return greedy ? { logprobs: out, greedy: flags } : out
+  }
+
+  async step(slots: ArrayLike<number>, ids: ArrayLike<number>, positions: ArrayLike<number>, n = slots.length): Promise<void> {
+    checkStep(slots, ids, positions, n, (i) => this.slot(i, 'step'), this.model.arch.nVocab, this.model.info.maxContext)
+    // one row at a time: the exported graph takes one past length per call
+    for (let b = 0; b < n; b++) await this.forward([ids[b]], positions[b], { slot: slots[b] })
+  }
+
+  logitsOf(slot: number): Float32Array {
+    return this.slot(slot, 'logitsOf').logits
+  }
+
+  dispose(): void {
+    for (const i of this.slots.indices()) this.slots.remove(i)
+    this.disposed = true
+  }
+
+  // --- the graph ---------------------------------------------------------------------------------------
+
+  /**
+   * Runs ids[from .. from + T) at positions pos.. of a slot and extends the slot's cache; returns the logits of
+   * the rows asked for: all [T, V], the last [1, V], or none (a chunk before the last: the LM head is skipped).
+   */
+  private async run(sl: OrtSlot, ids: ArrayLike<number>, from: number, T: number, pos: number, where: string, rows: 'all' | 'last' | 'none'): Promise<Float32Array> {
+    const a = this.model.arch, { nHead: H, headDim: D, nVocab: V } = a
+    const ctx = this.model.info.maxContext
+    if (T === 0) throw new UsageError({ where, what: 'no input tokens', expected: 'at least one token id', found: '0' })
+    if (!Number.isInteger(pos) || pos < 0 || pos > sl.len)
+      throw new UsageError({ where, what: 'bad start position', expected: `0 .. ${sl.len} (the slot's cached positions)`, found: show(pos) })
+    if (pos + T > ctx)
+      throw new UsageError({ where, what: 'sequence longer than the context', expected: `at most ${ctx} positions`, found: `${pos + T}`, hint: `this model was loaded with a context of ${ctx}` })
+    const input = new BigInt64Array(T), position = new BigInt64Array(T)
+    for (let t = 0; t < T; t++) {
+      const id = ids[from + t]
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new UsageError({ where, what: `token id at index ${from + t} out of range`, expected: `0 .. ${V - 1}`, found: show(id) })
+      input[t] = BigInt(id)
+      position[t] = BigInt(pos + t)
+    }
+    const { Tensor } = this.ort
+    const feeds: Record<string, OrtTensor> = {
+      input_ids: new Tensor('int64', input, [1, T]),
+      attention_mask: new Tensor('int64', new BigInt64Array(pos + T).fill(1n), [1, pos + T]),
+      position_ids: new Tensor('int64', position, [1, T]),
+      logits_rows: rows === 'all' ? new Tensor('int64', BigInt64Array.from({ length: T }, (_, t) => BigInt(t)), [T]) : new Tensor('int64', BigInt64Array.of(BigInt(T - 1)), [1]),
+    }
+    for (let l = 0; l < a.nLayer; l++) {
+      const kv = sl.past[l]
+      feeds[`past_key_values.${l}.key`] = new Tensor('float32', pos === sl.len ? kv.key : this.prefix(kv.key, sl.len, pos), [1, H, pos, D])
+      feeds[`past_key_values.${l}.value`] = new Tensor('float32', pos === sl.len ? kv.value : this.prefix(kv.value, sl.len, pos), [1, H, pos, D])
+    }
+    const out = await this.handle.run(feeds)
+    for (let l = 0; l < a.nLayer; l++) {
+      sl.past[l] = { key: out[`present.${l}.key`].data as Float32Array, value: out[`present.${l}.value`].data as Float32Array }
+    }
+    sl.len = pos + T
+    return out.logits.data as Float32Array
+  }
+
+  /** The first n positions of a [1, H, len, D] cache. */
+  private prefix(x: Float32Array, len: number, n: number): Float32Array {
+    const { nHead: H, headDim: D } = this.model.arch
+    if (n === len) return x.slice()
+    const out = new Float32Array(H * n * D)
+    for (let h = 0; h < H; h++) out.set(x.subarray(h * len * D, h * len * D + n * D), h * n * D)
+    return out
+  }
+
+  private slot(i: number, where: string): OrtSlot {
+    this.alive()
+    return this.slots.get(i, where)
+  }
+
+  private noTrace(opts: ForwardOptions, where: string): void {
+    if (opts.tracer) throw new UsageError({ where, what: 'tracing needs refgpt\'s own forward', hint: 'use a js, wasm or webgpu device; an ONNX graph shows only its outputs' })
+  }
+
+  private alive(): void {
+    if (this.disposed) throw new UsageError({ where: 'session', what: 'the session was disposed' })
+  }
+}
