@@ -260,6 +260,10 @@ test('tokenize and detokenize bodies (llama.cpp)', () => {
   fails(() => parseTokenize({ content: 'x', add_special: 'yes' }), 400, 'add_special', 'add_special must be a boolean (found "yes")')
   fails(() => parseTokenize({ content: 'x', prompt: 'y' }), 400, 'prompt', 'Unrecognized request argument supplied: prompt')
   fails(() => parseTokenize([]), 400, null, 'request body must be a JSON object (found [])')
+  // vLLM's shape (lm-eval's remote tokenizer): {prompt, add_special_tokens}
+  assert.equal(parseTokenize({ prompt: '<|endoftext|>x', add_special_tokens: false }), { content: '<|endoftext|>x', addSpecial: false, withPieces: false, vllm: true })
+  fails(() => parseTokenize({ prompt: 'x', with_pieces: true }), 400, 'with_pieces', 'Unrecognized request argument supplied: with_pieces')
+  fails(() => parseTokenize({ prompt: 3 }), 400, 'prompt', 'prompt must be a string (found 3)')
   assert.equal(parseDetokenize({ tokens: [15496, 995] }), { tokens: [15496, 995] })
   assert.equal(parseDetokenize({ tokens: [], model: null }), { tokens: [] })
   fails(() => parseDetokenize({}), 400, 'tokens', 'tokens must be an array of token ids (found undefined)')

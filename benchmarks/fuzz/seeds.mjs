@@ -149,7 +149,7 @@ export function serveSeeds() {
   ]
   const tokenize = [
     ['pieces', { content: 'x', with_pieces: true }],
-    ['prompt', { prompt: 'x', add_special_tokens: false }], // llama.cpp's other spelling: refused as unrecognized
+    ['prompt', { prompt: 'x', add_special_tokens: false }], // vLLM's shape (lm-eval's remote tokenizer)
     ['special', { content: 'Hello world <|endoftext|>', add_special: true, model: 'gpt2' }],
   ]
   const detokenize = [

@@ -458,6 +458,7 @@ function serveCheck(endpoint, q, L) {
   if (endpoint === 'tokenize') {
     if (typeof q.content !== 'string') fail(`content ${show(q.content)}`)
     if (typeof q.addSpecial !== 'boolean' || typeof q.withPieces !== 'boolean') fail(`addSpecial/withPieces ${show([q.addSpecial, q.withPieces])}`)
+    if (q.vllm !== undefined && (q.vllm !== true || q.withPieces)) fail(`vllm ${show(q.vllm)}`)
     return
   }
   if (endpoint === 'detokenize') {

@@ -63,6 +63,7 @@ export {
   modelscopeSequenceLength,
   removeSpaceBetweenChineseChars,
   isModelscopeModel,
+  modelscopeEodId,
   ModelscopeGeneration,
 } from './generation/modelscope.js'
 export type { ModelscopeGenerateOptions, ModelscopeResult } from './generation/modelscope.js'

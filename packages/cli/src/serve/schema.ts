@@ -353,10 +353,22 @@ function content(v: unknown, at: string): string {
 }
 
 const TOKENIZE_KEYS = new Set(['content', 'add_special', 'with_pieces', 'model'])
+const VLLM_TOKENIZE_KEYS = new Set(['prompt', 'add_special_tokens', 'model'])
 
-/** POST /tokenize (llama.cpp): {content, add_special = false, with_pieces = false}; `model` is accepted and ignored. */
-export function parseTokenize(body: unknown): { content: string; addSpecial: boolean; withPieces: boolean } {
+/**
+ * POST /tokenize: llama.cpp's {content, add_special = false, with_pieces = false}, or vLLM's {prompt,
+ * add_special_tokens = false} (what lm-eval's remote tokenizer sends; `vllm: true` then, for vLLM's answer
+ * shape). `model` is accepted and ignored.
+ */
+export function parseTokenize(body: unknown): { content: string; addSpecial: boolean; withPieces: boolean; vllm?: true } {
   const b = object(body, 'request body', null)
+  if (Object.hasOwn(b, 'prompt') && !Object.hasOwn(b, 'content')) {
+    onlyKnown(b, VLLM_TOKENIZE_KEYS)
+    optString(b, 'model')
+    const p = get(b, 'prompt')
+    if (typeof p !== 'string') throw bad('prompt', 'prompt must be a string', p)
+    return { content: p, addSpecial: bool(b, 'add_special_tokens', false), withPieces: false, vllm: true }
+  }
   onlyKnown(b, TOKENIZE_KEYS)
   optString(b, 'model')
   const c = get(b, 'content')

@@ -22,10 +22,14 @@ import {
   StepperGroup,
   StreamDecoder,
   WordPieceTokenizer,
+  defaultEos,
   isModelscopeModel,
+  logSumExp,
+  modelscopeEodId,
   modelscopeEncode,
   modelscopePostprocess,
   modelscopeSequenceLength,
+  topK,
   type Model,
   type Session,
   type Stepper,
@@ -76,6 +80,9 @@ interface ChoiceState {
   /** Per new token: its log-probability and the top alternatives (when asked). */
   lps: TokenLogprob[]
   finish: 'stop' | 'length' | null
+  /** Hugging Face models: the completion's text so far, decoded token by token (dec; an ending eos left out). */
+  text: string
+  dec: StreamDecoder | null
   /** Characters of the completion text already streamed. */
   sent: number
   /** For a choice that copies another's (greedy n > 1): the choice it copies. */
@@ -106,7 +113,7 @@ export function createServe(o: ServeOptions): RefgptServer {
   const maxBody = o.maxBodyBytes ?? MIB
   // a request's prompts are queue entries: more than the slots and the queue hold could never be admitted (400, not a 429 forever)
   const limits: Limits = { maxN: o.parallel, maxPrompts: Math.max(1, Math.min(256, o.parallel + o.maxQueue)), maxTokens: context }
-  const eos = new Set<number>(eosIds(model))
+  const eos = new Set<number>(ms ? [modelscopeEodId(model)] : defaultEos(model))
   const created = Math.floor(Date.now() / 1000)
   let shuttingDown = false
   const open = new Set<ServerResponse>()
@@ -124,7 +131,7 @@ export function createServe(o: ServeOptions): RefgptServer {
   const stepRows = m.counter('refgpt_batch_rows_total', 'Rows run by batched decode steps (rows / steps = the mean batch)')
   const duration = m.histogram('refgpt_request_duration_seconds', 'Time from request to the last byte of the answer', [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120])
   const ttft = m.histogram('refgpt_time_to_first_token_seconds', 'Time from request to its first generated token', [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
-  const recent: number[] = [] // timestamps (ms) of generated tokens in the last 10 s, bucketed per 100 ms as counts
+  const recent: number[] = [] // tokens generated per 100 ms bucket, the last 10 s (bucket recentStart first)
   let recentStart = 0
   const countTokens = (n: number) => {
     genTokens.inc(undefined, n)
@@ -151,10 +158,10 @@ export function createServe(o: ServeOptions): RefgptServer {
   // --- HTTP ------------------------------------------------------------------------------------------
   const server = createServer((req, res) => {
     open.add(res)
-    res.on('close', () => open.delete(res))
     const t0 = performance.now()
     const path = (req.url ?? '/').split('?')[0]
     res.on('close', () => {
+      open.delete(res)
       // a response the client did not wait for counts as 499 (nginx's "client closed request")
       requests.inc({ endpoint: ENDPOINTS.has(path) ? path : 'other', status: res.writableFinished ? String(res.statusCode) : '499' })
       duration.observe(undefined, (performance.now() - t0) / 1000)
@@ -227,17 +234,9 @@ export function createServe(o: ServeOptions): RefgptServer {
 
   // /tokenize: llama.cpp's {content, add_special?, with_pieces?} -> {tokens}, or vLLM's {prompt, add_special_tokens?} -> {tokens, count, max_model_len}
   function tokenize(body: unknown, res: ServerResponse): void {
-    if (isObject(body) && Object.hasOwn(body, 'prompt')) {
-      const { prompt, model: _m, add_special_tokens: add, ...rest } = body
-      const extra = Object.keys(rest)[0]
-      if (extra !== undefined) throw new HttpError(400, `Unrecognized request argument supplied: ${extra.slice(0, 64)}`, { param: extra.slice(0, 64) })
-      if (typeof prompt !== 'string') throw new HttpError(400, 'prompt must be a string', { param: 'prompt' })
-      if (add !== undefined && add !== null && typeof add !== 'boolean') throw new HttpError(400, 'add_special_tokens must be a boolean', { param: 'add_special_tokens' })
-      const tokens = tok.encode(prompt)
-      return sendJson(res, 200, { tokens, count: tokens.length, max_model_len: context })
-    }
     const t = parseTokenize(body)
     const tokens = tok.encode(t.content)
+    if (t.vllm) return sendJson(res, 200, { tokens, count: tokens.length, max_model_len: context })
     sendJson(res, 200, { tokens: t.withPieces ? tokens.map((id) => ({ id, piece: tokenString(id) })) : tokens })
   }
 
@@ -295,8 +294,8 @@ export function createServe(o: ServeOptions): RefgptServer {
     choices: ChoiceState[]
     /** The prompt's scores (echo with logprobs): entry i is ids[i]'s log-probability given ids[< i] (null for i = 0). */
     promptLps: (TokenLogprob | null)[] | null
-    /** Set once the first new token is chosen. */
-    firstTokenAt: number | null
+    /** Whether a new token was chosen yet (the time to first token is observed then). */
+    started: boolean
     promise: Promise<Stepper>
   }
 
@@ -306,7 +305,7 @@ export function createServe(o: ServeOptions): RefgptServer {
    */
   function submitAll(
     runs: PromptRun[], r: SamplingFields, maxTokens: number, logprobs: number | null, scorePrompt: boolean, given: Record<string, unknown>,
-    signal: AbortSignal, onStep: (j: PromptJob) => void,
+    signal: AbortSignal, t0: number, onStep: (j: PromptJob) => void,
   ): PromptJob[] {
     const greedy = r.temperature === 0
     const copies = greedy ? 1 : r.n // greedy choices are all the same: one row runs, the others copy it
@@ -317,13 +316,17 @@ export function createServe(o: ServeOptions): RefgptServer {
       const run = runs[p]
       const choices: ChoiceState[] = []
       for (let c = 0; c < r.n; c++)
-        choices.push({ index: p * r.n + c, ids: [], lps: [], finish: null, sent: 0, copyOf: c >= copies ? choices[0] : null })
-      const j: PromptJob = { run, choices, promptLps: null, firstTokenAt: null, promise: null as unknown as Promise<Stepper> }
+        choices.push({ index: p * r.n + c, ids: [], lps: [], finish: null, text: '', dec: ms ? null : new StreamDecoder(tok), sent: 0, copyOf: c >= copies ? choices[0] : null })
+      const j: PromptJob = { run, choices, promptLps: null, started: false, promise: null as unknown as Promise<Stepper> }
       const record = (row: number, id: number, logits?: Float32Array) => {
         const ch = choices[row]
         ch.ids.push(id)
+        if (ch.dec && !eos.has(id)) ch.text += ch.dec.push(id)
         if (logprobs !== null && logits) ch.lps.push(scoreRow(logits, id, logprobs))
-        j.firstTokenAt ??= performance.now()
+        if (!j.started) {
+          j.started = true
+          ttft.observe(undefined, (performance.now() - t0) / 1000)
+        }
       }
       const start = async (session: Session): Promise<Stepper> => {
         if (scorePrompt) {
@@ -382,11 +385,7 @@ export function createServe(o: ServeOptions): RefgptServer {
 
   /** log-softmax of one row (f64), the target's entry and the top k: the same subtraction for both, so is_greedy compares equal floats. */
   function scoreRow(logits: Float32Array, target: number, k: number): TokenLogprob {
-    let max = -Infinity
-    for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i]
-    let sum = 0
-    for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max)
-    const lse = max + Math.log(sum)
+    const lse = logSumExp(logits)
     return { id: target, logprob: logits[target] - lse, top: topK(logits, k).map((i) => [i, logits[i] - lse]) }
   }
 
@@ -435,17 +434,23 @@ export function createServe(o: ServeOptions): RefgptServer {
         c.ids = c.copyOf.ids
         c.lps = c.copyOf.lps
         c.finish = c.copyOf.finish
-      }
-      if (stop.length && stopAt(completionText(j.run, c.ids), stop) >= 0) c.finish = 'stop'
+        c.text = c.copyOf.text
+      } else if (c.dec) c.text += c.dec.flush()
+      if (stop.length && stopAt(completionText(j.run, c), stop) >= 0) c.finish = 'stop'
     }
   }
 
   // --- text ---------------------------------------------------------------------------------------------
 
-  /** The text of a choice's new tokens (an ending eos left out; ModelScope: the pipeline's text after the prompt's). */
-  function completionText(run: PromptRun, ids: number[]): string {
+  /**
+   * The text of a choice's new tokens, an ending eos left out: Hugging Face models decode token by token as
+   * they come (c.text); ModelScope's post-processing works on the whole sequence, so it is rendered again
+   * and the prompt's text taken off.
+   */
+  function completionText(run: PromptRun, c: ChoiceState): string {
+    if (!ms) return c.text
+    const ids = c.ids
     const body = ids.length && eos.has(ids[ids.length - 1]) ? ids.slice(0, -1) : ids
-    if (!ms) return tok.decode(body)
     const full = modelscopePostprocess(tok, [...run.ids, ...body]).text
     const prompt = modelscopePostprocess(tok, run.ids).text
     return full.startsWith(prompt) ? full.slice(prompt.length) : full
@@ -487,21 +492,21 @@ export function createServe(o: ServeOptions): RefgptServer {
   // --- /v1/completions --------------------------------------------------------------------------------
 
   async function completions(r: CompletionRequest, given: Record<string, unknown>, req: IncomingMessage, res: ServerResponse, t0: number): Promise<void> {
-    checkModelName(r.model)
+    // r.model is not checked: one model is served, under any name a client sends (lm-eval sends what the user typed)
     const runs = r.prompts.map((p, i) => preparePrompt(p, r.prompts.length > 1 ? `prompt[${i}]` : 'prompt'))
     const maxTokens = r.maxTokens ?? Math.max(0, context - Math.max(...runs.map((x) => x.ids.length)))
     runs.forEach((x, i) => checkContext(x, maxTokens, r.prompts.length > 1 ? `prompt[${i}]` : 'prompt'))
     const scorePrompt = r.echo && r.logprobs !== null
     const id = 'cmpl-' + randomBytes(12).toString('hex')
-    const { ac, signal } = requestSignal(req, res)
+    const { ac, signal } = requestSignal(res)
     const base = { id, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: modelId }
 
-    const choiceText = (j: PromptJob, c: ChoiceState) => (r.echo ? j.run.text : '') + cutAtStop(completionText(j.run, c.ids), r.stop)
+    const choiceText = (j: PromptJob, c: ChoiceState) => (r.echo ? j.run.text : '') + cutAtStop(completionText(j.run, c), r.stop)
     const choiceLogprobs = (j: PromptJob, c: ChoiceState) => {
       if (r.logprobs === null) return null
       const promptPart = r.echo ? legacyLogprobs(j.run.ids, j.promptLps ?? j.run.ids.map(() => null), 0) : null
-      const genOffset = r.echo ? j.run.text.length : j.run.text.length
-      const gen = legacyLogprobs(c.ids, c.lps, promptPart ? genOffset : genOffset)
+      // text_offset counts characters of prompt + completion (OpenAI's), with echo or not
+      const gen = legacyLogprobs(c.ids, c.lps, j.run.text.length)
       if (!promptPart) return gen
       return {
         tokens: [...promptPart.tokens, ...gen.tokens],
@@ -517,7 +522,7 @@ export function createServe(o: ServeOptions): RefgptServer {
     }
 
     if (!r.stream) {
-      const jobs = submitAll(runs, r, maxTokens, r.logprobs, scorePrompt, given, signal, (j) => firstToken(j, t0))
+      const jobs = submitAll(runs, r, maxTokens, r.logprobs, scorePrompt, given, signal, t0, () => {})
       await settle(jobs, ac)
       const choices = []
       for (const j of jobs) {
@@ -537,8 +542,7 @@ export function createServe(o: ServeOptions): RefgptServer {
       started = true
     }
     const send = (choices: unknown[]) => sseSend(res, { ...base, choices, ...(r.includeUsage ? { usage: null } : {}) })
-    const jobs = submitAll(runs, r, maxTokens, r.logprobs, scorePrompt, given, signal, (j) => {
-      firstToken(j, t0)
+    const jobs = submitAll(runs, r, maxTokens, r.logprobs, scorePrompt, given, signal, t0, (j) => {
       start()
       const out = []
       for (const c of j.choices) {
@@ -560,7 +564,7 @@ export function createServe(o: ServeOptions): RefgptServer {
     for (const j of jobs) {
       finishChoices(j, await j.promise, r.stop)
       for (const c of j.choices) {
-        const rest = c.copyOf ? cutAtStop(completionText(j.run, c.ids), r.stop) : streamDelta(j, c, r.stop, true)
+        const rest = c.copyOf ? cutAtStop(completionText(j.run, c), r.stop) : streamDelta(j, c, r.stop, true)
         send([{ index: c.index, text: rest, logprobs: choiceLogprobs(j, c), finish_reason: c.finish ?? 'length' }])
       }
     }
@@ -570,15 +574,15 @@ export function createServe(o: ServeOptions): RefgptServer {
 
   /**
    * The next piece of a choice's completion text: what is new since the last call, less what a later token
-   * could still change (an incomplete UTF-8 character, the start of a stop string). `final`: everything left.
+   * could still change (the start of a stop string; ModelScope: the last character). A Hugging Face choice's
+   * text holds no incomplete UTF-8 character (its StreamDecoder keeps those back). `final`: everything left.
    */
   function streamDelta(j: PromptJob, c: ChoiceState, stop: string[], final: boolean): string {
-    const full = completionText(j.run, c.ids)
+    const full = completionText(j.run, c)
     let end = full.length
     const at = stopAt(full, stop)
     if (at >= 0) end = at
     else if (!final) {
-      if (full.endsWith('\uFFFD')) end = full.length - 1
       for (const s of stop)
         for (let k = Math.min(s.length - 1, full.length); k > 0; k--)
           if (full.endsWith(s.slice(0, k))) {
@@ -593,17 +597,11 @@ export function createServe(o: ServeOptions): RefgptServer {
     return out
   }
 
-  function firstToken(j: PromptJob, t0: number): void {
-    if (j.firstTokenAt !== null && !(j as { ttftDone?: boolean }).ttftDone) {
-      ;(j as { ttftDone?: boolean }).ttftDone = true
-      ttft.observe(undefined, (j.firstTokenAt - t0) / 1000)
-    }
-  }
+
 
   // --- /v1/chat/completions ---------------------------------------------------------------------------
 
   async function chat(r: ChatRequest, given: Record<string, unknown>, req: IncomingMessage, res: ServerResponse, t0: number): Promise<void> {
-    checkModelName(r.model)
     if (!ms)
       throw new HttpError(
         400,
@@ -620,7 +618,7 @@ export function createServe(o: ServeOptions): RefgptServer {
     const maxTokens = r.maxTokens ?? Math.max(1, Math.min(limit, run.padded!.length + 100) - run.ids.length)
     checkContext(run, maxTokens, 'messages')
     const id = 'chatcmpl-' + randomBytes(12).toString('hex')
-    const { ac, signal } = requestSignal(req, res)
+    const { ac, signal } = requestSignal(res)
     const base = { id, object: r.stream ? 'chat.completion.chunk' : 'chat.completion', created: Math.floor(Date.now() / 1000), model: modelId, system_fingerprint: FINGERPRINT }
     const k = r.logprobs ? (r.topLogprobs ?? 0) : null
     const reply = (c: ChoiceState) => {
@@ -643,7 +641,7 @@ export function createServe(o: ServeOptions): RefgptServer {
       return { prompt_tokens: run.ids.length, completion_tokens: completion, total_tokens: run.ids.length + completion }
     }
     if (!r.stream) {
-      const [j] = submitAll([run], r, maxTokens, k, false, given, signal, (jj) => firstToken(jj, t0))
+      const [j] = submitAll([run], r, maxTokens, k, false, given, signal, t0, () => {})
       await settle([j], ac)
       finishChoices(j, await j.promise, r.stop)
       for (const c of j.choices) countTokens(c.copyOf ? 0 : c.ids.length)
@@ -667,8 +665,7 @@ export function createServe(o: ServeOptions): RefgptServer {
       sent.set(c, text.slice(0, end))
       return text.slice(before.length, end)
     }
-    const [j] = submitAll([run], r, maxTokens, k, false, given, signal, (jj) => {
-      firstToken(jj, t0)
+    const [j] = submitAll([run], r, maxTokens, k, false, given, signal, t0, (jj) => {
       const out = []
       for (const c of jj.choices) {
         if (c.copyOf) continue
@@ -694,21 +691,14 @@ export function createServe(o: ServeOptions): RefgptServer {
     sseDone(res)
   }
 
-  function checkModelName(name: string | null): void {
-    // OpenAI clients always send a model; refgpt serves one and answers to its id, or to any name (lm-eval sends
-    // whatever the user typed): a name is not checked, only reported back as this model's id
-    void name
-  }
-
   /** A request's cancel signal: the client going away, or the per-request timeout (both end with the response). */
-  function requestSignal(req: IncomingMessage, res: ServerResponse): { ac: AbortController; signal: AbortSignal } {
+  function requestSignal(res: ServerResponse): { ac: AbortController; signal: AbortSignal } {
     const ac = new AbortController()
     const timer = setTimeout(() => ac.abort(new TimeoutError(o.timeoutMs)), o.timeoutMs)
     res.on('close', () => {
       clearTimeout(timer)
       if (!res.writableFinished) ac.abort(new CancelledError({ where: 'serve', what: 'the client disconnected' }))
     })
-    void req
     return { ac, signal: ac.signal }
   }
 
@@ -773,16 +763,6 @@ class TimeoutError extends Error {
   }
 }
 
-/** The eos ids the library stops on (generation_config.json, else config.json); ModelScope: eod_id (config.json, default 1). */
-function eosIds(model: Model): number[] {
-  if (isModelscopeModel(model)) {
-    const e = (model.config as Record<string, unknown>).eod_id
-    return [typeof e === 'number' ? e : 1]
-  }
-  const g = model.generationConfig?.eos_token_id ?? model.arch.eosTokenId
-  return (Array.isArray(g) ? g : g === null || g === undefined ? [] : [g]).filter((x): x is number => typeof x === 'number')
-}
-
 /** The index of the first stop string in text, or -1. */
 function stopAt(text: string, stop: string[]): number {
   let best = -1
@@ -793,26 +773,6 @@ function stopAt(text: string, stop: string[]): number {
   return best
 }
 
-/** The k best ids of a row, best first (ties: the lower id). */
-function topK(x: Float32Array, k: number): number[] {
-  const best: number[] = []
-  if (k <= 0) return best
-  for (let i = 0; i < x.length; i++) {
-    if (best.length === k && !(x[i] > x[best[k - 1]])) continue
-    let at = best.length === k ? k - 1 : best.length
-    if (best.length < k) best.push(i)
-    while (at > 0 && x[i] > x[best[at - 1]]) {
-      best[at] = best[at - 1]
-      at--
-    }
-    best[at] = i
-  }
-  return best
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
 
 /** Any failure as the answer it gets: 429 queue full, 503 shutting down, 504 timeout, 400 a refused input, 500 else. */
 export function asHttpError(e: unknown): HttpError {

@@ -308,6 +308,11 @@ export class ModelscopeGeneration implements Stepper {
   }
 }
 
+/** The id ModelScope generation stops after: config.json's eod_id (default 1). */
+export function modelscopeEodId(model: Pick<Model, 'config'>): number {
+  return generationConfig(model.config, 'config.json').eodId
+}
+
 /** True for a model loaded from a ModelScope folder (configuration.json), which this mode serves. */
 export function isModelscopeModel(model: Model): boolean {
   return model.family === 'gpt3' && model.modelscopeConfig != null

@@ -45,8 +45,6 @@ interface Entry {
   stepper: Stepper | null
   resolve(s: Stepper): void
   reject(e: unknown): void
-  /** The job signal's listener, removed when the job leaves (a listener would keep the job alive as long as the signal). */
-  onAbort: () => void
 }
 
 /** What the scheduler is doing (a server's /metrics). */
@@ -74,6 +72,8 @@ export class Scheduler {
   private readonly running: Entry[] = []
   private loopRunning = false
   private closed = false
+  /** Set by close(true) / cancelRunning(): the running jobs are cancelled before the next step. */
+  private cancelAll = false
   private idle: Promise<void> = Promise.resolve()
   private steps = 0
   private stepRows = 0
@@ -119,10 +119,12 @@ export class Scheduler {
     if (this.closed) return Promise.reject(new CancelledError({ where: 'scheduler', what: 'the scheduler is closed' }))
     if (!Number.isInteger(job.rows) || job.rows < 1 || job.rows > this.parallel)
       return Promise.reject(new UsageError({ where: 'scheduler', what: 'a job needs more sequences than run in parallel', expected: `1 .. ${this.parallel}`, found: show(job.rows), hint: 'fewer prompts or choices per request, or a larger --parallel' }))
-    if (this.queue.length >= this.maxQueue && (this.queue.length > 0 || this.busyRows + job.rows > this.parallel))
+    if (!this.admits([job.rows]))
       return Promise.reject(new QueueFullError({ where: 'scheduler', what: 'the queue is full', found: `${this.queue.length} jobs waiting`, hint: 'retry later' }))
     if (job.signal?.aborted) return Promise.reject(cancelled(job.signal))
     return new Promise<S>((resolve, reject) => {
+      // the signal's listener goes when the job leaves: left behind, it would keep the job (and its
+      // generation) alive as long as the signal lives
       const onAbort = () => this.wake()
       const leave = () => job.signal?.removeEventListener('abort', onAbort)
       const e: Entry = {
@@ -130,7 +132,6 @@ export class Scheduler {
         stepper: null,
         resolve: (s) => (leave(), resolve(s as S)),
         reject: (err) => (leave(), reject(err)),
-        onAbort,
       }
       this.queue.push(e)
       job.signal?.addEventListener('abort', onAbort, { once: true })
@@ -188,7 +189,6 @@ export class Scheduler {
     await this.idle
     this.session.dispose()
   }
-  private cancelAll = false
 
   /** Starts the loop if it is not running (a job arrived, or a signal fired). */
   private wake(): void {

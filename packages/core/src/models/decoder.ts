@@ -108,7 +108,7 @@ type Head = typeof LAST | typeof ALL | typeof LOGPROBS | typeof ROWS
  * The state of one user of a model: KV-cache slots (sequences) acquired and released, and the runs over
  * them. Calls run in order; several may be in flight (awaiting their readback) at once, on different
  * slots. Everything above the model (generate, beam search, the scheduler, evaluation) is written against
- * this interface: DecoderSession runs refgpt's own forward on a Device, OrtSession (onnx/ort.ts) an
+ * this interface: DecoderSession runs refgpt's own forward on a Device, OrtSession (offload/ort.ts) an
  * exported ONNX graph in ONNX Runtime.
  */
 export interface Session {
@@ -362,7 +362,6 @@ export class DecoderSession implements Session {
     const rows = checkStep(slots, ids, positions, n, (i) => this.slot(i, 'step'), this.w.a.nVocab, this.w.nCtx, this.stepSlots)
     if (n === 0) return
     for (let b = 0; b < n; b++) this.reserve(rows[b], positions[b] + 1)
-    this.prepareRows()
     this.prepareStep()
     await this.pass(ids, 0, null, ROWS, undefined, false, null, null, null, positions, n)
   }

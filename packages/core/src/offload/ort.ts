@@ -19,6 +19,7 @@ import type { ForwardOptions, LogProbsOptions, ScoredTokens, Session, SessionOpt
 import type { Model } from '../models/model.js'
 import { exportOnnx } from '../export/onnx.js'
 import { SlotTable, checkStep, scoredRows } from '../models/slots.js'
+import { argmax, logSumExp } from '../generation/logits.js'
 
 // The part of onnxruntime-node's API used here (declared here, so that @refgpt/core's types do not need
 // onnxruntime-node installed: it is an optional dependency).
@@ -197,7 +198,7 @@ export class OrtSession implements Session {
     let last: Float32Array | null = null
     for (let done = 0; done < ids.length; ) {
       const T = Math.min(this.maxBatchTokens, ids.length - done)
-      const logits = await this.run(sl, ids, done, T, pos + done, 'forward', done + T === ids.length ? 'last' : 'none')
+      const logits = await this.run(sl, ids, done, T, pos + done, 'forward', false)
       if (done + T === ids.length) last = logits.subarray(0, V)
       done += T
     }
@@ -212,7 +213,7 @@ export class OrtSession implements Session {
     const out = new Float32Array(ids.length * V)
     for (let done = 0; done < ids.length; ) {
       const T = Math.min(this.maxBatchTokens, ids.length - done)
-      out.set(await this.run(sl, ids, done, T, pos + done, 'logits', 'all'), done * V)
+      out.set(await this.run(sl, ids, done, T, pos + done, 'logits', true), done * V)
       done += T
     }
     return out
@@ -224,7 +225,7 @@ export class OrtSession implements Session {
   async logProbs(ids: ArrayLike<number>, opts: LogProbsOptions = {}): Promise<Float32Array | ScoredTokens> {
     const V = this.model.arch.nVocab
     const greedy = opts.greedy === true
-    if (opts.tracer) throw new UsageError({ where: 'logProbs', what: 'tracing needs refgpt\'s own forward', hint: 'use a js, wasm or webgpu device' })
+    this.noTrace(opts, 'logProbs')
     const rows = scoredRows(ids, opts.targets, V)
     if (!rows) return greedy ? { logprobs: new Float32Array(0), greedy: new Uint8Array(0) } : new Float32Array(0)
     const { run, targets } = rows
@@ -233,12 +234,9 @@ export class OrtSession implements Session {
     for (let t = 0; t < run.length; t++) {
       const row = logits.subarray(t * V, (t + 1) * V), target = targets[t]
       if (target < 0) continue
-      let max = -Infinity, arg = 0
-      for (let i = 0; i < V; i++) if (row[i] > max) (max = row[i]), (arg = i)
-      let sum = 0
-      for (let i = 0; i < V; i++) sum += Math.exp(row[i] - max)
-      out[t] = row[target] - max - Math.log(sum)
-      flags[t] = arg === target && Number.isFinite(max) ? 1 : 0
+      const lse = logSumExp(row)
+      out[t] = row[target] - lse
+      flags[t] = argmax(row) === target && Number.isFinite(lse) ? 1 : 0
     }
     return greedy ? { logprobs: out, greedy: flags } : out
   }
@@ -262,9 +260,9 @@ export class OrtSession implements Session {
 
   /**
    * Runs ids[from .. from + T) at positions pos.. of a slot and extends the slot's cache; returns the logits of
-   * the rows asked for: all [T, V], the last [1, V], or none (a chunk before the last: the LM head is skipped).
+   * every row [T, V] (`all`), else of the last row [1, V] (the LM head runs on that row only).
    */
-  private async run(sl: OrtSlot, ids: ArrayLike<number>, from: number, T: number, pos: number, where: string, rows: 'all' | 'last' | 'none'): Promise<Float32Array> {
+  private async run(sl: OrtSlot, ids: ArrayLike<number>, from: number, T: number, pos: number, where: string, all: boolean): Promise<Float32Array> {
     const a = this.model.arch, { nHead: H, headDim: D, nVocab: V } = a
     const ctx = this.model.info.maxContext
     if (T === 0) throw new UsageError({ where, what: 'no input tokens', expected: 'at least one token id', found: '0' })
@@ -284,7 +282,7 @@ export class OrtSession implements Session {
       input_ids: new Tensor('int64', input, [1, T]),
       attention_mask: new Tensor('int64', new BigInt64Array(pos + T).fill(1n), [1, pos + T]),
       position_ids: new Tensor('int64', position, [1, T]),
-      logits_rows: rows === 'all' ? new Tensor('int64', BigInt64Array.from({ length: T }, (_, t) => BigInt(t)), [T]) : new Tensor('int64', BigInt64Array.of(BigInt(T - 1)), [1]),
+      logits_rows: all ? new Tensor('int64', BigInt64Array.from({ length: T }, (_, t) => BigInt(t)), [T]) : new Tensor('int64', BigInt64Array.of(BigInt(T - 1)), [1]),
     }
     for (let l = 0; l < a.nLayer; l++) {
       const kv = sl.past[l]
