@@ -29,6 +29,18 @@ const ortTest = (name: string, fn: () => Promise<void>) => {
 const dir = mkdtempSync(join(tmpdir(), 'refgpt-ort-dev-'))
 test.after(() => rmSync(dir, { recursive: true, force: true }))
 
+/** Greedy ids of p0, p1, p2 and the 4-beam search of p1 on `m` against the golden ones. */
+async function greedyAndBeam(m: Model, j: ReturnType<typeof loadGolden>['json'], label: string) {
+  for (const p of ['p0', 'p1', 'p2']) {
+    const { attention_mask: _, ...settings } = j.generation_settings.greedy
+    const r = await generate(m, j.prompts[p].ids, settings)
+    assert.equal(r.sequences[0].ids, j.greedy[p].sequence, `${label} greedy ${p}`)
+  }
+  const want = j.beam['p1.num_beams4'], st = j.generation_settings['beam.p1.num_beams4']
+  const beam = await generate(m, j.prompts.p1.ids, { num_beams: st.num_beams, max_new_tokens: st.max_new_tokens, early_stopping: st.early_stopping, length_penalty: st.length_penalty, pad_token_id: st.pad_token_id })
+  assert.equal(beam.sequences.map((q) => q.ids), want.sequences, `${label} beam`)
+}
+
 for (const name of MODELS) {
   ortTest(`${name} on ort:cpu: logits within 1e-4 of js and transformers; greedy and beam ids = golden`, async () => {
     const g = loadGolden(name), j = g.json
@@ -52,14 +64,7 @@ for (const name of MODELS) {
         a = await s.forward([next], ids.length + t)
         b = await sj.forward([next], ids.length + t)
       }
-      for (const p of ['p0', 'p1', 'p2']) {
-        const { attention_mask: _, ...settings } = j.generation_settings.greedy
-        const r = await generate(m, j.prompts[p].ids, settings)
-        assert.equal(r.sequences[0].ids, j.greedy[p].sequence, `${name} greedy ${p}`)
-      }
-      const want = j.beam['p1.num_beams4'], st = j.generation_settings['beam.p1.num_beams4']
-      const beam = await generate(m, j.prompts.p1.ids, { num_beams: st.num_beams, max_new_tokens: st.max_new_tokens, early_stopping: st.early_stopping, length_penalty: st.length_penalty, pad_token_id: st.pad_token_id })
-      assert.equal(beam.sequences.map((q) => q.ids), want.sequences, `${name} beam`)
+      await greedyAndBeam(m, j, name)
       // log-probabilities (host log-softmax of the graph's logits) against the js device's on-device ones
       const lp = await s.logProbs(j.prompts.p2.ids, { greedy: true }), lj = await sj.logProbs(j.prompts.p2.ids, { greedy: true })
       assertClose(lp.logprobs, lj.logprobs, { atol: 1e-4, rtol: 1e-4 }, `${name} logProbs`)
@@ -156,6 +161,64 @@ ortTest('static graphs (batch 1, fixed sizes): a padded 8-token prefill graph an
     } finally {
       await js.dispose()
     }
+  }
+})
+
+// The device on static graphs (ortStatic / --ort-static: what an NPU or WebNN runs): a 4-token prefill graph
+// and a 1-token decode graph over a 64-position cache kept by the host; prompts longer than 4 run in padded
+// pieces. The same generate() and beam search drive it.
+for (const name of MODELS) {
+  ortTest(`${name} on ort:cpu with static graphs (4-token prefill, 1-token decode, 64 positions): logits = js, greedy and beam ids = golden`, async () => {
+    const j = loadGolden(name).json
+    const [m, js] = await Promise.all([loadModel(modelDir(name), { device: 'ort:cpu', ortStatic: { tokens: 4, capacity: 64 } }), loadModel(modelDir(name), { device: 'js' })])
+    try {
+      assert.is(m.info.maxContext, 64, 'the static cache is the context')
+      const s = m.createSession(), sj = js.createSession()
+      assert.is(s.maxBatchTokens, 4, 'a call takes at most the prefill graph\'s rows')
+      for (const p of ['p1', 'p2']) {
+        const ids: number[] = j.prompts[p].ids
+        assertClose(await s.logits(ids, 0), await sj.logits(ids, 0), TOL.logits, `${name} ${p} static logits vs js`)
+      }
+      // a rewind: positions past 3 are dropped (masked), then a different continuation
+      const ids: number[] = j.prompts.p1.ids
+      await s.forward(ids, 0)
+      assertClose(await s.forward([7, 8], 3), await sj.logits([...ids.slice(0, 3), 7, 8], 0).then((l) => l.subarray(4 * m.arch.nVocab)), TOL.logits, `${name} rewind`)
+      await greedyAndBeam(m, j, `${name} static`) // beams: copySlot on the host cache
+      await rejects(() => s.forward(Array.from({ length: 65 }, () => 1), 0), /sequence longer than the context \(expected at most 64 positions/)
+      s.dispose()
+      sj.dispose()
+    } finally {
+      await m.dispose()
+      await js.dispose()
+    }
+  })
+}
+
+ortTest('static graphs: gpt3-ms-tiny with one 1-token graph (tokens 1) gives ModelScope\'s golden greedy ids; bad sizes and ortStatic off ort are refused; refgpt generate --ort-static', async () => {
+  const g = loadGolden('gpt3-ms-tiny').json
+  const m = await loadModel(modelDir('gpt3-ms-tiny'), { device: 'ort:cpu', ortStatic: { tokens: 1 } })
+  try {
+    assert.is(m.info.maxContext, 64, 'capacity: the loaded context (the fixture\'s 64 positions)')
+    for (const p of g.prompts) {
+      const r = await modelscopeGenerateIds(m, p.ids, p.ids.length, { topK: 1, topP: 0, maxLength: p.ids.length + 16 })
+      assert.equal(r.newTokens, p.greedy_ms_generate, `static greedy ${p.source_text}`)
+    }
+  } finally {
+    await m.dispose()
+  }
+  const dirOf = modelDir('gpt2-tiny')
+  await rejects(() => loadModel(dirOf, { device: 'ort:cpu', ortStatic: { capacity: 129 } }), /static KV capacity out of range \(expected 1 \.\. 128/)
+  await rejects(() => loadModel(dirOf, { device: 'ort:cpu', ortStatic: { tokens: 9, capacity: 8 } }), /static prefill tokens out of range \(expected 1 \.\. 8/)
+  await rejects(() => loadModel(dirOf, { device: 'wasm', ortStatic: true }), /ortStatic applies to ONNX Runtime devices only/)
+  const args = ['generate', '--model', dirOf, '--prompt-ids', '15496,11,314,1101,257,3303', '--max-new-tokens', '8', '--json']
+  const a = refgpt([...args, '--device', 'ort:cpu', '--ort-static', '4,32']), b = refgpt([...args, '--device', 'js'])
+  assert.is(a.code, 0, a.stderr)
+  assert.equal(JSON.parse(a.stdout).sequences[0].new_ids, JSON.parse(b.stdout).sequences[0].new_ids)
+  for (const [extra, msg] of [[['--ort-static', '4'], /--ort-static applies to ONNX Runtime devices only/], [['--device', 'ort:cpu', '--ort-static', '4x'], /bad --ort-static \(expected N or N,C/]] as const) {
+    const r = refgpt([...args, ...extra])
+    assert.is(r.code, 2, r.stderr)
+    assert.match(r.stderr, msg)
+    assert.is(r.stdout, '')
   }
 })
 

@@ -8,6 +8,8 @@
 // WebGPU in headless Chromium is SwiftShader (--enable-unsafe-webgpu; see WEBGPU_FLAGS): gpt2-tiny on the
 // webgpu device must give the golden greedy ids too. Without an adapter that part is a SKIP line.
 // Without Chromium the browser part is skipped (and CI, which has it, fails on that skip: scripts/test.mjs).
+// The onnx device (static ONNX graphs in onnxruntime-web, exported in the page) gives the golden greedy ids
+// too; WebNN is probed with Chromium's flag (navigator.ml there, no backend on Linux: reported, not offered).
 // Two checks need no browser: the page's folder readers over HTTP in Node (a server without range
 // support is a one-line error), and the bundle build (no Node built-in outside the listed shims).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -20,6 +22,8 @@ import { loadModel } from '@refgpt/core'
 import { urlFolder } from '../packages/core/src/io/browser.js'
 
 const test = suite('web')
+/** Chromium's flag for WebNN (navigator.ml); whether a context comes with it depends on the build's backends. */
+const WEBNN_FLAGS = ['--enable-features=WebMachineLearningNeuralNetwork']
 const root = fileURLToPath(new URL('..', import.meta.url))
 const models = join(root, 'test/fixtures/models')
 const golden = (name: string) => JSON.parse(readFileSync(join(models, name, 'golden.json'), 'utf8'))
@@ -58,7 +62,7 @@ test('urlFolder: a server that ignores Range is refused with a one-line error na
 test('the bundle builds with no Node built-in outside the listed shims', async () => {
   const { build } = await import('../packages/web/build.mjs')
   await build()
-  for (const f of ['app.js', 'engine.js', 'refgpt-pool-worker.js', 'refgpt.wasm']) assert.ok(existsSync(join(root, 'packages/web/dist', f)), f)
+  for (const f of ['app.js', 'engine.js', 'refgpt-pool-worker.js', 'refgpt.wasm', 'ort/ort.min.mjs', 'ort/ort-wasm-simd-threaded.jsep.wasm']) assert.ok(existsSync(join(root, 'packages/web/dist', f)), f)
   const engine = readFileSync(join(root, 'packages/web/dist/engine.js'), 'utf8')
   assert.not.match(engine, /from\s*["']node:/)
 })
@@ -112,9 +116,9 @@ async function openPage(errors: string[]): Promise<Page> {
 }
 
 /** Loads a fixture from the dev server on `device`. */
-async function loadFrom(page: Page, name: string, device: 'wasm' | 'webgpu') {
-  if (device === 'webgpu') assert.ok(await page.isVisible('#device'), 'the device choice is shown where the browser has WebGPU')
-  if (await page.isVisible('#device')) await page.selectOption('#device', device)
+async function loadFrom(page: Page, name: string, device: 'wasm' | 'webgpu' | 'onnx' | 'webnn') {
+  if (device !== 'wasm') assert.is(await page.$eval(`#device option[value=${device}]`, (o) => (o as HTMLOptionElement).disabled), false, `the device choice offers ${device}`)
+  await page.selectOption('#device', device)
   await page.fill('#url', `models/${name}/`)
   await page.click('#load-url')
   await page.waitForSelector('#model-info[data-state=loaded], #model-info[data-state=error]')
@@ -325,6 +329,67 @@ if (CHROMIUM && webgpuSkip) console.log(`  SKIP web page webgpu: ${webgpuSkip}`)
     assert.equal(errors, [], 'no page errors')
   } finally {
     await page.close()
+  }
+})
+
+// The ONNX devices: the model exported to static graphs (a 32-token prefill graph, a 1-token decode graph,
+// a 128-position cache) in the page and run by onnxruntime-web, here on its wasm provider; WebNN takes the
+// same graphs with its execution provider.
+;(CHROMIUM ? test : test.skip)('onnx device: static ONNX graphs in onnxruntime-web give the golden greedy ids on gpt2-tiny, gpt-neo-tiny and gpt-j-tiny; the step-through says it needs refgpt\'s forward', async () => {
+  const errors: string[] = []
+  const page = await openPage(errors)
+  try {
+    // Debian's Chromium without flags has no navigator.ml: webnn is offered but disabled, saying why
+    assert.is(await page.getAttribute('#env', 'data-webnn'), 'false')
+    assert.equal(await page.$eval('#device option[value=webnn]', (o) => [(o as HTMLOptionElement).disabled, (o as HTMLOptionElement).title]), [true, 'WebNN: not in this browser'])
+    for (const name of ['gpt2-tiny', 'gpt-neo-tiny', 'gpt-j-tiny']) {
+      const info = await loadFrom(page, name, 'onnx')
+      assert.match(info, /ort:wasm: onnxruntime-web wasm, \d+ thread\(s\) · static graphs: 32-token prefill, 1-token decode, 128 positions/)
+      assert.equal(await greedyIds(page, name), golden(name).greedy.p1.sequence, `${name} on onnxruntime-web (static graphs): greedy ids equal transformers' (golden.json)`)
+    }
+    await page.fill('#prompt', 'Hello')
+    await page.click('#step')
+    await page.waitForSelector('#step-state[data-state=done], #step-state[data-state=error]')
+    assert.is(await page.getAttribute('#step-state', 'data-state'), 'error')
+    assert.match((await page.textContent('#step-state'))!, /tracing needs refgpt's own forward/)
+    assert.equal(errors, [], 'no page errors')
+  } finally {
+    await page.close()
+  }
+})
+
+// WebNN behind Chromium's flag: navigator.ml appears; the page asks each device type (npu, gpu, cpu) for a
+// context. Debian's Chromium 156 on Linux has no WebNN backend ("WebNN is not supported on this platform"),
+// so the page says so and keeps webnn disabled. Where a context comes (Chrome on Windows / macOS / ChromeOS),
+// the same test runs the golden greedy check on WebNN.
+;(CHROMIUM ? test : test.skip)('webnn: with --enable-features=WebMachineLearningNeuralNetwork the page finds navigator.ml, asks npu/gpu/cpu for a context, and offers webnn only when one comes', async () => {
+  const { chromium } = await import('playwright-core')
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...LAUNCH_ARGS, ...WEBNN_FLAGS] })
+  try {
+    const page = await browser.newPage()
+    const errors: string[] = []
+    page.on('pageerror', (e) => errors.push(String(e)))
+    await page.goto(shared!.url)
+    await page.waitForSelector('#env[data-state=ready], #env[data-state=error]')
+    assert.is(await page.getAttribute('#env', 'data-state'), 'ready', (await page.textContent('#env')) ?? '')
+    assert.is(await page.getAttribute('#env', 'data-webnn'), 'true', 'navigator.ml with the flag')
+    const types = (await page.getAttribute('#env', 'data-webnn-types'))!
+    const option = await page.$eval('#device option[value=webnn]', (o) => ({ disabled: (o as HTMLOptionElement).disabled, title: (o as HTMLOptionElement).title, text: o.textContent }))
+    if (types === '') {
+      assert.match((await page.textContent('#env'))!, /WebNN: navigator\.ml without a backend \(npu: NotSupportedError: .*not supported on this platform/)
+      assert.is(option.disabled, true)
+      assert.match(option.title, /^WebNN: navigator\.ml without a backend/)
+      console.log(`  SKIP webnn generation: navigator.ml gives no context in this Chromium (${option.title})`)
+    } else {
+      assert.is(option.disabled, false)
+      assert.is(option.text, `webnn (${types.split(',')[0]})`)
+      const info = await loadFrom(page, 'gpt2-tiny', 'webnn')
+      assert.match(info, /ort:webnn: WebNN/)
+      assert.equal(await greedyIds(page, 'gpt2-tiny'), golden('gpt2-tiny').greedy.p1.sequence, 'gpt2-tiny on WebNN: the golden greedy ids')
+    }
+    assert.equal(errors, [], 'no page errors')
+  } finally {
+    await browser.close()
   }
 })
 

@@ -3,16 +3,21 @@
 //   dist/engine.js              a module worker: @refgpt/core's browser entry, loading and generation
 //   dist/refgpt-pool-worker.js  the wasm thread pool's Web Worker (@refgpt/wasm's worker.browser.js)
 //   dist/refgpt.wasm, dist/refgpt-relaxed.wasm   the kernels
+//   dist/ort/                   onnxruntime-web (its ES module, the JSEP glue and wasm: the wasm and WebNN
+//                               execution providers), loaded by the engine only when an ONNX device is chosen
 // from the packages' dist/ (node scripts/build.mjs first). esbuild bundles for the browser: the "browser"
 // condition and package.json "browser" maps put platform.browser.js in place of the Node platform files.
 // A Node built-in left in the bundle is a build error, except the few uses in modules outside the loading
 // path listed in NODE_SHIMS (each answered by ./src/node-shims.js, with what a page can give).
 import { copyFileSync, mkdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
 
 const here = dirname(fileURLToPath(import.meta.url))
+/** onnxruntime-web's files the page needs: the ES module (wasm + WebNN + WebGPU-JSEP providers) and its JSEP build. */
+export const ORT_FILES = ['ort.min.mjs', 'ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm']
 const root = join(here, '../..')
 const out = join(here, 'dist')
 
@@ -70,6 +75,10 @@ export async function build({ verbose = false } = {}) {
     esbuild.build({ ...common, entryPoints: { 'refgpt-pool-worker': join(root, 'packages/wasm/dist/worker.browser.js') }, outdir: out }),
   ])
   for (const f of ['refgpt.wasm', 'refgpt-relaxed.wasm']) copyFileSync(join(root, 'packages/wasm/build', f), join(out, f))
+  // onnxruntime-web as it ships (not bundled: its module finds the glue and the wasm beside itself)
+  const ortDist = dirname(createRequire(import.meta.url).resolve('onnxruntime-web'))
+  mkdirSync(join(out, 'ort'), { recursive: true })
+  for (const f of ORT_FILES) copyFileSync(join(ortDist, f), join(out, 'ort', f))
   if (verbose) for (const [name, who] of shimmed) console.log(`shimmed ${name}: ${[...who].join(', ')}`)
   return { ms: Date.now() - t0 }
 }

@@ -29,3 +29,8 @@ export type { Tracer, TraceEvent, CollectedTrace } from './trace/tracer.js'
 // the step-through view: stages of one traced forward (trace/step.ts) and their HTML (trace/step-html.ts)
 export * as stepThrough from './trace/step.js'
 export * as stepHtml from './trace/step-html.js'
+// ONNX Runtime in a page: a model (loaded on the js device) exported to ONNX bytes and run by the
+// onnxruntime-web module the page passes in — its wasm provider, or WebNN (NPUs, GPUs) with static graphs
+export { ortModel, OrtSession } from './offload/ort.js'
+export type { OrtLike, OrtModelOptions, StaticGraphOptions } from './offload/ort.js'
+export { onnxBytes } from './export/onnx.js'

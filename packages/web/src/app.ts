@@ -1,7 +1,9 @@
-// The page: model from a URL or picked files, a device (wasm, or webgpu where the browser has it), prompt,
+// The page: model from a URL or picked files, a device (wasm; webgpu where the browser has it; onnx: static
+// ONNX graphs in onnxruntime-web; webnn where navigator.ml gives a context), prompt,
 // sampling controls, streamed output, and the step-through view (one traced forward of the prompt, drawn
 // by the same renderer as `refgpt step --html`). The model runs in the engine worker (engine.ts); this file
-// only talks to it and updates the page. State the tests read: #env[data-state] (ready; data-webgpu),
+// only talks to it and updates the page. State the tests read: #env[data-state] (ready; data-webgpu,
+// data-webnn: navigator.ml is there, data-webnn-types: the WebNN device types that gave a context),
 // #model-info[data-state] (loading / loaded / error; data-device), #timings[data-state] (running / done /
 // error), #ids (JSON of the prompt and new ids), #step-state[data-state] (running / done / error; the view
 // is in #step-view's open shadow root).
@@ -62,18 +64,26 @@ async function load(source: Record<string, unknown>, what: string) {
   progress.value = 0
   setState(info, 'loading', `loading ${what}…`)
   try {
-    const device = deviceSel.value === 'webgpu' ? 'webgpu' : 'wasm'
+    const device = deviceSel.value
     const m = await ask({ type: 'load', source, threads: num('threads'), device }, (e) => {
       if (e.type === 'progress') progress.value = Number(e.done) / Math.max(1, Number(e.total))
     })
     progress.value = 1
-    setState(info, 'loaded', `${m.modelType} (${m.family}) · ${(Number(m.parameters) / 1e6).toFixed(2)}M parameters, ${mb(Number(m.weightBytes))} · ${m.nLayer} layers · ${m.format} · loaded in ${(Number(m.loadMs) / 1000).toFixed(2)} s · ${m.device === 'webgpu' ? `webgpu: ${m.adapter}` : `${m.threads} thread(s), ${m.simd} SIMD`} · ${m.dir}`)
+    setState(info, 'loaded', `${m.modelType} (${m.family}) · ${(Number(m.parameters) / 1e6).toFixed(2)}M parameters, ${mb(Number(m.weightBytes))} · ${m.nLayer} layers · ${m.format} · loaded in ${(Number(m.loadMs) / 1000).toFixed(2)} s · ${deviceText(m)} · ${m.dir}`)
     info.dataset.threads = String(m.threads)
     info.dataset.device = String(m.device)
     busy(false)
   } catch (e) {
     setState(info, 'error', (e as Error).message)
   }
+}
+
+/** What the model runs on, as the model line says it. */
+function deviceText(m: Msg): string {
+  if (m.device === 'webgpu') return `webgpu: ${m.adapter}`
+  if (m.device === 'wasm') return `${m.threads} thread(s), ${m.simd} SIMD`
+  const where = m.device === 'webnn' ? `WebNN (${m.webnnType})` : `onnxruntime-web wasm, ${m.threads} thread(s)`
+  return `${m.engine}: ${where} · static graphs: ${m.staticTokens}-token prefill, 1-token decode, ${m.capacity} positions`
 }
 
 $('url-form').addEventListener('submit', (ev) => {
@@ -148,13 +158,21 @@ $<HTMLInputElement>('url').value = fromQuery ?? 'models/gpt2-tiny/'
 
 ask({ type: 'init' }).then(
   (m) => {
-    setState(env, 'ready', `cross-origin isolated: ${m.crossOriginIsolated ? 'yes' : 'no (1 thread)'} · threads: ${m.threads} · kernels: ${m.simd} SIMD · WebNN: ${m.webnn ? 'present (not used yet)' : 'not in this browser'}`)
+    const types = (m.webnnTypes as string[] | undefined) ?? []
+    const webnn = !m.webnn ? 'not in this browser' : types.length ? types.join(', ') : `navigator.ml without a backend (${m.webnnError})`
+    setState(env, 'ready', `cross-origin isolated: ${m.crossOriginIsolated ? 'yes' : 'no (1 thread)'} · threads: ${m.threads} · kernels: ${m.simd} SIMD · WebNN: ${webnn}`)
     env.dataset.webnn = String(m.webnn === true)
+    env.dataset.webnnTypes = types.join(',')
+    const nn = deviceSel.querySelector('option[value=webnn]') as HTMLOptionElement
+    nn.disabled = types.length === 0
+    nn.title = `WebNN: ${webnn}`
+    if (types.length) nn.textContent = `webnn (${types[0]})`
     env.dataset.threads = String(m.threads)
     env.dataset.isolated = String(m.crossOriginIsolated)
-    // the device choice is shown where the browser has WebGPU (navigator.gpu in the engine's worker)
+    // webgpu is offered where the browser has WebGPU (navigator.gpu in the engine's worker)
     env.dataset.webgpu = String(m.webgpu === true)
-    $('device-choice').hidden = m.webgpu !== true
+    const gpu = deviceSel.querySelector('option[value=webgpu]') as HTMLOptionElement
+    gpu.hidden = gpu.disabled = m.webgpu !== true
     $<HTMLInputElement>('threads').placeholder = String(m.threads)
   },
   (e) => setState(env, 'error', `the engine failed to start: ${(e as Error).message}`),

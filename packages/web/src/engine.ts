@@ -1,10 +1,13 @@
 // The page's engine: a module Web Worker that holds the model (so the page stays responsive, and the wasm
 // thread pool may block in Atomics.wait). Messages in: init, load, generate, step, stop; out: ready,
 // progress, loaded, token, done, error. Every message out carries the `req` number of the request it
-// answers. The model runs on the wasm device or, where the browser has WebGPU, on the webgpu device.
+// answers. The model runs on the wasm device or, where the browser has WebGPU, on the webgpu device; or as
+// an ONNX graph in onnxruntime-web (dist/ort/, imported only then): 'onnx' on its wasm provider, 'webnn'
+// on WebNN (navigator.ml: the browser's NPU, GPU or CPU backend) — both with static graphs (batch 1, a
+// prefill graph and a decode graph, fixed sizes: what WebNN needs), the same ones an NPU runs in Node.
 import {
-  HOST, RefgptError, StreamDecoder, filesFolder, generateStream, loadModel, loadTokenizerAsync, stepHtml, stepThrough, urlFolder,
-  type Model, type ModelFolder, type Tokenizer,
+  HOST, RefgptError, StreamDecoder, filesFolder, generateStream, loadModel, loadTokenizerAsync, ortModel, stepHtml, stepThrough, urlFolder,
+  type Model, type ModelFolder, type OrtLike, type Tokenizer,
 } from '@refgpt/core/browser'
 import { hardwareThreads, loadKernelModuleFrom, relaxedSimdSupported, setPoolWorkerUrl } from '@refgpt/wasm'
 
@@ -18,10 +21,20 @@ const scope = globalThis as unknown as Scope
 type Source = { kind: 'url'; url: string } | { kind: 'files'; files: File[]; label?: string }
 type Request =
   | { type: 'init'; req: number }
-  | { type: 'load'; req: number; source: Source; threads?: number; device?: 'wasm' | 'webgpu' }
+  | { type: 'load'; req: number; source: Source; threads?: number; device?: PageDevice }
   | { type: 'generate'; req: number; prompt: string; maxNewTokens: number; doSample: boolean; temperature?: number; topK?: number; topP?: number; seed?: number | null }
   | { type: 'step'; req: number; prompt: string }
   | { type: 'stop'; req: number }
+
+/** The page's devices: refgpt's own (wasm, webgpu), and ONNX graphs in onnxruntime-web (onnx: its wasm provider; webnn). */
+type PageDevice = 'wasm' | 'webgpu' | 'onnx' | 'webnn'
+
+/** Static graph sizes for the ONNX devices: prefill rows per call, and the KV capacity at most (the model's context if smaller). */
+const STATIC_TOKENS = 32, STATIC_CAPACITY = 512
+
+/** WebNN's device types, most wanted first; init() finds which of them give a context. */
+const WEBNN_TYPES = ['npu', 'gpu', 'cpu'] as const
+let webnnTypes: string[] = []
 
 let model: Model | undefined
 let tokenizer: Tokenizer | undefined
@@ -40,12 +53,53 @@ async function init(): Promise<Record<string, unknown>> {
   }
   // navigator.gpu in this worker (an adapter is asked for only when the webgpu device is chosen)
   const webgpu = typeof (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu === 'object'
-  // WebNN (navigator.ml): detected and reported only — no device runs on it yet (docs/onnx.md)
-  const webnn = typeof (globalThis as { navigator?: { ml?: unknown } }).navigator?.ml === 'object'
-  return { host: HOST, crossOriginIsolated: scope.crossOriginIsolated === true, threads: hardwareThreads(), simd, webgpu, webnn }
+  // WebNN: navigator.ml may be there with no backend behind it (Linux Chromium with the flag: "not
+  // supported on this platform"), so each device type is asked for a context
+  const ml = (globalThis as { navigator?: { ml?: { createContext(o: { deviceType: string }): Promise<unknown> } } }).navigator?.ml
+  const webnn = typeof ml === 'object' && ml !== null
+  const errors: string[] = []
+  webnnTypes = []
+  if (webnn)
+    for (const deviceType of WEBNN_TYPES) {
+      try {
+        await ml.createContext({ deviceType })
+        webnnTypes.push(deviceType)
+      } catch (e) {
+        errors.push(`${deviceType}: ${errorText(e)}`)
+      }
+    }
+  return { host: HOST, crossOriginIsolated: scope.crossOriginIsolated === true, threads: hardwareThreads(), simd, webgpu, webnn, webnnTypes, webnnError: webnnTypes.length ? null : errors[0] ?? null }
 }
 
-async function load(req: number, source: Source, threads?: number, device: 'wasm' | 'webgpu' = 'wasm'): Promise<Record<string, unknown>> {
+let ortModule: OrtLike | undefined
+/** onnxruntime-web, from dist/ort/ (not bundled: it finds its glue and wasm beside its own module). */
+async function onnxRuntime(threads: number): Promise<OrtLike> {
+  const url = new URL('./ort/ort.min.mjs', import.meta.url).href
+  const ort = (ortModule ??= (await import(/* webpackIgnore: true */ url)) as OrtLike) as OrtLike & { env: { wasm: { numThreads: number } } }
+  ort.env.wasm.numThreads = threads
+  return ort
+}
+
+/** A model as static ONNX graphs in onnxruntime-web: on its wasm provider ('onnx') or WebNN. */
+async function ortOn(folder: ModelFolder, device: 'onnx' | 'webnn', threads: number, onProgress: (done: number, total: number) => void): Promise<Model> {
+  if (device === 'webnn' && webnnTypes.length === 0)
+    throw new Error('WebNN has no backend in this browser: navigator.ml gave no context for npu, gpu or cpu')
+  const ort = await onnxRuntime(threads)
+  const js = await loadModel(folder, { device: 'js', onProgress })
+  try {
+    const capacity = Math.min(js.info.maxContext, STATIC_CAPACITY)
+    return await ortModel(js, device === 'webnn' ? 'webnn' : 'wasm', {
+      ort,
+      static: { tokens: Math.min(STATIC_TOKENS, capacity), capacity },
+      ...(device === 'webnn' ? { providerOptions: { deviceType: webnnTypes[0] } } : {}),
+    })
+  } catch (e) {
+    await js.dispose()
+    throw e
+  }
+}
+
+async function load(req: number, source: Source, threads?: number, device: PageDevice = 'wasm'): Promise<Record<string, unknown>> {
   await model?.dispose()
   model = undefined
   tokenizer = undefined
@@ -53,22 +107,25 @@ async function load(req: number, source: Source, threads?: number, device: 'wasm
   const t0 = performance.now()
   tokenizer = await loadTokenizerAsync(folder)
   let last = 0
-  const m = await loadModel(folder, {
-    device,
-    ...(device === 'wasm' ? { threads } : {}),
-    onProgress: (done, total) => {
-      const now = performance.now()
-      if (done === total || now - last > 100) {
-        last = now
-        post({ type: 'progress', req, done, total })
-      }
-    },
-  })
+  const onProgress = (done: number, total: number) => {
+    const now = performance.now()
+    if (done === total || now - last > 100) {
+      last = now
+      post({ type: 'progress', req, done, total })
+    }
+  }
+  const onnx = device === 'onnx' || device === 'webnn'
+  const ortThreads = scope.crossOriginIsolated === true ? threads ?? hardwareThreads() : 1
+  const m = onnx
+    ? await ortOn(folder, device, ortThreads, onProgress)
+    : await loadModel(folder, { device, ...(device === 'wasm' ? { threads } : {}), onProgress })
   model = m
   const dev = m.device as { threads?: number; adapter?: { vendor: string; architecture: string; description: string; cpu: boolean } }
   const ad = dev.adapter
   return {
     device,
+    engine: m.device.name,
+    ...(onnx ? { staticTokens: Math.min(STATIC_TOKENS, m.info.maxContext), capacity: m.info.maxContext, webnnType: device === 'webnn' ? webnnTypes[0] : null } : {}),
     adapter: ad ? `${[ad.vendor, ad.architecture, ad.description].filter(Boolean).join(' ')}${ad.cpu ? ' (a CPU driver)' : ''}` : null,
     loadMs: performance.now() - t0,
     dir: m.info.dir,
@@ -81,7 +138,7 @@ async function load(req: number, source: Source, threads?: number, device: 'wasm
     nLayer: m.arch.nLayer,
     nVocab: m.arch.nVocab,
     maxContext: m.info.maxContext,
-    threads: device === 'wasm' ? dev.threads ?? threads ?? hardwareThreads() : null,
+    threads: device === 'wasm' ? dev.threads ?? threads ?? hardwareThreads() : device === 'onnx' ? ortThreads : null,
     simd,
   }
 }

@@ -31,16 +31,27 @@ export const statSync = noFs('statSync')
 export const writeFileSync = noFs('writeFileSync')
 export const renameSync = noFs('renameSync')
 export const unlinkSync = noFs('unlinkSync')
+export const mkdtempSync = noFs('mkdtempSync')
+export const rmSync = noFs('rmSync')
+export const openSync = noFs('openSync')
+export const writeSync = noFs('writeSync')
+export const fsyncSync = noFs('fsyncSync')
+export const closeSync = noFs('closeSync')
+// node:module (offload/ort.ts loads onnxruntime-node with it; a page hands ortModel onnxruntime-web instead)
+export const createRequire = () => () => {
+  throw new Error('require: not available in a page')
+}
 // node:url
 export const fileURLToPath = (u) => String(u)
 // node:path
 export const join = (...parts) => parts.filter(Boolean).join('/').replace(/\/+/g, '/')
 export const dirname = (p) => p.replace(/\/[^/]*$/, '') || '/'
 export const basename = (p) => p.replace(/^.*\//, '')
+export const resolve = (...parts) => join(...parts)
 export const delimiter = ':'
 export const sep = '/'
 // node:child_process
 export const spawnSync = () => {
   throw new Error('spawnSync: not available in a page')
 }
-export default { availableParallelism, cpus, freemem, totalmem, endianness, homedir, tmpdir, platform, webcrypto, randomBytes, existsSync, readFileSync, readdirSync, realpathSync, statSync, fileURLToPath, join, dirname, basename, sep, delimiter, spawnSync }
+export default { availableParallelism, cpus, freemem, totalmem, endianness, homedir, tmpdir, platform, webcrypto, randomBytes, existsSync, readFileSync, readdirSync, realpathSync, statSync, fileURLToPath, join, dirname, basename, resolve, sep, delimiter, spawnSync }

@@ -78,7 +78,7 @@ export async function run(argv: string[]): Promise<void> {
   const seed = intOption('bench', 'seed', v.seed as string | undefined, 1234)
   const layers = v.layers === undefined ? undefined : intOption('bench', 'layers', v.layers as string, 0, 1)
   const ctx = promptTokens + newTokens
-  const load = { device: o.device, threads: o.threads, dtype: o.dtype, maxContext: ctx, maxBatchTokens: Math.min(promptTokens, 512), maxMemory: o.maxMemory, followSymlinks: o.followSymlinks }
+  const load = { device: o.device, threads: o.threads, dtype: o.dtype, maxContext: ctx, maxBatchTokens: Math.min(promptTokens, 512), maxMemory: o.maxMemory, followSymlinks: o.followSymlinks, ortStatic: o.ortStatic }
 
   // the machine's limits before anything is loaded (wasm only: the probes run the wasm kernels)
   const probing = !v['no-probe'] && o.device === 'wasm'

@@ -23,6 +23,7 @@ export const MODEL_OPTIONS: Options = {
   'max-memory': { type: 'string' },
   'follow-symlinks': { type: 'boolean' },
   revision: { type: 'string' },
+  'ort-static': { type: 'string' },
 }
 
 /** What --model means for a command, and what it does without one. */
@@ -53,6 +54,9 @@ const COMMON_HELP = `      --device NAME      ${DEVICES.join(' | ')} | ort:EP | 
                          ort:webgpu ...: the model exported to ONNX and run by that ONNX Runtime execution
                          provider (onnxruntime-node); npu: ONNX Runtime's NPU provider (QNN, CANN,
                          OpenVINO, CoreML, DirectML) where the build has one, else an error)
+      --ort-static N[,C] with an ort:EP device: static graphs, as NPUs and WebNN need (a prefill graph of N
+                         tokens, a decode graph of 1, a KV cache of C positions; default C: the context).
+                         --device npu runs static graphs by default (64 and the context); 0 there: dynamic
   -t, --threads N        threads for the wasm device (default: the number of cores)
       --dtype TYPE       weight storage: f32 | f16 | bf16 | q8 | q4 (default: as stored in the checkpoint)
       --variant NAME     read model.<NAME>.safetensors (Hugging Face variants, e.g. bf16)
@@ -110,6 +114,7 @@ export function modelOptions(command: string, v: Record<string, unknown>) {
   const threads = v.threads === undefined ? undefined : intOption(command, 'threads', v.threads as string, 1, 1)
   const maxMemory = v['max-memory'] === undefined ? undefined : sizeOption(command, 'max-memory', v['max-memory'] as string)
   const maxContext = v['max-context'] === undefined ? undefined : intOption(command, 'max-context', v['max-context'] as string, 1, 1)
+  const ortStatic = staticOption(command, v['ort-static'] as string | undefined, device)
   const revision = v.revision as string | undefined
   const model = v.model as string | undefined
   if (revision !== undefined && model === undefined)
@@ -125,12 +130,27 @@ export function modelOptions(command: string, v: Record<string, unknown>) {
     followSymlinks: v['follow-symlinks'] === true,
     /** --max-context (commands with CONTEXT_OPTIONS), else undefined: the model's positions. */
     maxContext,
+    ortStatic,
   }
+}
+
+/** --ort-static N[,C]: static graphs on an ONNX Runtime device (0: the dynamic graph, for npu). */
+function staticOption(command: string, s: string | undefined, device: string): LoadOptions['ortStatic'] {
+  if (s === undefined) return undefined
+  if (!device.startsWith('ort:') && device !== 'npu')
+    throw new UsageError({ where: `refgpt ${command}`, what: '--ort-static applies to ONNX Runtime devices only', found: `--device ${device}`, hint: 'add --device ort:cpu (or another ort:EP, or npu)' })
+  const m = /^(\d+)(?:,(\d+))?$/.exec(s.trim())
+  if (!m) throw new UsageError({ where: `refgpt ${command}`, what: 'bad --ort-static', expected: 'N or N,C (prefill tokens, KV capacity), e.g. 64 or 64,512', found: JSON.stringify(s) })
+  const tokens = Number(m[1]), capacity = m[2] === undefined ? undefined : Number(m[2])
+  if (tokens === 0 && capacity === undefined) return false
+  if (tokens < 1 || (capacity !== undefined && capacity < 1))
+    throw new UsageError({ where: `refgpt ${command}`, what: 'bad --ort-static', expected: 'N >= 1 tokens and C >= 1 positions (or 0 alone: the dynamic graph)', found: JSON.stringify(s) })
+  return { tokens, ...(capacity === undefined ? {} : { capacity }) }
 }
 
 /** Model options as loadModel takes them (device, threads, dtype, variant, maxMemory, followSymlinks, maxContext). */
 export function loadOptions(o: ReturnType<typeof modelOptions>) {
-  return { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, maxMemory: o.maxMemory, followSymlinks: o.followSymlinks, maxContext: o.maxContext }
+  return { device: o.device, threads: o.threads, dtype: o.dtype, variant: o.variant, maxMemory: o.maxMemory, followSymlinks: o.followSymlinks, maxContext: o.maxContext, ortStatic: o.ortStatic }
 }
 
 const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }

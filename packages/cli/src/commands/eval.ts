@@ -179,6 +179,7 @@ export async function run(argv: string[]): Promise<void> {
   const format = (v.format as string | undefined) ?? 'generic'
   if (!(CHOICE_FORMATS as readonly string[]).includes(format)) fail('unknown --format', CHOICE_FORMATS.join(', '), JSON.stringify(format))
   const o = modelOptions('eval', v)
+  if (o.ortStatic !== undefined) throw new UsageError({ where: 'refgpt eval', what: '--ort-static is not taken by refgpt eval', hint: 'refgpt generate, serve and bench take it' })
 
   // --- beyond one process: a shard, or a queue ------------------------------------------------------
   const shard = v.shard === undefined ? undefined : parseShardSpec(v.shard as string, WHERE)

@@ -92,7 +92,7 @@ export async function run(argv: string[]): Promise<void> {
   let tok: Tokenizer, model: Model
   if (shape !== undefined) {
     tok = loadTokenizer(DEFAULT_MODEL) // the real GPT-2 tokenizer (the default model's), for the shapes' 50257 ids
-    model = await withLoadProgress(shape, (p) => loadRandomModel(shape, { device: mo.device, threads: mo.threads, dtype: mo.dtype, maxContext: mo.maxContext, maxMemory: mo.maxMemory, sequences: parallel, seed, layers, ...p }))
+    model = await withLoadProgress(shape, (p) => loadRandomModel(shape, { device: mo.device, threads: mo.threads, dtype: mo.dtype, maxContext: mo.maxContext, maxMemory: mo.maxMemory, ortStatic: mo.ortStatic, sequences: parallel, seed, layers, ...p }))
   } else {
     folderKind(mo.dir, { followSymlinks: mo.followSymlinks }) // a folder that is not a model: its error before loading
     tok = requireTokenizer(mo.dir, 'serve', mo)

@@ -124,6 +124,7 @@ export async function run(argv: string[]): Promise<void> {
   if (positionals.length) throw new UsageError({ where, what: 'unexpected argument', found: JSON.stringify(positionals[0]), hint: 'see `refgpt train --help`' })
   noLang('train', v)
   const o = modelOptions('train', v)
+  if (o.ortStatic !== undefined) throw new UsageError({ where: 'refgpt train', what: '--ort-static is not taken by refgpt train', hint: 'refgpt generate, serve and bench take it' })
   if (o.dtype && o.dtype !== 'F32') throw new UsageError({ where, what: `--dtype ${String(v.dtype)} cannot be trained`, hint: 'training is f32: f16 / bf16 checkpoints are widened; q8 is refused' })
   if (o.device !== 'wasm' && o.device !== 'js')
     throw new UsageError({ where, what: `the ${o.device} device cannot train (it has no backward kernels)`, found: `--device ${String(v.device)}`, hint: 'use --device wasm (or js)' })

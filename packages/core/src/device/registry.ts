@@ -44,7 +44,7 @@ export interface Offload {
   /** The NPU execution provider 'npu' would use, or null. */
   npuProvider(): string | null
   /** A Model running `js`'s weights as an ONNX graph on `provider` ('npu': the NPU provider). */
-  load(js: Model, provider: string, opts: { threads?: number }): Promise<Model>
+  load(js: Model, provider: string, opts: { threads?: number; static?: boolean | { tokens?: number; capacity?: number } }): Promise<Model>
 }
 
 let offload: Offload | null = null

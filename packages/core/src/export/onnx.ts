@@ -649,6 +649,28 @@ export function checkOnnxOutput(file: string): string {
 }
 
 /**
+ * The ONNX model of `model` as bytes in memory, initializers inline (for ONNX Runtime's
+ * InferenceSession.create(bytes) where there is no file system: the browser). One protobuf holds at most
+ * 2 GiB, so a bigger model is refused: write it with exportOnnx, whose external data has no such limit.
+ */
+export async function onnxBytes(model: Model, opts: Omit<OnnxExportOptions, 'externalData'> = {}): Promise<Uint8Array> {
+  const built = build(model, opts)
+  if (built.initializerBytes > ONNX_INLINE_LIMIT)
+    throw new UsageError({
+      where: 'ONNX export', what: `the weights (${built.initializerBytes} bytes) do not fit in one protobuf`, expected: `at most ${ONNX_INLINE_LIMIT} bytes inline`,
+      hint: 'write a file with exportOnnx (its initializers go to FILE.data), or use a smaller model or dtype f16',
+    })
+  let done = 0
+  const initializer: TensorProto[] = []
+  for (const init of built.inits) {
+    const t = await inlineTensor(init)
+    opts.onProgress?.((done += init.bytes), built.initializerBytes)
+    initializer.push(t)
+  }
+  return encodeModelProto(modelProto(model, built, initializer, opts.dtype ?? 'f32'))
+}
+
+/**
  * Writes `model` as an ONNX decoder graph to `file` (and, for big models or with externalData, its
  * initializers to `file`.data). Both files appear only when complete; on any error neither is left
  * behind (an earlier file of that name is kept).
@@ -666,10 +688,9 @@ export async function exportOnnx(model: Model, file: string, opts: OnnxExportOpt
     opts.onProgress?.(done, built.initializerBytes)
   }
   const inline = async (init: Initializer): Promise<TensorProto> => {
-    const bytes = await init.data()
-    checkSize(init, bytes)
-    progress(bytes.byteLength)
-    return { name: init.name, dims: init.dims, dataType: init.dataType, rawData: bytes }
+    const t = await inlineTensor(init)
+    progress(init.bytes)
+    return t
   }
   try {
     const initializer: TensorProto[] = []
@@ -724,6 +745,13 @@ export async function exportOnnx(model: Model, file: string, opts: OnnxExportOpt
       throw new UsageError({ where: abs, what: `out of memory while encoding the ONNX model (${e.message})`, hint: 'pass externalData (--external-data) to keep the weights in FILE.data' })
     throw e
   }
+}
+
+/** An initializer with its bytes inside the model. */
+async function inlineTensor(init: Initializer): Promise<TensorProto> {
+  const bytes = await init.data()
+  checkSize(init, bytes)
+  return { name: init.name, dims: init.dims, dataType: init.dataType, rawData: bytes }
 }
 
 function checkSize(init: Initializer, bytes: Uint8Array): void {

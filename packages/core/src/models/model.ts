@@ -65,6 +65,13 @@ export interface LoadOptions extends DeviceOptions {
    * rejects loadModel with that error.
    */
   onProgress?: (loadedBytes: number, totalBytes: number) => void
+  /**
+   * ONNX Runtime devices (ort:EP, npu) only: run static graphs — batch 1, a prefill graph of `tokens` rows
+   * and a decode graph of 1, a KV cache of `capacity` positions (the model's maxContext becomes it) — as
+   * NPUs and WebNN need. true: tokens min(64, capacity), capacity the loaded context. Default: true for
+   * 'npu', false (one dynamic graph) for ort:EP.
+   */
+  ortStatic?: boolean | { tokens?: number; capacity?: number }
 }
 
 export interface ModelInfo {
@@ -556,7 +563,7 @@ function withStorage<T extends LoadOptions>(opts: T): T {
 export async function loadModel(idOrDir: string | ModelFolder, opts: LoadOptions = {}): Promise<Model> {
   opts = withStorage(opts)
   const offloaded = offloadProvider(opts)
-  if (offloaded) return offload(() => loadModel(idOrDir, { ...opts, device: 'js' }), offloaded, opts)
+  if (offloaded) return offload(() => loadModel(idOrDir, { ...opts, device: 'js', ortStatic: undefined }), offloaded, opts)
   const folder = isModelFolder(idOrDir) ? idOrDir : modelFolder(idOrDir, opts)
   // configs and checkpoint headers; a source that fetches runs this again after each fetch (settle)
   const { o, generationConfig } = await settle(() => {
@@ -573,9 +580,11 @@ export async function loadModel(idOrDir: string | ModelFolder, opts: LoadOptions
 
 /** The ONNX Runtime execution provider a device name asks for ('ort:cuda' -> 'cuda', 'npu' -> 'npu'), or null for a Device. */
 function offloadProvider(opts: LoadOptions): string | null {
-  if (typeof opts.device !== 'string') return null
-  const name = resolveDeviceName(opts.device)
-  return isOffloadDevice(name) ? (name === 'npu' ? 'npu' : name.slice('ort:'.length)) : null
+  const name = typeof opts.device === 'string' ? resolveDeviceName(opts.device) : null
+  const provider = name !== null && isOffloadDevice(name) ? (name === 'npu' ? 'npu' : name.slice('ort:'.length)) : null
+  if (provider === null && opts.ortStatic !== undefined && opts.ortStatic !== false)
+    throw new UsageError({ where: 'loadModel', what: 'ortStatic applies to ONNX Runtime devices only', found: `device ${show(typeof opts.device === 'string' ? opts.device : opts.device?.name)}`, hint: 'use device "ort:EP" or "npu", or drop ortStatic' })
+  return provider
 }
 
 /**
@@ -586,7 +595,7 @@ async function offload(loadJs: () => Promise<Model>, provider: string, opts: Loa
   const o = getOffload()!
   const js = await loadJs()
   try {
-    return await o.load(js, provider, { threads: opts.threads })
+    return await o.load(js, provider, { threads: opts.threads, static: opts.ortStatic })
   } catch (e) {
     await js.dispose()
     throw e
@@ -610,7 +619,7 @@ function readGenerationConfig(folder: ModelFolder): Record<string, unknown> | nu
 export async function loadRandomModel(shape: string | Record<string, unknown>, opts: LoadOptions & { seed?: number; layers?: number } = {}): Promise<Model> {
   opts = withStorage(opts)
   const offloaded = offloadProvider(opts)
-  if (offloaded) return offload(() => loadRandomModel(shape, { ...opts, device: 'js' }), offloaded, opts)
+  if (offloaded) return offload(() => loadRandomModel(shape, { ...opts, device: 'js', ortStatic: undefined }), offloaded, opts)
   const config = typeof shape === 'string' ? shapeConfig(shape, opts.layers) : shape
   return build(openRandom(config, opts.seed ?? 1234), opts, null)
 }
