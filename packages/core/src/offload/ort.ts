@@ -195,7 +195,7 @@ export async function ortModel(js: Model, provider: string, opts: OrtModelOption
 
 /**
  * An InferenceSession on `js`'s graph: through a temporary file in Node (big models keep their weights in
- * FILE.data; the file is removed once the session holds the graph), or from bytes (`inMemory` false: a page).
+ * FILE.data; the file is removed once the session holds the graph), or from bytes (`useFile` false: a page).
  */
 async function openGraph(ort: Ort, js: Model, ep: string, so: Record<string, unknown>, exportOpts: OnnxExportOptions, useFile: boolean): Promise<OrtSessionHandle> {
   const create = async (model: string | Uint8Array) => {
