@@ -16,7 +16,7 @@ export type { Activation, AttentionOptions, Buf, Device, DeviceLimits, Storage }
 export { createDevice, registerDevice, deviceNames, resolveDeviceName } from './device/registry.js'
 export type { DeviceFactory, DeviceOptions } from './device/registry.js'
 export { loadModel, inspectModel, folderKind, DEVICES } from './models/model.js'
-export type { DeviceName, LoadOptions, Model, ModelInfo, FolderKind } from './models/model.js'
+export type { DeviceName, LoadOptions, Model, ModelInfo, FolderKind, StaticGraphOptions } from './models/model.js'
 export { DecoderSession } from './models/decoder.js'
 export type { Session } from './models/decoder.js'
 export { generate, generateStream, Generation, defaultEos } from './generation/generate.js'
@@ -32,5 +32,5 @@ export * as stepHtml from './trace/step-html.js'
 // ONNX Runtime in a page: a model (loaded on the js device) exported to ONNX bytes and run by the
 // onnxruntime-web module the page passes in — its wasm provider, or WebNN (NPUs, GPUs) with static graphs
 export { ortModel, OrtSession } from './offload/ort.js'
-export type { OrtLike, OrtModelOptions, StaticGraphOptions } from './offload/ort.js'
+export type { OrtLike, OrtModelOptions } from './offload/ort.js'
 export { onnxBytes } from './export/onnx.js'

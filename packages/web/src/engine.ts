@@ -80,19 +80,20 @@ async function onnxRuntime(threads: number): Promise<OrtLike> {
   return ort
 }
 
-/** A model as static ONNX graphs in onnxruntime-web: on its wasm provider ('onnx') or WebNN. */
-async function ortOn(folder: ModelFolder, device: 'onnx' | 'webnn', threads: number, onProgress: (done: number, total: number) => void): Promise<Model> {
+/** A model as static ONNX graphs in onnxruntime-web: on its wasm provider ('onnx') or WebNN; and the graphs' sizes. */
+async function ortOn(folder: ModelFolder, device: 'onnx' | 'webnn', threads: number, onProgress: (done: number, total: number) => void): Promise<{ model: Model; tokens: number; capacity: number }> {
   if (device === 'webnn' && webnnTypes.length === 0)
     throw new Error('WebNN has no backend in this browser: navigator.ml gave no context for npu, gpu or cpu')
   const ort = await onnxRuntime(threads)
   const js = await loadModel(folder, { device: 'js', onProgress })
   try {
-    const capacity = Math.min(js.info.maxContext, STATIC_CAPACITY)
-    return await ortModel(js, device === 'webnn' ? 'webnn' : 'wasm', {
+    const capacity = Math.min(js.info.maxContext, STATIC_CAPACITY), tokens = Math.min(STATIC_TOKENS, capacity)
+    const model = await ortModel(js, device === 'webnn' ? 'webnn' : 'wasm', {
       ort,
-      static: { tokens: Math.min(STATIC_TOKENS, capacity), capacity },
+      static: { tokens, capacity },
       ...(device === 'webnn' ? { providerOptions: { deviceType: webnnTypes[0] } } : {}),
     })
+    return { model, tokens, capacity }
   } catch (e) {
     await js.dispose()
     throw e
@@ -116,16 +117,15 @@ async function load(req: number, source: Source, threads?: number, device: PageD
   }
   const onnx = device === 'onnx' || device === 'webnn'
   const ortThreads = scope.crossOriginIsolated === true ? threads ?? hardwareThreads() : 1
-  const m = onnx
-    ? await ortOn(folder, device, ortThreads, onProgress)
-    : await loadModel(folder, { device, ...(device === 'wasm' ? { threads } : {}), onProgress })
+  const graphs = onnx ? await ortOn(folder, device, ortThreads, onProgress) : null
+  const m = graphs ? graphs.model : await loadModel(folder, { device, ...(device === 'wasm' ? { threads } : {}), onProgress })
   model = m
   const dev = m.device as { threads?: number; adapter?: { vendor: string; architecture: string; description: string; cpu: boolean } }
   const ad = dev.adapter
   return {
     device,
     engine: m.device.name,
-    ...(onnx ? { staticTokens: Math.min(STATIC_TOKENS, m.info.maxContext), capacity: m.info.maxContext, webnnType: device === 'webnn' ? webnnTypes[0] : null } : {}),
+    ...(graphs ? { staticTokens: graphs.tokens, capacity: graphs.capacity, webnnType: device === 'webnn' ? webnnTypes[0] : null } : {}),
     adapter: ad ? `${[ad.vendor, ad.architecture, ad.description].filter(Boolean).join(' ')}${ad.cpu ? ' (a CPU driver)' : ''}` : null,
     loadMs: performance.now() - t0,
     dir: m.info.dir,

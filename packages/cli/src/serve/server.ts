@@ -544,14 +544,7 @@ export function createServe(o: ServeOptions): RefgptServer {
     const send = (choices: unknown[]) => sseSend(res, { ...base, choices, ...(r.includeUsage ? { usage: null } : {}) })
     const jobs = submitAll(runs, r, maxTokens, r.logprobs, scorePrompt, given, signal, t0, (j) => {
       start()
-      const out = []
-      for (const c of j.choices) {
-        if (c.copyOf) continue
-        const delta = streamDelta(j, c, r.stop, false)
-        if (delta) out.push({ index: c.index, text: delta, logprobs: null, finish_reason: null })
-      }
-      countTokens(j.choices.filter((c) => !c.copyOf).length)
-      if (out.length) send(out)
+      streamStep(j, (c) => streamDelta(j, c, r.stop, false), (c, text) => ({ index: c.index, text, logprobs: null, finish_reason: null }), send)
     })
     start()
     if (r.echo) send(runs.flatMap((run, p) => Array.from({ length: r.n }, (_, c) => ({ index: p * r.n + c, text: run.text, logprobs: null, finish_reason: null }))))
@@ -570,6 +563,24 @@ export function createServe(o: ServeOptions): RefgptServer {
     }
     if (r.includeUsage) sseSend(res, { ...base, choices: [], usage: usage(jobs) })
     sseDone(res)
+  }
+
+  /**
+   * One step of a streamed request: a chunk with each choice's new text (`delta`, made into a choice
+   * object by `chunk`), sent when there is any; copies of another choice wait for the end. Counts the
+   * tokens the step chose.
+   */
+  function streamStep(j: PromptJob, delta: (c: ChoiceState) => string, chunk: (c: ChoiceState, text: string) => unknown, send: (choices: unknown[]) => void): void {
+    const out: unknown[] = []
+    let chosen = 0
+    for (const c of j.choices) {
+      if (c.copyOf) continue
+      chosen++
+      const text = delta(c)
+      if (text) out.push(chunk(c, text))
+    }
+    countTokens(chosen)
+    if (out.length) send(out)
   }
 
   /**
@@ -596,8 +607,6 @@ export function createServe(o: ServeOptions): RefgptServer {
     c.sent = end
     return out
   }
-
-
 
   // --- /v1/chat/completions ---------------------------------------------------------------------------
 
@@ -665,16 +674,9 @@ export function createServe(o: ServeOptions): RefgptServer {
       sent.set(c, text.slice(0, end))
       return text.slice(before.length, end)
     }
-    const [j] = submitAll([run], r, maxTokens, k, false, given, signal, t0, (jj) => {
-      const out = []
-      for (const c of jj.choices) {
-        if (c.copyOf) continue
-        const d = delta(c, false)
-        if (d) out.push({ index: c.index, delta: { content: d }, logprobs: null, finish_reason: null })
-      }
-      countTokens(jj.choices.filter((c) => !c.copyOf).length)
-      if (out.length) send(out)
-    })
+    const [j] = submitAll([run], r, maxTokens, k, false, given, signal, t0, (jj) =>
+      streamStep(jj, (c) => delta(c, false), (c, content) => ({ index: c.index, delta: { content }, logprobs: null, finish_reason: null }), send),
+    )
     try {
       await settle([j], ac)
     } catch (e) {

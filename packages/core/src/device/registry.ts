@@ -4,7 +4,7 @@
 // device never compiles its kernels.
 
 import { UsageError, show } from '../errors.js'
-import type { Model } from '../models/model.js'
+import type { Model, StaticGraphOptions } from '../models/model.js'
 import type { Device } from './types.js'
 
 export interface DeviceOptions {
@@ -44,7 +44,7 @@ export interface Offload {
   /** The NPU execution provider 'npu' would use, or null. */
   npuProvider(): string | null
   /** A Model running `js`'s weights as an ONNX graph on `provider` ('npu': the NPU provider). */
-  load(js: Model, provider: string, opts: { threads?: number; static?: boolean | { tokens?: number; capacity?: number } }): Promise<Model>
+  load(js: Model, provider: string, opts: { threads?: number; static?: boolean | StaticGraphOptions }): Promise<Model>
 }
 
 let offload: Offload | null = null

@@ -59,7 +59,7 @@ export interface SchedulerStats {
   /** Batched steps run, and the rows they ran (rows / steps = the mean batch). */
   steps: number
   stepRows: number
-  /** Tokens chosen (decode) and prompt tokens run (prefill), as reported by the jobs' steppers. */
+  /** Jobs finished, and jobs ended otherwise (a start error, a cancellation, a failed step). */
   jobsDone: number
   jobsFailed: number
 }

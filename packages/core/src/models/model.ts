@@ -71,7 +71,15 @@ export interface LoadOptions extends DeviceOptions {
    * NPUs and WebNN need. true: tokens min(64, capacity), capacity the loaded context. Default: true for
    * 'npu', false (one dynamic graph) for ort:EP.
    */
-  ortStatic?: boolean | { tokens?: number; capacity?: number }
+  ortStatic?: boolean | StaticGraphOptions
+}
+
+/** Static ONNX graphs (LoadOptions.ortStatic): `tokens` rows per prefill call, a cache of `capacity` positions. */
+export interface StaticGraphOptions {
+  /** Prefill rows per call (default min(64, capacity)); a prompt runs in pieces of this many, the last padded (1: the decode graph does the prompt too). */
+  tokens?: number
+  /** KV-cache positions (default: the model's loaded context); the model's maxContext becomes this. */
+  capacity?: number
 }
 
 export interface ModelInfo {

@@ -21,7 +21,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { UsageError, show } from '../errors.js'
 import type { ForwardOptions, LogProbsOptions, ScoredTokens, Session, SessionOptions } from '../models/decoder.js'
-import type { Model } from '../models/model.js'
+import type { Model, StaticGraphOptions } from '../models/model.js'
 import { exportOnnx, onnxBytes, type OnnxExportOptions } from '../export/onnx.js'
 import { SlotTable, checkStep, scoredRows } from '../models/slots.js'
 import { argmax, logSumExp } from '../generation/logits.js'
@@ -44,14 +44,6 @@ export interface OrtLike {
 type Ort = OrtLike
 type OrtSessionHandle = OrtSessionLike
 type OrtTensor = OrtTensorLike
-
-/** Static graphs: `tokens` new tokens per prefill call (1: the decode graph does the prompt too), a cache of `capacity` positions. */
-export interface StaticGraphOptions {
-  /** Prefill rows per call (default min(64, capacity)); a prompt runs in pieces of this many, the last padded. */
-  tokens?: number
-  /** KV-cache positions (default: the model's loaded context); the model's maxContext becomes this. */
-  capacity?: number
-}
 
 export interface OrtModelOptions {
   /** ONNX Runtime's intra-op threads. */
@@ -343,6 +335,8 @@ export class OrtSession implements Session {
   readonly maxBatchTokens: number
   readonly canTrace = false
   private readonly slots = new SlotTable<OrtSlot>()
+  /** step()'s one-token input, reused */
+  private readonly one = [0]
   private disposed = false
 
   constructor(
@@ -437,7 +431,10 @@ export class OrtSession implements Session {
   async step(slots: ArrayLike<number>, ids: ArrayLike<number>, positions: ArrayLike<number>, n = slots.length): Promise<void> {
     checkStep(slots, ids, positions, n, (i) => this.slot(i, 'step'), this.model.arch.nVocab, this.model.info.maxContext)
     // one row at a time: the exported graph takes one past length per call
-    for (let b = 0; b < n; b++) await this.forward([ids[b]], positions[b], { slot: slots[b] })
+    for (let b = 0; b < n; b++) {
+      this.one[0] = ids[b]
+      await this.forward(this.one, positions[b], { slot: slots[b] })
+    }
   }
 
   logitsOf(slot: number): Float32Array {
