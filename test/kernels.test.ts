@@ -2,7 +2,7 @@
 // computed here; bitwise independence of the thread count / row split; the pool; memories > 2 GiB.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { actBytes, createWasmCore, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
+import { actBytes, createWasmCore, groupRows16, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
 import { groupedBlock, rng } from './helpers.js'
 
 // --- helpers -------------------------------------------------------------------------------------
@@ -92,6 +92,10 @@ const bytesOf = (a: Float32Array | Int8Array) => new Uint8Array(a.buffer, a.byte
 function putTable(mem: WasmMemory, w: Weight, r0 = 0, r1 = w.N): { tp: number; sp: number } {
   const nb = Math.ceil(w.K / 32), rowBytes = w.dtype === 'q8' ? nb * 32 : (w.dtype === 'f32' ? 4 : 2) * w.K
   const data = w.data.subarray(r0 * rowBytes, r1 * rowBytes)
+  if (w.dtype === 'f16' || w.dtype === 'bf16') { // 16-bit weights: quant.ts's row groups (K a multiple of 8)
+    const bits = new Uint16Array(data.slice().buffer)
+    return { tp: putBytes(mem, new Uint8Array(groupRows16(bits, r1 - r0, w.K).buffer)), sp: 0 }
+  }
   if (w.dtype !== 'q8') return { tp: putBytes(mem, data), sp: 0 }
   return {
     tp: putBytes(mem, grouped(data, r1 - r0, nb, 32)),
@@ -312,7 +316,7 @@ rows('embed_{f32,f16,bf16,q8} (and _naive): exact row gathers, store and accumul
     for (const [acc, sfx] of [[0, ''], [1, ''], [0, '_naive'], [1, '_naive']] as const) {
       const out = putF32(mem, base)
       if (dtype === 'q8') (sfx ? k.embed_q8_naive : k.embed_q8)(out, tp, sp, ip, T, C, acc, V)
-      else k[`embed_${dtype}${sfx}` as 'embed_f32'](out, tp, ip, T, C, acc)
+      else k[`embed_${dtype}${sfx}` as 'embed_f32'](out, tp, ip, T, C, acc, V)
       const exp = new Float32Array(T * C)
       for (let t = 0; t < T; t++) for (let c = 0; c < C; c++) {
         const v = tab.widened[ids[t] * C + c]
@@ -327,7 +331,7 @@ rows('embed_{f32,f16,bf16,q8} (and _naive): exact row gathers, store and accumul
 /** Calls an embed kernel (any dtype, SIMD or _naive); rows: the table's (q8 row groups need it). */
 function callEmbed(k: KernelExports, dtype: DType, naive: boolean, out: number, tp: number, sp: number, ip: number, T: number, C: number, acc: number, rows: number) {
   if (dtype === 'q8') (naive ? k.embed_q8_naive : k.embed_q8)(out, tp, sp, ip, T, C, acc, rows)
-  else k[`embed_${dtype}${naive ? '_naive' : ''}` as 'embed_f32'](out, tp, ip, T, C, acc)
+  else k[`embed_${dtype}${naive ? '_naive' : ''}` as 'embed_f32'](out, tp, ip, T, C, acc, rows)
 }
 
 rows('embed_{f32,f16,bf16,q8} (and _naive): a negative id is a zero row (stores 0, adds nothing); split tables gather range by range', () => {

@@ -5,7 +5,7 @@
 // and against the decode tile (T = 1), plus once against a float64 reference.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { allocGemmScratch, createWasmCore, gemmScratchBytes, type KernelExports, type WasmCore, type WasmMemory } from '@refgpt/wasm'
+import { allocGemmScratch, createWasmCore, gemmScratchBytes, groupRows16, type KernelExports, type WasmCore, type WasmMemory } from '@refgpt/wasm'
 import { loadModel, type WasmDevice } from '@refgpt/core'
 import { modelDir, rng } from './helpers.js'
 
@@ -48,7 +48,9 @@ const getF32 = (mem: WasmMemory, p: number, n: number) => mem.f32(p, n).slice()
 
 interface MM { dtype: DType; out: number; x: number; w: number; b: number; T: number; K: number; N: number }
 function place(mem: WasmMemory, dtype: DType, data: Uint8Array, x: Float32Array, b: Float32Array | null, T: number, K: number, N: number): MM {
-  return { dtype, out: mem.alloc(T * N * 4), x: putF32(mem, x), w: put(mem, data), b: b ? putF32(mem, b) : 0, T, K, N }
+  // 16-bit weights in the kernels' row groups (quant.ts; K a multiple of 8), as the device stores them
+  const stored = dtype === 'f32' ? data : new Uint8Array(groupRows16(new Uint16Array(data.slice().buffer), N, K).buffer)
+  return { dtype, out: mem.alloc(T * N * 4), x: putF32(mem, x), w: put(mem, stored), b: b ? putF32(mem, b) : 0, T, K, N }
 }
 /** One call on rows [n0, n1) of the main-thread instance; scratch 0: the in-register tiles. */
 function call(k: KernelExports, p: MM, n0: number, n1: number, scratch: number) {

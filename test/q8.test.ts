@@ -186,7 +186,11 @@ quant('quantize_act == quantize_act_naive == quantizeQ8 (i16 values, pre-scaled 
     const Kp = q8Cols(K), nb = Kp / 32, js = quantizeQ8(data, T, K)
     // q4: q * 256, * 16, * 1, * 256 for the elements 0..7, 8..15, 16..23, 24..31 of a block
     const scale = (k: number) => (!q4 ? 1 : k % 32 < 8 || k % 32 >= 24 ? 256 : k % 32 < 16 ? 16 : 1)
-    assert.equal(Array.from(new Int16Array(mem.buffer, a, T * Kp)), Array.from(js.q, (v, i) => v * scale(i % Kp)), `activation values T=${T} K=${K} q4=${q4}`)
+    // q4 = 0: each 16 values of a block hold its 8 even elements, then its 8 odd ones
+    const pos = (i: number) => (q4 ? i : (i & ~15) + ((i & 1) << 3) + ((i & 15) >> 1))
+    const expect = new Array<number>(T * Kp)
+    js.q.forEach((v, i) => { expect[pos(i)] = v * scale(i % Kp) })
+    assert.equal(Array.from(new Int16Array(mem.buffer, a, T * Kp)), expect, `activation values T=${T} K=${K} q4=${q4}`)
     assertBitwise(mem.f32(a + 2 * T * Kp, T * nb), js.scales, `activation scales T=${T} K=${K}`)
     const sums = Array.from({ length: T * nb }, (_, i) => js.q.subarray(i * 32, i * 32 + 32).reduce((s, v) => s + v, 0))
     assert.equal(Array.from(mem.i32(a + 2 * T * Kp + 4 * T * nb, T * nb)), sums, `activation block sums T=${T} K=${K}`)

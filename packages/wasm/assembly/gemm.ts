@@ -12,7 +12,9 @@
 //   s = (acc[0] + acc[1]) + (acc[2] + acc[3])
 //   for k in [K4, K):         s = s + x[t, k] * w[n, k]                   (K4 = K & ~3)
 //   out[t, n] = b ? s + b[n] : s
-// Weights are widened to f32 in-register (quant.ts).
+// Weights are widened to f32 in-register (quant.ts). f16 / bf16 weights with K a multiple of 8 are stored
+// in row groups (quant.ts): 4 rows take turns every 8 halves, so the 4-row decode tile reads one stream
+// (wrow / wstep / wat give any element's address; 4-row tiles take rows of one step only: wtiles).
 //
 // Tiles (all share the per-element sequence above; V8 keeps about 15 v128 values in registers, so
 // each tile is sized to fit: accumulators + the loads of one step + constants):
@@ -36,7 +38,7 @@
 // matmul_f32 ignores the scratch: its tiles read f32 weights in place at the panel's rate (a panel would
 // only add a copy). Without a scratch (0, or an old caller that passes 9 arguments) nothing changes.
 import {
-  det16, det16_hit, fold, hi8, lo8, raw4, raw8a, raw8b, srow, wblock, wid4, wload1, wq4, wrow, wscale4,
+  det16, det16_hit, fold, hi8, lo8, raw4, raw8a, raw8b, srow, wat, wblock, wid4, wload1, wq4, wrow, wscale4, wstep, wtiles,
 } from './quant'
 import { prefill } from './panel'
 
@@ -55,7 +57,8 @@ import { prefill } from './panel'
 // @ts-ignore: decorator
 @inline export function finish<W>(acc: v128, xp: usize, wp: usize, sp: usize, K4: i32, K: i32, b: usize, out: usize, t: i32, n: i32, N: i32): void {
   let s = hsum(acc)
-  for (let k = K4; k < K; k++) s += load<f32>(xp + (<usize>k << 2)) * wload1<W>(wp, k, sp)
+  const rs = wstep<W>(n, K, N)
+  for (let k = K4; k < K; k++) s += load<f32>(xp + (<usize>k << 2)) * wload1<W>(wp, k, rs, sp)
   if (b) s += load<f32>(b + (<usize>n << 2))
   store<f32>(out + ((<usize>t * <usize>N + <usize>n) << 2), s)
 }
@@ -68,13 +71,13 @@ import { prefill } from './panel'
 /** One element with the exact widening, k step 4 (row tails, f16 inf/NaN fallback). */
 function tile1x1<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void {
   const K4 = K & ~3, BK = wblock<W>(K4)
-  const xp = xrow(x, t, K), wp = wrow<W>(w, n, K), sp = srow<W>(scales, n, K)
+  const xp = xrow(x, t, K), wp = wrow<W>(w, n, K, N), sp = srow<W>(scales, n, K), rs = wstep<W>(n, K, N)
   let a = f32x4.splat(0)
   for (let kb = 0; kb < K4; kb += BK) {
     const ke = min(kb + BK, K4)
     const c = wscale4<W>(sp, kb)
     let p = f32x4.splat(0)
-    for (let k = kb; k < ke; k += 4) p = mac(p, wq4<W>(wp, k), v128.load(xp + (<usize>k << 2)))
+    for (let k = kb; k < ke; k += 4) p = mac(p, wq4<W>(wp, k, rs), v128.load(xp + (<usize>k << 2)))
     a = fold<W>(a, p, c)
   }
   finish<W>(a, xp, wp, sp, K4, K, b, out, t, n, N)
@@ -88,9 +91,9 @@ function redo<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32
 /** Decode tile: rows n..n+3, token t; k step 8 then 4. */
 function tile_dec<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void {
   const K4 = K & ~3, BK = wblock<W>(K4)
-  const es = <usize>sizeof<W>()
   const xp = xrow(x, t, K)
-  const w0 = wrow<W>(w, n, K), w1 = wrow<W>(w, n + 1, K), w2 = wrow<W>(w, n + 2, K), w3 = wrow<W>(w, n + 3, K)
+  const w0 = wrow<W>(w, n, K, N), w1 = wrow<W>(w, n + 1, K, N), w2 = wrow<W>(w, n + 2, K, N), w3 = wrow<W>(w, n + 3, K, N)
+  const rs = wstep<W>(n, K, N) // the same for the four rows (wtiles)
   const s0 = srow<W>(scales, n, K), s1 = srow<W>(scales, n + 1, K), s2 = srow<W>(scales, n + 2, K), s3 = srow<W>(scales, n + 3, K)
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, m = a0
   for (let kb = 0; kb < K4; kb += BK) {
@@ -100,7 +103,7 @@ function tile_dec<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n:
     for (; k + 8 <= ke; k += 8) {
       const xo = xp + (<usize>k << 2)
       const v0 = v128.load(xo), v1 = v128.load(xo, 16)
-      const wo = <usize>k * es
+      const wo = wat<W>(k, rs)
       const r0 = raw8a<W>(w0 + wo), r1 = raw8a<W>(w1 + wo), r2 = raw8a<W>(w2 + wo), r3 = raw8a<W>(w3 + wo)
       const q0 = raw8b<W>(w0 + wo), q1 = raw8b<W>(w1 + wo), q2 = raw8b<W>(w2 + wo), q3 = raw8b<W>(w3 + wo)
       m = det16<W>(m, r0); m = det16<W>(m, r1); m = det16<W>(m, r2); m = det16<W>(m, r3)
@@ -111,8 +114,8 @@ function tile_dec<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n:
     }
     if (k < ke) { // one step of 4 (exact widening)
       const v0 = v128.load(xp + (<usize>k << 2))
-      a0 = mac(a0, wq4<W>(w0, k), v0); a1 = mac(a1, wq4<W>(w1, k), v0)
-      a2 = mac(a2, wq4<W>(w2, k), v0); a3 = mac(a3, wq4<W>(w3, k), v0)
+      a0 = mac(a0, wq4<W>(w0, k, rs), v0); a1 = mac(a1, wq4<W>(w1, k, rs), v0)
+      a2 = mac(a2, wq4<W>(w2, k, rs), v0); a3 = mac(a3, wq4<W>(w3, k, rs), v0)
     }
   }
   if (sizeof<W>() == 2 && !isSigned<W>()) {
@@ -125,9 +128,9 @@ function tile_dec<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n:
 /** Prefill tile for f32 / bf16: rows n..n+3, tokens t, t+1; k step 4. */
 function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void {
   const K4 = K & ~3, BK = wblock<W>(K4)
-  const es = <usize>sizeof<W>()
   const x0 = xrow(x, t, K), x1 = xrow(x, t + 1, K)
-  const w0 = wrow<W>(w, n, K), w1 = wrow<W>(w, n + 1, K), w2 = wrow<W>(w, n + 2, K), w3 = wrow<W>(w, n + 3, K)
+  const w0 = wrow<W>(w, n, K, N), w1 = wrow<W>(w, n + 1, K, N), w2 = wrow<W>(w, n + 2, K, N), w3 = wrow<W>(w, n + 3, K, N)
+  const rs = wstep<W>(n, K, N) // the same for the four rows (wtiles)
   const s0 = srow<W>(scales, n, K), s1 = srow<W>(scales, n + 1, K), s2 = srow<W>(scales, n + 2, K), s3 = srow<W>(scales, n + 3, K)
   let a00 = f32x4.splat(0), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00
   let m = a00
@@ -135,7 +138,7 @@ function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
     const ke = min(kb + BK, K4)
     const c0 = wscale4<W>(s0, kb), c1 = wscale4<W>(s1, kb), c2 = wscale4<W>(s2, kb), c3 = wscale4<W>(s3, kb)
     for (let k = kb; k < ke; k += 4) {
-      const xo = <usize>k << 2, wo = <usize>k * es
+      const xo = <usize>k << 2, wo = wat<W>(k, rs)
       const v0 = v128.load(x0 + xo), v1 = v128.load(x1 + xo)
       const r0 = raw4<W>(w0 + wo), r1 = raw4<W>(w1 + wo), r2 = raw4<W>(w2 + wo), r3 = raw4<W>(w3 + wo)
       m = det16<W>(m, r0); m = det16<W>(m, r1); m = det16<W>(m, r2); m = det16<W>(m, r3)
@@ -162,11 +165,10 @@ function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
 // @ts-ignore: decorator
 @inline function tile1xT<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32, TT: i32): void {
   const K4 = K & ~3, BK = wblock<W>(K4)
-  const es = <usize>sizeof<W>()
   const x0 = xrow(x, t, K)
   const x1 = TT > 1 ? xrow(x, t + 1, K) : x0, x2 = TT > 2 ? xrow(x, t + 2, K) : x0
   const x3 = TT > 3 ? xrow(x, t + 3, K) : x0, x4 = TT > 4 ? xrow(x, t + 4, K) : x0, x5 = TT > 5 ? xrow(x, t + 5, K) : x0
-  const w0 = wrow<W>(w, n, K), s0 = srow<W>(scales, n, K)
+  const w0 = wrow<W>(w, n, K, N), s0 = srow<W>(scales, n, K), rs = wstep<W>(n, K, N)
   const z = f32x4.splat(0)
   let a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, m = z
   for (let kb = 0; kb < K4; kb += BK) {
@@ -178,7 +180,7 @@ function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
       const v0 = v128.load(x0 + xo)
       const v1 = TT > 1 ? v128.load(x1 + xo) : z, v2 = TT > 2 ? v128.load(x2 + xo) : z
       const v3 = TT > 3 ? v128.load(x3 + xo) : z, v4 = TT > 4 ? v128.load(x4 + xo) : z, v5 = TT > 5 ? v128.load(x5 + xo) : z
-      const r0 = raw4<W>(w0 + <usize>k * es)
+      const r0 = raw4<W>(w0 + wat<W>(k, rs))
       m = det16<W>(m, r0)
       const u = wid4<W>(r0, c0)
       p0 = mac(p0, u, v0)
@@ -215,8 +217,9 @@ function tile1x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
 /** Tokens [t0, t0 + 1): decode tiles over 4-row blocks, then 1 x 1 for the row tail. */
 // @ts-ignore: decorator
 @inline function one_token<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, t: i32, K: i32, N: i32): void {
+  const ne = wtiles<W>(n1, K, N)
   let n = n0
-  for (; n + 4 <= n1; n += 4) tile_dec<W>(out, x, w, scales, b, n, t, K, N)
+  for (; n + 4 <= ne; n += 4) tile_dec<W>(out, x, w, scales, b, n, t, K, N)
   for (; n < n1; n++) tile1x1<W>(out, x, w, scales, b, n, t, K, N)
 }
 
@@ -238,8 +241,9 @@ const PANEL_MIN_T_F16: i32 = 6
     // f32, bf16: 4 x 2 tiles, the odd token with the decode tile
     const Tm = T & ~1
     if (Tm > 0) {
+      const ne = wtiles<W>(n1, K, N)
       let n = n0
-      for (; n + 4 <= n1; n += 4) for (let t = 0; t < Tm; t += 2) tile4x2<W>(out, x, w, scales, b, n, t, K, N)
+      for (; n + 4 <= ne; n += 4) for (let t = 0; t < Tm; t += 2) tile4x2<W>(out, x, w, scales, b, n, t, K, N)
       for (; n < n1; n++) for (let t = 0; t < Tm; t++) tile1x1<W>(out, x, w, scales, b, n, t, K, N)
     }
     if (T > Tm) one_token<W>(n0, n1, out, x, w, scales, b, Tm, K, N)
@@ -262,9 +266,9 @@ const PANEL_MIN_T_F16: i32 = 6
   for (let t = 0; t < T; t++) {
     const xp = xrow(x, t, K)
     for (let n = n0; n < n1; n++) {
-      const wp = wrow<W>(w, n, K), sp = srow<W>(scales, n, K)
+      const wp = wrow<W>(w, n, K, N), sp = srow<W>(scales, n, K), rs = wstep<W>(n, K, N)
       let s: f32 = 0
-      for (let k = 0; k < K; k++) s += load<f32>(xp + (<usize>k << 2)) * wload1<W>(wp, k, sp)
+      for (let k = 0; k < K; k++) s += load<f32>(xp + (<usize>k << 2)) * wload1<W>(wp, k, rs, sp)
       if (b) s += load<f32>(b + (<usize>n << 2))
       store<f32>(out + ((<usize>t * <usize>N + <usize>n) << 2), s)
     }

@@ -19,7 +19,10 @@
 //   s = 0 (f32);  for b = 0, 1, ..., nb-1 in order:  s = s + f32(isum_b) * (dw[n, b] * xd[t, b])
 //   out[t, n] = b ? s + b[n] : s
 // every operation an f32 IEEE operation in the order written (no FMA). The integer sum may be formed in
-// any order (it is exact): the SIMD tiles use i32x4.dot_i16x8_s on 8 weights at a time, and q4 forms
+// any order (it is exact): the SIMD tiles use i32x4.dot_i16x8_s on 8 weights at a time — q8 forms
+// (sum_k (256 * q_w) * q_x) / 256 from one 16-byte load of weights: its even bytes << 8 and its odd bytes
+// & 0xff00 are 256 * the values in i16 lanes, against quantize_act's even / odd order (2 bitwise operations
+// where two sign-extending loads cost 2 shuffles: 1.10x decode, BENCHMARKS.md) — and q4 forms
 // (sum_k (level * 2^s_k) * (q * 2^(8 - s_k))) / 256 - 8 * xs[t, b] instead of sum_k (level - 8) * q
 // (the same integer; s_k = 0, 4, 8, 0 for the four parts of 8 of a block).
 //
@@ -68,10 +71,11 @@ import { QCHUNK, act_q, act_xd, gblock, gscale, q4byte, q4shift } from './quant'
 // @ts-ignore: decorator
 @inline function bdot<Q>(p: usize, x0: v128, x1: v128, x2: v128, x3: v128, m: v128): v128 {
   if (relaxed<Q>()) return bdot4_relaxed(p, x0, x1, m)
-  if (isSigned<Q>()) { // q8: the values, sign-extended to i16 as they are loaded
+  if (isSigned<Q>()) { // q8: 256 * the even bytes (<< 8) and 256 * the odd ones (masked in place, m = 0xff00) of each 16-bit lane
+    const r0 = v128.load(p), r1 = v128.load(p, 16)
     return i32x4.add(
-      i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(p), x0), i32x4.dot_i16x8_s(v128.load8x8_s(p, 8), x1)),
-      i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(p, 16), x2), i32x4.dot_i16x8_s(v128.load8x8_s(p, 24), x3)))
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.shl(r0, 8), x0), i32x4.dot_i16x8_s(v128.and(r0, m), x1)),
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.shl(r1, 8), x2), i32x4.dot_i16x8_s(v128.and(r1, m), x3)))
   }
   // q4: the LEVELS (value + 8) masked in place — level * 1, * 16, * 256 for the nibbles of bits 0-3, 4-7,
   // 8-11 of each 16-bit lane, level for bits 12-15 (>> 12) — one 16-byte load a block; with quantize_act's
@@ -127,7 +131,7 @@ import { QCHUNK, act_q, act_xd, gblock, gscale, q4byte, q4shift } from './quant'
 /** q4: isum / 256 - 8 * xs (the products carry * 256, the levels + 8; the division is exact; relaxed: no * 256); q8: isum. xsp: the token's block sum. */
 // @ts-ignore: decorator
 @inline function fix<Q>(isum: v128, xsp: usize): v128 {
-  if (isSigned<Q>()) return isum
+  if (isSigned<Q>()) return i32x4.shr_s(isum, 8)
   if (relaxed<Q>()) return i32x4.sub(isum, i32x4.shl(v128.load32_splat(xsp), 3))
   return i32x4.sub(i32x4.shr_s(isum, 8), i32x4.shl(v128.load32_splat(xsp), 3))
 }
@@ -219,7 +223,8 @@ function tile1x1<Q>(out: usize, xa: usize, w: usize, ws: usize, b: usize, n: i32
   for (let bi = 0; bi < nb; bi++) {
     const d = bdotm<Q>(gblock(w, n, N, bi, nb, BB), xp, m)
     let isum = (i32x4.extract_lane(d, 0) + i32x4.extract_lane(d, 1)) + (i32x4.extract_lane(d, 2) + i32x4.extract_lane(d, 3))
-    if (!isSigned<Q>()) isum = (relaxed<Q>() ? isum : isum >> 8) - (load<i32>(xdp + xso) << 3)
+    if (isSigned<Q>()) isum >>= 8
+    else isum = (relaxed<Q>() ? isum : isum >> 8) - (load<i32>(xdp + xso) << 3)
     s += <f32>isum * (load<f32>(gscale(ws, n, N, bi, nb)) * load<f32>(xdp))
     xp += 64; xdp += 4
   }
@@ -232,7 +237,7 @@ function tile1x1<Q>(out: usize, xa: usize, w: usize, ws: usize, b: usize, n: i32
   const Kp = (K + 31) & ~31
   // i16x8.splat(15) as a value the compiler does not know (Kp >= 32 when there is any block): a constant
   // argument is propagated into the tile (binaryen) and rematerialized inside its loop (V8)
-  const m = ASC_FEATURE_RELAXED_SIMD ? i8x16.splat(<i8>min(Kp, 15)) : i16x8.splat(<i16>min(Kp, 15))
+  const m = isSigned<Q>() ? i16x8.splat(<i16>((min(Kp, 32) * 8 - 1) << 8)) : ASC_FEATURE_RELAXED_SIMD ? i8x16.splat(<i8>min(Kp, 15)) : i16x8.splat(<i16>min(Kp, 15))
   const nb = Kp >> 5
   let n = n0
   for (; n < n1 && (n & 3) != 0; n++) for (let t = 0; t < T; t++) tile1x1<Q>(out, xa, w, ws, b, n, t, T, Kp, N, m) // rows before the first whole group

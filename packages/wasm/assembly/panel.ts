@@ -36,7 +36,7 @@
 // threads (or callers) can share one scratch; a call that finds no free slot, or a slot too small,
 // returns false and the caller runs the in-register tiles instead (same results, bit for bit). A call
 // that traps (a bad pointer) leaves its slot taken: later calls fall back to the tiles.
-import { det16, det16_hit, f16hi_fast, f16x4_to_f32x4, wload4, wrow } from './quant'
+import { det16, det16_hit, f16hi_fast, f16x4_to_f32x4, wat, wgroups, wrow, wstep } from './quant'
 import { finish, xrow } from './gemm'
 
 /** Weight rows per micro tile. */
@@ -66,47 +66,70 @@ function claim(scratch: usize): i32 {
 }
 
 /**
- * Widens units [u0, u1) of a panel: rows [p0, p0 + rows) x [k0, k0 + 4 * steps) of W, unit u = row * steps +
- * step (row-major, so a range is a few long runs). The panel holds group g, step s, row r at
- * ((g * steps + s) * R + r) * 16; rows from `rows` to groups * R are zeros. f16 / bf16: 8 halves per load;
- * f16 widens with the finite-only trick first and, when the range held an inf / NaN half, again exactly
- * (so the panel always holds the exact values).
+ * Widens units [u0, u1) of a panel: rows [p0, p0 + rows) x [k0, k0 + 4 * steps) of W, unit u = pair * RP' +
+ * row — a pair of steps (8 halves; the last pair of an odd `steps` has one), step-major over the pairs
+ * (RP' = rows rounded up to groups of R) so that a range walks the weights' row groups (quant.ts) in their
+ * stored order; units(rows, steps) of them. The panel holds group g, step s, row r at ((g * steps + s) * R + r)
+ * * 16; rows from `rows` to groups * R are zeros. f16 widens with the finite-only trick first and, when the
+ * range held an inf / NaN half, again exactly (so the panel always holds the exact values).
  */
-// @ts-ignore: decorator
-@inline function widen<W>(panel: usize, w: usize, p0: i32, rows: i32, k0: i32, steps: i32, K: i32, u0: i32, u1: i32): void {
-  const m = widen8<W>(panel, w, p0, rows, k0, steps, K, u0, u1, false)
+function widen<W>(panel: usize, w: usize, p0: i32, rows: i32, k0: i32, steps: i32, K: i32, N: i32, u0: i32, u1: i32): void {
+  const m = widen8<W>(panel, w, p0, rows, k0, steps, K, N, u0, u1, false)
   if (sizeof<W>() == 2 && !isSigned<W>()) {
-    if (det16_hit(m)) widen8<W>(panel, w, p0, rows, k0, steps, K, u0, u1, true)
+    if (det16_hit(m)) widen8<W>(panel, w, p0, rows, k0, steps, K, N, u0, u1, true)
   }
+}
+
+/** Units of a panel of `rows` rows and `steps` steps (widen). */
+// @ts-ignore: decorator
+@inline function units(rows: i32, steps: i32): i32 {
+  return (rows + R - 1) / R * R * ((steps + 1) >> 1)
 }
 
 /** widen's loop; returns the f16 inf / NaN watch (det16). exact: f16 with the exact widening. */
 // @ts-ignore: decorator
-@inline function widen8<W>(panel: usize, w: usize, p0: i32, rows: i32, k0: i32, steps: i32, K: i32, u0: i32, u1: i32, exact: bool): v128 {
+@inline function widen8<W>(panel: usize, w: usize, p0: i32, rows: i32, k0: i32, steps: i32, K: i32, N: i32, u0: i32, u1: i32, exact: bool): v128 {
   const z = f32x4.splat(0)
-  const step = <usize>(R << 4)
+  const rowsP = (rows + R - 1) / R * R
+  const gstep = <usize>(steps * R) << 4 // panel bytes from one group to the next
+  const a8 = (k0 & 7) == 0
   let m = z
-  for (let u = u0; u < u1;) {
-    const row = u / steps, s0 = u - row * steps, s1 = min(steps, s0 + (u1 - u))
-    const g = row / R
-    let d = panel + (<usize>((g * steps + s0) * R + row - g * R) << 4)
-    const dEnd = d + (<usize>(s1 - s0) * step)
-    if (row < rows) {
-      const src = wrow<W>(w, p0 + row, K)
-      let k = k0 + (s0 << 2)
-      if (sizeof<W>() == 2) {
-        for (; d + step < dEnd; k += 8, d += step << 1) {
-          const h = v128.load(src + (<usize>k << 1)) // 8 halves: two steps
-          m = det16<W>(m, h)
-          v128.store(d, wide<W>(i16x8.shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11), exact)) // halves 0..3, each << 16
-          v128.store(d + step, wide<W>(i16x8.shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15), exact))
-        }
-      }
-      for (; d < dEnd; k += 4, d += step) v128.store(d, wload4<W>(src, k, z)) // f32, and an odd last step (exact)
-    } else {
-      for (; d < dEnd; d += step) v128.store(d, z)
+  if (wgroups<W>(K) && a8 && rows == R && (p0 & 3) == 0 && (steps & 1) == 0) {
+    // one whole weight row group (R rows, step 64 bytes): unit u is the 16 bytes at u * 16 from the chunk's
+    // start, and goes to the panel at (u / R) * 128 + (u % R) * 16 (its second step R * 16 further)
+    let src = wrow<W>(w, p0, K, N) + (<usize>k0 << 3) + (<usize>u0 << 4)
+    for (let u = u0; u < u1; u++) {
+      const d = panel + (<usize>(u >> 2) << 7) + (<usize>(u & 3) << 4)
+      const h = v128.load(src)
+      m = det16<W>(m, h)
+      v128.store(d, wide<W>(i16x8.shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11), exact))
+      v128.store(d, wide<W>(i16x8.shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15), exact), 64)
+      src += 16
     }
-    u += s1 - s0
+    return m
+  }
+  let pr = u0 / rowsP, row = u0 - pr * rowsP
+  for (let u = u0; u < u1; u++) {
+    const g = row / R, s = pr << 1
+    const d = panel + <usize>g * gstep + (<usize>(s * R + row - g * R) << 4)
+    if (row < rows) {
+      const n = p0 + row, k = k0 + (s << 2), rs = wstep<W>(n, K, N), wp = wrow<W>(w, n, K, N)
+      const src = wp + wat<W>(k, rs)
+      if (s + 1 < steps) { // 8 halves: one load from a multiple of 8 (else, in row groups, the second 4 lie a row step on)
+        const h = a8 ? v128.load(src) : v128.load64_lane(wp + wat<W>(k + 4, rs), v128.load64_zero(src), 1)
+        m = det16<W>(m, h)
+        v128.store(d, wide<W>(i16x8.shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11), exact)) // halves 0..3, each << 16
+        v128.store(d + (<usize>R << 4), wide<W>(i16x8.shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15), exact))
+      } else { // the last, single step
+        const h = v128.load64_zero(src)
+        m = det16<W>(m, h)
+        v128.store(d, wide<W>(i16x8.shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11), exact))
+      }
+    } else {
+      v128.store(d, z)
+      if (s + 1 < steps) v128.store(d + (<usize>R << 4), z)
+    }
+    if (++row == rowsP) { row = 0; pr++ }
   }
   return m
 }
@@ -173,7 +196,7 @@ function claim(scratch: usize): i32 {
   let cur = base, nxt = base + panelBytes
   // the first panel, widened up front
   let rows = min(rp, n1 - n0), groups = (rows + R - 1) / R, steps = min(kc, K4) >> 2
-  widen<W>(cur, w, n0, rows, 0, steps, K, 0, groups * R * steps)
+  widen<W>(cur, w, n0, rows, 0, steps, K, N, 0, units(rows, steps))
   for (let t0 = 0; t0 < T; t0 += TB) {
     const tb = min(TB, T - t0)
     const tiles = (tb + TT - 1) / TT
@@ -183,14 +206,14 @@ function claim(scratch: usize): i32 {
         // the panel after this one: (np0, nk0), or none at the very end
         let np0 = p0, nk0 = k0 + kc
         if (nk0 >= K4) { np0 = p0 + rp; nk0 = 0; if (np0 >= n1) np0 = t0 + TB < T ? n0 : n1 }
-        const nrows = min(rp, n1 - np0), nsteps = (min(nk0 + kc, K4) - nk0) >> 2, nunits = (nrows + R - 1) / R * R * nsteps
+        const nrows = min(rp, n1 - np0), nsteps = (min(nk0 + kc, K4) - nk0) >> 2, nunits = units(nrows, nsteps)
         for (let j = 0; j < tiles; j++) {
           // a padding token (odd tb) reads the valid token's row again: its sums are never stored
           const t = t0 + j * TT
           const x0 = xrow(x, t, K) + (<usize>k0 << 2), x1 = t + 1 < t0 + tb ? x0 + (<usize>K << 2) : x0
           const a = accs + <usize>(j * groups * GT)
           for (let g = 0; g < groups; g++) micro(a + <usize>(g * GT), cur + <usize>(g * steps * R) * 16, x0, x1, steps)
-          if (np0 < n1) widen<W>(nxt, w, np0, nrows, nk0, nsteps, K, <i32>(<i64>j * nunits / tiles), <i32>(<i64>(j + 1) * nunits / tiles))
+          if (np0 < n1) widen<W>(nxt, w, np0, nrows, nk0, nsteps, K, N, <i32>(<i64>j * nunits / tiles), <i32>(<i64>(j + 1) * nunits / tiles))
         }
         const c = cur; cur = nxt; nxt = c
         if (k0 + kc < K4) steps = nsteps
@@ -201,7 +224,7 @@ function claim(scratch: usize): i32 {
           for (let r = 0; r < R; r++) {
             const n = p0 + g * R + r
             if (n >= p0 + rows) break
-            const wp = wrow<W>(w, n, K)
+            const wp = wrow<W>(w, n, K, N)
             for (let i = 0; i < TT; i++) {
               const t = t0 + j * TT + i
               if (t >= t0 + tb) break

@@ -45,10 +45,47 @@ const TWO_POW_112: f32 = 5.192296858534828e33
   return K
 }
 
-/** Byte address of weight row n. */
+// 16-bit weights (f16, bf16) [N, K] with K a multiple of 8 are stored in ROW GROUPS: rows 4g .. 4g+R-1
+// (R = 4, the last group min(4, N - 4g)) start at 4g * K halves, and inside a group the rows take turns
+// every 8 halves: halves k .. k+7 (k a multiple of 8) of the group's row r lie at ((k / 8) * R + r) * 8.
+// A 4-row decode tile therefore reads one sequential stream (single-thread cold bf16 mat-vec 16384 x 4096:
+// 14.1-14.2 GB/s from 4 row streams, 19.7-19.9 GB/s in row groups, same run); 8 halves of a row stay one
+// 16-byte load. The prefill panels (panel.ts) widen a group in its stored order. Other K, f32 and the
+// row-major i8 helpers keep rows in order. The host side writes this order (packages/wasm/src/core.ts
+// groupRows16); every reader goes through wrow / wstep / wat.
+
+/** Whether weights of this dtype and row length are stored in row groups (above). */
 // @ts-ignore: decorator
-@inline export function wrow<W>(w: usize, n: i32, K: i32): usize {
+@inline export function wgroups<W>(K: i32): bool {
+  return sizeof<W>() == 2 && (K & 7) == 0
+}
+
+/** Byte address of element 0 of weight row n (of N rows). */
+// @ts-ignore: decorator
+@inline export function wrow<W>(w: usize, n: i32, K: i32, N: i32): usize {
+  if (wgroups<W>(K)) return w + ((<usize>(n & ~3) * <usize>K) << 1) + (<usize>(n & 3) << 4)
   return w + <usize>n * <usize>wstride<W>(K) * sizeof<W>()
+}
+
+/** Bytes from element k to element k + 8 of row n: its group's R * 16 in row groups, else 8 elements. */
+// @ts-ignore: decorator
+@inline export function wstep<W>(n: i32, K: i32, N: i32): usize {
+  if (wgroups<W>(K)) return <usize>min(4, N - (n & ~3)) << 4
+  return 8 * sizeof<W>()
+}
+
+/** Byte offset of element k from wrow, in a row whose wstep is rs. */
+// @ts-ignore: decorator
+@inline export function wat<W>(k: i32, rs: usize): usize {
+  if (sizeof<W>() != 2) return <usize>k * sizeof<W>()
+  return <usize>(k >> 3) * rs + (<usize>(k & 7) << 1)
+}
+
+/** The end of the rows that 4-row tiles may take from [n0, n1): in row groups, not the last group when it is partial (its rows have another step). */
+// @ts-ignore: decorator
+@inline export function wtiles<W>(n1: i32, K: i32, N: i32): i32 {
+  if (wgroups<W>(K)) return min(n1, N & ~3)
+  return n1
 }
 
 /** Byte address of the q8 scales of row n (unused for other dtypes). */
@@ -74,10 +111,10 @@ const TWO_POW_112: f32 = 5.192296858534828e33
 
 /** w[k .. k+4) of the row at wp, widened to f32x4 (sc: wscale4 of the block, for q8). */
 // @ts-ignore: decorator
-@inline export function wload4<W>(wp: usize, k: i32, sc: v128): v128 {
+@inline export function wload4<W>(wp: usize, k: i32, rs: usize, sc: v128): v128 {
   if (sizeof<W>() == 4) return v128.load(wp + (<usize>k << 2))
   if (sizeof<W>() == 2) {
-    const h = v128.load16x4_u(wp + (<usize>k << 1))
+    const h = v128.load16x4_u(wp + wat<W>(k, rs))
     if (isSigned<W>()) return i32x4.shl(h, 16) // bf16: the high half of an f32
     return f16x4_to_f32x4(h)
   }
@@ -87,10 +124,10 @@ const TWO_POW_112: f32 = 5.192296858534828e33
 
 /** w[k] of the row at wp (sp: the row's q8 scales), widened to f32. Same value as wload4's lane. */
 // @ts-ignore: decorator
-@inline export function wload1<W>(wp: usize, k: i32, sp: usize): f32 {
+@inline export function wload1<W>(wp: usize, k: i32, rs: usize, sp: usize): f32 {
   if (sizeof<W>() == 4) return load<f32>(wp + (<usize>k << 2))
   if (sizeof<W>() == 2) {
-    const h = <u32>load<u16>(wp + (<usize>k << 1))
+    const h = <u32>load<u16>(wp + wat<W>(k, rs))
     if (isSigned<W>()) return reinterpret<f32>(h << 16)
     return f16_to_f32(h)
   }
@@ -132,9 +169,9 @@ const TWO_POW_112: f32 = 5.192296858534828e33
 
 /** w[k .. k+4) of the row at wp as f32x4 for the matmul loops: wload4, except q8 gives f32(q) UNSCALED. */
 // @ts-ignore: decorator
-@inline export function wq4<W>(wp: usize, k: i32): v128 {
+@inline export function wq4<W>(wp: usize, k: i32, rs: usize): v128 {
   if (sizeof<W>() == 1) return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(wp + <usize>k))))
-  return wload4<W>(wp, k, f32x4.splat(0))
+  return wload4<W>(wp, k, rs, f32x4.splat(0))
 }
 
 /**
@@ -329,6 +366,10 @@ export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32
 // propagates), d = amax / 127 (f32), q = clamp(round_half_away(x / d), -127, 127) with the IEEE f32
 // division; a block whose d is 0 or not finite (an inf or NaN in x) stores q = 0 (and its d, so the
 // matmul's d_w * d_x makes those outputs NaN).
+// q4 = 0 (for matmul_q8) keeps each block's values in the order matmul_q8 reads its weights: of each 16
+// elements, the 8 even ones, then the 8 odd ones (act_pos8) — the even bytes of a 16-byte weight load, shifted
+// into the high half of their i16 lanes (<< 8), and the odd bytes, masked in place (& 0xff00), meet them in
+// i32x4.dot_i16x8_s without a sign-extending load (the sums come out * 256, divided back exactly).
 // q4 != 0 (for matmul_q4) stores xq PRE-SCALED: q * 256, q * 16, q, q * 256 for the elements 0..7, 8..15,
 // 16..23, 24..31 of each block (|q| * 256 <= 32512 fits i16), so that matmul_q4 can use the nibbles
 // masked in place (level * 16 and level * 256 for the middle two) and get 256 * the block's sum; xs stays
@@ -364,7 +405,14 @@ export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32
 // @ts-ignore: decorator
 @inline function act_put(qp: usize, j: i32, q: i32, q4: i32): void {
   if (ASC_FEATURE_RELAXED_SIMD && q4) store<i8>(qp + <usize>act_pos4(j), <i8>q)
-  else store<i16>(qp + (<usize>j << 1), <i16>(q4 ? q * q4xscale(j) : q))
+  else if (q4) store<i16>(qp + (<usize>j << 1), <i16>(q * q4xscale(j)))
+  else store<i16>(qp + (<usize>act_pos8(j) << 1), <i16>q)
+}
+
+/** Index (in i16 units), inside a block's 32 values of xq with q4 = 0, of element j (0..31): each half's 8 even elements, then its 8 odd ones. */
+// @ts-ignore: decorator
+@inline function act_pos8(j: i32): i32 {
+  return (j & 16) + ((j & 1) << 3) + ((j & 15) >> 1)
 }
 
 /** The activation value q (in [-127, 127]) of element k of row t in a buffer quantize_act(xa, x, T, K, q4) wrote, in either build. */
@@ -372,8 +420,8 @@ export function quantize_q8(wq: usize, scales: usize, src: usize, N: i32, K: i32
 @inline export function act_q(xa: usize, t: i32, Kp: i32, k: i32, q4: i32): i32 {
   const qp = xa + ((<usize>t * <usize>Kp + <usize>(k & ~31)) << 1), j = k & 31 // the block's 64 bytes
   if (ASC_FEATURE_RELAXED_SIMD && q4) return <i32>load<i8>(qp + <usize>act_pos4(j))
-  const v = <i32>load<i16>(qp + (<usize>j << 1))
-  return q4 ? v / q4xscale(j) : v
+  if (!q4) return <i32>load<i16>(qp + (<usize>act_pos8(j) << 1))
+  return <i32>load<i16>(qp + (<usize>j << 1)) / q4xscale(j)
 }
 
 /** Scalar path of one block [k0, k0+32) of row `row` (k1 = min(k0+32, K)): stores q (and zeros past k1), d at sp, sum q at ssum. */
@@ -435,8 +483,9 @@ export function quantize_act(xa: usize, x: usize, T: i32, K: i32, q4: i32): void
       else if (q4) {
         v128.store(qp, i16x8.shl(v0, 8)); v128.store(qp, i16x8.shl(v1, 4), 16)
         v128.store(qp, v2, 32); v128.store(qp, i16x8.shl(v3, 8), 48)
-      } else {
-        v128.store(qp, v0); v128.store(qp, v1, 16); v128.store(qp, v2, 32); v128.store(qp, v3, 48)
+      } else { // each half's even elements, then its odd ones (act_pos8)
+        v128.store(qp, i16x8.shuffle(v0, v1, 0, 2, 4, 6, 8, 10, 12, 14)); v128.store(qp, i16x8.shuffle(v0, v1, 1, 3, 5, 7, 9, 11, 13, 15), 16)
+        v128.store(qp, i16x8.shuffle(v2, v3, 0, 2, 4, 6, 8, 10, 12, 14), 32); v128.store(qp, i16x8.shuffle(v2, v3, 1, 3, 5, 7, 9, 11, 13, 15), 48)
       }
       const s = i32x4.add(i32x4.add(i32x4.add(r0, r1), i32x4.add(r2, r3)), i32x4.add(i32x4.add(r4, r5), i32x4.add(r6, r7)))
       store<i32>(xs + at, (i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1)) + (i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3)))

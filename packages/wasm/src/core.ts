@@ -85,14 +85,14 @@ export interface KernelExports {
   quantize_q4(w4: number, scales: number, src: number, N: number, K: number, r0: number, r1: number): void
   // embed.ts — out[t, :] (+)= table[ids[t], :]; ids: i32 [T]; accumulate: 0 | 1. A negative id is a
   // zero row: out[t, :] = 0 when storing, unchanged when accumulating (gathers from a table split in row ranges)
-  embed_f32(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
-  embed_f16(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
-  embed_bf16(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
+  embed_f32(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
+  embed_f16(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
+  embed_bf16(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
   /** table: q8 i8 [rows, Cp] + scales f32 [rows, Cp/32] in quant.ts's q8 / q4 layout (which depends on `rows`). */
   embed_q8(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number, rows: number): void
-  embed_f32_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
-  embed_f16_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
-  embed_bf16_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number): void
+  embed_f32_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
+  embed_f16_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
+  embed_bf16_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
   embed_q8_naive(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number, rows: number): void
   /** table: q4 u8 [rows, Cp/2] + scales f32 [rows, Cp/32], the q8 / q4 layout; value f32(level - 8) * scale (quant.ts). */
   embed_q4(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number, rows: number): void
@@ -196,6 +196,33 @@ export const SPLIT_KERNELS = [
   'matmul_q4', 'matmul_q4_naive',
 ] as const satisfies readonly (keyof KernelExports)[]
 export type SplitKernelName = (typeof SPLIT_KERNELS)[number]
+
+/**
+ * A 16-bit weight's bits [rows, cols] (f16 / bf16, row-major) written to `out` (same length; a new array by
+ * default, or a view of a wasm memory) in the order the kernels read them (assembly/quant.ts "row groups"):
+ * with cols a multiple of 8, rows 4g .. 4g+R-1 (R = min(4, rows - 4g)) take turns every 8 values — values
+ * k .. k+7 of the group's row r at 4g cols + ((k / 8) R + r) 8; other cols: rows in order.
+ */
+export function groupRows16(bits: Uint16Array<ArrayBufferLike>, rows: number, cols: number, out: Uint16Array<ArrayBufferLike> = new Uint16Array(bits.length)): Uint16Array<ArrayBufferLike> {
+  if (out.length !== bits.length || bits.length !== rows * cols) throw new RangeError(`groupRows16: ${bits.length} and ${out.length} values for [${rows}, ${cols}]`)
+  if (cols % 8 !== 0) { out.set(bits); return out }
+  // 8 halves = 4 words; 32-bit views where both arrays are 4-byte aligned (they are, from alloc), else 16-bit
+  const wide = bits.byteOffset % 4 === 0 && out.byteOffset % 4 === 0
+  const src = wide ? new Uint32Array(bits.buffer, bits.byteOffset, bits.length / 2) : bits
+  const dst = wide ? new Uint32Array(out.buffer, out.byteOffset, out.length / 2) : out
+  const u = wide ? 4 : 8 // elements of src / dst per 8 halves
+  const rowLen = (cols / 8) * u
+  for (let g = 0; g < rows; g += 4) {
+    const R = Math.min(4, rows - g), base = g * rowLen
+    for (let r = 0; r < R; r++) {
+      const s0 = (g + r) * rowLen
+      for (let si = s0, di = base + r * u; si < s0 + rowLen; si += u, di += R * u) {
+        for (let j = 0; j < u; j++) dst[di + j] = src[si + j]
+      }
+    }
+  }
+  return out
+}
 
 /** Bytes of quantize_act's output for x [T, K]: i16 [T, Kp] + f32 [T, Kp/32] + i32 [T, Kp/32]. */
 export function actBytes(T: number, K: number): number {

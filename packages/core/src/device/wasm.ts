@@ -17,7 +17,7 @@
 // kernel split over the threads: every thread reads the same quantized block.
 
 import {
-  WasmOutOfMemoryError, MAX_STAGED_ROWS, actBytes, allocGemmScratch, createWasmCore, gemmScratchBytes, type KernelExports, type SimdBuild, type SimdChoice,
+  WasmOutOfMemoryError, MAX_STAGED_ROWS, actBytes, allocGemmScratch, createWasmCore, gemmScratchBytes, groupRows16, type KernelExports, type SimdBuild, type SimdChoice,
   type SplitKernelName, type WasmCore, type WasmMemory,
 } from '@refgpt/wasm'
 import { ResourceError } from '../errors.js'
@@ -304,7 +304,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       const bits = storage === 'F16' ? f32ToF16Array(data) : f32ToBf16Array(data)
       const b = alloc(2 * bits.length)
       prefault(b, 2 * bits.length)
-      new Uint16Array(mems[g].mem.buffer, ptr(b), bits.length).set(bits)
+      groupRows16(bits, rows, cols, new Uint16Array(mems[g].mem.buffer, ptr(b), bits.length)) // in the kernels' row groups
       stored.set(b as unknown as number, { storage, scales: 0, rows })
       return b
     },
@@ -346,11 +346,11 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       const g = group(out), k = mems[g].k
       const at = stage(g, ids, T), st = stored.get(table as unknown as number)
       const acc = accumulate ? 1 : 0
-      if (!st) k.embed_f32(ptr(out), ptr(table), at, T, C, acc)
+      if (!st) k.embed_f32(ptr(out), ptr(table), at, T, C, acc, 0)
       else if (st.storage === 'Q8') (opts.naive ? k.embed_q8_naive : k.embed_q8)(ptr(out), ptr(table), st.scales, at, T, C, acc, st.rows)
       else if (st.storage === 'Q4') (opts.naive ? k.embed_q4_naive : k.embed_q4)(ptr(out), ptr(table), st.scales, at, T, C, acc, st.rows)
-      else if (st.storage === 'F16') k.embed_f16(ptr(out), ptr(table), at, T, C, acc)
-      else k.embed_bf16(ptr(out), ptr(table), at, T, C, acc)
+      else if (st.storage === 'F16') k.embed_f16(ptr(out), ptr(table), at, T, C, acc, st.rows)
+      else k.embed_bf16(ptr(out), ptr(table), at, T, C, acc, st.rows)
     },
 
     matmul(out, x, w, b, T, K, N) {
