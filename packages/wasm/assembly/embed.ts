@@ -36,15 +36,15 @@ import { srow, wload1, wload4, wrow, wscale4, wstep } from './quant'
   }
 }
 
-/** table: f32 [rows, C]. */
+/** table: f32 [rows, C] (V unused). */
 export function embed_f32(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32, V: i32): void {
   embed<f32>(out, table, 0, ids, T, C, accumulate, V)
 }
-/** table: u16 IEEE half bits [rows, C]. */
+/** table: u16 IEEE half bits [V, C]. */
 export function embed_f16(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32, V: i32): void {
   embed<u16>(out, table, 0, ids, T, C, accumulate, V)
 }
-/** table: u16 bfloat16 bits [rows, C]. */
+/** table: u16 bfloat16 bits [V, C]. */
 export function embed_bf16(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32, V: i32): void {
   embed<i16>(out, table, 0, ids, T, C, accumulate, V)
 }

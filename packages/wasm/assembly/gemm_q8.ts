@@ -235,8 +235,9 @@ function tile1x1<Q>(out: usize, xa: usize, w: usize, ws: usize, b: usize, n: i32
 // @ts-ignore: decorator
 @inline function matmul<Q>(n0: i32, n1: i32, out: usize, xa: usize, w: usize, ws: usize, b: usize, T: i32, K: i32, N: i32): void {
   const Kp = (K + 31) & ~31
-  // i16x8.splat(15) as a value the compiler does not know (Kp >= 32 when there is any block): a constant
-  // argument is propagated into the tile (binaryen) and rematerialized inside its loop (V8)
+  // the mask — q8: i16x8.splat(0xff00), q4: splat(15) — as a value the compiler does not know (Kp >= 32 when
+  // there is any block): a constant argument is propagated into the tile (binaryen) and rematerialized
+  // inside its loop (V8)
   const m = isSigned<Q>() ? i16x8.splat(<i16>((min(Kp, 32) * 8 - 1) << 8)) : ASC_FEATURE_RELAXED_SIMD ? i8x16.splat(<i8>min(Kp, 15)) : i16x8.splat(<i16>min(Kp, 15))
   const nb = Kp >> 5
   let n = n0

@@ -80,6 +80,14 @@ function widen<W>(panel: usize, w: usize, p0: i32, rows: i32, k0: i32, steps: i3
   }
 }
 
+/** 8 halves h of a row, widened, as two panel steps: halves 0..3 at d, 4..7 at d + R * 16 (the next step, same row). */
+// @ts-ignore: decorator
+@inline function put8<W>(d: usize, h: v128, exact: bool): void {
+  const z = f32x4.splat(0)
+  v128.store(d, wide<W>(i16x8.shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11), exact)) // each half << 16
+  v128.store(d + (<usize>R << 4), wide<W>(i16x8.shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15), exact))
+}
+
 /** Units of a panel of `rows` rows and `steps` steps (widen). */
 // @ts-ignore: decorator
 @inline function units(rows: i32, steps: i32): i32 {
@@ -95,15 +103,13 @@ function widen<W>(panel: usize, w: usize, p0: i32, rows: i32, k0: i32, steps: i3
   const a8 = (k0 & 7) == 0
   let m = z
   if (wgroups<W>(K) && a8 && rows == R && (p0 & 3) == 0 && (steps & 1) == 0) {
-    // one whole weight row group (R rows, step 64 bytes): unit u is the 16 bytes at u * 16 from the chunk's
-    // start, and goes to the panel at (u / R) * 128 + (u % R) * 16 (its second step R * 16 further)
-    let src = wrow<W>(w, p0, K, N) + (<usize>k0 << 3) + (<usize>u0 << 4)
+    // one whole weight row group (R rows, a step of R * 16 bytes): unit u is the 16 bytes at u * 16 from the
+    // chunk's start and goes to the panel at (u / R) * 2R * 16 + (u % R) * 16
+    let src = wrow<W>(w, p0, K, N) + wat<W>(k0, <usize>R << 4) + (<usize>u0 << 4)
     for (let u = u0; u < u1; u++) {
-      const d = panel + (<usize>(u >> 2) << 7) + (<usize>(u & 3) << 4)
       const h = v128.load(src)
       m = det16<W>(m, h)
-      v128.store(d, wide<W>(i16x8.shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11), exact))
-      v128.store(d, wide<W>(i16x8.shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15), exact), 64)
+      put8<W>(panel + (<usize>(u / R) * (2 * R) << 4) + (<usize>(u % R) << 4), h, exact)
       src += 16
     }
     return m
@@ -118,8 +124,7 @@ function widen<W>(panel: usize, w: usize, p0: i32, rows: i32, k0: i32, steps: i3
       if (s + 1 < steps) { // 8 halves: one load from a multiple of 8 (else, in row groups, the second 4 lie a row step on)
         const h = a8 ? v128.load(src) : v128.load64_lane(wp + wat<W>(k + 4, rs), v128.load64_zero(src), 1)
         m = det16<W>(m, h)
-        v128.store(d, wide<W>(i16x8.shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11), exact)) // halves 0..3, each << 16
-        v128.store(d + (<usize>R << 4), wide<W>(i16x8.shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15), exact))
+        put8<W>(d, h, exact)
       } else { // the last, single step
         const h = v128.load64_zero(src)
         m = det16<W>(m, h)
