@@ -131,6 +131,7 @@ const QUANT = { q8: fillQ8, q4: fillQ4 }
 
 const DTYPES = {
   f32: { bytes: 4, fill: fillF32 },
+  f32g: { bytes: 4, fill: fillF32 }, // f32 in row groups (the wasm device's inference layout); random values: the order does not matter here
   f16: { bytes: 2, fill: fillF16 },
   bf16: { bytes: 2, fill: fillBf16 },
   q8: { bytes: 1, fill: null },
@@ -609,12 +610,13 @@ say(busyLine('before'))
 const t0 = Date.now()
 const core = await createWasmCore({ threads: opt.threads })
 try {
-  for (const dtype of ['f32', 'f16', 'bf16', 'q8', 'q4']) {
+  for (const dtype of ['f32', 'f32g', 'f16', 'bf16', 'q8', 'q4']) {
     const what = { q8: ' (int8 + scales; each call quantizes x first)', q4: ' (4-bit + scales; each call quantizes x first)' }[dtype] ?? ''
     runSuite(`matvec_${dtype}`, `matmul_${dtype} at T=1 (decode); GB/s = weight bytes streamed${what}`,
       (mem, c) => matmulCases(mem, c, dtype, MATVEC_SHAPES, 1, true), core)
   }
   runSuite('prefill_f32', `matmul_f32 at T=${PREFILL_T} (prefill; v3_panel: with the matmul scratch)`, (mem, c) => prefillCases(mem, c, 'f32', PREFILL_SHAPES, PREFILL_T), core)
+  runSuite('prefill_f32g', `matmul_f32g at T=${PREFILL_T} (prefill; v3_panel: with the matmul scratch)`, (mem, c) => prefillCases(mem, c, 'f32g', PREFILL_ONE_SHAPE, PREFILL_T), core)
   runSuite('prefill_bf16', `matmul_bf16 at T=${PREFILL_T} (prefill; v3_panel: with the matmul scratch)`, (mem, c) => prefillCases(mem, c, 'bf16', PREFILL_ONE_SHAPE, PREFILL_T), core)
   runSuite('prefill_f16', `matmul_f16 at T=${PREFILL_T} (prefill; v3_panel: with the matmul scratch)`, (mem, c) => prefillCases(mem, c, 'f16', PREFILL_ONE_SHAPE, PREFILL_T), core)
   runSuite('prefill_q8', `matmul_q8 at T=${PREFILL_T} (prefill, quantize_act included)`, (mem, c) => matmulCases(mem, c, 'q8', PREFILL_ONE_SHAPE, PREFILL_T, false), core)

@@ -111,7 +111,7 @@ abi('every training kernel is exported; the split ones are appended to SPLIT_KER
     'attention', 'attention_naive', 'probe_stream_read', 'probe_madd', 'touch_pages', 'logprobs', 'logprobs_naive',
   ])
   assert.equal(SPLIT_KERNELS.slice(15, 15 + NEW_SPLIT.length), NEW_SPLIT)
-  assert.equal(SPLIT_KERNELS.slice(15 + NEW_SPLIT.length), ['matmul_q4', 'matmul_q4_naive']) // issue 15
+  assert.equal(SPLIT_KERNELS.slice(15 + NEW_SPLIT.length), ['matmul_q4', 'matmul_q4_naive', 'matmul_f32g', 'matmul_f32g_naive']) // issue 15
 })
 abi.run()
 

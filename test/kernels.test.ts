@@ -2,7 +2,7 @@
 // computed here; bitwise independence of the thread count / row split; the pool; memories > 2 GiB.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { actBytes, createWasmCore, groupRows16, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
+import { actBytes, createWasmCore, groupRows16, groupRowsF32, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
 import { groupedBlock, rng } from './helpers.js'
 
 // --- helpers -------------------------------------------------------------------------------------
@@ -51,19 +51,20 @@ function quantizeJS(w: Float32Array, N: number, K: number) {
   return { q, scales, Kp }
 }
 
-type DType = 'f32' | 'f16' | 'bf16' | 'q8'
-const DTYPES: DType[] = ['f32', 'f16', 'bf16', 'q8']
+/** f32g: f32 weights in row groups (matmul_f32g / embed_f32g: what the wasm device keeps for inference). */
+type DType = 'f32' | 'f32g' | 'f16' | 'bf16' | 'q8'
+const DTYPES: DType[] = ['f32', 'f32g', 'f16', 'bf16', 'q8']
 /**
  * The matmuls compared with a float64 product of x and the widened weights. q8 (and q4) matmuls quantize x
  * too and follow their own bitwise contract (gemm_q8.ts): test/q8.test.ts checks them against the js device.
  */
-const MATMUL_DTYPES: DType[] = ['f32', 'f16', 'bf16']
+const MATMUL_DTYPES: DType[] = ['f32', 'f32g', 'f16', 'bf16']
 
 /** A weight [N, K] in a storage dtype: its bytes and its widened f32 values (what the kernels must use). */
 interface Weight { dtype: DType; N: number; K: number; data: Uint8Array; scales?: Float32Array; widened: Float32Array }
 function makeWeight(dtype: DType, N: number, K: number, seed: number): Weight {
   const r = rng(seed)
-  if (dtype === 'f32') { const w = randn(r, N * K); return { dtype, N, K, data: new Uint8Array(w.buffer), widened: w } }
+  if (dtype === 'f32' || dtype === 'f32g') { const w = randn(r, N * K); return { dtype, N, K, data: new Uint8Array(w.buffer), widened: w } }
   if (dtype === 'f16') { const h = randHalfs(r, N * K); return { dtype, N, K, data: new Uint8Array(h.buffer), widened: Float32Array.from(h, halfToFloat) } }
   if (dtype === 'bf16') { const h = randBf16(r, N * K); return { dtype, N, K, data: new Uint8Array(h.buffer), widened: Float32Array.from(h, bf16ToFloat) } }
   const w = randn(r, N * K)
@@ -90,8 +91,12 @@ function grouped(rowMajor: Uint8Array, rows: number, blocks: number, bb: number)
 const bytesOf = (a: Float32Array | Int8Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
 /** A q8 table's values and scales placed in the row-group layout (other dtypes: as they are). */
 function putTable(mem: WasmMemory, w: Weight, r0 = 0, r1 = w.N): { tp: number; sp: number } {
-  const nb = Math.ceil(w.K / 32), rowBytes = w.dtype === 'q8' ? nb * 32 : (w.dtype === 'f32' ? 4 : 2) * w.K
+  const nb = Math.ceil(w.K / 32), rowBytes = w.dtype === 'q8' ? nb * 32 : (w.dtype === 'f32' || w.dtype === 'f32g' ? 4 : 2) * w.K
   const data = w.data.subarray(r0 * rowBytes, r1 * rowBytes)
+  if (w.dtype === 'f32g') { // f32 in row groups (K a multiple of 8), placed by the host-side groupRowsF32
+    const values = new Float32Array(data.slice().buffer)
+    return { tp: putF32(mem, groupRowsF32(values, r1 - r0, w.K) as Float32Array), sp: 0 }
+  }
   if (w.dtype === 'f16' || w.dtype === 'bf16') { // 16-bit weights: quant.ts's row groups (K a multiple of 8)
     const bits = new Uint16Array(data.slice().buffer)
     return { tp: putBytes(mem, new Uint8Array(groupRows16(bits, r1 - r0, w.K).buffer)), sp: 0 }
@@ -274,6 +279,32 @@ gemm('matmul_f16 widens inf and NaN weights exactly (and still splits bitwise)',
     assertBitwise(getF32(mem, p.out, T * N), whole, `f16 inf/NaN T=${T} split`)
   }
   mem.release(mark)
+})
+
+gemm('f32 in row groups: matmul_f32g equals matmul_f32 bit for bit; group_rows_f32 places and restores rows in place', () => {
+  const mem = core1.memories[0], k = core1.kernels(0)
+  for (const [K, N] of [[8, 1], [16, 4], [40, 5], [144, 33], [768, 10], [36, 7], [37, 6]]) {
+    const mark = mem.mark()
+    const w = makeWeight('f32', N, K, K + N), wg = { ...w, dtype: 'f32g' as const }, r = rng(K * N)
+    // the kernel's in-place grouping gives the host-side order, and back gives the rows again
+    const wp = putF32(mem, w.widened), tmp = mem.alloc(16 * K)
+    k.group_rows_f32(wp, N, K, tmp, 0)
+    assertBitwise(getF32(mem, wp, N * K), groupRowsF32(w.widened, N, K) as Float32Array, `group_rows_f32 K=${K} N=${N}`)
+    if (K % 8 === 0 && N > 1) assert.ok(getF32(mem, wp, N * K).some((v, i) => v !== w.widened[i]), `K=${K} N=${N}: the order changed`)
+    k.group_rows_f32(wp, N, K, tmp, 1)
+    assertBitwise(getF32(mem, wp, N * K), w.widened, `group_rows_f32 back K=${K} N=${N}`)
+    for (const T of [1, 2, 3, 8, 13]) {
+      const x = randn(r, T * K), b = T % 2 ? randn(r, N) : null
+      const p = placeMatmul(mem, w, x, b, T), pg = placeMatmul(mem, wg, x, b, T)
+      for (const naive of [false, true]) {
+        callMatmul(k, p, 0, N, naive)
+        mem.f32(pg.out, T * N).fill(NaN)
+        callMatmul(k, pg, 0, N, naive)
+        assertBitwise(getF32(mem, pg.out, T * N), getF32(mem, p.out, T * N), `matmul_f32g${naive ? '_naive' : ''} vs matmul_f32 K=${K} N=${N} T=${T}`)
+      }
+    }
+    mem.release(mark)
+  }
 })
 
 gemm('quantize_q8 matches the JS quantizer bit for bit (padding zeros, all-zero blocks)', () => {
@@ -776,8 +807,8 @@ const pool = suite('wasm core: pool, memories, probes')
 pool('the module exports exactly the kernels of the ABI (typed in KernelExports)', () => {
   const names = Object.keys(core1.kernels(0)).sort()
   const expected = [
-    ...['f32', 'f16', 'bf16', 'q8', 'q4'].flatMap((d) => [`matmul_${d}`, `matmul_${d}_naive`, `embed_${d}`, `embed_${d}_naive`]),
-    'quantize_q8', 'quantize_q4', 'quantize_act', 'quantize_act_naive', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'logprobs', 'logprobs_naive',
+    ...['f32', 'f32g', 'f16', 'bf16', 'q8', 'q4'].flatMap((d) => [`matmul_${d}`, `matmul_${d}_naive`, `embed_${d}`, `embed_${d}_naive`]),
+    'group_rows_f32', 'quantize_q8', 'quantize_q4', 'quantize_act', 'quantize_act_naive', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'logprobs', 'logprobs_naive',
     'attention', 'attention_naive', 'rotary', 'rotary_naive',
     ...['gelu_tanh', 'gelu_erf', 'relu', 'silu', 'quick_gelu', 'add'].flatMap((f) => [f, `${f}_naive`]),
     'probe_stream_read', 'probe_madd', 'touch_pages', 'heap_base',

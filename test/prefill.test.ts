@@ -5,12 +5,13 @@
 // and against the decode tile (T = 1), plus once against a float64 reference.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { allocGemmScratch, createWasmCore, gemmScratchBytes, groupRows16, type KernelExports, type WasmCore, type WasmMemory } from '@refgpt/wasm'
+import { allocGemmScratch, createWasmCore, gemmScratchBytes, groupRows16, groupRowsF32, type KernelExports, type WasmCore, type WasmMemory } from '@refgpt/wasm'
 import { loadModel, type WasmDevice } from '@refgpt/core'
 import { modelDir, rng } from './helpers.js'
 
-type DType = 'f32' | 'f16' | 'bf16'
-const DTYPES: DType[] = ['f32', 'f16', 'bf16']
+/** f32g: f32 in row groups (matmul_f32g: what the wasm device keeps for inference; its prefill takes the panel from T = 24). */
+type DType = 'f32' | 'f32g' | 'f16' | 'bf16'
+const DTYPES: DType[] = ['f32', 'f32g', 'f16', 'bf16']
 
 const randn = (r: () => number, n: number) => Float32Array.from({ length: n }, () => r() * 2 - 1)
 /** IEEE half bits -> number. */
@@ -25,7 +26,7 @@ const bf16ToFloat = (h: number) => new Float32Array(new Uint32Array([h << 16]).b
 /** A weight [N, K]: its stored bytes and its widened f32 values. f16: ~5% subnormal halves and some zeros. */
 function makeWeight(dtype: DType, N: number, K: number, seed: number) {
   const r = rng(seed)
-  if (dtype === 'f32') {
+  if (dtype === 'f32' || dtype === 'f32g') {
     const w = randn(r, N * K)
     return { data: new Uint8Array(w.buffer), widened: w }
   }
@@ -49,7 +50,10 @@ const getF32 = (mem: WasmMemory, p: number, n: number) => mem.f32(p, n).slice()
 interface MM { dtype: DType; out: number; x: number; w: number; b: number; T: number; K: number; N: number }
 function place(mem: WasmMemory, dtype: DType, data: Uint8Array, x: Float32Array, b: Float32Array | null, T: number, K: number, N: number): MM {
   // 16-bit weights in the kernels' row groups (quant.ts; K a multiple of 8), as the device stores them
-  const stored = dtype === 'f32' ? data : new Uint8Array(groupRows16(new Uint16Array(data.slice().buffer), N, K).buffer)
+  // and f32g in the same groups (f32 keeps rows in order)
+  const stored = dtype === 'f32' ? data
+    : dtype === 'f32g' ? new Uint8Array(groupRowsF32(new Float32Array(data.slice().buffer), N, K).buffer)
+    : new Uint8Array(groupRows16(new Uint16Array(data.slice().buffer), N, K).buffer)
   return { dtype, out: mem.alloc(T * N * 4), x: putF32(mem, x), w: put(mem, stored), b: b ? putF32(mem, b) : 0, T, K, N }
 }
 /** One call on rows [n0, n1) of the main-thread instance; scratch 0: the in-register tiles. */
@@ -101,7 +105,7 @@ prefill('odd shapes: the panel path equals the in-register tiles bit for bit (an
   const mem = core1.memories[0], k = core1.kernels(0)
   const scratch = scratchWith(mem, 1)
   let seed = 11
-  for (const dtype of DTYPES) for (const K of [4, 5, 7, 31, 36, 37, 130]) for (const N of [1, 3, 4, 5, 7, 9, 33]) {
+  for (const dtype of DTYPES) for (const K of [4, 5, 7, 31, 36, 37, 40, 130]) for (const N of [1, 3, 4, 5, 7, 9, 33]) {
     const w = makeWeight(dtype, N, K, seed++)
     for (const T of [2, 3, 7, 64, 129]) {
       const mark = mem.mark()
@@ -137,7 +141,7 @@ prefill('small panels: several K chunks, row panels and token blocks (and a slot
     const blocks = scratchWith(mem, 1, { kc, rp, slotBytes: 2 * rp * kc * 4 + 6 * rp * 16 })
     const roomy = scratchWith(mem, 1, { kc, rp })
     const tiny = scratchWith(mem, 1, { kc, rp, slotBytes: 2 * rp * kc * 4 }) // no room for partial sums: falls back
-    for (const dtype of DTYPES) for (const [K, N] of [[37, 33], [130, 9], [12, 5]]) {
+    for (const dtype of DTYPES) for (const [K, N] of [[37, 33], [130, 9], [12, 5], [48, 11]]) {
       const w = makeWeight(dtype, N, K, seed++)
       for (const T of [2, 7, 64, 129]) {
         const mark = mem.mark()

@@ -2,12 +2,13 @@
 // (The golden model tests in models.test.ts already run on wasm as on js.)
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { generate, loadModel, type LoadOptions, type Model, type Session, type WasmDevice } from '@refgpt/core'
-import { TOL, assertClose, loadGolden, maxDiff, modelDir, pickRows, refgpt, withModel } from './helpers.js'
+import { createWasmDevice, generate, loadModel, type LoadOptions, type Model, type Session, type WasmDevice } from '@refgpt/core'
+import { TOL, assertClose, loadGolden, maxDiff, modelDir, pickRows, refgpt, rng, withModel } from './helpers.js'
 
 const test = suite('wasm device')
 
 
+const randn = (r: () => number, n: number) => Float32Array.from({ length: n }, () => r() * 2 - 1)
 const bitwiseEqual = (a: Float32Array, b: Float32Array) =>
   a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
 
@@ -58,6 +59,54 @@ test('memory planning keeps room for the promised KV caches: full slots never ov
       for (let g = 1; g < core.memories.length; g++)
         assert.ok(core.memories[g].bytesUsed <= limit, `sequences ${sequences}: memory ${g} holds ${core.memories[g].bytesUsed} bytes > ${limit}`)
     })
+  }
+})
+
+test('f32 weights kept in row groups: read / write / snapshot see rows in order; matmul and embed equal the rows-in-order layout bit for bit', async () => {
+  const dev = await createWasmDevice({ threads: 2 })
+  try {
+    for (const [N, K] of [[10, 16], [7, 40], [3, 8], [6, 12]] as const) { // 12: not a multiple of 8, rows stay in order
+      const r = rng(N * K), data = randn(r, N * K)
+      const viaFill = dev.weightF32!([N, K], (dst) => dst.set(data))
+      const w = dev.weight(data.slice(), [N, K])
+      for (const b of [w, viaFill]) {
+        const back = new Float32Array(N * K)
+        await dev.read(b, back)
+        assert.equal(Array.from(back), Array.from(data), `read N=${N} K=${K}`)
+        const part = new Float32Array(K + 3)
+        await dev.read(b, part, K - 2)
+        assert.equal(Array.from(part), Array.from(data.subarray(K - 2, 2 * K + 1)), `read at an offset N=${N} K=${K}`)
+        assert.equal(Array.from(await dev.snapshot(b, 5, K)), Array.from(data.subarray(5, 5 + K)), `snapshot N=${N} K=${K}`)
+      }
+      const patch = randn(r, K + 1)
+      dev.write(viaFill, patch, K - 1)
+      const patched = data.slice(); patched.set(patch, K - 1)
+      const got = new Float32Array(N * K)
+      await dev.read(viaFill, got)
+      assert.equal(Array.from(got), Array.from(patched), `write at an offset N=${N} K=${K}`)
+      // matmul and embed on the grouped weight, then on the same weight back in rows (what training asks for)
+      const T = 3, x = dev.alloc(T * K), out = dev.alloc(T * N), emb = dev.alloc(T * K)
+      dev.write(x, randn(r, T * K))
+      const ids = Int32Array.from([N - 1, 0, Math.min(5, N - 1)])
+      const run = async () => {
+        dev.matmul(out, x, w, null, T, K, N)
+        dev.embed(emb, w, ids, T, K, false)
+        const o = new Float32Array(T * N), e = new Float32Array(T * K)
+        await dev.read(out, o); await dev.read(emb, e)
+        return { o, e }
+      }
+      const grouped = await run()
+      for (let t = 0; t < T; t++) assert.equal(Array.from(grouped.e.subarray(t * K, (t + 1) * K)), Array.from(data.subarray(ids[t] * K, (ids[t] + 1) * K)), `embed row ${ids[t]}`)
+      dev.train!.trainable!(w)
+      const rowsInOrder = await run()
+      assert.ok(bitwiseEqual(grouped.o, rowsInOrder.o), `matmul N=${N} K=${K}: grouped vs rows in order`)
+      assert.ok(bitwiseEqual(grouped.e, rowsInOrder.e), `embed N=${N} K=${K}`)
+      const back = new Float32Array(N * K)
+      await dev.read(w, back)
+      assert.equal(Array.from(back), Array.from(data), `read after trainable N=${N} K=${K}`)
+    }
+  } finally {
+    await dev.dispose()
   }
 })
 

@@ -1,7 +1,7 @@
 // embed.ts — row gathers from an embedding table: out[t, :] (+)= table[ids[t], :].
 //
 // out: f32 [T, C]; ids: i32 [T]; accumulate != 0 adds to out instead of storing.
-// table: f32 / f16 bits / bf16 bits [V, C] (16-bit tables with C a multiple of 8 in quant.ts's row groups;
+// table: f32 / f16 bits / bf16 bits [V, C] (16-bit and embed_f32g's tables with C a multiple of 8 in quant.ts's row groups;
 // V: the table's rows, which the row-group layout needs). Values are widened exactly as in gemm. q8 / q4 tables
 // (their row-group layout) are gathered by embed_q8 / embed_q4 in quant.ts.
 //
@@ -40,6 +40,10 @@ import { srow, wload1, wload4, wrow, wscale4, wstep } from './quant'
 export function embed_f32(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32, V: i32): void {
   embed<f32>(out, table, 0, ids, T, C, accumulate, V)
 }
+/** table: f32 [V, C] in row groups (C a multiple of 8; else rows in order). */
+export function embed_f32g(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32, V: i32): void {
+  embed<u32>(out, table, 0, ids, T, C, accumulate, V)
+}
 /** table: u16 IEEE half bits [V, C]. */
 export function embed_f16(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32, V: i32): void {
   embed<u16>(out, table, 0, ids, T, C, accumulate, V)
@@ -68,6 +72,9 @@ export function embed_bf16(out: usize, table: usize, ids: usize, T: i32, C: i32,
 }
 export function embed_f32_naive(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32, V: i32): void {
   embed_naive<f32>(out, table, 0, ids, T, C, accumulate, V)
+}
+export function embed_f32g_naive(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32, V: i32): void {
+  embed_naive<u32>(out, table, 0, ids, T, C, accumulate, V)
 }
 export function embed_f16_naive(out: usize, table: usize, ids: usize, T: i32, C: i32, accumulate: i32, V: i32): void {
   embed_naive<u16>(out, table, 0, ids, T, C, accumulate, V)

@@ -12,8 +12,9 @@
 //   s = (acc[0] + acc[1]) + (acc[2] + acc[3])
 //   for k in [K4, K):         s = s + x[t, k] * w[n, k]                   (K4 = K & ~3)
 //   out[t, n] = b ? s + b[n] : s
-// Weights are widened to f32 in-register (quant.ts). f16 / bf16 weights with K a multiple of 8 are stored
-// in row groups (quant.ts): 4 rows take turns every 8 halves, so the 4-row decode tile reads one stream
+// Weights are widened to f32 in-register (quant.ts). f16 / bf16 weights, and f32 weights for inference
+// (matmul_f32g; matmul_f32 takes rows in order, as training keeps them), with K a multiple of 8 are stored
+// in row groups (quant.ts): 4 rows take turns every 8 values, so the 4-row decode tile reads one stream
 // (wrow / wstep / wat give any element's address; 4-row tiles take rows of one step only: wtiles).
 //
 // Tiles (all share the per-element sequence above; V8 keeps about 15 v128 values in registers, so
@@ -35,8 +36,10 @@
 // is paid once per panel instead of once per token pair (f16: per 6 tokens) and f16 / bf16 prefill runs
 // at the f32 rate. Same per-element sequence: the widening is exact (f16 inf / NaN included), the K
 // chunks only park the accumulator in memory, so the result equals the tiles' bit for bit, for any T.
-// matmul_f32 ignores the scratch: its tiles read f32 weights in place at the panel's rate (a panel would
-// only add a copy). Without a scratch (0, or an old caller that passes 9 arguments) nothing changes.
+// matmul_f32 ignores the scratch: its tiles read f32 weights (rows in order) in place at the panel's rate (a
+// panel would only add a copy). matmul_f32g (f32 in row groups) takes the panel from T >= 24: its tiles over
+// the groups ran about 10 % slower than over rows in order at T = 16..128 (the panel's copy is paid once per
+// 4 rows and token block). Without a scratch (0, or an old caller that passes 9 arguments) nothing changes.
 import {
   det16, det16_hit, fold, hi8, lo8, raw4, raw8a, raw8b, srow, wat, wblock, wid4, wload1, wq4, wrow, wscale4, wstep, wtiles,
 } from './quant'
@@ -137,8 +140,12 @@ function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
   for (let kb = 0; kb < K4; kb += BK) {
     const ke = min(kb + BK, K4)
     const c0 = wscale4<W>(s0, kb), c1 = wscale4<W>(s1, kb), c2 = wscale4<W>(s2, kb), c3 = wscale4<W>(s3, kb)
+    // wo = wat(k, rs), kept by increments (recomputing it each step cost f32 in row groups 10 %): 4 elements on
+    // from k % 8 == 0, then on to the next step (rs less those 4 elements; rows in order: the same 4 elements)
+    let wo = wat<W>(kb, rs)
+    const half = <usize>4 * sizeof<W>(), rest = rs - half
     for (let k = kb; k < ke; k += 4) {
-      const xo = <usize>k << 2, wo = wat<W>(k, rs)
+      const xo = <usize>k << 2
       const v0 = v128.load(x0 + xo), v1 = v128.load(x1 + xo)
       const r0 = raw4<W>(w0 + wo), r1 = raw4<W>(w1 + wo), r2 = raw4<W>(w2 + wo), r3 = raw4<W>(w3 + wo)
       m = det16<W>(m, r0); m = det16<W>(m, r1); m = det16<W>(m, r2); m = det16<W>(m, r3)
@@ -150,6 +157,7 @@ function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
       a20 = mac(a20, u, v0); a21 = mac(a21, u, v1)
       u = wid4<W>(r3, c3)
       a30 = mac(a30, u, v0); a31 = mac(a31, u, v1)
+      wo += k & 4 ? rest : half
     }
   }
   if (sizeof<W>() == 2 && !isSigned<W>()) {
@@ -224,17 +232,23 @@ function tile1x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
 }
 
 /**
- * Tokens from which a call with a scratch takes the panel path (panel.ts) for bf16 / f16 weights; fewer
- * run the in-register tiles below, whose widening per token pair is cheaper than a panel's copy there.
- * f32 always runs the tiles: they read f32 weights in place at about the same rate as a panel, which
- * would add a copy (measured: 2-10% slower at T = 64..128, more below).
+ * Tokens from which a call with a scratch takes the panel path (panel.ts) for bf16 / f16 / grouped f32
+ * weights; fewer run the in-register tiles below, whose widening per token pair is cheaper than a panel's
+ * copy there. f32 with rows in order always runs the tiles: they read f32 weights in place at about the same
+ * rate as a panel, which would add a copy (measured: 2-10% slower at T = 64..128, more below). Grouped f32
+ * (matmul_f32g): tiles x0.87-0.90 of matmul_f32 at T = 16..128, the panel x0.87 at 16, x0.92 at 32, x0.96-1.03
+ * at 64-128 (kernel, 1 thread, K = 2048).
  */
 const PANEL_MIN_T_BF16: i32 = 12
 const PANEL_MIN_T_F16: i32 = 6
+const PANEL_MIN_T_F32G: i32 = 24
 
 // @ts-ignore: decorator
 @inline function matmul<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
   if (sizeof<W>() == 2 && scratch != 0 && K >= 4 && T >= (isSigned<W>() ? PANEL_MIN_T_BF16 : PANEL_MIN_T_F16)) {
+    if (prefill<W>(n0, n1, out, x, w, b, T, K, N, scratch)) return
+  }
+  if (sizeof<W>() == 4 && !isFloat<W>() && scratch != 0 && K >= 4 && T >= PANEL_MIN_T_F32G) {
     if (prefill<W>(n0, n1, out, x, w, b, T, K, N, scratch)) return
   }
   if (sizeof<W>() == 4 || (sizeof<W>() == 2 && isSigned<W>())) {
@@ -284,6 +298,10 @@ const PANEL_MIN_T_F16: i32 = 6
 export function matmul_f32(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
   matmul<f32>(n0, n1, out, x, w, 0, b, T, K, N, scratch)
 }
+/** w: f32 [N, K] in row groups (quant.ts; rows in order when K is not a multiple of 8). Same results as matmul_f32, bit for bit. */
+export function matmul_f32g(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
+  matmul<u32>(n0, n1, out, x, w, 0, b, T, K, N, scratch)
+}
 /** w: u16 IEEE half bits [N, K], widened in-register (prefill with a scratch: into a panel). */
 export function matmul_f16(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
   matmul<u16>(n0, n1, out, x, w, 0, b, T, K, N, scratch)
@@ -295,6 +313,9 @@ export function matmul_bf16(n0: i32, n1: i32, out: usize, x: usize, w: usize, b:
 
 export function matmul_f32_naive(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
   matmul_naive<f32>(n0, n1, out, x, w, 0, b, T, K, N)
+}
+export function matmul_f32g_naive(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
+  matmul_naive<u32>(n0, n1, out, x, w, 0, b, T, K, N)
 }
 export function matmul_f16_naive(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {
   matmul_naive<u16>(n0, n1, out, x, w, 0, b, T, K, N)

@@ -1,17 +1,19 @@
 // index.ts — the kernel module's exports (re-exports only). Narrow ABI: usize pointers (byte
 // offsets into the imported shared memory), i32 sizes, f32 scalars. See each file for shapes.
 export {
-  matmul_f32, matmul_f16, matmul_bf16,
-  matmul_f32_naive, matmul_f16_naive, matmul_bf16_naive,
+  matmul_f32, matmul_f32g, matmul_f16, matmul_bf16,
+  matmul_f32_naive, matmul_f32g_naive, matmul_f16_naive, matmul_bf16_naive,
 } from './gemm'
 // q8 / q4 weights times q8-quantized activations (integer block dot products): gemm_q8.ts; the
 // activations are quantized first by quantize_act (quant.ts)
 export { matmul_q8, matmul_q8_naive, matmul_q4, matmul_q4_naive } from './gemm_q8'
 // q8 / q4 weights have their own layout (quant.ts: K chunks of row groups): their quantizers and row gathers live there
 export {
-  quantize_q8, quantize_q4, quantize_act, quantize_act_naive, embed_q8, embed_q8_naive, embed_q4, embed_q4_naive,
+  group_rows_f32, quantize_q8, quantize_q4, quantize_act, quantize_act_naive, embed_q8, embed_q8_naive, embed_q4, embed_q4_naive,
 } from './quant'
-export { embed_f32, embed_f16, embed_bf16, embed_f32_naive, embed_f16_naive, embed_bf16_naive } from './embed'
+export {
+  embed_f32, embed_f32g, embed_f16, embed_bf16, embed_f32_naive, embed_f32g_naive, embed_f16_naive, embed_bf16_naive,
+} from './embed'
 export { layernorm, layernorm_naive } from './norm'
 export {
   gelu_tanh, gelu_erf, relu, silu, quick_gelu, add,

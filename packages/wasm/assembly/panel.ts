@@ -1,8 +1,10 @@
-// panel.ts — the prefill path of matmul_f16 / matmul_bf16 (gemm.ts: with a matmul scratch and T >= 6 / 12):
-// a panel of weight rows is widened to f32 ONCE into a per-thread scratch slot, then every token of the
-// block runs over it with the f32 4 x 2 register tile (the tile4x2<f32> loop, reading the panel instead
-// of the weight rows). The widening is paid once per panel and token block instead of once per token pair,
-// so f16 / bf16 prefill runs at the f32 rate. (f32 keeps gemm.ts's tiles: it has nothing to widen.)
+// panel.ts — the prefill path of matmul_f16 / matmul_bf16 / matmul_f32g (gemm.ts: with a matmul scratch and
+// T >= 6 / 12 / 24): a panel of weight rows is widened to f32 ONCE into a per-thread scratch slot, then every
+// token of the block runs over it with the f32 4 x 2 register tile (the tile4x2<f32> loop, reading the panel
+// instead of the weight rows). The widening is paid once per panel and token block instead of once per token
+// pair, so f16 / bf16 prefill runs at the f32 rate. f32 in row groups (matmul_f32g) has nothing to widen, but
+// its tiles ran about 10 % slower over the row groups than over rows in order, and through the panel (a copy)
+// they run at the rows-in-order rate. (matmul_f32, rows in order, keeps gemm.ts's tiles.)
 //
 // Bitwise contract (gemm.ts): unchanged. Each element (t, n) still runs
 //   acc = f32x4(0); for k in [0, K4) step 4: acc = acc + w[n, k..k+4) * x[t, k..k+4); finish (gemm.ts)
@@ -88,6 +90,13 @@ function widen<W>(panel: usize, w: usize, p0: i32, rows: i32, k0: i32, steps: i3
   v128.store(d + (<usize>R << 4), wide<W>(i16x8.shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15), exact))
 }
 
+/** 8 f32 of a row (grouped f32, tag u32: nothing to widen) as two panel steps: lo at d, hi at d + R * 16. */
+// @ts-ignore: decorator
+@inline function put8f(d: usize, lo: v128, hi: v128): void {
+  v128.store(d, lo)
+  v128.store(d + (<usize>R << 4), hi)
+}
+
 /** Units of a panel of `rows` rows and `steps` steps (widen). */
 // @ts-ignore: decorator
 @inline function units(rows: i32, steps: i32): i32 {
@@ -105,12 +114,17 @@ function widen<W>(panel: usize, w: usize, p0: i32, rows: i32, k0: i32, steps: i3
   if (wgroups<W>(K) && a8 && rows == R && (p0 & 3) == 0 && (steps & 1) == 0) {
     // one whole weight row group (R rows, a step of R * 16 bytes): unit u is the 16 bytes at u * 16 from the
     // chunk's start and goes to the panel at (u / R) * 2R * 16 + (u % R) * 16
-    let src = wrow<W>(w, p0, K, N) + wat<W>(k0, <usize>R << 4) + (<usize>u0 << 4)
+    const ub = <usize>8 * sizeof<W>() // bytes of a unit: 8 halves, or 8 f32
+    let src = wrow<W>(w, p0, K, N) + wat<W>(k0, <usize>R * ub) + <usize>u0 * ub
     for (let u = u0; u < u1; u++) {
-      const h = v128.load(src)
-      m = det16<W>(m, h)
-      put8<W>(panel + (<usize>(u / R) * (2 * R) << 4) + (<usize>(u % R) << 4), h, exact)
-      src += 16
+      const d = panel + (<usize>(u / R) * (2 * R) << 4) + (<usize>(u % R) << 4)
+      if (sizeof<W>() == 4) put8f(d, v128.load(src), v128.load(src, 16))
+      else {
+        const h = v128.load(src)
+        m = det16<W>(m, h)
+        put8<W>(d, h, exact)
+      }
+      src += ub
     }
     return m
   }
@@ -121,7 +135,10 @@ function widen<W>(panel: usize, w: usize, p0: i32, rows: i32, k0: i32, steps: i3
     if (row < rows) {
       const n = p0 + row, k = k0 + (s << 2), rs = wstep<W>(n, K, N), wp = wrow<W>(w, n, K, N)
       const src = wp + wat<W>(k, rs)
-      if (s + 1 < steps) { // 8 halves: one load from a multiple of 8 (else, in row groups, the second 4 lie a row step on)
+      if (sizeof<W>() == 4) { // f32 in row groups: 4 values at k, and 4 at k + 4 (a row step on when k is not a multiple of 8)
+        if (s + 1 < steps) put8f(d, v128.load(src), v128.load(wp + wat<W>(k + 4, rs)))
+        else v128.store(d, v128.load(src))
+      } else if (s + 1 < steps) { // 8 halves: one load from a multiple of 8 (else, in row groups, the second 4 lie a row step on)
         const h = a8 ? v128.load(src) : v128.load64_lane(wp + wat<W>(k + 4, rs), v128.load64_zero(src), 1)
         m = det16<W>(m, h)
         put8<W>(d, h, exact)

@@ -4,7 +4,8 @@
 //
 // Kernels that read weights are generic over a MARKER type W that selects the storage dtype at
 // compile time (nothing of W's own arithmetic is used):
-//   f32 — f32 weights
+//   f32 — f32 weights, rows in order (training reads and writes these)
+//   u32 — f32 weights in row groups (below; inference); the bits are read as f32, u32 is only the tag
 //   u16 — IEEE binary16 bits (f16)
 //   i16 — bfloat16 bits (bf16; the bits are read unsigned, i16 is only the tag)
 //   i8  — q8 in the ROW-MAJOR layout: int8 [rows, Kp] with Kp = ceil(K/32)*32 (zero padding) and one
@@ -45,40 +46,41 @@ const TWO_POW_112: f32 = 5.192296858534828e33
   return K
 }
 
-// 16-bit weights (f16, bf16) [N, K] with K a multiple of 8 are stored in ROW GROUPS: rows 4g .. 4g+R-1
-// (R = 4, the last group min(4, N - 4g)) start at 4g * K halves, and inside a group the rows take turns
-// every 8 halves: halves k .. k+7 (k a multiple of 8) of the group's row r lie at ((k / 8) * R + r) * 8.
-// A 4-row decode tile therefore reads one sequential stream (single-thread cold bf16 mat-vec 16384 x 4096:
-// 14.1-14.2 GB/s from 4 row streams, 19.7-19.9 GB/s in row groups, same run); 8 halves of a row stay one
-// 16-byte load. The prefill panels (panel.ts) widen a group in its stored order. Other K, f32 and the
-// row-major i8 helpers keep rows in order. The host side writes this order (packages/wasm/src/core.ts
-// groupRows16); every reader goes through wrow / wstep / wat.
+// 16-bit weights (f16, bf16) and grouped f32 weights (tag u32) [N, K] with K a multiple of 8 are stored in
+// ROW GROUPS: rows 4g .. 4g+R-1 (R = 4, the last group min(4, N - 4g)) start at element 4g * K, and inside a
+// group the rows take turns every 8 elements: elements k .. k+7 (k a multiple of 8) of the group's row r lie
+// at element ((k / 8) * R + r) * 8 of the group. A 4-row decode tile therefore reads one sequential stream
+// (single-thread cold bf16 mat-vec 16384 x 4096: 14.1-14.2 GB/s from 4 row streams, 19.7-19.9 GB/s in row
+// groups, same run); 8 elements of a row stay one 16-byte load (f16 / bf16) or two (f32). The prefill panels
+// (panel.ts) widen a group in its stored order. Other K, f32 (the training layout) and the row-major i8
+// helpers keep rows in order. The host side writes this order (packages/wasm/src/core.ts groupRows);
+// every reader goes through wrow / wstep / wat.
 
 /** Whether weights of this dtype and row length are stored in row groups (above). */
 // @ts-ignore: decorator
 @inline export function wgroups<W>(K: i32): bool {
-  return sizeof<W>() == 2 && (K & 7) == 0
+  return (sizeof<W>() == 2 || (sizeof<W>() == 4 && !isFloat<W>())) && (K & 7) == 0
 }
 
 /** Byte address of element 0 of weight row n (of N rows). */
 // @ts-ignore: decorator
 @inline export function wrow<W>(w: usize, n: i32, K: i32, N: i32): usize {
-  if (wgroups<W>(K)) return w + ((<usize>(n & ~3) * <usize>K) << 1) + (<usize>(n & 3) << 4)
+  if (wgroups<W>(K)) return w + <usize>(n & ~3) * <usize>K * sizeof<W>() + <usize>(n & 3) * (8 * sizeof<W>())
   return w + <usize>n * <usize>wstride<W>(K) * sizeof<W>()
 }
 
-/** Bytes from element k to element k + 8 of row n: its group's R * 16 in row groups, else 8 elements. */
+/** Bytes from element k to element k + 8 of row n: its group's R * 8 elements in row groups, else 8 elements. */
 // @ts-ignore: decorator
 @inline export function wstep<W>(n: i32, K: i32, N: i32): usize {
-  if (wgroups<W>(K)) return <usize>min(4, N - (n & ~3)) << 4
+  if (wgroups<W>(K)) return <usize>min(4, N - (n & ~3)) * (8 * sizeof<W>())
   return 8 * sizeof<W>()
 }
 
-/** Byte offset of element k from wrow, in a row whose wstep is rs. */
+/** Byte offset of element k from wrow, in a row whose wstep is rs (rows in order: rs = 8 elements, the same formula). */
 // @ts-ignore: decorator
 @inline export function wat<W>(k: i32, rs: usize): usize {
-  if (sizeof<W>() != 2) return <usize>k * sizeof<W>()
-  return <usize>(k >> 3) * rs + (<usize>(k & 7) << 1)
+  if (sizeof<W>() == 1 || isFloat<W>()) return <usize>k * sizeof<W>()
+  return <usize>(k >> 3) * rs + <usize>(k & 7) * sizeof<W>()
 }
 
 /** The end of the rows that 4-row tiles may take from [n0, n1): in row groups, not the last group when it is partial (its rows have another step). */
@@ -86,6 +88,29 @@ const TWO_POW_112: f32 = 5.192296858534828e33
 @inline export function wtiles<W>(n1: i32, K: i32, N: i32): i32 {
   if (wgroups<W>(K)) return min(n1, N & ~3)
   return n1
+}
+
+/**
+ * group_rows_f32(w, N, K, tmp, back): puts the f32 weight [N, K] at w, rows in order, into row groups in
+ * place (back = 0), or row groups back into rows in order (back != 0; what training takes). tmp: 4 * K f32
+ * of scratch. K not a multiple of 8: nothing to do (those rows stay in order).
+ */
+export function group_rows_f32(w: usize, N: i32, K: i32, tmp: usize, back: i32): void {
+  if ((K & 7) != 0) return
+  const steps = K >> 3
+  for (let g = 0; g < N; g += 4) {
+    const R = min(4, N - g), base = w + ((<usize>g * <usize>K) << 2), bytes = (<usize>R * <usize>K) << 2
+    memory.copy(tmp, base, bytes)
+    for (let r = 0; r < R; r++) {
+      for (let s = 0; s < steps; s++) {
+        const rowAt = (<usize>r * <usize>K + (<usize>s << 3)) << 2 // element s*8 of row r, rows in order
+        const grpAt = (<usize>s * <usize>R + <usize>r) << 5 // the same 8 elements in the group
+        const src = tmp + (back ? grpAt : rowAt), dst = base + (back ? rowAt : grpAt)
+        v128.store(dst, v128.load(src))
+        v128.store(dst, v128.load(src, 16), 16)
+      }
+    }
+  }
 }
 
 /** Byte address of the q8 scales of row n (unused for other dtypes). */
@@ -112,7 +137,7 @@ const TWO_POW_112: f32 = 5.192296858534828e33
 /** w[k .. k+4) of the row at wp, widened to f32x4 (sc: wscale4 of the block, for q8). */
 // @ts-ignore: decorator
 @inline export function wload4<W>(wp: usize, k: i32, rs: usize, sc: v128): v128 {
-  if (sizeof<W>() == 4) return v128.load(wp + (<usize>k << 2))
+  if (sizeof<W>() == 4) return v128.load(wp + wat<W>(k, rs))
   if (sizeof<W>() == 2) {
     const h = v128.load16x4_u(wp + wat<W>(k, rs))
     if (isSigned<W>()) return i32x4.shl(h, 16) // bf16: the high half of an f32
@@ -125,7 +150,7 @@ const TWO_POW_112: f32 = 5.192296858534828e33
 /** w[k] of the row at wp (sp: the row's q8 scales), widened to f32. Same value as wload4's lane. */
 // @ts-ignore: decorator
 @inline export function wload1<W>(wp: usize, k: i32, rs: usize, sp: usize): f32 {
-  if (sizeof<W>() == 4) return load<f32>(wp + (<usize>k << 2))
+  if (sizeof<W>() == 4) return load<f32>(wp + wat<W>(k, rs))
   if (sizeof<W>() == 2) {
     const h = <u32>load<u16>(wp + wat<W>(k, rs))
     if (isSigned<W>()) return reinterpret<f32>(h << 16)

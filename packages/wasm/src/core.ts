@@ -50,9 +50,12 @@ export interface KernelExports {
   // scratch (scratch.ts; 0 or left out: none): f16 (T >= 6) / bf16 (T >= 12) prefill widens weight panels once
   // there (panel.ts), with the same results bit for bit; f32 ignores it
   matmul_f32(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number): void
+  /** w: f32 [N, K] in row groups (quant.ts; group_rows_f32 / groupRowsF32 put it there): the same results as matmul_f32 bit for bit. */
+  matmul_f32g(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number): void
   matmul_f16(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number): void
   matmul_bf16(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number): void
   matmul_f32_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
+  matmul_f32g_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
   matmul_f16_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
   matmul_bf16_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
   // gemm_q8.ts — the same product for q8 / q4 weights, in integers: xa is NOT x but x quantized by
@@ -80,17 +83,24 @@ export interface KernelExports {
    * Rows [r0, r1) of an f32 [N, K] weight (src: those rows) -> i8 [N, Kp] + f32 scales [N, Kp/32], Kp =
    * ceil(K/32)*32, in quant.ts's q8 / q4 layout (K chunks of 64 blocks, row groups of 4).
    */
+  /**
+   * An f32 weight [N, K] at w, rows in order, into row groups in place (back = 0; matmul_f32g / embed_f32g read
+   * that), or back into rows in order (back = 1). tmp: 4 * K f32 of scratch. K % 8 != 0: nothing changes.
+   */
+  group_rows_f32(w: number, N: number, K: number, tmp: number, back: number): void
   quantize_q8(wq: number, scales: number, src: number, N: number, K: number, r0: number, r1: number): void
   /** Rows [r0, r1) of an f32 [N, K] weight -> u8 [N, Kp/2] (levels) + f32 scales [N, Kp/32], same layout: ggml's q4_0 rule with an f32 scale (quant.ts). */
   quantize_q4(w4: number, scales: number, src: number, N: number, K: number, r0: number, r1: number): void
   // embed.ts — out[t, :] (+)= table[ids[t], :]; ids: i32 [T]; accumulate: 0 | 1. A negative id is a
   // zero row: out[t, :] = 0 when storing, unchanged when accumulating (gathers from a table split in row ranges)
   embed_f32(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
+  embed_f32g(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
   embed_f16(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
   embed_bf16(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
   /** table: q8 i8 [rows, Cp] + scales f32 [rows, Cp/32] in quant.ts's q8 / q4 layout (which depends on `rows`). */
   embed_q8(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number, rows: number): void
   embed_f32_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
+  embed_f32g_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
   embed_f16_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
   embed_bf16_naive(out: number, table: number, ids: number, T: number, C: number, accumulate: number, V: number): void
   embed_q8_naive(out: number, table: number, scales: number, ids: number, T: number, C: number, accumulate: number, rows: number): void
@@ -193,7 +203,7 @@ export const SPLIT_KERNELS = [
   'logprobs', 'logprobs_naive',
   'matmul_backward_dx', 'matmul_backward_dx_naive', 'matmul_backward_dw', 'matmul_backward_dw_naive',
   'attention_backward', 'attention_backward_naive', 'crossentropy', 'crossentropy_naive',
-  'matmul_q4', 'matmul_q4_naive',
+  'matmul_q4', 'matmul_q4_naive', 'matmul_f32g', 'matmul_f32g_naive',
 ] as const satisfies readonly (keyof KernelExports)[]
 export type SplitKernelName = (typeof SPLIT_KERNELS)[number]
 
@@ -219,6 +229,23 @@ export function groupRows16(bits: Uint16Array<ArrayBufferLike>, rows: number, co
       for (let si = s0, di = base + r * u; si < s0 + rowLen; si += u, di += R * u) {
         for (let j = 0; j < u; j++) dst[di + j] = src[si + j]
       }
+    }
+  }
+  return out
+}
+
+/**
+ * An f32 weight [rows, cols] (rows in order) written to `out` in the kernels' row groups, as groupRows16 does
+ * for 16-bit weights (what group_rows_f32 does in place): with cols a multiple of 8, values k .. k+7 of
+ * group row r at 4g cols + ((k / 8) R + r) 8; other cols: rows in order. For tests and hosts that place weights.
+ */
+export function groupRowsF32(src: Float32Array<ArrayBufferLike>, rows: number, cols: number, out: Float32Array<ArrayBufferLike> = new Float32Array(src.length)): Float32Array<ArrayBufferLike> {
+  if (out.length !== src.length || src.length !== rows * cols) throw new RangeError(`groupRowsF32: ${src.length} and ${out.length} values for [${rows}, ${cols}]`)
+  if (cols % 8 !== 0) { out.set(src); return out }
+  for (let g = 0; g < rows; g += 4) {
+    const R = Math.min(4, rows - g)
+    for (let r = 0; r < R; r++) {
+      for (let k = 0; k < cols; k++) out[g * cols + ((k >> 3) * R + r) * 8 + (k & 7)] = src[(g + r) * cols + k]
     }
   }
   return out

@@ -77,7 +77,9 @@ export interface Device {
   free(buf: Buf): void
   /**
    * Places a weight of `shape` ([rows, cols] or [n]) given as f32, kept as `storage` (default F32).
-   * The device may take ownership of `data`.
+   * The device may take ownership of `data`. A [rows, cols] weight is an operand of matmul and embed only,
+   * which lets a device keep its rows in another order (wasm: row groups); read / write / snapshot still see
+   * rows in order. Tables that other ops index themselves (the rotary table) are placed 1-D.
    */
   weight(data: Float32Array, shape: readonly number[], storage?: Storage): Buf
   /**
@@ -162,6 +164,12 @@ export interface Device {
  * a tied embedding) collects all its contributions. Training arithmetic is f32 on F32 weights.
  */
 export interface TrainOps {
+  /**
+   * Optional: puts a weight in the layout the training ops take (f32, rows in order). A device may keep F32
+   * weights in another order for inference (wasm: row groups); a trainer calls this once for every weight
+   * it trains, before its first step. Inference keeps working on the weight afterwards.
+   */
+  trainable?(w: Buf): void
   /** layerNorm, also storing mean[t] and rstd[t] = 1 / sqrt(var + eps) for the backward. */
   layerNormForward(out: Buf, mean: Buf, rstd: Buf, x: Buf, g: Buf, b: Buf, T: number, C: number, eps: number): void
   /** dx, dg, db += the LayerNorm backward of dout (x, mean, rstd from layerNormForward). */

@@ -12,6 +12,11 @@
 // A Buf is a number: group * 2^32 + byte offset. Weights stored as F16/BF16/Q8/Q4 have a side entry
 // (storage type, Q8/Q4 scales) looked up per matmul; everything else is f32.
 //
+// Weight layout: [rows, cols] weights with cols a multiple of 8 are kept in the kernels' row groups
+// (assembly/quant.ts: 4 rows take turns every 8 values, so a 4-row decode tile reads one stream) — f16 / bf16
+// always, and f32 too (side entry 'F32G'), until training asks for rows in order (train.trainable). read(),
+// write() and snapshot() of a grouped f32 weight see rows in order, as everywhere else.
+//
 // A matmul with a Q8 / Q4 weight first quantizes its activations (quantize_act, on the calling thread,
 // into a scratch area of the weight's memory that grows when a call needs more), then runs the integer
 // kernel split over the threads: every thread reads the same quantized block.
@@ -35,8 +40,11 @@ const PARALLEL_MIN_MACS = 1 << 15
 /** ids / positions of up to this many rows are staged in each memory for embed and rotary. */
 const MAX_ROWS = MAX_STAGED_ROWS
 
+/** How a weight is kept when not as a plain f32 buffer: its storage dtype, or F32G (f32 in row groups). */
+type Kept = Exclude<Storage, 'F32'> | 'F32G'
+
 interface Stored {
-  storage: Exclude<Storage, 'F32'>
+  storage: Kept
   /** Q8 / Q4: byte offset of the f32 scales [rows, colsPadded / 32]. */
   scales: number
   /** Rows of the weight (Q8 / Q4 keep them in groups of 4: the last group's size depends on it). */
@@ -77,6 +85,7 @@ export interface WasmDevice extends Device {
 export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<WasmDevice> {
   const core = await createWasmCore({ threads: opts.threads, simd: opts.simd })
   const stored = new Map<number, Stored>()
+  const colsOf = new Map<number, number>() // F32G weights' row length
   const limit = opts.memoryBytes ?? 2 ** 32 - (64 << 20)
   /**
    * Per memory: kernels, a staging area for i32 row data (ids, positions), and the scratch of quantized
@@ -167,9 +176,42 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
   }
 
   // kernel names, chosen once (SIMD or naive)
-  const MATMUL: Record<Storage, SplitKernelName> = opts.naive
-    ? { F32: 'matmul_f32_naive', F16: 'matmul_f16_naive', BF16: 'matmul_bf16_naive', Q8: 'matmul_q8_naive', Q4: 'matmul_q4_naive' }
-    : { F32: 'matmul_f32', F16: 'matmul_f16', BF16: 'matmul_bf16', Q8: 'matmul_q8', Q4: 'matmul_q4' }
+  const MATMUL: Record<Storage | 'F32G', SplitKernelName> = opts.naive
+    ? { F32: 'matmul_f32_naive', F32G: 'matmul_f32g_naive', F16: 'matmul_f16_naive', BF16: 'matmul_bf16_naive', Q8: 'matmul_q8_naive', Q4: 'matmul_q4_naive' }
+    : { F32: 'matmul_f32', F32G: 'matmul_f32g', F16: 'matmul_f16', BF16: 'matmul_bf16', Q8: 'matmul_q8', Q4: 'matmul_q4' }
+
+  /**
+   * An f32 weight [rows, cols] at b (rows in order) into row groups in place (back: the other way), with a
+   * scratch of 4 rows; cols % 8 != 0 stays as it is (and untagged).
+   */
+  const regroup = (b: Buf, rows: number, cols: number, back: boolean) => {
+    if (cols % 8 !== 0) return
+    const g = group(b), tmp = memAlloc(g, 16 * cols)
+    mems[g].k.group_rows_f32(ptr(b), rows, cols, tmp, back ? 1 : 0)
+    mems[g].mem.free(tmp)
+    const key = b as unknown as number
+    if (back) {
+      stored.delete(key)
+      colsOf.delete(key)
+    } else {
+      stored.set(key, { storage: 'F32G', scales: 0, rows })
+      colsOf.set(key, cols)
+    }
+  }
+  const groupF32 = (b: Buf, rows: number, cols: number) => regroup(b, rows, cols, false)
+  /**
+   * Element i (rows in order) of an F32G weight -> its index in the buffer: row n = i / cols, k = i % cols at
+   * group (n & ~3), step k / 8, slot n & 3 of R = the group's rows.
+   */
+  const groupedAt = (st: Stored, cols: number, i: number) => {
+    const n = Math.floor(i / cols), k = i - n * cols, g0 = n & ~3, R = Math.min(4, st.rows - g0)
+    return g0 * cols + ((k >> 3) * R + (n & 3)) * 8 + (k & 7)
+  }
+  const grouped = (b: Buf) => {
+    const st = stored.get(b as unknown as number)
+    return st?.storage === 'F32G' ? st : null
+  }
+
   const QUANTIZE_ACT = opts.naive ? 'quantize_act_naive' : 'quantize_act'
   const ATTENTION: SplitKernelName = opts.naive ? 'attention_naive' : 'attention'
   const LOGPROBS: SplitKernelName = opts.naive ? 'logprobs_naive' : 'logprobs'
@@ -193,6 +235,11 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     if (stored.has(w as unknown as number)) throw new RangeError(`wasm device: ${what} needs an F32 weight (training is f32)`)
   }
   const train: TrainOps = {
+    trainable(w) {
+      // training reads and writes f32 weights with rows in order: an F32G weight goes back to that layout
+      const st = grouped(w)
+      if (st) regroup(w, st.rows, colsOf.get(w as unknown as number)!, true)
+    },
     layerNormForward(out, mean, rstd, x, gw, bw, T, C, eps) {
       kf(group(out))[`layernorm_forward${N}`](ptr(out), ptr(mean), ptr(rstd), ptr(x), ptr(gw), ptr(bw), T, C, eps)
     },
@@ -267,7 +314,11 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       prefault(b, 4 * n)
       return b
     },
-    free: (b) => mems[group(b)].mem.free(ptr(b)),
+    free: (b) => {
+      stored.delete(b as unknown as number) // a later buffer at this offset starts untagged
+      colsOf.delete(b as unknown as number)
+      mems[group(b)].mem.free(ptr(b))
+    },
 
     weight(data, shape, storage = 'F32') {
       const g = current
@@ -276,6 +327,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
         const b = alloc(4 * values.length)
         prefault(b, 4 * values.length)
         f32(g).set(values, ptr(b) / 4)
+        if (shape.length === 2) groupF32(b, shape[0], shape[1])
         return b
       }
       const [rows, cols] = shape
@@ -313,6 +365,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       const b = alloc(4 * n)
       prefault(b, 4 * n)
       fill(new Float32Array(mems[current].mem.buffer, ptr(b), n))
+      if (shape.length === 2) groupF32(b, shape[0], shape[1])
       return b
     },
     zero(b, n) {
@@ -320,14 +373,22 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       f32(group(b)).fill(0, at, at + n)
     },
     write(b, src, offset = 0) {
-      f32(group(b)).set(src, ptr(b) / 4 + offset)
+      const st = grouped(b), v = f32(group(b)), at = ptr(b) / 4
+      if (!st) v.set(src, at + offset)
+      else for (let i = 0, c = colsOf.get(b as unknown as number)!; i < src.length; i++) v[at + groupedAt(st, c, offset + i)] = src[i]
     },
     read(b, dst, offset = 0) {
-      const v = f32(group(b)), at = ptr(b) / 4 + offset
-      for (let i = 0; i < dst.length; i++) dst[i] = v[at + i]
+      const st = grouped(b), v = f32(group(b)), at = ptr(b) / 4
+      if (!st) for (let i = 0; i < dst.length; i++) dst[i] = v[at + offset + i]
+      else for (let i = 0, c = colsOf.get(b as unknown as number)!; i < dst.length; i++) dst[i] = v[at + groupedAt(st, c, offset + i)]
       return Promise.resolve()
     },
     snapshot(b, offset, n) {
+      if (grouped(b)) {
+        const out = new Float32Array(n)
+        dev.read(b, out, offset)
+        return Promise.resolve(out)
+      }
       const at = ptr(b) / 4 + offset
       return Promise.resolve(f32(group(b)).slice(at, at + n))
     },
@@ -347,6 +408,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       const at = stage(g, ids, T), st = stored.get(table as unknown as number)
       const acc = accumulate ? 1 : 0
       if (!st) k.embed_f32(ptr(out), ptr(table), at, T, C, acc, 0)
+      else if (st.storage === 'F32G') (opts.naive ? k.embed_f32g_naive : k.embed_f32g)(ptr(out), ptr(table), at, T, C, acc, st.rows)
       else if (st.storage === 'Q8') (opts.naive ? k.embed_q8_naive : k.embed_q8)(ptr(out), ptr(table), st.scales, at, T, C, acc, st.rows)
       else if (st.storage === 'Q4') (opts.naive ? k.embed_q4_naive : k.embed_q4)(ptr(out), ptr(table), st.scales, at, T, C, acc, st.rows)
       else if (st.storage === 'F16') k.embed_f16(ptr(out), ptr(table), at, T, C, acc, st.rows)
@@ -373,7 +435,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       a[n++] = K
       a[n++] = N
       a[n] = 0 // an optional trailing pointer argument (a kernel scratch) reads "none", not a stale value
-      if (!quantized) a[n++] = mems[g].gemm // the matmul scratch: f16 / bf16 prefill widens weight panels there (f32 ignores it)
+      if (!quantized) a[n++] = mems[g].gemm // the matmul scratch: f16 / bf16 / grouped f32 prefill fills weight panels there (f32 in rows ignores it)
       split(g, MATMUL[st ? st.storage : 'F32'], n, N, T * K * N)
     },
 

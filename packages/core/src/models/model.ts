@@ -484,7 +484,8 @@ async function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan:
   const rotaryBytes = 4 * ctx * a.rotaryDim
   const slack = (buffers: number) => BUFFER_SLACK_BYTES * buffers // alignment of each buffer
   const rotary: (Buf | null)[] = []
-  const newGroup = () => rotary.push(a.rotaryDim > 0 ? dev.weight(rotaryTable(ctx, a.rotaryDim), [ctx, a.rotaryDim]) : null)
+  // placed 1-D: a [ctx, rotaryDim] weight would be a matmul / embed operand, which a device may keep in its own row order
+  const newGroup = () => rotary.push(a.rotaryDim > 0 ? dev.weight(rotaryTable(ctx, a.rotaryDim), [ctx * a.rotaryDim]) : null)
   // bytes promised to the current group but allocated later, by sessions: one session's
   // activations, and `sequences` full-context KV caches of every layer placed there so far
   let promised = rt.activations

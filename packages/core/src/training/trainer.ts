@@ -90,6 +90,7 @@ export class Trainer {
       // a part of a fused tensor (GPT-2's c_attn, GPT-3's query_key_value) is named with its rows
       const rows = p.weight.shape[0], storedRows = p.conv1d ? p.stored[1] : p.stored[0]
       const name = rows === storedRows ? p.name : `${p.name}[${p.row0}:${p.row0 + rows}]`
+      this.train.trainable?.(buf) // rows in order, as the training ops take them (wasm keeps f32 in row groups for inference)
       const param: TrainParam = { name, n, weight: buf, grad: dev.alloc(n) }
       this.byBuf.set(buf, param)
       this.params.push(param)
