@@ -250,6 +250,35 @@ gemm('results are bitwise identical for any row split, thread count (1, 2, 3) an
   }
 })
 
+gemm('f16_nonfinite finds inf / NaN halves anywhere; matmul_f16 with finite = 1 equals the watched tiles bit for bit', () => {
+  const mem = core1.memories[0], k = core1.kernels(0), mark = mem.mark()
+  for (const n of [1, 7, 8, 9, 64, 67]) {
+    const h = randHalfs(rng(n), n).map((v) => v & 0xbbff) // exponents <= 30: finite
+    const p = putBytes(mem, new Uint8Array(h.buffer))
+    assert.is(k.f16_nonfinite(p, n), 0, `n=${n}: finite`)
+    for (const [at, v] of [[0, 0x7c00], [n - 1, 0xfc00], [n >> 1, 0x7e01], [n - 1, 0x7bff]] as const) {
+      const hv = h.slice(); hv[at] = v
+      const q = putBytes(mem, new Uint8Array(hv.buffer))
+      assert.is(k.f16_nonfinite(q, n), v === 0x7bff ? 0 : 1, `n=${n}: 0x${v.toString(16)} at ${at}`)
+    }
+  }
+  // finite weights: the unwatched decode tile gives the watched one's bits (T = 1 and T = 7: the decode tile takes the last token)
+  for (const [K, N] of [[40, 9], [768, 12], [36, 5], [37, 7]]) {
+    const w = makeWeight('f16', N, K, K + N)
+    assert.is(k.f16_nonfinite(putBytes(mem, w.data), N * K), 0)
+    for (const T of [1, 7]) {
+      const r = rng(T * K), x = randn(r, T * K), b = randn(r, N)
+      const p = placeMatmul(mem, w, x, b, T)
+      k.matmul_f16(0, N, p.out, p.x, p.w, p.b, T, K, N, 0, 0)
+      const watched = getF32(mem, p.out, T * N)
+      mem.f32(p.out, T * N).fill(NaN)
+      k.matmul_f16(0, N, p.out, p.x, p.w, p.b, T, K, N, 0, 1)
+      assertBitwise(getF32(mem, p.out, T * N), watched, `matmul_f16 finite K=${K} N=${N} T=${T}`)
+    }
+  }
+  mem.release(mark)
+})
+
 gemm('matmul_f16 widens inf and NaN weights exactly (and still splits bitwise)', () => {
   const mem = core1.memories[0], k = core1.kernels(0), mark = mem.mark()
   const N = 9, K = 40
@@ -808,7 +837,7 @@ pool('the module exports exactly the kernels of the ABI (typed in KernelExports)
   const names = Object.keys(core1.kernels(0)).sort()
   const expected = [
     ...['f32', 'f32g', 'f16', 'bf16', 'q8', 'q4'].flatMap((d) => [`matmul_${d}`, `matmul_${d}_naive`, `embed_${d}`, `embed_${d}_naive`]),
-    'group_rows_f32', 'quantize_q8', 'quantize_q4', 'quantize_act', 'quantize_act_naive', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'logprobs', 'logprobs_naive',
+    'group_rows_f32', 'f16_nonfinite', 'quantize_q8', 'quantize_q4', 'quantize_act', 'quantize_act_naive', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'logprobs', 'logprobs_naive',
     'attention', 'attention_naive', 'rotary', 'rotary_naive',
     ...['gelu_tanh', 'gelu_erf', 'relu', 'silu', 'quick_gelu', 'add'].flatMap((f) => [f, `${f}_naive`]),
     'probe_stream_read', 'probe_madd', 'touch_pages', 'heap_base',

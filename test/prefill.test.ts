@@ -276,7 +276,7 @@ prefill('the scratch layout: header, 64-byte aligned slots, sizes', () => {
   mem.release(mark)
 })
 
-prefill('the wasm device passes its scratch to f32 / f16 / bf16 matmuls (one slot per thread)', async () => {
+prefill('the wasm device passes its scratch to f32 / f16 / bf16 matmuls (one slot per thread), and f16 its finite flag', async () => {
   for (const dtype of ['F32', 'BF16', 'F16'] as const) {
     const m = await loadModel(modelDir('gpt-neo-tiny'), { device: 'wasm', threads: 2, dtype })
     try {
@@ -284,7 +284,8 @@ prefill('the wasm device passes its scratch to f32 / f16 / bf16 matmuls (one slo
       const seen: number[] = []
       const orig = core.run
       core.run = (mm, name, nArgs, rows) => {
-        if (name.startsWith('matmul_') && core.args[4] > 1) seen.push(nArgs === 8 ? core.args[7] : -1)
+        // f32 / bf16: (out, x, w, b, T, K, N, scratch); f16 adds `finite` (1: the tiny model's halves are all finite)
+        if (name.startsWith('matmul_') && core.args[4] > 1) seen.push(nArgs === (dtype === 'F16' ? 9 : 8) && (dtype !== 'F16' || core.args[8] === 1) ? core.args[7] : -1)
         return orig.call(core, mm, name, nArgs, rows)
       }
       const s = m.createSession()

@@ -110,6 +110,29 @@ test('f32 weights kept in row groups: read / write / snapshot see rows in order;
   }
 })
 
+test('f16 weights: one holding an inf (an f32 above 65504) keeps the exact watched path; finite ones give the same bits', async () => {
+  const dev = await createWasmDevice({ threads: 1 })
+  try {
+    const N = 8, K = 24, T = 1, r = rng(5)
+    const data = randn(r, N * K)
+    const withInf = data.slice(); withInf[2 * K + 9] = 70000 // rounds to +inf in f16
+    const x = dev.alloc(T * K), out = dev.alloc(T * N)
+    dev.write(x, Float32Array.from({ length: K }, () => 0.5 + r()))
+    const run = async (w: ReturnType<typeof dev.weight>) => {
+      dev.matmul(out, x, w, null, T, K, N)
+      const o = new Float32Array(T * N)
+      await dev.read(out, o)
+      return o
+    }
+    const a = await run(dev.weight(withInf, [N, K], 'F16'))
+    assert.is(a[2], Infinity, 'the row with the inf half')
+    const b = await run(dev.weight(data, [N, K], 'F16'))
+    for (const n of [0, 1, 3, 4, 5, 6, 7]) assert.is(a[n], b[n], `row ${n}: the same value on both weights`)
+  } finally {
+    await dev.dispose()
+  }
+})
+
 test('f16 / bf16 storage of an f32 checkpoint matches logits.p2.f16 / .bf16', async () => {
   const golden = loadGolden('gpt-neo-tiny')
   const g = golden.json

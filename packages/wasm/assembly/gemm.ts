@@ -28,7 +28,9 @@
 //                         1 x (2..5) tile; rows that do not fill a 4-row tile: 1 x 1 (exact widening)
 // Rows are the outer loop: a row block of W stays in L1/L2 while every token passes over it.
 // f16 tiles widen with a finite-only trick and watch for inf/NaN halves; a tile that saw one is
-// recomputed element by element with the exact widening (same sequence, so the same result).
+// recomputed element by element with the exact widening (same sequence, so the same result). A caller that
+// knows a weight has no inf / NaN half (matmul_f16's `finite`; the wasm device checks each f16 weight once at
+// load with f16_nonfinite) lets the decode tile skip the watch: 2 of its ~15 instructions per 8 halves a row.
 //
 // Prefill through a panel (panel.ts): matmul_f16 / matmul_bf16 called with a matmul scratch (the last
 // argument; packages/wasm/src/scratch.ts) and T >= 6 (f16) / 12 (bf16) widen 4 weight rows x up to 4096 k
@@ -93,6 +95,14 @@ function redo<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32
 
 /** Decode tile: rows n..n+3, token t; k step 8 then 4. */
 function tile_dec<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void {
+  tile_dec_body<W>(out, x, w, scales, b, n, t, K, N, true)
+}
+/** The decode tile for an f16 weight known to hold no inf / NaN half (matmul_f16's `finite`): no watch. */
+function tile_dec_finite<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32): void {
+  tile_dec_body<W>(out, x, w, scales, b, n, t, K, N, false)
+}
+// @ts-ignore: decorator
+@inline function tile_dec_body<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: i32, t: i32, K: i32, N: i32, watch: bool): void {
   const K4 = K & ~3, BK = wblock<W>(K4)
   const xp = xrow(x, t, K)
   const w0 = wrow<W>(w, n, K, N), w1 = wrow<W>(w, n + 1, K, N), w2 = wrow<W>(w, n + 2, K, N), w3 = wrow<W>(w, n + 3, K, N)
@@ -109,7 +119,7 @@ function tile_dec<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n:
       const wo = wat<W>(k, rs)
       const r0 = raw8a<W>(w0 + wo), r1 = raw8a<W>(w1 + wo), r2 = raw8a<W>(w2 + wo), r3 = raw8a<W>(w3 + wo)
       const q0 = raw8b<W>(w0 + wo), q1 = raw8b<W>(w1 + wo), q2 = raw8b<W>(w2 + wo), q3 = raw8b<W>(w3 + wo)
-      m = det16<W>(m, r0); m = det16<W>(m, r1); m = det16<W>(m, r2); m = det16<W>(m, r3)
+      if (watch) { m = det16<W>(m, r0); m = det16<W>(m, r1); m = det16<W>(m, r2); m = det16<W>(m, r3) }
       a0 = mac(mac(a0, lo8<W>(r0, c0), v0), hi8<W>(r0, q0, c0), v1)
       a1 = mac(mac(a1, lo8<W>(r1, c1), v0), hi8<W>(r1, q1, c1), v1)
       a2 = mac(mac(a2, lo8<W>(r2, c2), v0), hi8<W>(r2, q2, c2), v1)
@@ -121,7 +131,7 @@ function tile_dec<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n:
       a2 = mac(a2, wq4<W>(w2, k, rs), v0); a3 = mac(a3, wq4<W>(w3, k, rs), v0)
     }
   }
-  if (sizeof<W>() == 2 && !isSigned<W>()) {
+  if (sizeof<W>() == 2 && !isSigned<W>() && watch) {
     if (det16_hit(m)) { redo<W>(out, x, w, scales, b, n, t, K, N, 4, 1); return }
   }
   finish<W>(a0, xp, w0, s0, K4, K, b, out, t, n, N); finish<W>(a1, xp, w1, s1, K4, K, b, out, t, n + 1, N)
@@ -224,9 +234,10 @@ function tile1x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
 
 /** Tokens [t0, t0 + 1): decode tiles over 4-row blocks, then 1 x 1 for the row tail. */
 // @ts-ignore: decorator
-@inline function one_token<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, t: i32, K: i32, N: i32): void {
+@inline function one_token<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, t: i32, K: i32, N: i32, finite: bool): void {
   const ne = wtiles<W>(n1, K, N)
   let n = n0
+  if (sizeof<W>() == 2 && !isSigned<W>() && finite) for (; n + 4 <= ne; n += 4) tile_dec_finite<W>(out, x, w, scales, b, n, t, K, N)
   for (; n + 4 <= ne; n += 4) tile_dec<W>(out, x, w, scales, b, n, t, K, N)
   for (; n < n1; n++) tile1x1<W>(out, x, w, scales, b, n, t, K, N)
 }
@@ -244,7 +255,7 @@ const PANEL_MIN_T_F16: i32 = 6
 const PANEL_MIN_T_F32G: i32 = 24
 
 // @ts-ignore: decorator
-@inline function matmul<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
+@inline function matmul<W>(n0: i32, n1: i32, out: usize, x: usize, w: usize, scales: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize, finite: bool): void {
   if (sizeof<W>() == 2 && scratch != 0 && K >= 4 && T >= (isSigned<W>() ? PANEL_MIN_T_BF16 : PANEL_MIN_T_F16)) {
     if (prefill<W>(n0, n1, out, x, w, b, T, K, N, scratch)) return
   }
@@ -260,13 +271,13 @@ const PANEL_MIN_T_F32G: i32 = 24
       for (; n + 4 <= ne; n += 4) for (let t = 0; t < Tm; t += 2) tile4x2<W>(out, x, w, scales, b, n, t, K, N)
       for (; n < n1; n++) for (let t = 0; t < Tm; t++) tile1x1<W>(out, x, w, scales, b, n, t, K, N)
     }
-    if (T > Tm) one_token<W>(n0, n1, out, x, w, scales, b, Tm, K, N)
+    if (T > Tm) one_token<W>(n0, n1, out, x, w, scales, b, Tm, K, N, false)
   } else {
     // f16: 1 x 6 tiles; 1 leftover token with the decode tile, 2..5 with a 1 x rem tile
     const Tm = T - T % 6
     for (let n = n0; n < n1; n++) for (let t = 0; t < Tm; t += 6) tile1x6<W>(out, x, w, scales, b, n, t, K, N)
     const rem = T - Tm
-    if (rem == 1) one_token<W>(n0, n1, out, x, w, scales, b, Tm, K, N)
+    if (rem == 1) one_token<W>(n0, n1, out, x, w, scales, b, Tm, K, N, finite)
     else if (rem == 2) for (let n = n0; n < n1; n++) tile1x2<W>(out, x, w, scales, b, n, Tm, K, N)
     else if (rem == 3) for (let n = n0; n < n1; n++) tile1x3<W>(out, x, w, scales, b, n, Tm, K, N)
     else if (rem == 4) for (let n = n0; n < n1; n++) tile1x4<W>(out, x, w, scales, b, n, Tm, K, N)
@@ -296,19 +307,23 @@ const PANEL_MIN_T_F32G: i32 = 24
 
 /** w: f32 [N, K]. */
 export function matmul_f32(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
-  matmul<f32>(n0, n1, out, x, w, 0, b, T, K, N, scratch)
+  matmul<f32>(n0, n1, out, x, w, 0, b, T, K, N, scratch, false)
 }
 /** w: f32 [N, K] in row groups (quant.ts; rows in order when K is not a multiple of 8). Same results as matmul_f32, bit for bit. */
 export function matmul_f32g(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
-  matmul<u32>(n0, n1, out, x, w, 0, b, T, K, N, scratch)
+  matmul<u32>(n0, n1, out, x, w, 0, b, T, K, N, scratch, false)
 }
-/** w: u16 IEEE half bits [N, K], widened in-register (prefill with a scratch: into a panel). */
-export function matmul_f16(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
-  matmul<u16>(n0, n1, out, x, w, 0, b, T, K, N, scratch)
+/**
+ * w: u16 IEEE half bits [N, K], widened in-register (prefill with a scratch: into a panel). finite != 0: the
+ * caller knows that w holds no inf / NaN half (f16_nonfinite), and the decode tile skips its watch for them
+ * (x1.11-1.13 on a cold 2-thread mat-vec); 0 (or left out): watched, exact for any half.
+ */
+export function matmul_f16(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize, finite: i32): void {
+  matmul<u16>(n0, n1, out, x, w, 0, b, T, K, N, scratch, finite != 0)
 }
 /** w: u16 bfloat16 bits [N, K], widened in-register (prefill with a scratch: into a panel). */
 export function matmul_bf16(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32, scratch: usize): void {
-  matmul<i16>(n0, n1, out, x, w, 0, b, T, K, N, scratch)
+  matmul<i16>(n0, n1, out, x, w, 0, b, T, K, N, scratch, false)
 }
 
 export function matmul_f32_naive(n0: i32, n1: i32, out: usize, x: usize, w: usize, b: usize, T: i32, K: i32, N: i32): void {

@@ -52,7 +52,8 @@ export interface KernelExports {
   matmul_f32(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number): void
   /** w: f32 [N, K] in row groups (quant.ts; group_rows_f32 / groupRowsF32 put it there): the same results as matmul_f32 bit for bit. */
   matmul_f32g(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number): void
-  matmul_f16(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number): void
+  /** finite (default 0): 1 when w holds no inf / NaN half (f16_nonfinite) — the decode tile then skips its watch; same results. */
+  matmul_f16(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number, finite?: number): void
   matmul_bf16(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number, scratch?: number): void
   matmul_f32_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
   matmul_f32g_naive(n0: number, n1: number, out: number, x: number, w: number, b: number, T: number, K: number, N: number): void
@@ -88,6 +89,8 @@ export interface KernelExports {
    * that), or back into rows in order (back = 1). tmp: 4 * K f32 of scratch. K % 8 != 0: nothing changes.
    */
   group_rows_f32(w: number, N: number, K: number, tmp: number, back: number): void
+  /** 1 when one of the n f16 halves at p is an inf or a NaN, else 0 (what matmul_f16's `finite` needs). */
+  f16_nonfinite(p: number, n: number): number
   quantize_q8(wq: number, scales: number, src: number, N: number, K: number, r0: number, r1: number): void
   /** Rows [r0, r1) of an f32 [N, K] weight -> u8 [N, Kp/2] (levels) + f32 scales [N, Kp/32], same layout: ggml's q4_0 rule with an f32 scale (quant.ts). */
   quantize_q4(w4: number, scales: number, src: number, N: number, K: number, r0: number, r1: number): void

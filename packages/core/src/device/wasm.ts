@@ -49,6 +49,8 @@ interface Stored {
   scales: number
   /** Rows of the weight (Q8 / Q4 keep them in groups of 4: the last group's size depends on it). */
   rows: number
+  /** F16: no half is an inf or a NaN (checked once at load): matmul_f16's decode tile skips its watch. */
+  finite?: boolean
 }
 
 /** Token rows the quantized-activation scratch of a memory holds from the start (sessions' default maxT). */
@@ -357,7 +359,8 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       const b = alloc(2 * bits.length)
       prefault(b, 2 * bits.length)
       groupRows16(bits, rows, cols, new Uint16Array(mems[g].mem.buffer, ptr(b), bits.length)) // in the kernels' row groups
-      stored.set(b as unknown as number, { storage, scales: 0, rows })
+      const finite = storage === 'F16' && mems[g].k.f16_nonfinite(ptr(b), bits.length) === 0
+      stored.set(b as unknown as number, { storage, scales: 0, rows, finite })
       return b
     },
     weightF32(shape, fill) {
@@ -436,6 +439,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       a[n++] = N
       a[n] = 0 // an optional trailing pointer argument (a kernel scratch) reads "none", not a stale value
       if (!quantized) a[n++] = mems[g].gemm // the matmul scratch: f16 / bf16 / grouped f32 prefill fills weight panels there (f32 in rows ignores it)
+      if (st?.storage === 'F16') a[n++] = st.finite ? 1 : 0 // matmul_f16's `finite`: no inf / NaN half, no watch in the decode tile
       split(g, MATMUL[st ? st.storage : 'F32'], n, N, T * K * N)
     },
 
