@@ -150,12 +150,8 @@ function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
   for (let kb = 0; kb < K4; kb += BK) {
     const ke = min(kb + BK, K4)
     const c0 = wscale4<W>(s0, kb), c1 = wscale4<W>(s1, kb), c2 = wscale4<W>(s2, kb), c3 = wscale4<W>(s3, kb)
-    // wo = wat(k, rs), kept by increments (recomputing it each step cost f32 in row groups 10 %): 4 elements on
-    // from k % 8 == 0, then on to the next step (rs less those 4 elements; rows in order: the same 4 elements)
-    let wo = wat<W>(kb, rs)
-    const half = <usize>4 * sizeof<W>(), rest = rs - half
     for (let k = kb; k < ke; k += 4) {
-      const xo = <usize>k << 2
+      const xo = <usize>k << 2, wo = wat<W>(k, rs)
       const v0 = v128.load(x0 + xo), v1 = v128.load(x1 + xo)
       const r0 = raw4<W>(w0 + wo), r1 = raw4<W>(w1 + wo), r2 = raw4<W>(w2 + wo), r3 = raw4<W>(w3 + wo)
       m = det16<W>(m, r0); m = det16<W>(m, r1); m = det16<W>(m, r2); m = det16<W>(m, r3)
@@ -167,7 +163,6 @@ function tile4x2<W>(out: usize, x: usize, w: usize, scales: usize, b: usize, n: 
       a20 = mac(a20, u, v0); a21 = mac(a21, u, v1)
       u = wid4<W>(r3, c3)
       a30 = mac(a30, u, v0); a31 = mac(a31, u, v1)
-      wo += k & 4 ? rest : half
     }
   }
   if (sizeof<W>() == 2 && !isSigned<W>()) {

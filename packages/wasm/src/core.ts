@@ -211,19 +211,12 @@ export const SPLIT_KERNELS = [
 export type SplitKernelName = (typeof SPLIT_KERNELS)[number]
 
 /**
- * A 16-bit weight's bits [rows, cols] (f16 / bf16, row-major) written to `out` (same length; a new array by
- * default, or a view of a wasm memory) in the order the kernels read them (assembly/quant.ts "row groups"):
- * with cols a multiple of 8, rows 4g .. 4g+R-1 (R = min(4, rows - 4g)) take turns every 8 values — values
- * k .. k+7 of the group's row r at 4g cols + ((k / 8) R + r) 8; other cols: rows in order.
+ * Moves a weight [rows, cols] (rows in order) into the kernels' row groups (assembly/quant.ts): with cols a
+ * multiple of 8, rows 4g .. 4g+R-1 (R = min(4, rows - 4g)) take turns every 8 values — values k .. k+7 of the
+ * group's row r at 4g cols + ((k / 8) R + r) 8; other cols: rows in order. src and dst are views of the same
+ * values in units of u elements per 8 values (u = 8, or 4 when two halves share a 32-bit word).
  */
-export function groupRows16(bits: Uint16Array<ArrayBufferLike>, rows: number, cols: number, out: Uint16Array<ArrayBufferLike> = new Uint16Array(bits.length)): Uint16Array<ArrayBufferLike> {
-  if (out.length !== bits.length || bits.length !== rows * cols) throw new RangeError(`groupRows16: ${bits.length} and ${out.length} values for [${rows}, ${cols}]`)
-  if (cols % 8 !== 0) { out.set(bits); return out }
-  // 8 halves = 4 words; 32-bit views where both arrays are 4-byte aligned (they are, from alloc), else 16-bit
-  const wide = bits.byteOffset % 4 === 0 && out.byteOffset % 4 === 0
-  const src = wide ? new Uint32Array(bits.buffer, bits.byteOffset, bits.length / 2) : bits
-  const dst = wide ? new Uint32Array(out.buffer, out.byteOffset, out.length / 2) : out
-  const u = wide ? 4 : 8 // elements of src / dst per 8 halves
+function groupTurns(src: ArrayLike<number>, dst: { [i: number]: number }, rows: number, cols: number, u: number): void {
   const rowLen = (cols / 8) * u
   for (let g = 0; g < rows; g += 4) {
     const R = Math.min(4, rows - g), base = g * rowLen
@@ -234,23 +227,30 @@ export function groupRows16(bits: Uint16Array<ArrayBufferLike>, rows: number, co
       }
     }
   }
+}
+
+/**
+ * A 16-bit weight's bits [rows, cols] (f16 / bf16, row-major) written to `out` (same length; a new array by
+ * default, or a view of a wasm memory) in the order the kernels read them (groupTurns).
+ */
+export function groupRows16(bits: Uint16Array<ArrayBufferLike>, rows: number, cols: number, out: Uint16Array<ArrayBufferLike> = new Uint16Array(bits.length)): Uint16Array<ArrayBufferLike> {
+  if (out.length !== bits.length || bits.length !== rows * cols) throw new RangeError(`groupRows16: ${bits.length} and ${out.length} values for [${rows}, ${cols}]`)
+  if (cols % 8 !== 0) { out.set(bits); return out }
+  // 8 halves = 4 words; 32-bit views where both arrays are 4-byte aligned (they are, from alloc), else 16-bit
+  if (bits.byteOffset % 4 === 0 && out.byteOffset % 4 === 0) {
+    groupTurns(new Uint32Array(bits.buffer, bits.byteOffset, bits.length / 2), new Uint32Array(out.buffer, out.byteOffset, out.length / 2), rows, cols, 4)
+  } else groupTurns(bits, out, rows, cols, 8)
   return out
 }
 
 /**
- * An f32 weight [rows, cols] (rows in order) written to `out` in the kernels' row groups, as groupRows16 does
- * for 16-bit weights (what group_rows_f32 does in place): with cols a multiple of 8, values k .. k+7 of
- * group row r at 4g cols + ((k / 8) R + r) 8; other cols: rows in order. For tests and hosts that place weights.
+ * An f32 weight [rows, cols] (rows in order) written to `out` in the kernels' row groups (groupTurns; what
+ * the kernel group_rows_f32 does in place). For tests and hosts that place weights.
  */
 export function groupRowsF32(src: Float32Array<ArrayBufferLike>, rows: number, cols: number, out: Float32Array<ArrayBufferLike> = new Float32Array(src.length)): Float32Array<ArrayBufferLike> {
   if (out.length !== src.length || src.length !== rows * cols) throw new RangeError(`groupRowsF32: ${src.length} and ${out.length} values for [${rows}, ${cols}]`)
-  if (cols % 8 !== 0) { out.set(src); return out }
-  for (let g = 0; g < rows; g += 4) {
-    const R = Math.min(4, rows - g)
-    for (let r = 0; r < R; r++) {
-      for (let k = 0; k < cols; k++) out[g * cols + ((k >> 3) * R + r) * 8 + (k & 7)] = src[(g + r) * cols + k]
-    }
-  }
+  if (cols % 8 !== 0) out.set(src)
+  else groupTurns(src, out, rows, cols, 8)
   return out
 }
 

@@ -51,6 +51,8 @@ interface Stored {
   rows: number
   /** F16: no half is an inf or a NaN (checked once at load): matmul_f16's decode tile skips its watch. */
   finite?: boolean
+  /** F32G: the row length (read / write translate indices with it). */
+  cols?: number
 }
 
 /** Token rows the quantized-activation scratch of a memory holds from the start (sessions' default maxT). */
@@ -87,7 +89,6 @@ export interface WasmDevice extends Device {
 export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<WasmDevice> {
   const core = await createWasmCore({ threads: opts.threads, simd: opts.simd })
   const stored = new Map<number, Stored>()
-  const colsOf = new Map<number, number>() // F32G weights' row length
   const limit = opts.memoryBytes ?? 2 ** 32 - (64 << 20)
   /**
    * Per memory: kernels, a staging area for i32 row data (ids, positions), and the scratch of quantized
@@ -191,22 +192,15 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     const g = group(b), tmp = memAlloc(g, 16 * cols)
     mems[g].k.group_rows_f32(ptr(b), rows, cols, tmp, back ? 1 : 0)
     mems[g].mem.free(tmp)
-    const key = b as unknown as number
-    if (back) {
-      stored.delete(key)
-      colsOf.delete(key)
-    } else {
-      stored.set(key, { storage: 'F32G', scales: 0, rows })
-      colsOf.set(key, cols)
-    }
+    if (back) stored.delete(b as unknown as number)
+    else stored.set(b as unknown as number, { storage: 'F32G', scales: 0, rows, cols })
   }
-  const groupF32 = (b: Buf, rows: number, cols: number) => regroup(b, rows, cols, false)
   /**
    * Element i (rows in order) of an F32G weight -> its index in the buffer: row n = i / cols, k = i % cols at
    * group (n & ~3), step k / 8, slot n & 3 of R = the group's rows.
    */
-  const groupedAt = (st: Stored, cols: number, i: number) => {
-    const n = Math.floor(i / cols), k = i - n * cols, g0 = n & ~3, R = Math.min(4, st.rows - g0)
+  const groupedAt = (st: Stored, i: number) => {
+    const cols = st.cols!, n = Math.floor(i / cols), k = i - n * cols, g0 = n & ~3, R = Math.min(4, st.rows - g0)
     return g0 * cols + ((k >> 3) * R + (n & 3)) * 8 + (k & 7)
   }
   const grouped = (b: Buf) => {
@@ -240,7 +234,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     trainable(w) {
       // training reads and writes f32 weights with rows in order: an F32G weight goes back to that layout
       const st = grouped(w)
-      if (st) regroup(w, st.rows, colsOf.get(w as unknown as number)!, true)
+      if (st) regroup(w, st.rows, st.cols!, true)
     },
     layerNormForward(out, mean, rstd, x, gw, bw, T, C, eps) {
       kf(group(out))[`layernorm_forward${N}`](ptr(out), ptr(mean), ptr(rstd), ptr(x), ptr(gw), ptr(bw), T, C, eps)
@@ -318,7 +312,6 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     },
     free: (b) => {
       stored.delete(b as unknown as number) // a later buffer at this offset starts untagged
-      colsOf.delete(b as unknown as number)
       mems[group(b)].mem.free(ptr(b))
     },
 
@@ -329,7 +322,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
         const b = alloc(4 * values.length)
         prefault(b, 4 * values.length)
         f32(g).set(values, ptr(b) / 4)
-        if (shape.length === 2) groupF32(b, shape[0], shape[1])
+        if (shape.length === 2) regroup(b, shape[0], shape[1], false)
         return b
       }
       const [rows, cols] = shape
@@ -368,7 +361,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
       const b = alloc(4 * n)
       prefault(b, 4 * n)
       fill(new Float32Array(mems[current].mem.buffer, ptr(b), n))
-      if (shape.length === 2) groupF32(b, shape[0], shape[1])
+      if (shape.length === 2) regroup(b, shape[0], shape[1], false)
       return b
     },
     zero(b, n) {
@@ -378,12 +371,12 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     write(b, src, offset = 0) {
       const st = grouped(b), v = f32(group(b)), at = ptr(b) / 4
       if (!st) v.set(src, at + offset)
-      else for (let i = 0, c = colsOf.get(b as unknown as number)!; i < src.length; i++) v[at + groupedAt(st, c, offset + i)] = src[i]
+      else for (let i = 0; i < src.length; i++) v[at + groupedAt(st, offset + i)] = src[i]
     },
     read(b, dst, offset = 0) {
       const st = grouped(b), v = f32(group(b)), at = ptr(b) / 4
       if (!st) for (let i = 0; i < dst.length; i++) dst[i] = v[at + offset + i]
-      else for (let i = 0, c = colsOf.get(b as unknown as number)!; i < dst.length; i++) dst[i] = v[at + groupedAt(st, c, offset + i)]
+      else for (let i = 0; i < dst.length; i++) dst[i] = v[at + groupedAt(st, offset + i)]
       return Promise.resolve()
     },
     snapshot(b, offset, n) {
