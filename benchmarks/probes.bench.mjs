@@ -1,7 +1,8 @@
 // Machine-limit probes, measured the same way as the kernels (benchmark.js, WASM SIMD from
 // @refgpt/wasm, the same pool), so that kernel / probe ratios are meaningful:
 //   stream_read  probe_stream_read: f32x4 loads summed into 4 accumulators over a 1 GiB buffer in
-//                wasm memory (DRAM bandwidth); also over 16 MiB (fits the L3: cache bandwidth)
+//                wasm memory (DRAM bandwidth; one i32 read 8 KiB ahead every 4 KiB, as the decode tiles); also over
+//                16 MiB (fits the L3: cache bandwidth)
 //   madd         probe_madd: 12 independent f32x4 mul + add chains (no memory traffic);
 //                flops per call = units * iters * 96
 //   dispatch     one pool round trip with no work (probe_madd, iters = 0): the fixed cost every

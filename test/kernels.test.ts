@@ -2,7 +2,10 @@
 // computed here; bitwise independence of the thread count / row split; the pool; memories > 2 GiB.
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { actBytes, createWasmCore, groupRows16, groupRowsF32, type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory } from '@refgpt/wasm'
+import {
+  CHUNKS_PER_THREAD, actBytes, createWasmCore, groupRows16, groupRowsF32, instantiateKernels, loadKernelModule, splitGrain,
+  type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory,
+} from '@refgpt/wasm'
 import { groupedBlock, rng } from './helpers.js'
 
 // --- helpers -------------------------------------------------------------------------------------
@@ -332,6 +335,40 @@ gemm('f32 in row groups: matmul_f32g equals matmul_f32 bit for bit; group_rows_f
         assertBitwise(getF32(mem, pg.out, T * N), getF32(mem, p.out, T * N), `matmul_f32g${naive ? '_naive' : ''} vs matmul_f32 K=${K} N=${N} T=${T}`)
       }
     }
+    mem.release(mark)
+  }
+})
+
+gemm('decode tiles read ahead only inside the weight: weights that end where the memory ends give the same bits', () => {
+  // The decode tiles load one i32 two pages ahead of their weight stream every 4 KiB (quant.ts read_ahead),
+  // never past the weight's end: here every weight ends at the last byte of a 4 MiB memory, where one byte
+  // more is a trap. The results must equal the same call on the weight placed elsewhere (core1), bit for bit.
+  const W = globalThis.WebAssembly
+  const memory = new W.Memory({ initial: 64, maximum: 64, shared: true })
+  const k = instantiateKernels(loadKernelModule(), memory)
+  const end = memory.buffer.byteLength, low = Math.ceil(k.heap_base() / 64) * 64 + 64
+  const mem = core1.memories[0], k1 = core1.kernels(0)
+  const u8 = new Uint8Array(memory.buffer)
+  let seed = 900
+  for (const dtype of DTYPES) for (const [N, K] of [[8, 1024], [12, 2048], [5, 520], [4, 24]]) for (const T of [1, 3]) {
+    const mark = mem.mark()
+    const w = makeWeight(dtype, N, K, seed++)
+    const x = randn(rng(seed++), T * K)
+    const p = placeMatmul(mem, w, x, null, T)
+    callMatmul(k1, p, 0, N, false, mem)
+    const want = getF32(mem, p.out, T * N)
+    const wBytes = dtype === 'q8' ? N * Math.ceil(K / 32) * 32 : N * K * (dtype === 'f32' || dtype === 'f32g' ? 4 : 2)
+    const wp = end - wBytes
+    u8.set(mem.u8(p.w, wBytes), wp)
+    const xp = low, out = xp + T * K * 4, xa = out + T * N * 4, sp = xa + actBytes(T, K)
+    new Float32Array(memory.buffer, xp, T * K).set(x)
+    if (dtype === 'q8') {
+      const sBytes = N * Math.ceil(K / 32) * 4
+      u8.set(mem.u8(p.scales, sBytes), sp)
+      k.quantize_act(xa, xp, T, K, 0)
+      k.matmul_q8(0, N, out, xa, wp, sp, 0, T, K, N)
+    } else k[`matmul_${dtype}` as 'matmul_f32'](0, N, out, xp, wp, 0, T, K, N)
+    assertBitwise(new Float32Array(memory.buffer, out, T * N).slice(), want, `matmul_${dtype} N=${N} K=${K} T=${T} at the memory's end`)
     mem.release(mark)
   }
 })
@@ -837,7 +874,7 @@ pool('the module exports exactly the kernels of the ABI (typed in KernelExports)
   const names = Object.keys(core1.kernels(0)).sort()
   const expected = [
     ...['f32', 'f32g', 'f16', 'bf16', 'q8', 'q4'].flatMap((d) => [`matmul_${d}`, `matmul_${d}_naive`, `embed_${d}`, `embed_${d}_naive`]),
-    'group_rows_f32', 'f16_nonfinite', 'quantize_q8', 'quantize_q4', 'quantize_act', 'quantize_act_naive', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'logprobs', 'logprobs_naive',
+    'group_rows_f32', 'f16_nonfinite', 'read_ahead_sink', 'quantize_q8', 'quantize_q4', 'quantize_act', 'quantize_act_naive', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'logprobs', 'logprobs_naive',
     'attention', 'attention_naive', 'rotary', 'rotary_naive',
     ...['gelu_tanh', 'gelu_erf', 'relu', 'silu', 'quick_gelu', 'add'].flatMap((f) => [f, `${f}_naive`]),
     'probe_stream_read', 'probe_madd', 'touch_pages', 'heap_base',
@@ -866,6 +903,29 @@ pool('probes: stream read sums the buffer, madd runs (split across threads)', ()
   }
 })
 
+pool('split calls run in chunks that threads claim: whole row groups for matmuls, every row exactly once', () => {
+  // the grain: about CHUNKS_PER_THREAD chunks a thread; a multiple of 4 rows for the forward matmuls
+  assert.is(splitGrain('matmul_q8', 8192, 2), 8192 / (2 * CHUNKS_PER_THREAD))
+  assert.is(splitGrain('matmul_bf16', 50257, 2) % 4, 0)
+  assert.is(splitGrain('matmul_f32g', 6, 3), 4)
+  assert.is(splitGrain('attention', 16, 2), 1)
+  assert.is(splitGrain('matmul_backward_dw', 5, 2), 1)
+  // every row of a split call is computed, at any thread count, as one thread computes it: out starts as NaN
+  // (a row no chunk took stays NaN) and equals the single call over [0, N) bit for bit
+  for (const core of [core2, core3]) for (const N of [1, 3, 4, 37, 130, 1029]) {
+    const mem = core.memories[0], mark = mem.mark()
+    const K = 24, w = makeWeight('f32g', N, K, N), x = randn(rng(N + 1), K), b = randn(rng(N + 2), N)
+    const p = placeMatmul(mem, w, x, b, 1)
+    mem.f32(p.out, N).fill(NaN)
+    runMatmul(core, 0, p)
+    const got = getF32(mem, p.out, N)
+    mem.f32(p.out, N).fill(NaN)
+    callMatmul(core.kernels(0), p, 0, N)
+    assertBitwise(got, getF32(mem, p.out, N), `matmul_f32g N=${N} on ${core.threads} threads`)
+    mem.release(mark)
+  }
+})
+
 pool('addMemory: a second memory is usable on the main thread and in the workers', () => {
   const m = core2.addMemory()
   assert.is(m, 1)
@@ -881,9 +941,11 @@ pool('addMemory: a second memory is usable on the main thread and in the workers
 pool('a kernel that traps in a worker makes run() throw, and the core keeps working', () => {
   const mem = core2.memories[0]
   const a = core2.args
-  // rows 0..1 (main thread) read the last 32 bytes of the memory, the worker's rows 2..3 lie past its end
-  a[0] = mem.alloc(64); a[1] = mem.alloc(64); a[2] = mem.byteLength - 32; a[3] = 0; a[4] = 1; a[5] = 4; a[6] = 4
-  assert.throws(() => core2.run(0, 'matmul_f32', 7, 4), /matmul_f32 failed in worker 1/)
+  // rows 0..1 read the last 32 bytes of the memory, rows 2..63 lie past its end: every chunk traps. The main
+  // thread traps on the first chunk it takes and stops taking chunks, so the worker takes the next one and
+  // traps too, and run() reports the worker's error
+  a[0] = mem.alloc(256); a[1] = mem.alloc(64); a[2] = mem.byteLength - 32; a[3] = 0; a[4] = 1; a[5] = 4; a[6] = 64
+  assert.throws(() => core2.run(0, 'matmul_f32', 7, 64), /matmul_f32 failed in worker 1/)
   const w = makeWeight('f32', 8, 8, 1), x = randn(rng(2), 8)
   const p = placeMatmul(mem, w, x, null, 1)
   runMatmul(core2, 0, p)

@@ -20,7 +20,8 @@
 // Tiles (all share the per-element sequence above; V8 keeps about 15 v128 values in registers, so
 // each tile is sized to fit: accumulators + the loads of one step + constants):
 //   decode  (1 token)     4 rows, k step 8 (f32: 2 loads/row; f16/bf16: one 16-byte load of 8
-//                         halves), ~14 registers, streams W once
+//                         halves), ~14 registers, streams W once; over row groups it reads one i32 a page
+//                         ahead every 4 KiB of that stream (quant.ts read_ahead)
 //   prefill f32, bf16     4 rows x 2 tokens, k step 4 (8 accumulators)
 //   prefill f16           1 row x 6 tokens, k step 4 (the widening is the expensive part: each
 //                         widened vector serves 6 tokens)
@@ -43,7 +44,8 @@
 // the groups ran about 10 % slower than over rows in order at T = 16..128 (the panel's copy is paid once per
 // 4 rows and token block). Without a scratch (0, or an old caller that passes 9 arguments) nothing changes.
 import {
-  det16, det16_hit, fold, hi8, lo8, raw4, raw8a, raw8b, srow, wat, wblock, wid4, wload1, wq4, wrow, wscale4, wstep, wtiles,
+  READ_EVERY, det16, det16_hit, fold, hi8, lo8, raw4, raw8a, raw8b, read_ahead, srow, wat, wblock, wgroups, wid4, wload1, wq4, wrow, wscale4,
+  wstep, wtiles,
 } from './quant'
 import { prefill } from './panel'
 
@@ -108,22 +110,28 @@ function tile_dec_finite<W>(out: usize, x: usize, w: usize, scales: usize, b: us
   const w0 = wrow<W>(w, n, K, N), w1 = wrow<W>(w, n + 1, K, N), w2 = wrow<W>(w, n + 2, K, N), w3 = wrow<W>(w, n + 3, K, N)
   const rs = wstep<W>(n, K, N) // the same for the four rows (wtiles)
   const s0 = srow<W>(scales, n, K), s1 = srow<W>(scales, n + 1, K), s2 = srow<W>(scales, n + 2, K), s3 = srow<W>(scales, n + 3, K)
+  const grouped = wgroups<W>(K), KP = READ_EVERY / (4 * sizeof<W>()), wend = w + <usize>N * <usize>K * sizeof<W>()
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, m = a0
   for (let kb = 0; kb < K4; kb += BK) {
     const ke = min(kb + BK, K4)
     const c0 = wscale4<W>(s0, kb), c1 = wscale4<W>(s1, kb), c2 = wscale4<W>(s2, kb), c3 = wscale4<W>(s3, kb)
     let k = kb
-    for (; k + 8 <= ke; k += 8) {
-      const xo = xp + (<usize>k << 2)
-      const v0 = v128.load(xo), v1 = v128.load(xo, 16)
-      const wo = wat<W>(k, rs)
-      const r0 = raw8a<W>(w0 + wo), r1 = raw8a<W>(w1 + wo), r2 = raw8a<W>(w2 + wo), r3 = raw8a<W>(w3 + wo)
-      const q0 = raw8b<W>(w0 + wo), q1 = raw8b<W>(w1 + wo), q2 = raw8b<W>(w2 + wo), q3 = raw8b<W>(w3 + wo)
-      if (watch) { m = det16<W>(m, r0); m = det16<W>(m, r1); m = det16<W>(m, r2); m = det16<W>(m, r3) }
-      a0 = mac(mac(a0, lo8<W>(r0, c0), v0), hi8<W>(r0, q0, c0), v1)
-      a1 = mac(mac(a1, lo8<W>(r1, c1), v0), hi8<W>(r1, q1, c1), v1)
-      a2 = mac(mac(a2, lo8<W>(r2, c2), v0), hi8<W>(r2, q2, c2), v1)
-      a3 = mac(mac(a3, lo8<W>(r3, c3), v0), hi8<W>(r3, q3, c3), v1)
+    while (k + 8 <= ke) {
+      // row groups: one stream (4 rows x KP values = READ_EVERY bytes) between two reads ahead (quant.ts)
+      let kc = ke
+      if (grouped) { read_ahead(w0 + wat<W>(k, rs), wend); kc = min(ke, k + KP) }
+      for (; k + 8 <= kc; k += 8) {
+        const xo = xp + (<usize>k << 2)
+        const v0 = v128.load(xo), v1 = v128.load(xo, 16)
+        const wo = wat<W>(k, rs)
+        const r0 = raw8a<W>(w0 + wo), r1 = raw8a<W>(w1 + wo), r2 = raw8a<W>(w2 + wo), r3 = raw8a<W>(w3 + wo)
+        const q0 = raw8b<W>(w0 + wo), q1 = raw8b<W>(w1 + wo), q2 = raw8b<W>(w2 + wo), q3 = raw8b<W>(w3 + wo)
+        if (watch) { m = det16<W>(m, r0); m = det16<W>(m, r1); m = det16<W>(m, r2); m = det16<W>(m, r3) }
+        a0 = mac(mac(a0, lo8<W>(r0, c0), v0), hi8<W>(r0, q0, c0), v1)
+        a1 = mac(mac(a1, lo8<W>(r1, c1), v0), hi8<W>(r1, q1, c1), v1)
+        a2 = mac(mac(a2, lo8<W>(r2, c2), v0), hi8<W>(r2, q2, c2), v1)
+        a3 = mac(mac(a3, lo8<W>(r3, c3), v0), hi8<W>(r3, q3, c3), v1)
+      }
     }
     if (k < ke) { // one step of 4 (exact widening)
       const v0 = v128.load(xp + (<usize>k << 2))

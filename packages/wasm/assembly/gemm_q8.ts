@@ -30,6 +30,7 @@
 // over one K chunk; 1 x 1 for rows outside whole groups of [n0, n1) (all blocks). Loop order: chunks, then
 // groups, then tokens — a thread reads its rows' part of a chunk as one sequential stream, the chunk of
 // activations (4 KB a token) stays in L1, a group's chunk (8 KB q8) stays in L1 while every token passes.
+// The decode tile (tile4x1) reads that stream a page ahead: one i32 load every 4 KiB (quant.ts read_ahead).
 // Between chunks a tile's f32 accumulators wait in its own outputs (stored, reloaded: exact). In a 4-row
 // tile each row's block gives an i32x4 of partial sums; a 4 x 4 transpose-add turns the four into one
 // i32x4 of the rows' isum_b, so the f32 part runs with one row per lane (each lane does exactly the scalar
@@ -51,7 +52,7 @@
 // row's partial sums are therefore stored (to the tile's own output, overwritten at the end): the store
 // keeps the next row's weight loads after it, so one row's loads are in registers at a time, not four
 // (16+ live vectors spilled to the stack otherwise).
-import { QCHUNK, act_q, act_xd, gblock, gscale, q4byte, q4shift } from './quant'
+import { QCHUNK, READ_EVERY, act_q, act_xd, gblock, gscale, q4byte, q4shift, read_ahead } from './quant'
 
 // --- the weight formats --------------------------------------------------------------------------------
 // Q is a marker type: i8 = q8, u8 = q4.
@@ -164,18 +165,23 @@ function tile4x1<Q>(out: usize, xa: usize, w: usize, ws: usize, b: usize, n: i32
   const pend = p + (<usize>(c1 - c0) * BB << 2)
   const op = out + ((<usize>t * <usize>N + <usize>n) << 2)
   let acc = c0 == 0 ? f32x4.splat(0) : v128.load(op)
-  for (; p < pend; p += BB << 2) {
-    const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = xload<Q>(xp, 32, x0), x3 = xload<Q>(xp, 48, x0)
-    const d0 = bdot<Q>(p, x0, x1, x2, x3, m)
-    v128.store(op, d0)
-    const d1 = bdot<Q>(p + BB, x0, x1, x2, x3, m)
-    v128.store(op, d1)
-    const d2 = bdot<Q>(p + 2 * BB, x0, x1, x2, x3, m)
-    v128.store(op, d2)
-    const d3 = bdot<Q>(p + 3 * BB, x0, x1, x2, x3, m)
-    const isum = fix<Q>(reduce4(d0, d1, d2, d3), xsp)
-    acc = fold(acc, isum, v128.load(sp), v128.load32_splat(xdp))
-    xp += 64; xdp += 4; xsp += 4; sp += 16
+  const wend = w + <usize>N * <usize>nb * BB
+  while (p < pend) {
+    read_ahead(p, wend) // one read 2 pages ahead every READ_EVERY bytes of the stream (quant.ts)
+    const pc = min(pend, p + READ_EVERY)
+    for (; p < pc; p += BB << 2) {
+      const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = xload<Q>(xp, 32, x0), x3 = xload<Q>(xp, 48, x0)
+      const d0 = bdot<Q>(p, x0, x1, x2, x3, m)
+      v128.store(op, d0)
+      const d1 = bdot<Q>(p + BB, x0, x1, x2, x3, m)
+      v128.store(op, d1)
+      const d2 = bdot<Q>(p + 2 * BB, x0, x1, x2, x3, m)
+      v128.store(op, d2)
+      const d3 = bdot<Q>(p + 3 * BB, x0, x1, x2, x3, m)
+      const isum = fix<Q>(reduce4(d0, d1, d2, d3), xsp)
+      acc = fold(acc, isum, v128.load(sp), v128.load32_splat(xdp))
+      xp += 64; xdp += 4; xsp += 4; sp += 16
+    }
   }
   store4(op, b, acc, n, c1 == nb)
 }

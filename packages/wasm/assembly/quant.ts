@@ -102,6 +102,35 @@ export function f16_nonfinite(p: usize, n: i32): i32 {
   return n1
 }
 
+// --- reading a weight stream a page ahead (decode tiles) ---------------------------------------------
+//
+// The decode tiles (gemm.ts tile_dec over row groups, gemm_q8.ts tile4x1) read their weights as one
+// sequential stream. Every 4 KiB of that stream they also load one i32 two pages ahead (READ_AHEAD bytes),
+// when it lies inside the weight. WASM has no prefetch instruction; this plain load stands in for one: the
+// CPU's hardware prefetchers stop at 4 KiB page boundaries, and a load that reaches the next pages early
+// starts their address translation (a two-level page walk in a virtual machine) and their first cache lines
+// while the current page streams (decode x1.1-1.5 on the reference VM: docs/ARCHITECTURE.md, BENCHMARKS.md
+// "Session 11"). Loading every cache line ahead instead (session 9) was slower: each such load holds the
+// core's retirement up as long as a demand miss. The value loaded goes to a global that
+// read_ahead_sink() returns, so no compiler can drop the load; results do not depend on it.
+
+/** Bytes of weight stream between two reads ahead (one page), and how far ahead they read. */
+export const READ_EVERY: i32 = 4096
+export const READ_AHEAD: usize = 8192
+let readAheadSink: i32 = 0
+
+/** Loads the i32 at p + READ_AHEAD when it lies before end (the weight's end: never outside it). */
+// @ts-ignore: decorator
+@inline export function read_ahead(p: usize, end: usize): void {
+  const a = p + READ_AHEAD
+  if (a + 4 <= end) readAheadSink ^= load<i32>(a)
+}
+
+/** What the reads ahead loaded, XORed (exported only so that they stay in the code). */
+export function read_ahead_sink(): i32 {
+  return readAheadSink
+}
+
 /**
  * group_rows_f32(w, N, K, tmp, back): puts the f32 weight [N, K] at w, rows in order, into row groups in
  * place (back = 0), or row groups back into rows in order (back != 0; what training takes). tmp: 4 * K f32

@@ -91,6 +91,8 @@ export interface KernelExports {
   group_rows_f32(w: number, N: number, K: number, tmp: number, back: number): void
   /** 1 when one of the n f16 halves at p is an inf or a NaN, else 0 (what matmul_f16's `finite` needs). */
   f16_nonfinite(p: number, n: number): number
+  /** The XOR of what the decode tiles' reads ahead loaded (quant.ts read_ahead): exported only so that those loads stay in the code. */
+  read_ahead_sink(): number
   quantize_q8(wq: number, scales: number, src: number, N: number, K: number, r0: number, r1: number): void
   /** Rows [r0, r1) of an f32 [N, K] weight -> u8 [N, Kp/2] (levels) + f32 scales [N, Kp/32], same layout: ggml's q4_0 rule with an f32 scale (quant.ts). */
   quantize_q4(w4: number, scales: number, src: number, N: number, K: number, r0: number, r1: number): void
@@ -209,6 +211,18 @@ export const SPLIT_KERNELS = [
   'matmul_q4', 'matmul_q4_naive', 'matmul_f32g', 'matmul_f32g_naive',
 ] as const satisfies readonly (keyof KernelExports)[]
 export type SplitKernelName = (typeof SPLIT_KERNELS)[number]
+
+/**
+ * Rows per chunk of a split call on `threads` threads (pool.ts): about CHUNKS_PER_THREAD chunks a thread, so
+ * that a faster thread takes more of them, and whole row groups (4 rows, quant.ts) for the forward matmuls,
+ * whose 4-row tiles would otherwise run a group cut at a chunk's edge row by row.
+ */
+export function splitGrain(name: SplitKernelName, rows: number, threads: number): number {
+  const align = name.startsWith('matmul_') && !name.startsWith('matmul_backward') ? 4 : 1
+  return Math.max(align, Math.ceil(rows / (threads * CHUNKS_PER_THREAD) / align) * align)
+}
+/** Chunks a thread takes, on average, in one split call (see splitGrain). */
+export const CHUNKS_PER_THREAD = 8
 
 /**
  * Moves a weight [rows, cols] (rows in order) into the kernels' row groups (assembly/quant.ts): with cols a
@@ -616,10 +630,11 @@ function fmtBytes(n: number): string {
  * Layout of the pool's control block (a SharedArrayBuffer shared by the main thread and the workers).
  * Int32 slots: generation counter (bumped once per dispatch), done counter (workers finished),
  * op (a SPLIT_KERNELS index, or OP_SYNC / OP_EXIT), memory index, rows, error flag (worker index + 1)
- * and error text length; then 16 f64 kernel arguments; then the error text (UTF-8).
+ * and error text length, the next chunk to claim and the rows per chunk (pool.ts); then 16 f64 kernel
+ * arguments; then the error text (UTF-8).
  */
 export const CTL = {
-  GEN: 0, DONE: 1, OP: 2, MEM: 3, ROWS: 4, ERR: 5, ERR_LEN: 6,
+  GEN: 0, DONE: 1, OP: 2, MEM: 3, ROWS: 4, ERR: 5, ERR_LEN: 6, NEXT: 7, GRAIN: 8,
   I32_LEN: 16,
   ARGS_BYTE: 64, ARGS_LEN: 16,
   ERR_BYTE: 256, ERR_MAX: 1024,

@@ -1,18 +1,21 @@
 // The WASM core: the kernel module instantiated on one or more shared memories, on the main thread
 // and on `threads - 1` worker threads.
 //
-// run(m, name, nArgs, rows) splits [0, rows) into `threads` contiguous near-equal slices
-// (slice k = [floor(rows k / threads), floor(rows (k+1) / threads))): the main thread computes
-// slice 0 itself, worker k - 1 computes slice k, and run returns when all are done. Dispatch goes
+// run(m, name, nArgs, rows) cuts [0, rows) into chunks of `grain` rows (core.ts splitGrain: about 8 chunks a
+// thread, whole row groups for the forward matmuls) that the main thread and the `threads - 1` workers
+// claim in order from a shared counter (Atomics.add) until none is left; run returns when all are done. So a
+// thread that runs slower (a busier or slower core, one that woke late) takes fewer chunks instead of holding
+// the call up: on the 2-vCPU reference VM one vCPU streams 10-25 % slower than the other at times, and equal
+// halves waited for it (decode mat-vecs x1.05-1.2 with chunks; BENCHMARKS.md "Session 11"). Dispatch goes
 // through a control block in a SharedArrayBuffer (kernel id, memory index, f64 args, a generation
-// counter and a done counter) with Atomics.notify / Atomics.wait after a short spin on both sides:
-// no message, no allocation, no promise per call. Split kernels compute each output element the
-// same way whatever the slice, so results do not depend on the thread count.
+// counter, a chunk counter and a done counter) with Atomics.notify / Atomics.wait after a short spin on both
+// sides: no message, no allocation, no promise per call. Split kernels compute each output element the
+// same way whatever the chunk, so results depend neither on the thread count nor on who took which chunk.
 //
 // The workers are the host's (platform.ts: Node worker threads; platform.browser.ts: Web Workers, only
 // where the page is cross-origin isolated); every worker runs worker-loop.ts.
 import {
-  CTL, SPLIT_KERNELS, WasmMemory, instantiateKernels, kernelHeapBase, loadKernelModule, selectSimdBuild,
+  CTL, SPLIT_KERNELS, WasmMemory, instantiateKernels, kernelHeapBase, loadKernelModule, selectSimdBuild, splitGrain,
   type KernelExports, type SimdBuild, type SimdChoice, type SplitKernelName,
 } from './core.js'
 import { hardwareThreads, startWorker } from './platform.js'
@@ -106,20 +109,27 @@ export async function createWasmCore(opts: WasmCoreOptions = {}): Promise<WasmCo
     throw (failed as PromiseRejectedResult).reason
   }
 
-  /** Bumps the generation with op set, and waits until every worker has acknowledged it. */
+  /**
+   * Bumps the generation with op set, takes chunks of the call here too (when main is given), and waits
+   * until every worker has acknowledged it.
+   */
   const dispatch = (op: number, m: number, rows: number, main: SplitFn | null) => {
+    const grain = op >= 0 ? splitGrain(SPLIT_KERNELS[op], rows, threads) : 1
     ctl[CTL.OP] = op
     ctl[CTL.MEM] = m
     ctl[CTL.ROWS] = rows
+    ctl[CTL.GRAIN] = grain
+    ctl[CTL.NEXT] = 0
     Atomics.store(ctl, CTL.DONE, 0)
     Atomics.add(ctl, CTL.GEN, 1)
     Atomics.notify(ctl, CTL.GEN)
     let error: unknown
     if (main) {
-      const r1 = Math.floor(rows / threads)
       const a = args
       try {
-        if (r1 > 0) main(0, r1, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13])
+        for (let r0 = Atomics.add(ctl, CTL.NEXT, 1) * grain; r0 < rows; r0 = Atomics.add(ctl, CTL.NEXT, 1) * grain) {
+          main(r0, Math.min(rows, r0 + grain), a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13])
+        }
       } catch (e) {
         error = e
       }

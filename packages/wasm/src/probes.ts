@@ -1,6 +1,7 @@
 // The machine limits a benchmark figure is read against, measured on the kernels' own thread pool:
 //   stream   probe_stream_read over a buffer far larger than the caches: GB/s a mat-vec could stream
-//            (the wall for decode, which reads every weight once per token)
+//            (the wall for decode, which reads every weight once per token); since session 11 it reads a
+//            page ahead as the decode tiles do (quant.ts read_ahead), 4-7 % above the plain read
 //   madd     probe_madd, 12 independent f32x4 mul + add chains: GFLOP/s of multiply-add (the wall for
 //            prefill's matmuls)
 // benchmarks/probes.bench.mjs measures the same with benchmark.js; `refgpt bench` and

@@ -1,7 +1,7 @@
 // The loop every pool worker runs, whatever the host (worker.ts: a Node worker thread; worker.browser.ts:
 // a Web Worker): it instantiates the kernel module on every memory of the core, then waits on the control
-// block for split-kernel calls (see pool.ts) and computes slice `index` of each: rows
-// [floor(rows * index / threads), floor(rows * (index + 1) / threads)).
+// block for split-kernel calls (see pool.ts) and takes chunks of each (GRAIN rows, claimed from the NEXT
+// counter) until none is left.
 import { CTL, SPLIT_KERNELS, instantiateKernels, type WasmMemoryObject, type WasmModule } from './core.js'
 
 /** What a worker is started with. */
@@ -50,7 +50,7 @@ export class WorkerLoop {
    */
   serve(): 'exit' | 'sync' {
     const { ctl, a, init } = this
-    const { index, threads, spin } = init
+    const { spin } = init
     for (;;) {
       let g = Atomics.load(ctl, CTL.GEN)
       for (let spins = 0; g === this.seen; g = Atomics.load(ctl, CTL.GEN)) {
@@ -64,9 +64,10 @@ export class WorkerLoop {
       if (op === CTL.OP_EXIT) return 'exit'
       if (op === CTL.OP_SYNC) return 'sync'
       try {
-        const rows = ctl[CTL.ROWS]
-        const r0 = Math.floor((rows * index) / threads), r1 = Math.floor((rows * (index + 1)) / threads)
-        if (r1 > r0) this.fns[ctl[CTL.MEM]][op](r0, r1, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13])
+        const rows = ctl[CTL.ROWS], grain = ctl[CTL.GRAIN], f = this.fns[ctl[CTL.MEM]][op]
+        for (let r0 = Atomics.add(ctl, CTL.NEXT, 1) * grain; r0 < rows; r0 = Atomics.add(ctl, CTL.NEXT, 1) * grain) {
+          f(r0, Math.min(rows, r0 + grain), a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13])
+        }
       } catch (e) {
         this.fail(e)
       }
