@@ -110,16 +110,16 @@ function tile_dec_finite<W>(out: usize, x: usize, w: usize, scales: usize, b: us
   const w0 = wrow<W>(w, n, K, N), w1 = wrow<W>(w, n + 1, K, N), w2 = wrow<W>(w, n + 2, K, N), w3 = wrow<W>(w, n + 3, K, N)
   const rs = wstep<W>(n, K, N) // the same for the four rows (wtiles)
   const s0 = srow<W>(scales, n, K), s1 = srow<W>(scales, n + 1, K), s2 = srow<W>(scales, n + 2, K), s3 = srow<W>(scales, n + 3, K)
-  const grouped = wgroups<W>(K), KP = READ_EVERY / (4 * sizeof<W>()), wend = w + <usize>N * <usize>K * sizeof<W>()
+  const grouped = wgroups<W>(K), kPage = READ_EVERY / (4 * sizeof<W>()), wend = w + <usize>N * <usize>K * sizeof<W>()
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, m = a0
   for (let kb = 0; kb < K4; kb += BK) {
     const ke = min(kb + BK, K4)
     const c0 = wscale4<W>(s0, kb), c1 = wscale4<W>(s1, kb), c2 = wscale4<W>(s2, kb), c3 = wscale4<W>(s3, kb)
     let k = kb
     while (k + 8 <= ke) {
-      // row groups: one stream (4 rows x KP values = READ_EVERY bytes) between two reads ahead (quant.ts)
+      // row groups: one stream (4 rows x kPage values = READ_EVERY bytes) between two reads ahead (quant.ts)
       let kc = ke
-      if (grouped) { read_ahead(w0 + wat<W>(k, rs), wend); kc = min(ke, k + KP) }
+      if (grouped) { read_ahead(w0 + wat<W>(k, rs), wend); kc = min(ke, k + kPage) }
       for (; k + 8 <= kc; k += 8) {
         const xo = xp + (<usize>k << 2)
         const v0 = v128.load(xo), v1 = v128.load(xo, 16)
