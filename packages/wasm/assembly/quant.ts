@@ -33,9 +33,9 @@ const TWO_POW_112: f32 = 5.192296858534828e33
  * checks each f16 weight once at load and passes matmul_f16 `finite` for the weights without any.
  */
 export function f16_nonfinite(p: usize, n: i32): i32 {
-  let i = 0, m = f32x4.splat(0)
-  for (; i + 8 <= n; i += 8) m = v128.or(m, i16x8.ge_u(i16x8.shl(v128.load(p + (<usize>i << 1)), 1), i16x8.splat(<i16>0xf800)))
-  if (v128.any_true(m)) return 1
+  let i = 0, m = i16x8.splat(0)
+  for (; i + 8 <= n; i += 8) m = det16<u16>(m, v128.load(p + (<usize>i << 1))) // the tiles' own inf / NaN watch
+  if (det16_hit(m)) return 1
   for (; i < n; i++) if (((<u32>load<u16>(p + (<usize>i << 1)) << 1) & 0xffff) >= 0xf800) return 1
   return 0
 }
