@@ -4,12 +4,16 @@
 //
 //   node benchmarks/kernels.bench.mjs [--quick] [--threads N] [--json] [--hot]
 //                                     [--filter REGEX] [--max-time S] [--min-samples N]
+//                                     [--shapes KxN,...] [--cold-mib M]
 //
 //   --quick         short runs (the whole file in about 1.5 minutes on a 2-core machine)
 //   --threads N     pool size for the pool rows (default 2; 1 drops the pool rows)
 //   --json          one JSON line per measurement on stdout; the human table goes to stderr
 //   --hot           matvec / attention-decode operands stay cache-resident (default: cold, see below)
 //   --filter REGEX  only the suites whose name matches (e.g. 'matvec', 'prefill_f32|attention')
+//   --shapes LIST   the matvec suites' shapes instead of the real ones, e.g. 2048x1024 (K x N); with --hot
+//                   and one thread, a weight that fits in L2 gives a kernel's compute ceiling
+//   --cold-mib M    the cold operands rotate over at least M MiB (default 128)
 //
 // Timing: benchmark.js (maxTime / minSamples / minTime per benchmark); we quote the MEDIAN of its
 // per-sample seconds-per-call (stats.sample), with its relative margin of error (rme).
@@ -17,7 +21,7 @@
 // Cold operands: in a real decode step every weight matrix (and every layer's KV cache) is read once
 // and is not in cache the next time it is used. The matvec and attention-decode cases therefore
 // rotate over identical copies of their weights / KV cache so that one round touches at least
-// COLD_BYTES (128 MiB, 4x the L3 of the reference machine); --hot uses one copy.
+// COLD_BYTES (128 MiB by default, 4x the L3 of the reference machine; --cold-mib); --hot uses one copy.
 //
 // After each suite the outputs are cross-checked: SIMD vs naive (relative tolerance), and pool vs
 // single thread (bitwise: the kernels promise thread-count-independent results). A failure is
@@ -33,7 +37,7 @@ import { busyLine, cpuMark, fmtShare, median, moduleLine, othersShare } from './
 // --- options -------------------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const o = { quick: false, threads: 2, json: false, hot: false, filter: null, maxTime: null, minSamples: null }
+  const o = { quick: false, threads: 2, json: false, hot: false, filter: null, maxTime: null, minSamples: null, shapes: null, coldMiB: 128 }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const val = () => {
@@ -48,6 +52,17 @@ function parseArgs(argv) {
     else if (a === '--filter') o.filter = new RegExp(val())
     else if (a === '--max-time') o.maxTime = Number(val())
     else if (a === '--min-samples') o.minSamples = Number(val())
+    else if (a === '--shapes') {
+      const v = val()
+      o.shapes = v.split(',').map((kn) => {
+        const m = /^(\d+)x(\d+)$/.exec(kn.trim())
+        if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) usage(`--shapes: expected K x N pairs such as 2048x1024, found ${JSON.stringify(kn)}`)
+        return [Number(m[1]), Number(m[2])]
+      })
+    } else if (a === '--cold-mib') {
+      o.coldMiB = Number(val())
+      if (!Number.isInteger(o.coldMiB) || o.coldMiB < 1 || o.coldMiB > 2048) usage('--cold-mib must be an integer in [1, 2048]')
+    }
     else if (a === '--help' || a === '-h') usage()
     else usage(`unknown argument ${a}`)
   }
@@ -55,7 +70,7 @@ function parseArgs(argv) {
   return o
 }
 function usage(err) {
-  const text = 'usage: node benchmarks/kernels.bench.mjs [--quick] [--threads N] [--json] [--hot] [--filter REGEX] [--max-time S] [--min-samples N]'
+  const text = 'usage: node benchmarks/kernels.bench.mjs [--quick] [--threads N] [--json] [--hot] [--filter REGEX] [--max-time S] [--min-samples N] [--shapes KxN,...] [--cold-mib M]'
   if (err) {
     process.stderr.write(`kernels.bench: ${err}\n${text}\n`)
     process.exit(2)
@@ -73,7 +88,7 @@ const PROFILE = opt.quick
 const SLOW = opt.quick ? { minSamples: 2 } : { minSamples: 5 }
 if (opt.maxTime != null) PROFILE.maxTime = opt.maxTime
 if (opt.minSamples != null) PROFILE.minSamples = SLOW.minSamples = opt.minSamples
-const COLD_BYTES = 128 * 2 ** 20
+const COLD_BYTES = opt.coldMiB * 2 ** 20
 const out = opt.json ? process.stderr : process.stdout // the human-readable side
 const say = (s = '') => out.write(s + '\n')
 
@@ -369,7 +384,7 @@ function precheck(name, mem, n, input, runNaive, runSimd, tol) {
 
 // --- suites --------------------------------------------------------------------------------------
 
-const MATVEC_SHAPES = [[768, 768], [2048, 2048], [2048, 8192], [8192, 2048], [4096, 16384], [16384, 4096]] // (K, N)
+const MATVEC_SHAPES = opt.shapes ?? [[768, 768], [2048, 2048], [2048, 8192], [8192, 2048], [4096, 16384], [16384, 4096]] // (K, N)
 const PREFILL_SHAPES = [[768, 3072], [2048, 2048], [2048, 8192]]
 const PREFILL_ONE_SHAPE = [[2048, 8192]] // bf16 / f16 / q8
 

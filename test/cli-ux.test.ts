@@ -374,4 +374,35 @@ test('colour: on a terminal only; NO_COLOR (non-empty) or FORCE_COLOR=0 turn it 
   assert.is(pty({ NO_COLOR: '1' }), `refgpt: error: ${msg}`)
 })
 
+test('bench --profile: every split-kernel call of the decode timed by kernel and shape; the parts add up; bad uses are one-line errors', () => {
+  const r = run(['bench', '--shape', 'gpt2', '--layers', '1', '--prompt-tokens', '4', '--new-tokens', '3', '--no-rows', '--no-probe', '--profile', '--json'])
+  assert.is(r.code, 0, r.stderr)
+  const p = JSON.parse(r.stdout).profile
+  assert.is(p.tokens, 3)
+  // GPT-2 with one layer decodes through these matmuls (c_attn placed as q, k, v; f32 in row groups), each a
+  // fixed number of times a token: what the model computes, not what the profiler echoes
+  const mm = p.rows.filter((x: { kernel: string }) => x.kernel.startsWith('matmul_'))
+  const shapes = mm.map((x: { k: number; rows: number; calls_per_token: number }) => `${x.k}x${x.rows}:${x.calls_per_token}`).sort()
+  assert.equal(shapes, ['3072x768:1', '768x3072:1', '768x50257:1', '768x768:4'])
+  assert.ok(mm.every((x: { kernel: string }) => x.kernel === 'matmul_f32g'))
+  for (const x of mm) {
+    // GB/s = the weight's bytes (f32) times calls, over the time
+    const want = (x.k * x.rows * 4 * x.calls_per_token) / (x.ms_per_token * 1e6)
+    assert.ok(Math.abs(x.gb_per_s - want) <= 0.01 * want + 0.002, `${x.k}x${x.rows}: ${x.gb_per_s} GB/s, computed ${want}`)
+  }
+  // the rows and "other" make up the profiled time, to rounding
+  const sum = p.rows.reduce((s: number, x: { ms_per_token: number }) => s + x.ms_per_token, 0) + p.other_ms_per_token
+  assert.ok(Math.abs(sum - p.ms_per_token) <= 0.002 * (p.rows.length + 2), `${sum} vs ${p.ms_per_token}`)
+  assert.ok(p.other_ms_per_token >= 0 && p.rows.every((x: { ms_per_token: number }) => x.ms_per_token > 0))
+  // the table: one line per row after its header
+  const text = run(['bench', '--shape', 'gpt2', '--layers', '1', '--prompt-tokens', '4', '--new-tokens', '2', '--no-rows', '--no-probe', '--profile'])
+  assert.is(text.code, 0, text.stderr)
+  assert.match(text.stdout, /\nprofile {5}2 more decoded tokens, timed call by call: [\d.]+ ms a token\n/)
+  assert.match(text.stdout, /matmul_f32g +K=768 N=50257 +x1 +[\d.]+ ms +[\d.]+ % +[\d.]+ GB\/s\n/)
+  assert.match(text.stdout, /other +\(host, 1 thread\) +[\d.]+ ms/)
+  usage(['bench', '--shape', 'gpt2', '--profile', '--device', 'js'], "refgpt bench: --profile times the wasm device's kernel calls (found --device js); hint: leave --device out or pass --device wasm")
+  usage(['bench', '--shape', 'gpt2', '--profile', '--new-tokens', '0'], 'refgpt bench: --profile times decoded tokens (found --new-tokens 0); hint: pass --new-tokens 1 or more')
+  usage(['bench', '--shape', 'gpt2', '--profile', '--train'], 'refgpt bench: --profile does not apply to --train; hint: see `refgpt bench --help`')
+})
+
 test.run()

@@ -13,6 +13,7 @@ import {
   ConfigError,
   UsageError,
   collectTrace,
+  createJsDevice,
   generate,
   generateStream,
   inspectModel,
@@ -741,6 +742,44 @@ for (const name of MODELS) {
 sizes('gpt-neo-tiny bf16 checkpoint: default storage keeps bf16 bytes', () => {
   const info = inspectModel(modelDir('gpt-neo-tiny'), { variant: 'bf16' })
   assert.is(info.weightBytes, inspectModel(modelDir('gpt-neo-tiny'), { dtype: 'BF16' }).weightBytes)
+})
+sizes('a device that copies weights (weightCopies) gets every tensor in one reused host array, and the same model', async () => {
+  for (const dtype of ['BF16', 'Q8', undefined] as (Storage | undefined)[]) {
+    const logitsOf = async (copies: boolean) => {
+      const js = createJsDevice()
+      const seen: { buffer: ArrayBufferLike; n: number; rows: number }[] = []
+      const dev = new Proxy(js, {
+        get(t, k) {
+          if (k === 'weightCopies') return copies
+          const v = (t as unknown as Record<string | symbol, unknown>)[k]
+          if (k === 'weight') return (data: Float32Array, shape: number[], storage?: Storage) => {
+            seen.push({ buffer: data.buffer, n: data.length, rows: shape[0] })
+            return js.weight(data.slice(), shape, storage) // the js device keeps what it is given: a copy
+          }
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v
+        },
+      })
+      const model = await loadModel(modelDir('gpt-neo-tiny'), { device: dev, dtype })
+      const logits = await model.createSession().forward(Int32Array.from([5, 17, 2, 40]), 0)
+      const nVocab = model.arch.nVocab
+      await model.dispose()
+      return { logits: Float32Array.from(logits), seen, nVocab }
+    }
+    const fresh = await logitsOf(false), reused = await logitsOf(true)
+    assert.is(fresh.seen.length, reused.seen.length)
+    assert.ok(fresh.seen.length > 10)
+    // without weightCopies every tensor comes in its own array; with it, the vocabulary table (the embedding,
+    // also the LM head here) in its own, every other tensor in one array, new only when a tensor is larger than any before
+    assert.is(new Set(fresh.seen.map((x) => x.buffer)).size, fresh.seen.length, `${dtype}: fresh arrays`)
+    const vocab = reused.seen.filter((x) => x.rows === reused.nVocab), rest = reused.seen.filter((x) => x.rows !== reused.nVocab)
+    assert.is(vocab.length, 1)
+    let grows = 0, largest = 0
+    for (const { n } of rest) if (n > largest) grows++, largest = n
+    assert.is(new Set(rest.map((x) => x.buffer)).size, grows, `${dtype}: one array, grown ${grows} times`)
+    assert.ok(!rest.some((x) => x.buffer === vocab[0].buffer))
+    assert.ok(grows < reused.seen.length / 4)
+    assert.equal(reused.logits, fresh.logits, `${dtype}: the same logits`)
+  }
 })
 sizes.run()
 

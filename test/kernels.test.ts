@@ -7,6 +7,7 @@ import {
   type KernelExports, type SplitKernelName, type WasmCore, type WasmMemory,
 } from '@refgpt/wasm'
 import { groupedBlock, rng } from './helpers.js'
+import { f32ToBf16Array, f32ToF16Array } from '@refgpt/core'
 
 // --- helpers -------------------------------------------------------------------------------------
 
@@ -251,6 +252,57 @@ gemm('results are bitwise identical for any row split, thread count (1, 2, 3) an
     }
     mem.release(mark)
   }
+})
+
+gemm('store_half rounds f32 to f16 / bf16 bits as io/dtype.ts does, into the row groups, a chunk of rows at a time', () => {
+  const mem = core1.memories[0], k = core1.kernels(0), mark = mem.mark()
+  // hand-checked cases (bits in, [bf16, f16] out): ties to even, carries, overflow, subnormals, NaN payloads
+  const cases: [number, number, number][] = [
+    [0x3f808000, 0x3f80, 0x3c04], // 1 + 2^-8: bf16 tie, to even (down); f16 1 + 2^-8 is exact (0x3c04)
+    [0x3f818000, 0x3f82, 0x3c0c], // 1 + 3 * 2^-8: bf16 tie, to even (up)
+    [0x477fefff, 0x4780, 0x7bff], // just below 65520: f16 65504 (max), bf16 rounds up a binade
+    [0x477ff000, 0x4780, 0x7c00], // 65520: f16 overflows to inf
+    [0x7f7fffff, 0x7f80, 0x7c00], // f32 max: bf16 rounds to inf
+    [0x33000000, 0x3300, 0x0000], // 2^-25: half the smallest f16 subnormal, a tie: to even (0)
+    [0x33400000, 0x3340, 0x0001], // 1.5 * 2^-25: up to the smallest subnormal
+    [0x387fc000, 0x3880, 0x03ff], // 1023 * 2^-24: f16's largest subnormal, exact (bf16 rounds up)
+    [0x387fe000, 0x3880, 0x0400], // 1023.5 * 2^-24: a tie, to even: f16's smallest normal
+    [0x80000001, 0x8000, 0x8000], // -(smallest f32 subnormal)
+    [0x7fc00001, 0x7fc0, 0x7e00], // quiet NaN
+    [0xff800001, 0xffc0, 0xfe00], // signalling NaN, negative: quiet, sign kept
+    [0x7fa00000, 0x7fe0, 0x7f00], // NaN payload bits kept (top ones)
+    [0xff800000, 0xff80, 0xfc00], // -inf
+  ]
+  for (const [f16, col] of [[0, 1], [1, 2]] as const) {
+    const src = putBytes(mem, new Uint8Array(new Uint32Array(cases.map((c) => c[0])).buffer))
+    const dst = mem.alloc(2 * cases.length)
+    k.store_half(dst, src, cases.length, 1, 0, cases.length, f16) // K = 1: rows in order
+    assert.equal([...new Uint16Array(mem.buffer, dst, cases.length)], cases.map((c) => c[col]), f16 ? 'f16' : 'bf16')
+  }
+  // random bit patterns (every exponent, NaN / inf / subnormal included) and values near the ties, against
+  // f32ToF16Array / f32ToBf16Array + groupRows16, for the SIMD and the naive kernel, converted in two chunks
+  for (const [N, K] of [[4, 8], [7, 24], [5, 13], [9, 2048], [1, 5]]) {
+    const r = rng(N * K), u = new Uint32Array(N * K)
+    for (let i = 0; i < u.length; i++) {
+      const x = (r() * 2 ** 32) >>> 0
+      u[i] = r() < 0.5 ? x : (x & ~0xffff) | (r() < 0.5 ? 0x8000 : 0x1000 | (x & 0x1fff)) // ties and near-ties
+    }
+    for (let i = 0; i < cases.length && i < u.length; i++) u[i * 3 % u.length] = cases[i][0]
+    const data = new Float32Array(u.buffer)
+    for (const f16 of [0, 1]) {
+      const want = groupRows16(f16 ? f32ToF16Array(data) : f32ToBf16Array(data), N, K)
+      for (const fn of [k.store_half, k.store_half_naive]) {
+        const dst = mem.alloc(2 * N * K)
+        const cut = N >> 1
+        for (const [r0, r1] of [[0, cut], [cut, N]]) fn(dst, putBytes(mem, new Uint8Array(u.buffer, 4 * r0 * K, 4 * (r1 - r0) * K)), N, K, r0, r1, f16)
+        const got = new Uint16Array(mem.buffer, dst, N * K)
+        for (let i = 0; i < N * K; i++) {
+          if (got[i] !== want[i]) assert.unreachable(`${fn === k.store_half ? 'store_half' : 'store_half_naive'} ${f16 ? 'f16' : 'bf16'} N=${N} K=${K} at ${i}: 0x${got[i].toString(16)}, want 0x${want[i].toString(16)} (from f32 bits 0x${u[i].toString(16)})`)
+        }
+      }
+    }
+  }
+  mem.release(mark)
 })
 
 gemm('f16_nonfinite finds inf / NaN halves anywhere; matmul_f16 with finite = 1 equals the watched tiles bit for bit', () => {
@@ -874,7 +926,7 @@ pool('the module exports exactly the kernels of the ABI (typed in KernelExports)
   const names = Object.keys(core1.kernels(0)).sort()
   const expected = [
     ...['f32', 'f32g', 'f16', 'bf16', 'q8', 'q4'].flatMap((d) => [`matmul_${d}`, `matmul_${d}_naive`, `embed_${d}`, `embed_${d}_naive`]),
-    'group_rows_f32', 'f16_nonfinite', 'read_ahead_sink', 'quantize_q8', 'quantize_q4', 'quantize_act', 'quantize_act_naive', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'logprobs', 'logprobs_naive',
+    'group_rows_f32', 'f16_nonfinite', 'read_ahead_sink', 'store_half', 'store_half_naive', 'quantize_q8', 'quantize_q4', 'quantize_act', 'quantize_act_naive', 'layernorm', 'layernorm_naive', 'softmax', 'softmax_naive', 'logprobs', 'logprobs_naive',
     'attention', 'attention_naive', 'rotary', 'rotary_naive',
     ...['gelu_tanh', 'gelu_erf', 'relu', 'silu', 'quick_gelu', 'add'].flatMap((f) => [f, `${f}_naive`]),
     'probe_stream_read', 'probe_madd', 'touch_pages', 'heap_base',

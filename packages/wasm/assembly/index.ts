@@ -9,7 +9,7 @@ export {
 export { matmul_q8, matmul_q8_naive, matmul_q4, matmul_q4_naive } from './gemm_q8'
 // q8 / q4 weights have their own layout (quant.ts: K chunks of row groups): their quantizers and row gathers live there
 export {
-  group_rows_f32, f16_nonfinite, read_ahead_sink, quantize_q8, quantize_q4, quantize_act, quantize_act_naive, embed_q8, embed_q8_naive, embed_q4, embed_q4_naive,
+  group_rows_f32, f16_nonfinite, read_ahead_sink, store_half, store_half_naive, quantize_q8, quantize_q4, quantize_act, quantize_act_naive, embed_q8, embed_q8_naive, embed_q4, embed_q4_naive,
 } from './quant'
 export {
   embed_f32, embed_f32g, embed_f16, embed_bf16, embed_f32_naive, embed_f32g_naive, embed_f16_naive, embed_bf16_naive,

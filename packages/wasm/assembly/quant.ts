@@ -200,6 +200,104 @@ export function group_rows_f32(w: usize, N: i32, K: i32, tmp: usize, back: i32):
   return <f32>load<i8>(wp + <usize>k) * load<f32>(sp + ((<usize>k >> 5) << 2))
 }
 
+// --- f32 -> f16 / bf16 at load (store_half) ---------------------------------------------------------
+//
+// A weight given in f32 and stored as f16 / bf16 is rounded here, a few rows at a time, straight into the
+// row groups above: the same bits as the host's f32ToF16Array / f32ToBf16Array (packages/core io/dtype.ts),
+// which this replaces on the wasm device's load path (about 9 ns a value in JS; BENCHMARKS.md "Session 12").
+// Both round to nearest, ties to even; a NaN stays a quiet NaN with its sign and top payload bits; f16: a
+// value beyond its range becomes +-inf, below half its smallest subnormal +-0.
+
+/** bf16 bits of the f32 with bits `b` (as f32BitsToBf16Bits). */
+// @ts-ignore: decorator
+@inline function f32_bf16(b: u32): u32 {
+  if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) | 0x40) & 0xffff
+  return (b + 0x7fff + ((b >>> 16) & 1)) >>> 16 // < 2^32 for every non-NaN b
+}
+
+/** value >> shift rounded to nearest, ties to even (1 <= shift <= 24). */
+// @ts-ignore: decorator
+@inline function round_shift(value: u32, shift: u32): u32 {
+  const kept = value >>> shift, rest = value & ((<u32>1 << shift) - 1), half = <u32>1 << (shift - 1)
+  return rest > half || (rest == half && (kept & 1) == 1) ? kept + 1 : kept
+}
+
+/** f16 bits of the f32 with bits `b` (as f32BitsToF16Bits). */
+function f32_f16(b: u32): u32 {
+  const sign = (b >>> 16) & 0x8000, exp = <i32>((b >>> 23) & 0xff), mant = b & 0x7fffff
+  if (exp == 0xff) return mant == 0 ? sign | 0x7c00 : sign | 0x7e00 | (mant >>> 13)
+  const he = exp - 112 // the exponent field as an f16 (bias 15)
+  if (he >= 0x1f) return sign | 0x7c00
+  if (he <= 0) { // subnormal or zero: the significand (with its leading 1) shifted to units of 2^-24
+    if (he < -10) return sign
+    return sign | round_shift(mant | 0x800000, <u32>(14 - he))
+  }
+  return sign | round_shift((<u32>he << 23) | mant, 13) // a carry out of the mantissa bumps the exponent
+}
+
+/** f32_bf16 on four lanes: i32 lanes holding the bf16 bits. */
+// @ts-ignore: decorator
+@inline function bf16x4(v: v128): v128 {
+  const r = i32x4.shr_u(i32x4.add(i32x4.add(v, i32x4.splat(0x7fff)), v128.and(i32x4.shr_u(v, 16), i32x4.splat(1))), 16)
+  const nan = i32x4.gt_s(v128.and(v, i32x4.splat(0x7fffffff)), i32x4.splat(0x7f800000))
+  return v128.bitselect(v128.or(i32x4.shr_u(v, 16), i32x4.splat(0x40)), r, nan)
+}
+
+/**
+ * f32_f16 on four lanes (i32 lanes holding the f16 bits), without branches: the normal range rounds as bf16x4
+ * does (13 bits dropped, the exponent rebased by adding (15 - 127) << 23); below f16's smallest normal the f32
+ * adder rounds: |x| + 0.5 keeps round-half-even(|x| * 2^24) in the low mantissa bits (0.5's ulp is 2^-24, the
+ * f16 subnormals' unit); from 65536 up inf, NaN quiet with its top payload bits; then the sign.
+ */
+// @ts-ignore: decorator
+@inline function f16x4(v: v128): v128 {
+  const a = v128.and(v, i32x4.splat(0x7fffffff))
+  const normal = i32x4.shr_u(i32x4.add(i32x4.add(a, i32x4.splat(0xc8000fff)), v128.and(i32x4.shr_u(a, 13), i32x4.splat(1))), 13)
+  const sub = i32x4.sub(f32x4.add(a, f32x4.splat(0.5)), i32x4.splat(0x3f000000))
+  let r = v128.bitselect(sub, normal, i32x4.lt_s(a, i32x4.splat(0x38800000)))
+  r = v128.bitselect(i32x4.splat(0x7c00), r, i32x4.ge_s(a, i32x4.splat(0x47800000)))
+  r = v128.bitselect(v128.or(i32x4.splat(0x7e00), i32x4.shr_u(v128.and(a, i32x4.splat(0x7fffff)), 13)), r, i32x4.gt_s(a, i32x4.splat(0x7f800000)))
+  return v128.or(r, v128.and(i32x4.shr_u(v, 16), i32x4.splat(0x8000)))
+}
+
+/**
+ * store_half: rows [r0, r1) of a weight f32 [N, K] (src: those rows, [r1 - r0, K]) -> their f16 (f16 != 0) or
+ * bf16 bits in the weight at dst [N, K], in the kernels' row groups (wrow / wat), 8 values at a time in SIMD
+ * (a row's last K % 8 one at a time).
+ */
+export function store_half(dst: usize, src: usize, N: i32, K: i32, r0: i32, r1: i32, f16: i32): void {
+  for (let n = r0; n < r1; n++) {
+    const row = src + ((<usize>(n - r0) * <usize>K) << 2), wr = wrow<u16>(dst, n, K, N), rs = wstep<u16>(n, K, N)
+    let k = 0
+    if (f16) {
+      for (; k + 8 <= K; k += 8) {
+        const p = row + (<usize>k << 2)
+        v128.store(wr + wat<u16>(k, rs), i16x8.narrow_i32x4_u(f16x4(v128.load(p)), f16x4(v128.load(p, 16)))) // lanes <= 0xffff: exact
+      }
+    } else {
+      for (; k + 8 <= K; k += 8) {
+        const p = row + (<usize>k << 2)
+        v128.store(wr + wat<u16>(k, rs), i16x8.narrow_i32x4_u(bf16x4(v128.load(p)), bf16x4(v128.load(p, 16))))
+      }
+    }
+    for (; k < K; k++) {
+      const b = load<u32>(row + (<usize>k << 2))
+      store<u16>(wr + wat<u16>(k, rs), <u16>(f16 ? f32_f16(b) : f32_bf16(b)))
+    }
+  }
+}
+
+/** store_half one value at a time (the reference for the SIMD paths). */
+export function store_half_naive(dst: usize, src: usize, N: i32, K: i32, r0: i32, r1: i32, f16: i32): void {
+  for (let n = r0; n < r1; n++) {
+    const row = src + ((<usize>(n - r0) * <usize>K) << 2), wr = wrow<u16>(dst, n, K, N), rs = wstep<u16>(n, K, N)
+    for (let k = 0; k < K; k++) {
+      const b = load<u32>(row + (<usize>k << 2))
+      store<u16>(wr + wat<u16>(k, rs), <u16>(f16 ? f32_f16(b) : f32_bf16(b)))
+    }
+  }
+}
+
 // --- fast widening for the register-tiled matmul loops --------------------------------------------
 // These give the same values as wload4 / f16x4_to_f32x4 for every finite input. The f16 variant
 // ("fast") does not handle inf / NaN: loops that use it also track det16 over the raw halves and

@@ -94,6 +94,12 @@ export interface KernelExports {
   /** The XOR of what the decode tiles' reads ahead loaded (quant.ts read_ahead): exported only so that those loads stay in the code. */
   read_ahead_sink(): number
   quantize_q8(wq: number, scales: number, src: number, N: number, K: number, r0: number, r1: number): void
+  /**
+   * Rows [r0, r1) of an f32 [N, K] weight (src: those rows) -> their f16 (f16 = 1) or bf16 (0) bits in the weight
+   * at dst, in the kernels' row groups (groupRows16's order); the bits of io/dtype.ts's f32ToF16Array / f32ToBf16Array.
+   */
+  store_half(dst: number, src: number, N: number, K: number, r0: number, r1: number, f16: number): void
+  store_half_naive(dst: number, src: number, N: number, K: number, r0: number, r1: number, f16: number): void
   /** Rows [r0, r1) of an f32 [N, K] weight -> u8 [N, Kp/2] (levels) + f32 scales [N, Kp/32], same layout: ggml's q4_0 rule with an f32 scale (quant.ts). */
   quantize_q4(w4: number, scales: number, src: number, N: number, K: number, r0: number, r1: number): void
   // embed.ts — out[t, :] (+)= table[ids[t], :]; ids: i32 [T]; accumulate: 0 | 1. A negative id is a

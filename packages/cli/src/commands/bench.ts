@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { AdamW, SHAPES, Trainer, UsageError, argmax, inspectModel, loadModel, loadRandomModel, maddPeak, probesInChild, shapeConfig, type Example, type Model, type ProbeFigures, type WasmDevice } from '@refgpt/core'
 import { intOption, parse } from '../args.js'
+import { attachProfiler, profileLines, summarize, type Profile } from './bench-profile.js'
 import { MODEL_OPTIONS, modelHelp, modelLabel, modelOptions, noLang, withLoadProgress } from './common.js'
 
 export const summary = 'measure load time, prefill and decode tokens/s, peak memory (random weights of a real shape, or --model)'
@@ -30,6 +31,10 @@ Options:
       --seed N              PRNG seed for the random weights and prompt (default 1234)
       --no-rows             skip the logProbs / every-row logits measurements
       --no-probe            skip the bandwidth / multiply-add probes
+      --profile             wasm device: decode --new-tokens more tokens timing every split-kernel call
+                            (matmuls, attention) on the main thread, and print the time per token by kernel
+                            and shape, each matmul's weight GB/s, and the rest (host work, 1-thread kernels);
+                            the decode figure above is measured without it
       --json                print one JSON object
 
 Training step (--train): F32 weights (random or --model, widened), a batch of --batch-size
@@ -58,6 +63,7 @@ export async function run(argv: string[]): Promise<void> {
     json: { type: 'boolean' },
     'no-rows': { type: 'boolean' },
     'no-probe': { type: 'boolean' },
+    profile: { type: 'boolean' },
     train: { type: 'boolean' },
     'batch-size': { type: 'string' },
     'max-length': { type: 'string' },
@@ -67,7 +73,7 @@ export async function run(argv: string[]): Promise<void> {
     throw new UsageError({ where: 'refgpt bench', what: 'give exactly one of --shape and --model', hint: `shapes: ${Object.keys(SHAPES).join(', ')}` })
   noLang('bench', v)
   const o = modelOptions('bench', v)
-  const trainOnly = ['batch-size', 'max-length', 'steps'], inferOnly = ['prompt-tokens', 'new-tokens', 'no-rows', 'no-probe']
+  const trainOnly = ['batch-size', 'max-length', 'steps'], inferOnly = ['prompt-tokens', 'new-tokens', 'no-rows', 'no-probe', 'profile']
   for (const name of v.train ? inferOnly : trainOnly) {
     if (v[name] !== undefined)
       throw new UsageError({ where: 'refgpt bench', what: `--${name} ${v.train ? 'does not apply to --train' : 'needs --train'}`, hint: 'see `refgpt bench --help`' })
@@ -77,7 +83,12 @@ export async function run(argv: string[]): Promise<void> {
   const newTokens = intOption('bench', 'new-tokens', v['new-tokens'] as string | undefined, 64, 0)
   const seed = intOption('bench', 'seed', v.seed as string | undefined, 1234)
   const layers = v.layers === undefined ? undefined : intOption('bench', 'layers', v.layers as string, 0, 1)
-  const ctx = promptTokens + newTokens
+  const profiling = v.profile === true
+  if (profiling && o.device !== 'wasm')
+    throw new UsageError({ where: 'refgpt bench', what: `--profile times the wasm device's kernel calls (found --device ${o.device})`, hint: 'leave --device out or pass --device wasm' })
+  if (profiling && newTokens === 0)
+    throw new UsageError({ where: 'refgpt bench', what: '--profile times decoded tokens (found --new-tokens 0)', hint: 'pass --new-tokens 1 or more' })
+  const ctx = promptTokens + newTokens * (profiling ? 2 : 1) // the profile decodes as many tokens again
   const load = { device: o.device, threads: o.threads, dtype: o.dtype, maxContext: ctx, maxBatchTokens: Math.min(promptTokens, 512), maxMemory: o.maxMemory, followSymlinks: o.followSymlinks, ortStatic: o.ortStatic }
 
   // the machine's limits before anything is loaded (wasm only: the probes run the wasm kernels)
@@ -90,7 +101,7 @@ export async function run(argv: string[]): Promise<void> {
     : loadModel(o.dir, { ...load, variant: o.variant, ...p }))
   const loadMs = performance.now() - t0
   if (ctx > model.arch.nPositions)
-    throw new UsageError({ where: 'refgpt bench', what: 'prompt + new tokens exceed the model context', expected: `at most ${model.arch.nPositions}`, found: String(ctx) })
+    throw new UsageError({ where: 'refgpt bench', what: `prompt + new tokens${profiling ? ' (twice with --profile)' : ''} exceed the model context`, expected: `at most ${model.arch.nPositions}`, found: String(ctx) })
 
   // prompt: seeded ids below the tokenizer's range
   let s = seed >>> 0
@@ -109,6 +120,22 @@ export async function run(argv: string[]): Promise<void> {
     logits = await session.forward(step, promptTokens + i)
   }
   const decodeMs = performance.now() - t2
+
+  // --profile: as many tokens again, every split-kernel call timed (the figures above stay unhooked)
+  let profile: Profile | null = null
+  if (profiling) {
+    const hook = attachProfiler((model.device as WasmDevice).core)
+    const t5 = performance.now()
+    try {
+      for (let i = 0; i < newTokens; i++) {
+        step[0] = argmax(logits)
+        logits = await session.forward(step, promptTokens + newTokens + i)
+      }
+    } finally {
+      hook.detach()
+    }
+    profile = summarize(hook.entries, newTokens, performance.now() - t5)
+  }
 
   // every row: log-probabilities of the next ids on the device (one per prompt row, as many rows as the prefill)
   let logprobsMs = NaN, logitsMs = NaN
@@ -152,6 +179,7 @@ export async function run(argv: string[]): Promise<void> {
     }),
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     probe: null as null | Record<string, number | null>,
+    ...(profile ? { profile } : {}),
   }
   await model.dispose()
   if (probing) {
@@ -185,6 +213,7 @@ export async function run(argv: string[]): Promise<void> {
       ]),
       `peak RSS    ${gib(result.peak_rss_bytes)}`,
       ...(result.probe ? [probeLine(result.probe)] : probing ? ['probes      failed (the child process did not report)'] : []),
+      ...(profile ? profileLines(profile) : []),
     ].join('\n') + '\n',
   )
 }

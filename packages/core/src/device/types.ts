@@ -83,6 +83,12 @@ export interface Device {
    */
   weight(data: Float32Array, shape: readonly number[], storage?: Storage): Buf
   /**
+   * True when weight() copies `data` and keeps no reference to it: a checkpoint reader then reads every
+   * tensor into one reused host array instead of a fresh one each (fresh pages cost more than the read
+   * itself on some machines: a first touch of new memory ran at 0.35 GB/s on the reference VM).
+   */
+  readonly weightCopies?: boolean
+  /**
    * Optional fast path for F32 weights: allocates the weight and lets `fill` write its elements in
    * place (a checkpoint reads straight from the file into device memory: one copy, no JS array).
    */

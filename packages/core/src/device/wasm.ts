@@ -22,11 +22,10 @@
 // kernel split over the threads: every thread reads the same quantized block.
 
 import {
-  WasmOutOfMemoryError, MAX_STAGED_ROWS, actBytes, allocGemmScratch, createWasmCore, gemmScratchBytes, groupRows16, type KernelExports, type SimdBuild, type SimdChoice,
+  WasmOutOfMemoryError, MAX_STAGED_ROWS, actBytes, allocGemmScratch, createWasmCore, gemmScratchBytes, type KernelExports, type SimdBuild, type SimdChoice,
   type SplitKernelName, type WasmCore, type WasmMemory,
 } from '@refgpt/wasm'
 import { ResourceError } from '../errors.js'
-import { f32ToBf16Array, f32ToF16Array } from '../io/dtype.js'
 import { Q8_BLOCK, q8Cols, storedValues } from './storage.js'
 import type { Activation, AttentionOptions, Buf, Device, Storage, TrainOps } from './types.js'
 
@@ -57,6 +56,9 @@ interface Stored {
 
 /** Token rows the quantized-activation scratch of a memory holds from the start (sessions' default maxT). */
 const ACT_ROWS = 64
+
+/** Bytes of the staging area a weight given in f32 passes through on its way to Q8 / Q4 / F16 / BF16 storage. */
+const STAGE_BYTES = 1 << 24
 
 export interface WasmDeviceOptions {
   /** Threads including the calling one (default: the number of cores). */
@@ -283,6 +285,7 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
     name: 'wasm',
     train,
     limits: { maxBufferBytes: opts.maxBufferBytes ?? Infinity },
+    weightCopies: true, // weight() copies (or rounds, or quantizes) what it is given into wasm memory
     core,
     threads: core.threads,
     simd: core.simd,
@@ -326,34 +329,51 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
         return b
       }
       const [rows, cols] = shape
+      // Q8 / Q4 / F16 / BF16: rounded or quantized in the kernels, a chunk of rows at a time through a staging
+      // area (the kernels place rows [r0, r1) where the layout of the whole weight puts them). The staging area
+      // is allocated before the weight, so that it lands where the last weight's was freed: its pages were
+      // touched then (a first touch of fresh wasm pages ran at 0.35 GB/s on the reference VM, and all of the
+      // copies landed on fresh pages when the weight came first: BENCHMARKS.md "Session 12").
+      // (4 rows when the memory has no room for 16 MiB: the planner counts weights, KV cache and activations,
+      // and the last two are not there yet while a model loads, so 4 rows always fit)
+      let stageBytes = Math.max(STAGE_BYTES, 16 * cols), tmp: number
+      try {
+        tmp = memAlloc(g, stageBytes)
+      } catch (e) {
+        if (!(e instanceof ResourceError)) throw e
+        tmp = memAlloc(g, (stageBytes = 16 * cols))
+      }
+      const chunk = Math.floor(stageBytes / 16 / cols) * 4 // rows a pass: a multiple of 4
+      const stage = (r0: number, r1: number) => f32(g).set(data.subarray(r0 * cols, r1 * cols), tmp / 4)
+      let b: Buf
       if (storage === 'Q8' || storage === 'Q4') {
-        // quantize in the kernel, a chunk of rows at a time through a scratch area that is freed after
-        // (the kernel places rows [r0, r1) where the layout of the whole weight puts them)
         actScratch(g, actBytes(ACT_ROWS, cols))
         const cp = q8Cols(cols)
         const rowBytes = storage === 'Q8' ? cp : cp / 2
-        const mem = mems[g].mem
-        const b = alloc(rows * rowBytes)
+        b = alloc(rows * rowBytes)
         prefault(b, rows * rowBytes)
         const s = memAlloc(g, 4 * rows * (cp / Q8_BLOCK))
-        const chunk = Math.max(4, Math.floor((1 << 20) / cols) * 4)
-        const tmp = memAlloc(g, 4 * chunk * cols)
         const quantize = storage === 'Q8' ? mems[g].k.quantize_q8 : mems[g].k.quantize_q4
         for (let r0 = 0; r0 < rows; r0 += chunk) {
           const r1 = Math.min(rows, r0 + chunk)
-          f32(g).set(data.subarray(r0 * cols, r1 * cols), tmp / 4)
+          stage(r0, r1)
           quantize(ptr(b), s, tmp, rows, cols, r0, r1)
         }
-        mem.free(tmp)
         stored.set(b as unknown as number, { storage, scales: s, rows })
-        return b
+      } else {
+        // f16 / bf16: store_half rounds as io/dtype.ts's f32ToF16Array / f32ToBf16Array do, into the row groups
+        const n = rows * cols
+        b = alloc(2 * n)
+        prefault(b, 2 * n)
+        for (let r0 = 0; r0 < rows; r0 += chunk) {
+          const r1 = Math.min(rows, r0 + chunk)
+          stage(r0, r1)
+          mems[g].k.store_half(ptr(b), tmp, rows, cols, r0, r1, storage === 'F16' ? 1 : 0)
+        }
+        const finite = storage === 'F16' && mems[g].k.f16_nonfinite(ptr(b), n) === 0
+        stored.set(b as unknown as number, { storage, scales: 0, rows, finite })
       }
-      const bits = storage === 'F16' ? f32ToF16Array(data) : f32ToBf16Array(data)
-      const b = alloc(2 * bits.length)
-      prefault(b, 2 * bits.length)
-      groupRows16(bits, rows, cols, new Uint16Array(mems[g].mem.buffer, ptr(b), bits.length)) // in the kernels' row groups
-      const finite = storage === 'F16' && mems[g].k.f16_nonfinite(ptr(b), bits.length) === 0
-      stored.set(b as unknown as number, { storage, scales: 0, rows, finite })
+      mems[g].mem.free(tmp)
       return b
     },
     weightF32(shape, fill) {

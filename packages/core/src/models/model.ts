@@ -516,6 +516,7 @@ async function place(o: Opened, dev: Device, opts: LoadOptions, sz: Sizes, plan:
     await prefetch([]) // drops what the last parts fetched
   }
   dev.placement?.use(0)
+  r.done()
   if (progress && reported !== total) progress(total, total) // a safety net: the dry run counted the same bytes, so the last tensor reported the total
   let maxPartRows = 0
   for (const w of allWeights(shared, layers))

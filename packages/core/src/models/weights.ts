@@ -83,6 +83,8 @@ export class WeightReader {
    */
   vocabRows = 0
   tiedHead = false
+  /** The host array tensors are read into when the device copies weights (Device.weightCopies); dropped by done(). */
+  private scratch: Float32Array | null = null
   /** Called after each tensor (or part of a fused one) is placed on the device, with `bytes` so far (not for dry runs). */
   onPlaced: ((bytes: number) => void) | null = null
 
@@ -127,7 +129,25 @@ export class WeightReader {
     this.used.add(name)
     this.largest = Math.max(this.largest, info.size)
     if (this.dryRun || !opts.conv1d) return { name, shape: layout, dtype: info.dtype }
-    return { name, shape: layout, dtype: info.dtype, data: transpose(this.ckpt.readF32(name), shape[0], shape[1]), conv1d: true }
+    return { name, shape: layout, dtype: info.dtype, data: transpose(this.readF32(name), shape[0], shape[1]), conv1d: true }
+  }
+
+  /**
+   * Tensor `name` as f32: in the reused scratch array when the device copies what weight() is given (its
+   * pages are touched once, not once per tensor), else in a new array the device may keep. The vocabulary
+   * tables (the embedding, the LM head: vocabRows rows), read once each and the largest, come in arrays of
+   * their own: a scratch of their size would stay on the host through the whole load.
+   */
+  private readF32(name: string): Float32Array {
+    const info = this.ckpt.tensors.get(name), n = info?.size
+    if (!this.dev?.weightCopies || n === undefined || (this.vocabRows > 0 && info?.shape[0] === this.vocabRows)) return this.ckpt.readF32(name)
+    if (!this.scratch || this.scratch.length < n) this.scratch = new Float32Array(n)
+    return this.ckpt.readF32(name, this.scratch.subarray(0, n))
+  }
+
+  /** The load is over: drops the scratch array (the largest tensor's size). */
+  done(): void {
+    this.scratch = null
   }
 
   /** Places a tensor on the device as the requested storage (or the dtype it had in the file). */
@@ -184,15 +204,16 @@ export class WeightReader {
     if (nParts === 1) {
       const buf = !t.data && storage === 'F32' && dev.weightF32
         ? dev.weightF32(t.shape, (dst) => this.ckpt.readF32(t.name, dst))
-        : dev.weight(t.data ?? this.ckpt.readF32(t.name), t.shape, storage)
+        : dev.weight(t.data ?? this.readF32(t.name), t.shape, storage)
       return { shape: t.shape, parts: [buf], rowStart }
     }
-    const data = t.data ?? this.ckpt.readF32(t.name)
+    const data = t.data ?? this.readF32(t.name)
     const cols = t.shape.length === 2 ? t.shape[1] : 1
     const parts = rowStart.slice(0, -1).map((r0, i) => {
       const r1 = rowStart[i + 1]
       const shape = t.shape.length === 2 ? [r1 - r0, cols] : [r1 - r0]
-      return dev.weight(data.slice(r0 * cols, r1 * cols), shape, storage)
+      const rows = dev.weightCopies ? data.subarray(r0 * cols, r1 * cols) : data.slice(r0 * cols, r1 * cols)
+      return dev.weight(rows, shape, storage)
     })
     return { shape: t.shape, parts, rowStart }
   }
