@@ -2,8 +2,9 @@
 // split-kernel call of the core (core.run: the matmuls, attention, logprobs ...) is timed on the main thread
 // — from the dispatch to the last worker's done, so a call's time includes the wait for the slowest thread —
 // and summed by kernel and shape. What is left of the decode time is "other": the host's work between
-// calls and the single-thread kernels (layer norms, activations, residual adds, the activations' q8
-// quantization, the embedding, the KV-cache writes).
+// calls, the single-thread kernels (layer norms, activations, residual adds, the activations' q8
+// quantization, the embedding, the KV-cache writes) and split kernels too small for the pool, which the
+// device runs on the calling thread without core.run (device/wasm.ts `split`: attention over a short context).
 //
 // A matmul's bandwidth is its weight bytes (N x K at the stored width; q8 / q4 with their f32 block
 // scales) over its time: the figure to hold beside the stream probe, kernel by kernel.

@@ -98,6 +98,8 @@ export async function createWebGpuDevice(opts: WebGpuDeviceOptions = {}): Promis
 class WebGpu implements WebGpuDevice {
   readonly name = 'webgpu'
   readonly limits: DeviceLimits
+  /** weight() uploads (a copy, rounded or quantized on the way) and keeps no reference to what it is given. */
+  readonly weightCopies = true
   readonly description: string
   private readonly bindingLimit: number
   private readonly pipelines = new Map<string, GpuComputePipeline>()
