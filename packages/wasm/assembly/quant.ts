@@ -260,6 +260,13 @@ function f32_f16(b: u32): u32 {
   return v128.or(r, v128.and(i32x4.shr_u(v, 16), i32x4.splat(0x8000)))
 }
 
+/** Eight f32 at p as f16 (f16 != 0) or bf16 bits, i16x8 (every lane <= 0xffff: the narrowing is exact). */
+// @ts-ignore: decorator
+@inline function half8(p: usize, f16: i32): v128 {
+  const a = v128.load(p), b = v128.load(p, 16)
+  return f16 ? i16x8.narrow_i32x4_u(f16x4(a), f16x4(b)) : i16x8.narrow_i32x4_u(bf16x4(a), bf16x4(b))
+}
+
 /**
  * store_half: rows [r0, r1) of a weight f32 [N, K] (src: those rows, [r1 - r0, K]) -> their f16 (f16 != 0) or
  * bf16 bits in the weight at dst [N, K], in the kernels' row groups (wrow / wat), 8 values at a time in SIMD
@@ -269,17 +276,7 @@ export function store_half(dst: usize, src: usize, N: i32, K: i32, r0: i32, r1: 
   for (let n = r0; n < r1; n++) {
     const row = src + ((<usize>(n - r0) * <usize>K) << 2), wr = wrow<u16>(dst, n, K, N), rs = wstep<u16>(n, K, N)
     let k = 0
-    if (f16) {
-      for (; k + 8 <= K; k += 8) {
-        const p = row + (<usize>k << 2)
-        v128.store(wr + wat<u16>(k, rs), i16x8.narrow_i32x4_u(f16x4(v128.load(p)), f16x4(v128.load(p, 16)))) // lanes <= 0xffff: exact
-      }
-    } else {
-      for (; k + 8 <= K; k += 8) {
-        const p = row + (<usize>k << 2)
-        v128.store(wr + wat<u16>(k, rs), i16x8.narrow_i32x4_u(bf16x4(v128.load(p)), bf16x4(v128.load(p, 16))))
-      }
-    }
+    for (; k + 8 <= K; k += 8) v128.store(wr + wat<u16>(k, rs), half8(row + (<usize>k << 2), f16))
     for (; k < K; k++) {
       const b = load<u32>(row + (<usize>k << 2))
       store<u16>(wr + wat<u16>(k, rs), <u16>(f16 ? f32_f16(b) : f32_bf16(b)))

@@ -6,20 +6,20 @@
 // quantization, the embedding, the KV-cache writes) and split kernels too small for the pool, which the
 // device runs on the calling thread without core.run (device/wasm.ts `split`: attention over a short context).
 //
-// A matmul's bandwidth is its weight bytes (N x K at the stored width; q8 / q4 with their f32 block
-// scales) over its time: the figure to hold beside the stream probe, kernel by kernel.
-import type { WasmDevice } from '@refgpt/core'
+// A matmul's bandwidth is its weight bytes (storageBytes of [N, K] in its storage: the count the model's
+// decodeBytesPerToken uses) over its time: the figure to hold beside the stream probe, kernel by kernel.
+import { storageBytes, type Storage, type WasmDevice } from '@refgpt/core'
 
 type Core = WasmDevice['core']
 
-/** Per matmul kernel: the argument slot of K (after the split range), and weight bytes per element. */
-const MATMULS: Record<string, { k: number; bytes: number }> = {
-  matmul_f32: { k: 5, bytes: 4 },
-  matmul_f32g: { k: 5, bytes: 4 },
-  matmul_f16: { k: 5, bytes: 2 },
-  matmul_bf16: { k: 5, bytes: 2 },
-  matmul_q8: { k: 6, bytes: 1 + 4 / 32 },
-  matmul_q4: { k: 6, bytes: 0.5 + 4 / 32 },
+/** Per matmul kernel: the argument slot of K (after the split range), and the storage it reads. */
+const MATMULS: Record<string, { k: number; storage: Storage }> = {
+  matmul_f32: { k: 5, storage: 'F32' },
+  matmul_f32g: { k: 5, storage: 'F32' },
+  matmul_f16: { k: 5, storage: 'F16' },
+  matmul_bf16: { k: 5, storage: 'BF16' },
+  matmul_q8: { k: 6, storage: 'Q8' },
+  matmul_q4: { k: 6, storage: 'Q4' },
 }
 
 interface Entry { kernel: string; k: number | null; rows: number; calls: number; ms: number }
@@ -77,7 +77,7 @@ export function summarize(entries: Entry[], tokens: number, decodeMs: number): P
   const rows = entries
     .map((e) => {
       const mm = MATMULS[e.kernel]
-      const bytes = mm && e.k !== null ? e.rows * e.k * mm.bytes * e.calls : null
+      const bytes = mm && e.k !== null ? storageBytes([e.rows, e.k], mm.storage) * e.calls : null
       return {
         kernel: e.kernel, k: e.k, rows: e.rows,
         calls_per_token: round(e.calls / tokens),

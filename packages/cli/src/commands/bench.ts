@@ -113,28 +113,29 @@ export async function run(argv: string[]): Promise<void> {
   let logits = await session.forward(prompt, 0)
   const prefillMs = performance.now() - t1
 
+  // greedy decode of newTokens tokens from position pos0; returns the milliseconds it took
   const step = new Int32Array(1)
-  const t2 = performance.now()
-  for (let i = 0; i < newTokens; i++) {
-    step[0] = argmax(logits)
-    logits = await session.forward(step, promptTokens + i)
+  const decode = async (pos0: number) => {
+    const t = performance.now()
+    for (let i = 0; i < newTokens; i++) {
+      step[0] = argmax(logits)
+      logits = await session.forward(step, pos0 + i)
+    }
+    return performance.now() - t
   }
-  const decodeMs = performance.now() - t2
+  const decodeMs = await decode(promptTokens)
 
   // --profile: as many tokens again, every split-kernel call timed (the figures above stay unhooked)
   let profile: Profile | null = null
   if (profiling) {
     const hook = attachProfiler((model.device as WasmDevice).core)
-    const t5 = performance.now()
+    let ms: number
     try {
-      for (let i = 0; i < newTokens; i++) {
-        step[0] = argmax(logits)
-        logits = await session.forward(step, promptTokens + newTokens + i)
-      }
+      ms = await decode(promptTokens + newTokens)
     } finally {
       hook.detach()
     }
-    profile = summarize(hook.entries, newTokens, performance.now() - t5)
+    profile = summarize(hook.entries, newTokens, ms)
   }
 
   // every row: log-probabilities of the next ids on the device (one per prompt row, as many rows as the prefill)

@@ -344,7 +344,14 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
         tmp = memAlloc(g, (stageBytes = 16 * cols))
       }
       const chunk = Math.floor(stageBytes / 16 / cols) * 4 // rows a pass: a multiple of 4
-      const stage = (r0: number, r1: number) => f32(g).set(data.subarray(r0 * cols, r1 * cols), tmp / 4)
+      /** Stages each chunk of rows and hands it to `kernel`. */
+      const pass = (kernel: (r0: number, r1: number) => void) => {
+        for (let r0 = 0; r0 < rows; r0 += chunk) {
+          const r1 = Math.min(rows, r0 + chunk)
+          f32(g).set(data.subarray(r0 * cols, r1 * cols), tmp / 4)
+          kernel(r0, r1)
+        }
+      }
       let b: Buf
       if (storage === 'Q8' || storage === 'Q4') {
         actScratch(g, actBytes(ACT_ROWS, cols))
@@ -354,22 +361,15 @@ export async function createWasmDevice(opts: WasmDeviceOptions = {}): Promise<Wa
         prefault(b, rows * rowBytes)
         const s = memAlloc(g, 4 * rows * (cp / Q8_BLOCK))
         const quantize = storage === 'Q8' ? mems[g].k.quantize_q8 : mems[g].k.quantize_q4
-        for (let r0 = 0; r0 < rows; r0 += chunk) {
-          const r1 = Math.min(rows, r0 + chunk)
-          stage(r0, r1)
-          quantize(ptr(b), s, tmp, rows, cols, r0, r1)
-        }
+        pass((r0, r1) => quantize(ptr(b), s, tmp, rows, cols, r0, r1))
         stored.set(b as unknown as number, { storage, scales: s, rows })
       } else {
         // f16 / bf16: store_half rounds as io/dtype.ts's f32ToF16Array / f32ToBf16Array do, into the row groups
         const n = rows * cols
         b = alloc(2 * n)
         prefault(b, 2 * n)
-        for (let r0 = 0; r0 < rows; r0 += chunk) {
-          const r1 = Math.min(rows, r0 + chunk)
-          stage(r0, r1)
-          mems[g].k.store_half(ptr(b), tmp, rows, cols, r0, r1, storage === 'F16' ? 1 : 0)
-        }
+        const f16 = storage === 'F16' ? 1 : 0
+        pass((r0, r1) => mems[g].k.store_half(ptr(b), tmp, rows, cols, r0, r1, f16))
         const finite = storage === 'F16' && mems[g].k.f16_nonfinite(ptr(b), n) === 0
         stored.set(b as unknown as number, { storage, scales: 0, rows, finite })
       }

@@ -139,10 +139,10 @@ export class WeightReader {
    * their own: a scratch of their size would stay on the host through the whole load.
    */
   private readF32(name: string): Float32Array {
-    const info = this.ckpt.tensors.get(name), n = info?.size
-    if (!this.dev?.weightCopies || n === undefined || (this.vocabRows > 0 && info?.shape[0] === this.vocabRows)) return this.ckpt.readF32(name)
-    if (!this.scratch || this.scratch.length < n) this.scratch = new Float32Array(n)
-    return this.ckpt.readF32(name, this.scratch.subarray(0, n))
+    const info = this.ckpt.tensors.get(name)
+    if (!info || !this.dev?.weightCopies || (this.vocabRows > 0 && info.shape[0] === this.vocabRows)) return this.ckpt.readF32(name)
+    if (!this.scratch || this.scratch.length < info.size) this.scratch = new Float32Array(info.size)
+    return this.ckpt.readF32(name, this.scratch.subarray(0, info.size))
   }
 
   /** The load is over: drops the scratch array (the largest tensor's size). */
