@@ -4,7 +4,7 @@
 //
 //   node benchmarks/kernels.bench.mjs [--quick] [--threads N] [--json] [--hot]
 //                                     [--filter REGEX] [--max-time S] [--min-samples N]
-//                                     [--shapes KxN,...] [--cold-mib M]
+//                                     [--shapes KxN,...] [--attention HxD@POS,...] [--cold-mib M]
 //
 //   --quick         short runs (the whole file in about 1.5 minutes on a 2-core machine)
 //   --threads N     pool size for the pool rows (default 2; 1 drops the pool rows)
@@ -13,6 +13,8 @@
 //   --filter REGEX  only the suites whose name matches (e.g. 'matvec', 'prefill_f32|attention')
 //   --shapes LIST   the matvec suites' shapes instead of the real ones, e.g. 2048x1024 (K x N); with --hot
 //                   and one thread, a weight that fits in L2 gives a kernel's compute ceiling
+//   --attention L   the attention suite's decode cases instead of 16x128@1024: heads x head size @ position
+//                   (e.g. 12x64@930, GPT-2 at 931 keys); the prefill case keeps the default shape
 //   --cold-mib M    the cold operands rotate over at least M MiB (default 128)
 //
 // Timing: benchmark.js (maxTime / minSamples / minTime per benchmark); we quote the MEDIAN of its
@@ -37,7 +39,7 @@ import { busyLine, cpuMark, fmtShare, median, moduleLine, othersShare } from './
 // --- options -------------------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const o = { quick: false, threads: 2, json: false, hot: false, filter: null, maxTime: null, minSamples: null, shapes: null, coldMiB: 128 }
+  const o = { quick: false, threads: 2, json: false, hot: false, filter: null, maxTime: null, minSamples: null, shapes: null, attention: null, coldMiB: 128 }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const val = () => {
@@ -59,6 +61,14 @@ function parseArgs(argv) {
         if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) usage(`--shapes: expected K x N pairs such as 2048x1024, found ${JSON.stringify(kn)}`)
         return [Number(m[1]), Number(m[2])]
       })
+    } else if (a === '--attention') {
+      const v = val()
+      o.attention = v.split(',').map((s) => {
+        const m = /^(\d+)x(\d+)@(\d+)$/.exec(s.trim())
+        const [H, D, pos] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : []
+        if (!m || H < 1 || D < 1 || H * D > 16384 || pos > 8192) usage(`--attention: expected heads x head size @ position such as 12x64@930 (H*D <= 16384, position <= 8192), found ${JSON.stringify(s)}`)
+        return [H, D, pos]
+      })
     } else if (a === '--cold-mib') {
       o.coldMiB = Number(val())
       if (!Number.isInteger(o.coldMiB) || o.coldMiB < 1 || o.coldMiB > 2048) usage('--cold-mib must be an integer in [1, 2048]')
@@ -70,7 +80,7 @@ function parseArgs(argv) {
   return o
 }
 function usage(err) {
-  const text = 'usage: node benchmarks/kernels.bench.mjs [--quick] [--threads N] [--json] [--hot] [--filter REGEX] [--max-time S] [--min-samples N] [--shapes KxN,...] [--cold-mib M]'
+  const text = 'usage: node benchmarks/kernels.bench.mjs [--quick] [--threads N] [--json] [--hot] [--filter REGEX] [--max-time S] [--min-samples N] [--shapes KxN,...] [--attention HxD@POS,...] [--cold-mib M]'
   if (err) {
     process.stderr.write(`kernels.bench: ${err}\n${text}\n`)
     process.exit(2)
@@ -464,9 +474,10 @@ function matmulCases(mem, core, dtype, shapes, T, cold) {
 }
 
 function attentionCases(mem, core) {
-  const H = 16, D = 128, C = H * D
   const cases = []
-  for (const [T, pos0, label] of [[1, 1024, 'decode'], [PREFILL_T, 0, 'prefill']]) {
+  const decode = (opt.attention ?? [[16, 128, 1024]]).map(([H, D, pos]) => [H, D, 1, pos, 'decode'])
+  for (const [H, D, T, pos0, label] of [...decode, [16, 128, PREFILL_T, 0, 'prefill']]) {
+    const C = H * D
     const nKeys = pos0 + T
     const kvBytes = 2 * nKeys * C * 4
     const copies = T === 1 ? coldCopies(kvBytes) : 1

@@ -10,6 +10,13 @@
 // Every score / output element is computed by the same instruction sequence wherever it falls
 // (4-key groups or single keys; 16-wide or 4-wide or scalar d chunks are per-element sequential
 // in j), so results are independent of the head split.
+//
+// Decode (T = 1) over a cold cache reads it at 13-15 GB/s a thread, about half its rate in cache. Measured
+// and dropped (BENCHMARKS.md "Session 13"): a cache-rows-outer decode loop (the pool's one-head chunks read
+// the rows a head at a time anyway; end to end x0.90), a head-major cache (one head's contiguous keys read
+// no faster than the strided ones), reads ahead (x1.0 a load a row, x0.65-0.8 every line of a row), and a
+// weighted_sum with the value rows outer and the output in L1 (prefill attention x1.3-1.4 in the kernel
+// benchmark, but no change end to end and GPT-2's decode attention 3.20 -> 3.49 ms a token).
 import { hsum } from './gemm'
 import { expf1, expsub_sum, divide, rowmax } from './softmax'
 
